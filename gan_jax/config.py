@@ -1,0 +1,116 @@
+"""The run configuration: every field, its meaning, and its checks.
+
+Experiment files in `experiments/` start from `base_config()` and change what they need;
+`validate(config)` checks a finished config before anything is built, so that a bad value
+fails in one line that names the field and a valid choice.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The full config with defaults: a DCGAN-28 on MNIST with the non-saturating loss.
+
+  Returns:
+    A locked `ConfigDict` (unknown keys cannot be added by mistake; use `unlocked()`).
+  """
+  c = ml_collections.ConfigDict()
+  c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28) or 'dcgan' (power-of-two sizes, 32, 64, ...).
+  c.model.latent_dim = 100         # Size of z ~ N(0, I).
+  c.model.g_width = 64             # DCGAN generator width (channels of its last hidden layer).
+  c.model.d_width = 64             # DCGAN discriminator width (channels of its first layer).
+  c.model.hidden = (256, 256)      # MLP hidden layer widths (MLP only).
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
+  c.data.split = 'train'           # TFDS split, slicing allowed ('train[:10%]').
+  c.data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: $TFDS_DATA_DIR, else TFDS's default.
+  c.data.image_size = 28           # Images are resized to image_size x image_size if stored otherwise.
+  c.data.channels = 1              # 1 (grayscale) or 3 (RGB); converted if the dataset differs.
+  c.data.cache = True              # Keep decoded images in memory after the first pass.
+  c.data.shuffle_buffer = config_dict.placeholder(int)  # None: the whole dataset (a full shuffle).
+  c.data.download = False          # Let TFDS download a missing dataset (needs internet).
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 5000             # Train steps (one step = n_critic D updates + one G update).
+  c.train.batch_size = 64          # Global batch size (images per D update), split over all devices.
+  c.train.n_critic = 1             # D updates per G update (Arjovsky et al. 2017 use 5 for WGAN).
+  c.train.loss = 'non_saturating'  # 'non_saturating' or 'minimax' (Goodfellow et al. 2014).
+  c.train.g_lr = 2e-4              # Generator Adam learning rate (Radford et al. 2016).
+  c.train.d_lr = 2e-4              # Discriminator Adam learning rate (TTUR when != g_lr).
+  c.train.b1 = 0.5                 # Adam beta1 (Radford et al. 2016).
+  c.train.b2 = 0.999               # Adam beta2.
+  c.train.ema_decay = 0.999        # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
+
+  c.log_every = 50                 # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
+  c.sample_every = 500             # Steps between PNG sample grids (and one at the end).
+  c.checkpoint_every = 1000        # Steps between Orbax checkpoints (and one at the end).
+  c.keep_checkpoints = 3           # How many latest checkpoints to keep.
+  c.num_samples = 64               # Images in each sample grid (from one fixed latent batch).
+  c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
+  c.lock()
+  return c
+
+
+class ConfigError(ValueError):
+  """A config field has an invalid value; the message names the field and a valid choice."""
+
+
+def _err(field: str, value: Any, need: str) -> ConfigError:
+  return ConfigError(f'{field}={value!r} is invalid: {need}.')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks a full config; raises a one-line ValueError naming the field and a valid choice.
+
+  Args:
+    config: a config with the `base_config()` layout.
+
+  Raises:
+    ConfigError: (a ValueError) for the first invalid field found.
+  """
+  from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import MODELS  # pylint: disable=g-import-not-at-top
+
+  t, d, m = config.train, config.data, config.model
+  if m.name not in MODELS:
+    raise _err('model.name', m.name, f'choose one of {sorted(MODELS)}')
+  if t.loss not in LOSSES:
+    raise _err('train.loss', t.loss, f'choose one of {sorted(LOSSES)}')
+  for field, value in (('model.latent_dim', m.latent_dim), ('model.g_width', m.g_width),
+                       ('model.d_width', m.d_width), ('train.steps', t.steps),
+                       ('train.batch_size', t.batch_size), ('train.n_critic', t.n_critic),
+                       ('data.image_size', d.image_size), ('log_every', config.log_every),
+                       ('sample_every', config.sample_every),
+                       ('checkpoint_every', config.checkpoint_every),
+                       ('keep_checkpoints', config.keep_checkpoints),
+                       ('num_samples', config.num_samples)):
+    if value <= 0:
+      raise _err(field, value, 'must be a positive integer')
+  for field, value in (('train.g_lr', t.g_lr), ('train.d_lr', t.d_lr)):
+    if not value > 0:
+      raise _err(field, value, 'must be a positive learning rate, e.g. 2e-4')
+  for field, value in (('train.b1', t.b1), ('train.b2', t.b2)):
+    if not 0 <= value < 1:
+      raise _err(field, value, 'must be in [0, 1)')
+  if not 0 <= t.ema_decay < 1:
+    raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
+  if d.channels not in (1, 3):
+    raise _err('data.channels', d.channels, 'must be 1 (grayscale) or 3 (RGB)')
+  if m.name == 'dcgan28' and d.image_size != 28:
+    raise _err('data.image_size', d.image_size, 'model "dcgan28" needs 28; use model.name=dcgan '
+               'for power-of-two sizes')
+  if m.name == 'dcgan' and (d.image_size < 8 or d.image_size & (d.image_size - 1)):
+    raise _err('data.image_size', d.image_size, 'model "dcgan" needs a power of two >= 8, e.g. 32')
+  if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):
+    raise _err('data.data_dir', d.data_dir, 'no such folder; point it at a TFDS data dir '
+               '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR')

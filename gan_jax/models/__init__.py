@@ -1,0 +1,66 @@
+"""Generator and discriminator registry.
+
+`build_models(model_config, image_shape, seed)` returns a `(G, D)` pair of Flax NNX modules;
+the training code turns them into pure functions with `nnx.split` / `nnx.merge`
+(see `gan_jax.state`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flax import nnx
+
+from gan_jax.models.dcgan import (DCGAN28Discriminator, DCGAN28Generator, DCGANDiscriminator,
+                                  DCGANGenerator)
+from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
+
+
+def _mlp(cfg, shape, rngs):
+  hidden = tuple(cfg.get('hidden', (256, 256)))
+  return (MLPGenerator(shape, cfg.latent_dim, hidden, rngs=rngs),
+          MLPDiscriminator(shape, hidden, rngs=rngs))
+
+
+def _dcgan28(cfg, shape, rngs):
+  return (DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
+          DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs))
+
+
+def _dcgan(cfg, shape, rngs):
+  return (DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
+          DCGANDiscriminator(shape, cfg.d_width, rngs=rngs))
+
+
+MODELS: dict[str, Callable[[Any, tuple[int, int, int], nnx.Rngs], tuple[nnx.Module, nnx.Module]]] = {
+    'mlp': _mlp,
+    'dcgan28': _dcgan28,
+    'dcgan': _dcgan,
+}
+
+
+def build_models(model_config: Any, image_shape: tuple[int, int, int],
+                 seed: int) -> tuple[nnx.Module, nnx.Module]:
+  """Builds the generator and discriminator named by `model_config.name`.
+
+  Args:
+    model_config: the config's `model` block: `name` (one of `MODELS`), `latent_dim`, and
+      for DCGANs `g_width` / `d_width` (for MLPs an optional `hidden` tuple).
+    image_shape: (H, W, C) of the training images.
+    seed: integer seed of the parameter initialisation.
+
+  Returns:
+    `(generator, discriminator)`, NNX modules with freshly initialised parameters.
+
+  Raises:
+    ValueError: for an unknown model name (listing the valid ones) or an image shape the
+      architecture cannot produce.
+  """
+  if model_config.name not in MODELS:
+    raise ValueError(f'model.name={model_config.name!r} is not a known model; choose one of '
+                     f'{sorted(MODELS)}.')
+  return MODELS[model_config.name](model_config, tuple(image_shape), nnx.Rngs(params=seed))
+
+
+__all__ = ['MODELS', 'build_models', 'MLPGenerator', 'MLPDiscriminator', 'DCGAN28Generator',
+           'DCGAN28Discriminator', 'DCGANGenerator', 'DCGANDiscriminator']

@@ -1,0 +1,200 @@
+"""DCGAN generators and discriminators (Radford et al. 2016).
+
+Two families:
+
+* `DCGAN28Generator` / `DCGAN28Discriminator`: the 28x28 MNIST DCGAN of the seed tutorials.
+  G: Dense -> 7x7x(2w), BN, ReLU, ConvTranspose -> 14x14xw, BN, ReLU, ConvTranspose ->
+  28x28xC, tanh. D: Conv w stride 2 -> Conv 2w stride 2 (LeakyReLU 0.2) -> Dense 1.
+  w = `width` = 64 by default.
+* `DCGANGenerator` / `DCGANDiscriminator`: Radford et al. 2016, section 3 and figure 1, for
+  square images of any power-of-two resolution >= 8 (32x32 for CIFAR-10, 64x64 for LSUN /
+  CelebA). G projects z to 4x4x(w * 2^(n-1)) and doubles the resolution n = log2(res / 4)
+  times with stride-2 4x4 transposed convolutions, halving the channels, BN + ReLU between,
+  tanh at the end. D mirrors it with stride-2 4x4 convolutions, BN on all but the first
+  layer, LeakyReLU 0.2, and a dense logit.
+
+All weights start from N(0, 0.02) as in Radford et al. 2016, section 4. Images are float32
+`[B, H, W, C]` in [-1, 1]; discriminators return logits float32 `[B]` (no sigmoid). BatchNorm
+uses batch statistics when `train=True` (synchronised over the whole global batch when the
+batch is sharded across devices) and its running averages when `train=False`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_INIT = nnx.initializers.normal(0.02)
+# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
+_BN_MOMENTUM = 0.9
+
+
+def _bn(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+
+
+def _check_resolution(resolution: int) -> int:
+  n = int(round(math.log2(resolution / 4))) if resolution >= 8 else 0
+  if resolution < 8 or 4 * 2**n != resolution:
+    raise ValueError(
+        f'DCGAN needs a power-of-two image size >= 8 (e.g. 32 or 64), got {resolution}; '
+        'set data.image_size accordingly (use model.name="dcgan28" for 28x28 MNIST).')
+  return n
+
+
+class DCGAN28Generator(nnx.Module):
+  """28x28 DCGAN generator (seed tutorials' MNIST DCGAN).
+
+  Args:
+    image_shape: (28, 28, C).
+    latent_dim: size of z (default 100).
+    width: channels of the 14x14 feature map; the 7x7 map has 2 * width (default 64).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> images float32 `[B, 28, 28, C]`
+  in [-1, 1].
+
+  Raises:
+    ValueError: if image_shape is not (28, 28, C).
+  """
+
+  def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100,
+               width: int = 64, *, rngs: nnx.Rngs):
+    if tuple(image_shape[:2]) != (28, 28):
+      raise ValueError(f'dcgan28 makes 28x28 images, but data.image_size gives {image_shape}; '
+                       'set data.image_size=28 or use model.name="dcgan".')
+    c = image_shape[2]
+    self.width = width
+    self.fc = nnx.Linear(latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT,
+                         rngs=rngs)
+    self.bn0 = _bn(7 * 7 * 2 * width, rngs)
+    self.up1 = nnx.ConvTranspose(2 * width, width, (4, 4), (2, 2), padding='SAME',
+                                 use_bias=False, kernel_init=_INIT, rngs=rngs)
+    self.bn1 = _bn(width, rngs)
+    self.up2 = nnx.ConvTranspose(width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
+                                 rngs=rngs)
+
+  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
+    ura = not train
+    x = jax.nn.relu(self.bn0(self.fc(z), use_running_average=ura))
+    x = x.reshape((z.shape[0], 7, 7, 2 * self.width))
+    x = jax.nn.relu(self.bn1(self.up1(x), use_running_average=ura))
+    return jnp.tanh(self.up2(x))
+
+
+class DCGAN28Discriminator(nnx.Module):
+  """28x28 DCGAN discriminator: Conv w s2 -> Conv 2w s2 (LeakyReLU 0.2) -> Dense 1.
+
+  Args:
+    image_shape: (28, 28, C).
+    width: channels of the first convolution (default 64).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits float32 `[B]`.
+  """
+
+  def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
+    if tuple(image_shape[:2]) != (28, 28):
+      raise ValueError(f'dcgan28 takes 28x28 images, but data.image_size gives {image_shape}; '
+                       'set data.image_size=28 or use model.name="dcgan".')
+    c = image_shape[2]
+    self.conv1 = nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
+                          rngs=rngs)
+    self.conv2 = nnx.Conv(width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
+                          rngs=rngs)
+    self.fc = nnx.Linear(7 * 7 * 2 * width, 1, kernel_init=_INIT, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    del train
+    x = jax.nn.leaky_relu(self.conv1(x), 0.2)
+    x = jax.nn.leaky_relu(self.conv2(x), 0.2)
+    return self.fc(x.reshape((x.shape[0], -1)))[:, 0]
+
+
+class DCGANGenerator(nnx.Module):
+  """DCGAN generator for square power-of-two images (Radford et al. 2016, figure 1).
+
+  Args:
+    image_shape: (R, R, C) with R a power of two >= 8 (32 for CIFAR-10, 64 for CelebA).
+    latent_dim: size of z (default 100).
+    width: channels just before the output layer; the 4x4 map has
+      width * 2^(n-1) channels with n = log2(R / 4) (R=32, width=128: 512 -> 256 -> 128 -> C).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> float32 `[B, R, R, C]` in [-1, 1].
+
+  Raises:
+    ValueError: if R is not a power of two >= 8.
+  """
+
+  def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100,
+               width: int = 64, *, rngs: nnx.Rngs):
+    n = _check_resolution(image_shape[0])
+    if image_shape[0] != image_shape[1]:
+      raise ValueError(f'DCGAN needs square images, got {image_shape}.')
+    self.c0 = width * 2**(n - 1)
+    self.fc = nnx.Linear(latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT,
+                         rngs=rngs)
+    self.bn0 = _bn(4 * 4 * self.c0, rngs)
+    ups, bns = [], []
+    c = self.c0
+    for _ in range(n - 1):
+      ups.append(nnx.ConvTranspose(c, c // 2, (4, 4), (2, 2), padding='SAME', use_bias=False,
+                                   kernel_init=_INIT, rngs=rngs))
+      bns.append(_bn(c // 2, rngs))
+      c //= 2
+    self.ups = nnx.List(ups)
+    self.bns = nnx.List(bns)
+    self.out = nnx.ConvTranspose(c, image_shape[2], (4, 4), (2, 2), padding='SAME',
+                                 kernel_init=_INIT, rngs=rngs)
+
+  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
+    ura = not train
+    x = jax.nn.relu(self.bn0(self.fc(z), use_running_average=ura))
+    x = x.reshape((z.shape[0], 4, 4, self.c0))
+    for up, bn in zip(self.ups, self.bns):
+      x = jax.nn.relu(bn(up(x), use_running_average=ura))
+    return jnp.tanh(self.out(x))
+
+
+class DCGANDiscriminator(nnx.Module):
+  """DCGAN discriminator for square power-of-two images (Radford et al. 2016).
+
+  Stride-2 4x4 convolutions from R x R down to 4x4 (channels width, 2 width, 4 width, ...),
+  BatchNorm on every layer but the first, LeakyReLU 0.2, then a dense logit.
+
+  Args:
+    image_shape: (R, R, C) with R a power of two >= 8.
+    width: channels of the first convolution (default 64).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits float32 `[B]`.
+
+  Raises:
+    ValueError: if R is not a power of two >= 8.
+  """
+
+  def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
+    n = _check_resolution(image_shape[0])
+    self.first = nnx.Conv(image_shape[2], width, (4, 4), (2, 2), padding='SAME',
+                          kernel_init=_INIT, rngs=rngs)
+    convs, bns = [], []
+    c = width
+    for _ in range(n - 1):
+      convs.append(nnx.Conv(c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=False,
+                            kernel_init=_INIT, rngs=rngs))
+      bns.append(_bn(2 * c, rngs))
+      c *= 2
+    self.convs = nnx.List(convs)
+    self.bns = nnx.List(bns)
+    self.fc = nnx.Linear(4 * 4 * c, 1, kernel_init=_INIT, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    ura = not train
+    x = jax.nn.leaky_relu(self.first(x), 0.2)
+    for conv, bn in zip(self.convs, self.bns):
+      x = jax.nn.leaky_relu(bn(conv(x), use_running_average=ura), 0.2)
+    return self.fc(x.reshape((x.shape[0], -1)))[:, 0]

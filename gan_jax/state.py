@@ -1,0 +1,179 @@
+"""The training state pytree and how it is created.
+
+`GANState` holds everything that changes during training, as plain nested dicts of arrays
+(the pure-dict form of Flax NNX state), so that it is an ordinary JAX pytree: it goes through
+`jax.jit` with donation, shards with `NamedSharding`, and saves with Orbax as it is.
+`GAN` holds what does not change: the NNX graph definitions of G and D and the two Optax
+transformations. Together they give G and D as pure functions (`GAN.generate`,
+`GAN.discriminate`): `nnx.merge(graphdef, params, batch_stats)` happens at trace time inside
+the jitted step, the module is called, and the new BatchNorm statistics are split out again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gan_jax.models import build_models
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class GANState:
+  """Everything a GAN run updates, as one pytree.
+
+  Attributes:
+    step: int32 scalar, number of completed train steps (one step = `n_critic` D updates
+      followed by one G update).
+    rng: uint32 `[2]` raw PRNG key of the run; step k uses `fold_in(rng, k)`, so the key
+      never changes and resuming needs no RNG bookkeeping.
+    g_params: generator parameters (nested dict of float32 arrays).
+    g_batch_stats: generator non-trainable state (BatchNorm running mean/var), possibly empty.
+    d_params: discriminator parameters.
+    d_batch_stats: discriminator non-trainable state, possibly empty.
+    g_opt_state: Optax state of the generator optimizer (Adam by default).
+    d_opt_state: Optax state of the discriminator optimizer.
+    ema_params: exponential moving average of `g_params` (Yazici et al. 2019), used for
+      sampling when `train.ema_decay > 0`; equal to `g_params` when the decay is 0.
+  """
+  step: jax.Array
+  rng: jax.Array
+  g_params: PyTree
+  g_batch_stats: PyTree
+  d_params: PyTree
+  d_batch_stats: PyTree
+  g_opt_state: PyTree
+  d_opt_state: PyTree
+  ema_params: PyTree
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GAN:
+  """The static half of a GAN: graph definitions, optimizers and shapes.
+
+  Attributes:
+    g_graphdef: NNX graph definition of the generator.
+    d_graphdef: NNX graph definition of the discriminator.
+    g_tx: Optax transformation of the generator.
+    d_tx: Optax transformation of the discriminator.
+    latent_dim: size of z.
+    image_shape: (H, W, C) of generated and real images.
+  """
+  g_graphdef: nnx.GraphDef
+  d_graphdef: nnx.GraphDef
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  latent_dim: int
+  image_shape: tuple[int, int, int]
+
+  def generate(self, params: PyTree, batch_stats: PyTree, z: jax.Array, *,
+               train: bool) -> tuple[jax.Array, PyTree]:
+    """Runs G as a pure function.
+
+    Args:
+      params: generator parameters (`GANState.g_params` or `.ema_params`).
+      batch_stats: generator BatchNorm statistics.
+      z: latent vectors, float32 `[B, latent_dim]`, usually N(0, I).
+      train: True uses batch statistics in BatchNorm (and returns updated running
+        averages); False uses the running averages.
+
+    Returns:
+      (images float32 `[B, H, W, C]` in [-1, 1], new batch_stats).
+    """
+    model = nnx.merge(self.g_graphdef, params, batch_stats, copy=True)
+    images = model(z, train=train)
+    _, _, new_stats = nnx.split(model, nnx.Param, ...)
+    return images, new_stats.to_pure_dict()
+
+  def discriminate(self, params: PyTree, batch_stats: PyTree, images: jax.Array, *,
+                   train: bool) -> tuple[jax.Array, PyTree]:
+    """Runs D as a pure function.
+
+    Args:
+      params: discriminator parameters.
+      batch_stats: discriminator BatchNorm statistics.
+      images: float32 `[B, H, W, C]` in [-1, 1].
+      train: as in `generate`.
+
+    Returns:
+      (logits float32 `[B]`, new batch_stats).
+    """
+    model = nnx.merge(self.d_graphdef, params, batch_stats, copy=True)
+    logits = model(images, train=train)
+    _, _, new_stats = nnx.split(model, nnx.Param, ...)
+    return logits, new_stats.to_pure_dict()
+
+  def sample_latents(self, rng: jax.Array, num: int) -> jax.Array:
+    """Draws z ~ N(0, I), float32 `[num, latent_dim]`."""
+    return jax.random.normal(rng, (num, self.latent_dim), jnp.float32)
+
+
+def make_optimizers(train_config: Any) -> tuple[optax.GradientTransformation,
+                                                 optax.GradientTransformation]:
+  """Adam for G and for D (Kingma & Ba 2015), with separate learning rates (TTUR).
+
+  Defaults in the configs follow Radford et al. 2016: lr 2e-4, b1 0.5, b2 0.999.
+  Separate `g_lr` and `d_lr` give the two time-scale update rule (Heusel et al. 2017).
+
+  Args:
+    train_config: the config's `train` block with `g_lr`, `d_lr`, `b1`, `b2`.
+
+  Returns:
+    (generator optimizer, discriminator optimizer).
+  """
+  g_tx = optax.adam(train_config.g_lr, b1=train_config.b1, b2=train_config.b2)
+  d_tx = optax.adam(train_config.d_lr, b1=train_config.b1, b2=train_config.b2)
+  return g_tx, d_tx
+
+
+def image_shape_of(config: Any) -> tuple[int, int, int]:
+  """(H, W, C) of the training images: `data.image_size` squared, `data.channels`."""
+  return (config.data.image_size, config.data.image_size, config.data.channels)
+
+
+def create_state(config: Any) -> tuple[GAN, GANState]:
+  """Builds G, D and their optimizers from a config and initialises the training state.
+
+  The state is created on the default device, unsharded; `gan_jax.train_step.replicate`
+  places it on a mesh. Same config and seed give bitwise-identical states.
+
+  Args:
+    config: a full run config (`gan_jax.config.base_config()` layout): uses `seed`,
+      `model`, `data.image_size`, `data.channels` and `train`.
+
+  Returns:
+    (GAN, GANState) with `state.step == 0`.
+
+  Raises:
+    ValueError: for an unknown model name or an image shape the model cannot make.
+  """
+  image_shape = image_shape_of(config)
+  init_rng, run_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  param_seed = int(jax.random.randint(init_rng, (), 0, 2**31 - 1))
+  g, d = build_models(config.model, image_shape, param_seed)
+  g_graphdef, g_params, g_stats = nnx.split(g, nnx.Param, ...)
+  d_graphdef, d_params, d_stats = nnx.split(d, nnx.Param, ...)
+  g_params, g_stats = g_params.to_pure_dict(), g_stats.to_pure_dict()
+  d_params, d_stats = d_params.to_pure_dict(), d_stats.to_pure_dict()
+  g_tx, d_tx = make_optimizers(config.train)
+  gan = GAN(g_graphdef=g_graphdef, d_graphdef=d_graphdef, g_tx=g_tx, d_tx=d_tx,
+            latent_dim=config.model.latent_dim, image_shape=image_shape)
+  state = GANState(
+      step=jnp.zeros((), jnp.int32),
+      rng=run_rng,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      g_opt_state=g_tx.init(g_params),
+      d_opt_state=d_tx.init(d_params),
+      ema_params=jax.tree.map(jnp.copy, g_params),
+  )
+  return gan, state

@@ -1,0 +1,222 @@
+"""`train_and_evaluate(config, workdir)`: the training loop.
+
+Config in, a `GANState` threaded through the jitted train step, files out:
+
+    <workdir>/config.json             the resolved config of the run
+    <workdir>/checkpoints/<step>/     Orbax checkpoints (every `checkpoint_every` steps, the
+                                      last `keep_checkpoints` kept, and one at the end)
+    <workdir>/samples/step_<N>.png    sample grids from one fixed latent batch
+    <workdir>/events.out.tfevents.*   TensorBoard scalars
+    <workdir>/metrics.jsonl           the same scalars, one JSON object per logged step
+    <workdir>/summary.json            wall time, images/s and final metrics of the last run
+
+Running the same command again resumes from the latest checkpoint: the state, the RNG (a
+function of the step) and the data order (the stream skips the steps already consumed) all
+continue where they stopped, so the final state equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from gan_jax import config as config_lib
+from gan_jax import data as data_lib
+from gan_jax import sampling
+from gan_jax.checkpoint import Checkpointer
+from gan_jax.losses import get_loss
+from gan_jax.state import GAN, GANState, create_state
+from gan_jax.train_step import (check_batch_size, jit_train_step, make_mesh, make_train_step,
+                                replicate)
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+  """A loss or gradient norm became NaN or Inf; the message names the step and quantity."""
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Returns a copy with environment-dependent fields filled in (`data.data_dir`).
+
+  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, so the run's config.json
+  records where the data came from. Then `gan_jax.config.validate` checks every field.
+
+  Raises:
+    ValueError: from `validate`, naming the bad field.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())  # unlocked deep copy
+  config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
+  config_lib.validate(config)
+  return config
+
+
+def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3D1E)
+  return gan.sample_latents(key, config.num_samples)
+
+
+def _write_grid(gan: GAN, state: GANState, z: jax.Array, path: str, use_ema: bool) -> None:
+  images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))
+  sampling.save_grid(path, images, scale=2)
+
+
+class _ScalarLog:
+  """Buffers per-step metrics on device, checks them for NaN/Inf, writes TB + JSONL."""
+
+  def __init__(self, workdir: str, start_step: int):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    # Drop lines of steps after the restored checkpoint (written before an interruption),
+    # so a resumed run's log has every step once.
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= start_step]
+      with open(self.path, 'w') as f:
+        f.writelines(kept)
+    self.writer = SummaryWriter(workdir, purge_step=start_step + 1 if start_step else None)
+    self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self.pending.append((step, metrics))
+
+  def check(self) -> list[tuple[int, dict[str, float]]]:
+    """Fetches pending metrics; raises NonFiniteError at the first NaN/Inf."""
+    fetched = jax.device_get(self.pending)
+    self.pending = []
+    out = []
+    for step, m in fetched:
+      for name, value in m.items():
+        if not math.isfinite(float(value)):
+          raise NonFiniteError(
+              f'non-finite {name}={float(value)} at step {step}; training stopped. The last good '
+              'checkpoint is kept: lower train.g_lr/train.d_lr or change the loss, then rerun to '
+              'resume from it (or start over in a new workdir).')
+      out.append((step, {k: float(v) for k, v in m.items()}))
+    return out
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    for name, value in scalars.items():
+      self.writer.add_scalar(name, value, step)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps({'step': step, **scalars}) + '\n')
+
+  def close(self) -> None:
+    self.writer.close()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+  """Trains a GAN as `config` says, writing checkpoints, samples and logs to `workdir`.
+
+  Args:
+    config: a run config (`gan_jax.config.base_config()` layout, e.g. from
+      `experiments/mnist_dcgan.py`).
+    workdir: the run folder; created if missing. If it holds checkpoints, training resumes
+      from the latest one.
+
+  Returns:
+    The final `GANState` (replicated on all devices), at step `config.train.steps`.
+
+  Raises:
+    ValueError: for an invalid config field or a batch size that does not divide over the
+      devices.
+    gan_jax.data.DatasetNotFoundError: if the dataset is not in the data dir.
+    NonFiniteError: if a loss or gradient norm becomes NaN or Inf (the last good checkpoint
+      stays on disk).
+  """
+  config = resolve_config(config)
+  mesh = make_mesh()
+  check_batch_size(config.train.batch_size, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  if not os.access(workdir, os.W_OK):
+    raise PermissionError(f'workdir {workdir} is not writable; choose another --workdir.')
+
+  gan, state = create_state(config)
+  state = replicate(state, mesh)
+  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+  start_step = 0
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(state)
+    start_step = int(state.step)
+    log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+
+  train_step = jit_train_step(
+      make_train_step(gan, get_loss(config.train.loss), n_critic=config.train.n_critic,
+                      ema_decay=config.train.ema_decay), mesh)
+  total = config.train.steps
+  n_critic, batch_size = config.train.n_critic, config.train.batch_size
+  ds = data_lib.build_train_dataset(
+      config.data.name, config.data.split, data_dir=config.data.data_dir,
+      image_size=config.data.image_size, channels=config.data.channels, batch_size=batch_size,
+      seed=config.seed, n_critic=n_critic, start_step=start_step,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
+      download=config.data.download)
+  batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.data_sharding(mesh))
+  z_fixed = _fixed_latents(gan, config)
+  use_ema = config.train.ema_decay > 0
+  scalars = _ScalarLog(workdir, start_step)
+  sample_dir = os.path.join(workdir, 'samples')
+
+  bar = tqdm.tqdm(total=total, initial=start_step, disable=not config.progress_bar,
+                  unit='step', dynamic_ncols=True)
+  t_run = time.perf_counter()
+  t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
+  images_per_step = batch_size * n_critic
+  step = start_step
+  try:
+    while step < total:
+      t0 = time.perf_counter()
+      batch = next(batches)
+      wait_window += time.perf_counter() - t0
+      state, metrics = train_step(state, batch)
+      step += 1
+      steps_window += 1
+      scalars.add(step, metrics)
+      bar.update(1)
+
+      is_last = step == total
+      if step % config.log_every == 0 or is_last or step % config.checkpoint_every == 0:
+        fetched = scalars.check()  # also the NaN guard before any checkpoint is written
+        elapsed = time.perf_counter() - t_window
+        perf = {'perf/images_per_sec': images_per_step * steps_window / elapsed,
+                'perf/data_wait_fraction': wait_window / elapsed}
+        for s, m in fetched:
+          if s % config.log_every == 0 or s == total:
+            scalars.write(s, {**m, **(perf if s == step else {})})
+        last = fetched[-1][1]
+        bar.set_postfix(d_loss=f"{last['d_loss']:.3f}", g_loss=f"{last['g_loss']:.3f}",
+                        img_s=f"{perf['perf/images_per_sec']:.0f}", refresh=False)
+        t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
+      if step % config.sample_every == 0 or is_last:
+        _write_grid(gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema)
+      if step % config.checkpoint_every == 0 or is_last:
+        ckpt.save(state)
+  finally:
+    bar.close()
+    scalars.close()
+    ckpt.close()
+
+  wall = time.perf_counter() - t_run
+  if jax.process_index() == 0 and step > start_step:
+    final = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    summary = {'start_step': start_step, 'end_step': step, 'wall_time_s': wall,
+               'images_per_sec': images_per_step * (step - start_step) / wall,
+               'devices': len(jax.devices()), 'platform': jax.devices()[0].platform,
+               'final_metrics': final}
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+  return state
