@@ -376,21 +376,21 @@ def build_train_dataset(
       'label': int32 [n_critic, B_local]}`` (label -1 for unlabelled datasets).
 
     Raises:
-      ValueError: ``data.batch_size`` <= 0 or not divisible by ``process_count``,
+      ValueError: ``train.batch_size`` <= 0 or not divisible by ``process_count``,
         ``train.n_critic`` < 1, ``start_step`` < 0, ``data.image_size`` < 1,
         ``data.channels`` not in (1, 3), a bad ``process_index``/``process_count`` or
         ``shuffle_buffer``, an unknown split, or a shard too small for one batch.
       DatasetNotFoundError: As in ``load_images``.
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f'data.batch_size={batch_size!r} must be a positive integer.')
+        raise ValueError(f'train.batch_size={batch_size!r} must be a positive integer.')
     if not isinstance(process_count, (int, np.integer)) or process_count < 1:
         raise ValueError(f'process_count={process_count!r} must be a positive integer.')
     if not 0 <= process_index < process_count:
         raise ValueError(f'process_index={process_index!r} must be in [0, {process_count}).')
     if batch_size % process_count:
         raise ValueError(
-            f'data.batch_size={batch_size} must be divisible by the number of processes '
+            f'train.batch_size={batch_size} must be divisible by the number of processes '
             f'(process_count={process_count}).'
         )
     if not isinstance(n_critic, (int, np.integer)) or n_critic < 1:
@@ -413,7 +413,7 @@ def build_train_dataset(
         raise ValueError(
             f"Split '{split}' of '{name}' gives process {process_index} only {num_examples} "
             f'examples, fewer than its per-process batch of {local_batch} '
-            f'(data.batch_size={batch_size}, process_count={process_count}).'
+            f'(train.batch_size={batch_size}, process_count={process_count}).'
         )
     if cache:
         ds = ds.cache()
@@ -458,11 +458,11 @@ def build_eval_dataset(
       unless ``drop_remainder``.
 
     Raises:
-      ValueError: ``data.batch_size`` <= 0, or as in ``load_images``.
+      ValueError: ``batch_size`` <= 0, or as in ``load_images``.
       DatasetNotFoundError: As in ``load_images``.
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f'data.batch_size={batch_size!r} must be a positive integer.')
+        raise ValueError(f'batch_size={batch_size!r} must be a positive integer.')
     ds, _ = _raw_images(
         name, split, data_dir=data_dir, image_size=image_size, channels=channels,
         download=download,

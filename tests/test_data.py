@@ -300,9 +300,9 @@ def test_env_data_dir_is_used_by_loader(monkeypatch, data_dir):
 
 
 @pytest.mark.parametrize('overrides, field', [
-    (dict(batch_size=0), 'data.batch_size=0'),
-    (dict(batch_size=-4), 'data.batch_size=-4'),
-    (dict(batch_size=10, process_count=4), 'data.batch_size=10'),
+    (dict(batch_size=0), 'train.batch_size=0'),
+    (dict(batch_size=-4), 'train.batch_size=-4'),
+    (dict(batch_size=10, process_count=4), 'train.batch_size=10'),
     (dict(n_critic=0), 'train.n_critic=0'),
     (dict(image_size=0), 'data.image_size=0'),
     (dict(channels=2), 'data.channels=2'),
@@ -316,7 +316,7 @@ def test_bad_arguments(data_dir, overrides, field):
 
 
 def test_bad_eval_batch_size(data_dir):
-    with pytest.raises(ValueError, match=r'data\.batch_size=0'):
+    with pytest.raises(ValueError, match='batch_size=0 must'):
         data.build_eval_dataset('mnist', 'test', data_dir=data_dir, image_size=28, channels=1,
                                 batch_size=0)
 
