@@ -9,13 +9,16 @@ a target state (replicated on the current mesh), so a run can resume on another 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
-from gan_jax.state import GANState
+from gan_jax.sharding import make_mesh, replicate
+from gan_jax.state import GAN, GANState, create_state
 
 
 class Checkpointer:
@@ -83,3 +86,34 @@ class Checkpointer:
 
   def __exit__(self, *exc: Any) -> None:
     self.close()
+
+
+def load_run(workdir: str, step: int | None = None
+             ) -> tuple[ml_collections.ConfigDict, GAN, GANState]:
+  """Loads a finished or running run folder written by `train_and_evaluate`.
+
+  Args:
+    workdir: the run folder (holds config.json and checkpoints/).
+    step: checkpoint step to load (default: the latest).
+
+  Returns:
+    (config, gan, state): the run's config, its G/D definitions, and the checkpointed state
+    replicated on the current devices, ready for `gan_jax.sampling.sample(gan, state, z)`.
+
+  Raises:
+    FileNotFoundError: if workdir, its config.json or the checkpoint is missing.
+  """
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(
+        f'{workdir!r} holds no config.json: not a gan-jax run folder (train first with '
+        '`gan-jax train --config ... --workdir ...`).')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  gan, state = create_state(config)
+  state = replicate(state, make_mesh())
+  with Checkpointer(workdir, keep=config.keep_checkpoints) as ckpt:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f'{workdir!r} has no checkpoint yet; train first.')
+    state = ckpt.restore(state, step)
+  return config, gan, state

@@ -12,7 +12,7 @@ Typical use::
                              start_step=state.step, process_index=jax.process_index(),
                              process_count=jax.process_count())
     mesh = jax.make_mesh((jax.device_count(),), ('data',))
-    batches = device_prefetch(ds.as_numpy_iterator(), data_sharding(mesh))
+    batches = device_prefetch(ds.as_numpy_iterator(), batch_sharding(mesh))
     for batch in batches:           # {'image': [n_critic, B, H, W, C], 'label': [n_critic, B]}
         state, metrics = train_step(state, batch)
 
@@ -36,12 +36,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
+
 __all__ = [
     'DatasetNotFoundError',
     'DevicePrefetchIterator',
     'build_eval_dataset',
+    'batch_sharding',
     'build_train_dataset',
-    'data_sharding',
     'device_prefetch',
     'load_images',
     'measure_throughput',
@@ -472,27 +474,6 @@ def build_eval_dataset(
     return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
-def data_sharding(
-    mesh: jax.sharding.Mesh, batch_axis: int = 1, axis_name: str = 'data'
-) -> jax.sharding.NamedSharding:
-    """The sharding of a train batch: dimension ``batch_axis`` split over ``axis_name``.
-
-    ``NamedSharding(mesh, P(None, ..., None, axis_name))`` with ``batch_axis`` leading Nones;
-    trailing dimensions are replicated, so the same object fits every leaf of rank
-    > ``batch_axis``: images ``[n_critic, B, H, W, C]`` and labels ``[n_critic, B]`` alike.
-
-    Args:
-      mesh: Device mesh with an ``axis_name`` axis, e.g. ``jax.make_mesh((n,), ('data',))``.
-      batch_axis: Index of the batch dimension (1 for train elements, 0 for eval batches).
-      axis_name: Mesh axis to shard the batch over.
-
-    Returns:
-      A ``jax.sharding.NamedSharding``.
-    """
-    spec = jax.sharding.PartitionSpec(*([None] * batch_axis), axis_name)
-    return jax.sharding.NamedSharding(mesh, spec)
-
-
 _END = object()
 _POLL_S = 0.1  # How often blocked queue operations re-check for shutdown.
 
@@ -527,7 +508,7 @@ def device_prefetch(
       iterator: Yields dicts of numpy arrays, e.g. ``ds.as_numpy_iterator()`` of
         ``build_train_dataset``: ``{'image': [n_critic, B_local, H, W, C], 'label':
         [n_critic, B_local]}``.
-      sharding: One sharding applied to every leaf (e.g. ``data_sharding(mesh)``, which
+      sharding: One sharding applied to every leaf (e.g. ``batch_sharding(mesh)``, which
         fits leaves of any rank > its batch axis), or a callable ``(key, local_array) ->
         sharding`` for per-leaf control.
       size: Batches kept in flight (>= 1).

@@ -142,22 +142,12 @@ def _sample(args: argparse.Namespace) -> None:
   if not os.path.isdir(args.workdir):
     raise UsageError(f'workdir {args.workdir!r} does not exist; train first with '
                      '`gan-jax train --config ... --workdir ...`.')
-  config_path = os.path.join(args.workdir, 'config.json')
-  if not os.path.isfile(config_path):
-    raise UsageError(f'{args.workdir!r} holds no config.json: not a gan-jax run folder.')
   if args.num <= 0:
     raise UsageError(f'--num={args.num} must be a positive number of images.')
   import jax  # pylint: disable=g-import-not-at-top
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-  from gan_jax.state import create_state  # pylint: disable=g-import-not-at-top
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(__import__('json').load(f))
-  gan, state = create_state(config)
-  with Checkpointer(args.workdir, keep=config.keep_checkpoints) as ckpt:
-    if ckpt.latest_step() is None:
-      raise UsageError(f'{args.workdir!r} has no checkpoint yet; train first.')
-    state = ckpt.restore(state, args.step)
+  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   z = gan.sample_latents(jax.random.PRNGKey(args.seed), args.num)
   images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))

@@ -90,7 +90,7 @@ class GAN:
     model = nnx.merge(self.g_graphdef, params, batch_stats, copy=True)
     images = model(z, train=train)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
-    return images, new_stats.to_pure_dict()
+    return images, nnx.to_pure_dict(new_stats)
 
   def discriminate(self, params: PyTree, batch_stats: PyTree, images: jax.Array, *,
                    train: bool) -> tuple[jax.Array, PyTree]:
@@ -108,7 +108,7 @@ class GAN:
     model = nnx.merge(self.d_graphdef, params, batch_stats, copy=True)
     logits = model(images, train=train)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
-    return logits, new_stats.to_pure_dict()
+    return logits, nnx.to_pure_dict(new_stats)
 
   def sample_latents(self, rng: jax.Array, num: int) -> jax.Array:
     """Draws z ~ N(0, I), float32 `[num, latent_dim]`."""
@@ -141,7 +141,7 @@ def image_shape_of(config: Any) -> tuple[int, int, int]:
 def create_state(config: Any) -> tuple[GAN, GANState]:
   """Builds G, D and their optimizers from a config and initialises the training state.
 
-  The state is created on the default device, unsharded; `gan_jax.train_step.replicate`
+  The state is created on the default device, unsharded; `gan_jax.sharding.replicate`
   places it on a mesh. Same config and seed give bitwise-identical states.
 
   Args:
@@ -160,8 +160,8 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
   g, d = build_models(config.model, image_shape, param_seed)
   g_graphdef, g_params, g_stats = nnx.split(g, nnx.Param, ...)
   d_graphdef, d_params, d_stats = nnx.split(d, nnx.Param, ...)
-  g_params, g_stats = g_params.to_pure_dict(), g_stats.to_pure_dict()
-  d_params, d_stats = d_params.to_pure_dict(), d_stats.to_pure_dict()
+  g_params, g_stats = nnx.to_pure_dict(g_params), nnx.to_pure_dict(g_stats)
+  d_params, d_stats = nnx.to_pure_dict(d_params), nnx.to_pure_dict(d_stats)
   g_tx, d_tx = make_optimizers(config.train)
   gan = GAN(g_graphdef=g_graphdef, d_graphdef=d_graphdef, g_tx=g_tx, d_tx=d_tx,
             latent_dim=config.model.latent_dim, image_shape=image_shape)

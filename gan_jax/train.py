@@ -36,8 +36,8 @@ from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state
-from gan_jax.train_step import (check_batch_size, jit_train_step, make_mesh, make_train_step,
-                                replicate)
+from gan_jax.sharding import check_batch_size, make_mesh, replicate
+from gan_jax.train_step import METRIC_NAMES, jit_train_step, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ class _ScalarLog:
     self.pending = []
     out = []
     for step, m in fetched:
-      for name, value in m.items():
+      # Losses first, so the message names the first quantity that went wrong.
+      for name in sorted(m, key=lambda k: METRIC_NAMES.index(k) if k in METRIC_NAMES else 99):
+        value = m[name]
         if not math.isfinite(float(value)):
           raise NonFiniteError(
               f'non-finite {name}={float(value)} at step {step}; training stopped. The last good '
@@ -165,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       process_index=jax.process_index(), process_count=jax.process_count(),
       cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
       download=config.data.download)
-  batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.data_sharding(mesh))
+  batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
   z_fixed = _fixed_latents(gan, config)
   use_ema = config.train.ema_decay > 0
   scalars = _ScalarLog(workdir, start_step)
@@ -206,6 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       if step % config.checkpoint_every == 0 or is_last:
         ckpt.save(state)
   finally:
+    batches.close()
     bar.close()
     scalars.close()
     ckpt.close()

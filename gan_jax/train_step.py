@@ -15,10 +15,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from gan_jax.config import ConfigError
 from gan_jax.losses import GANLoss
+from gan_jax.sharding import batch_sharding, replicated
 from gan_jax.state import GAN, GANState
 
 Batch = dict[str, jax.Array]
@@ -110,42 +110,12 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
         'g_loss': g_loss,
         'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
         'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
-        'd_grad_norm': optax.global_norm(d_grads),
-        'g_grad_norm': optax.global_norm(g_grads),
+        'd_grad_norm': optax.tree.norm(d_grads),
+        'g_grad_norm': optax.tree.norm(g_grads),
     }
     return new_state, metrics
 
   return train_step
-
-
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh with axis 'data' over `devices` (default: all of `jax.devices()`)."""
-  devices = list(devices) if devices is not None else jax.devices()
-  return jax.make_mesh((len(devices),), ('data',), devices=devices)
-
-
-def batch_sharding(mesh: Mesh, batch_axis: int = 1) -> NamedSharding:
-  """Sharding of a `[n_critic, B, ...]` batch: axis `batch_axis` split over 'data'."""
-  return NamedSharding(mesh, P(*([None] * batch_axis), 'data'))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  """Sharding that keeps a full copy of an array on every device of `mesh`."""
-  return NamedSharding(mesh, P())
-
-
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-  """Raises ConfigError (a ValueError) unless the global batch splits evenly over devices."""
-  n = mesh.devices.size
-  if batch_size <= 0 or batch_size % n:
-    raise ConfigError(
-        f'train.batch_size={batch_size} must be a positive multiple of the number of devices '
-        f'({n}, from jax.devices()); use e.g. train.batch_size={max(n, (batch_size // n) * n or n)}.')
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of `tree` on all devices of `mesh` (a full copy on each)."""
-  return jax.device_put(tree, replicated(mesh))
 
 
 def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) -> TrainStep:

@@ -196,7 +196,7 @@ _HASH_SCRIPT = textwrap.dedent('''
     print('HASH', digest.hexdigest(), flush=True)
     # Exit with a prefetch thread still pulling from tf.data: must not abort the interpreter.
     import jax
-    prefetch = data.device_prefetch(iterator, data.data_sharding(jax.make_mesh((1,), ('data',))))
+    prefetch = data.device_prefetch(iterator, data.batch_sharding(jax.make_mesh((1,), ('data',))))
     next(prefetch)
 ''')
 
@@ -337,7 +337,7 @@ def _numbered_batches(n, fail_at=None):
 
 
 def test_device_prefetch_sharding_and_order(mesh):
-    sharding = data.data_sharding(mesh)
+    sharding = data.batch_sharding(mesh)
     assert sharding.spec == jax.sharding.PartitionSpec(None, 'data')
     out = list(data.device_prefetch(_numbered_batches(5), sharding, size=2))
     assert len(out) == 5
@@ -349,13 +349,13 @@ def test_device_prefetch_sharding_and_order(mesh):
 
 
 def test_device_prefetch_per_leaf_sharding(mesh):
-    shardings = {'image': data.data_sharding(mesh), 'label': data.data_sharding(mesh, 0)}
+    shardings = {'image': data.batch_sharding(mesh), 'label': data.batch_sharding(mesh, 0)}
     (batch,) = list(data.device_prefetch(_numbered_batches(1), lambda key, x: shardings[key]))
     assert batch['label'].sharding == shardings['label']
 
 
 def test_device_prefetch_reraises_producer_error(mesh):
-    iterator = data.device_prefetch(_numbered_batches(5, fail_at=2), data.data_sharding(mesh))
+    iterator = data.device_prefetch(_numbered_batches(5, fail_at=2), data.batch_sharding(mesh))
     assert int(next(iterator)['label'][0, 0]) == 0
     assert int(next(iterator)['label'][0, 0]) == 1
     with pytest.raises(RuntimeError, match='producer failed at 2'):
@@ -372,7 +372,7 @@ def test_device_prefetch_stops_thread_on_close(mesh):
     def prefetch_threads():
         return [t for t in threading.enumerate() if t.name == 'gan_jax-device_prefetch']
 
-    iterator = data.device_prefetch(endless(), data.data_sharding(mesh), size=3)
+    iterator = data.device_prefetch(endless(), data.batch_sharding(mesh), size=3)
     assert int(next(iterator)['label'][0, 0]) == 0
     threads = prefetch_threads()
     assert threads and all(t.daemon for t in threads)
@@ -381,11 +381,11 @@ def test_device_prefetch_stops_thread_on_close(mesh):
     with pytest.raises(StopIteration):
         next(iterator)
 
-    with data.device_prefetch(endless(), data.data_sharding(mesh)) as iterator:
+    with data.device_prefetch(endless(), data.batch_sharding(mesh)) as iterator:
         next(iterator)
     assert not prefetch_threads()
 
-    iterator = data.device_prefetch(endless(), data.data_sharding(mesh))
+    iterator = data.device_prefetch(endless(), data.batch_sharding(mesh))
     next(iterator)
     del iterator  # Abandoned: garbage collection stops the thread.
     gc.collect()
@@ -394,7 +394,7 @@ def test_device_prefetch_stops_thread_on_close(mesh):
 
 def test_device_prefetch_real_pipeline(data_dir, mesh):
     ds = _train(data_dir, n_critic=2, batch_size=8)
-    batch = next(data.device_prefetch(ds.as_numpy_iterator(), data.data_sharding(mesh)))
+    batch = next(data.device_prefetch(ds.as_numpy_iterator(), data.batch_sharding(mesh)))
     assert batch['image'].shape == (2, 8, 28, 28, 1) and batch['image'].dtype == np.float32
     assert batch['label'].shape == (2, 8)
 

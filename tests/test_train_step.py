@@ -13,8 +13,8 @@ import pytest
 from gan_jax import config as config_lib
 from gan_jax.losses import get_loss
 from gan_jax.state import create_state
-from gan_jax.train_step import (batch_sharding, check_batch_size, jit_train_step, make_mesh,
-                                make_train_step, replicate)
+from gan_jax.sharding import batch_sharding, check_batch_size, make_mesh, replicate
+from gan_jax.train_step import jit_train_step, make_train_step
 
 from conftest import run_python
 
@@ -130,6 +130,7 @@ _SHARDED = textwrap.dedent('''
     from gan_jax import config as config_lib
     from gan_jax.losses import get_loss
     from gan_jax.state import create_state
+    from gan_jax.sharding import *
     from gan_jax.train_step import *
     assert jax.device_count() == 8, jax.devices()
     c = config_lib.base_config()
