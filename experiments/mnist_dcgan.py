@@ -9,7 +9,7 @@ Offline, point TFDS at a local data dir first: `export TFDS_DATA_DIR=../shared/t
 (`--config experiments/mnist_dcgan.py:tiny`) trains a narrow model for a few steps, for tests.
 """
 
-from gan_jax.config import base_config
+from gan_jax.config import apply_tiny, base_config
 
 
 def get_config(variant: str = ''):
@@ -31,16 +31,10 @@ def get_config(variant: str = ''):
   c.sample_every = 500            # A grid every 500 steps.
   c.checkpoint_every = 1000       # A checkpoint every 1000 steps.
   if variant == 'tiny':
-    c.model.g_width = 8
-    c.model.d_width = 8
-    c.data.split = 'train[:1024]'
-    c.train.steps = 6
-    c.train.batch_size = 16
-    c.log_every = 2
+    apply_tiny(c)
+    c.train.steps = 6             # checkpoints at 3 and 6: enough to test resume
     c.sample_every = 3
     c.checkpoint_every = 3
-    c.num_samples = 16
-    c.progress_bar = False
   elif variant:
     raise ValueError(f'unknown variant {variant!r} of mnist_dcgan; use "tiny" or none.')
   return c

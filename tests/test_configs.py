@@ -1,0 +1,62 @@
+"""Every experiment config: valid at full size, and its tiny variant trains on real data."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gan_jax import config as config_lib
+from gan_jax import train
+
+from conftest import REPO, load_experiment
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / 'experiments').glob('*.py'))
+
+
+def test_the_four_configs_exist():
+  assert {'mnist_mlp', 'mnist_dcgan', 'fashion_mnist_dcgan', 'cifar10_dcgan'} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_full_config_is_valid_and_documents_its_command(name):
+  config = load_experiment(name)
+  config_lib.validate(config)
+  text = (REPO / 'experiments' / f'{name}.py').read_text()
+  assert f'gan-jax train --config experiments/{name}.py' in text
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_tiny_variant_trains_on_real_data(name, tfds_dir, tmp_path):
+  config = load_experiment(name, 'tiny')
+  config.data.data_dir = tfds_dir
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == config.train.steps
+  with open(tmp_path / 'metrics.jsonl') as f:
+    assert json.loads(f.readlines()[-1])['step'] == config.train.steps
+  assert os.listdir(tmp_path / 'samples')
+
+
+def test_unknown_variant_is_an_error():
+  from gan_jax.main import UsageError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UsageError, match='unknown variant'):
+    load_experiment('mnist_dcgan', 'huge')
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('train.batch_size', 0, 'train.batch_size=0'),
+    ('train.g_lr', -1e-4, 'train.g_lr=-0.0001'),
+    ('train.loss', 'wgan', "train.loss='wgan' is invalid: choose one of"),
+    ('model.name', 'biggan', "model.name='biggan'"),
+    ('data.channels', 2, 'data.channels=2'),
+    ('data.image_size', 32, 'data.image_size=32'),  # dcgan28 needs 28
+    ('train.ema_decay', 1.0, 'train.ema_decay=1.0'),
+    ('data.data_dir', '/nonexistent/tfds', "data.data_dir='/nonexistent/tfds'"),
+])
+def test_validate_names_the_field(field, value, message):
+  config = load_experiment('mnist_dcgan')
+  section, key = field.split('.')
+  config[section][key] = value
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(config)
+  assert message in str(e.value) and '\n' not in str(e.value)
