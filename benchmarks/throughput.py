@@ -168,7 +168,7 @@ def bench_step(case: str, batch_size: int, args: argparse.Namespace, mesh) -> di
   check_batch_size(batch_size, mesh)
   gan, state = create_state(config)
   step = make_train_step(gan, get_loss('non_saturating'), n_critic=1,
-                         ema_decay=config.train.ema_decay)
+                         ema_decay=config.train.ema_decay, mesh=mesh)
   jitted = jit_train_step(step, mesh)
   state = replicate(state, mesh)
   batch = fixed_batch(mesh, batch_size, gan.image_shape, args.seed)

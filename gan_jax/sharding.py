@@ -15,9 +15,14 @@ from gan_jax.config import ConfigError
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh with axis 'data' over `devices` (default: all of `jax.devices()`)."""
+  """A 1-D mesh with axis 'data' over `devices` (default: all of `jax.devices()`).
+
+  The axis is `AxisType.Auto` (XLA's sharding propagation, constrained where we say so with
+  `with_sharding_constraint`), not the `Explicit` default of `jax.make_mesh` in JAX 0.10.
+  """
   devices = list(devices) if devices is not None else jax.devices()
-  return jax.make_mesh((len(devices),), ('data',), devices=devices)
+  return jax.make_mesh((len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 1, axis_name: str = 'data') -> NamedSharding:

@@ -157,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   train_step = jit_train_step(
       make_train_step(gan, get_loss(config.train.loss), n_critic=config.train.n_critic,
-                      ema_decay=config.train.ema_decay), mesh)
+                      ema_decay=config.train.ema_decay, mesh=mesh), mesh)
   total = config.train.steps
   n_critic, batch_size = config.train.n_critic, config.train.batch_size
   ds = data_lib.build_train_dataset(

@@ -28,8 +28,8 @@ TrainStep = Callable[[GANState, Batch], tuple[GANState, Metrics]]
 METRIC_NAMES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm')
 
 
-def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
-                    ema_decay: float = 0.0) -> TrainStep:
+def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: float = 0.0,
+                    mesh: Mesh | None = None) -> TrainStep:
   """Builds the (unjitted) train step.
 
   Each step draws its noise from `fold_in(state.rng, state.step)`, so a step's result depends
@@ -40,6 +40,9 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
     loss: the adversarial loss pair (`gan_jax.losses.get_loss`).
     n_critic: discriminator updates per generator update (1 for DCGAN, 5 for WGAN), >= 1.
     ema_decay: decay of the generator EMA in [0, 1); 0 keeps `ema_params == g_params`.
+    mesh: the mesh the step will run on (`jit_train_step`'s). When given, the latent batch
+      is sharded over 'data' like the real batch, so each device generates only its share
+      of the fakes; without it XLA may compute G on the full batch on every device.
 
   Returns:
     `train_step(state, batch) -> (new_state, metrics)` where `batch['image']` is float32
@@ -68,6 +71,12 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
     fake_logits, _ = gan.discriminate(d_params, d_stats, fake, train=True)
     return loss.g(fake_logits), g_stats
 
+  def latents(key: jax.Array, batch_size: int) -> jax.Array:
+    z = gan.sample_latents(key, batch_size)
+    if mesh is not None:  # threefry is partitionable: same values, generated in shards
+      z = jax.lax.with_sharding_constraint(z, batch_sharding(mesh, batch_axis=0))
+    return z
+
   def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
     images = batch['image']
     if images.ndim == 4 and n_critic == 1:
@@ -82,7 +91,7 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
     d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
     d_losses = []
     for i in range(n_critic):
-      z = gan.sample_latents(keys[i], batch_size)
+      z = latents(keys[i], batch_size)
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, train=True)
       fake = jax.lax.stop_gradient(fake)
       (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
@@ -91,7 +100,7 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1,
       d_params = optax.apply_updates(d_params, updates)
       d_losses.append(d_loss)
 
-    z = gan.sample_latents(keys[n_critic], batch_size)
+    z = latents(keys[n_critic], batch_size)
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params, state.g_batch_stats, d_params, d_stats, z)
     updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)

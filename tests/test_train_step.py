@@ -143,12 +143,17 @@ _SHARDED = textwrap.dedent('''
       gan, state = create_state(c)
       mesh = make_mesh(devices)
       step = jit_train_step(make_train_step(gan, get_loss('non_saturating'), n_critic=2,
-                                            ema_decay=0.9), mesh)
+                                            ema_decay=0.9, mesh=mesh), mesh)
       state = replicate(state, mesh)
       for b in batches:
         x = jax.device_put({'image': b}, batch_sharding(mesh))
         state, m = step(state, x)
       if name == 'eight':
+        # Each device's program works on its 1/8 of the batch: XLA's FLOP count per device
+        # must be far below the whole step's (it was ~0.9x when G ran unsharded).
+        compiled = step.lower(state, x).compile()
+        out['flops_ratio'] = (compiled.cost_analysis()['flops'] /
+                              step.lower(state, x).cost_analysis()['flops'])
         out['shards'] = len(x['image'].addressable_shards)
         out['shard_shape'] = list(x['image'].addressable_shards[0].data.shape)
       out[name] = [np.asarray(l).ravel().tolist() for l in jax.tree.leaves(jax.device_get(state))]
@@ -166,6 +171,7 @@ def test_sharded_step_on_8_devices_equals_one_device():
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.split('RESULT', 1)[1])
   assert out['shards'] == 8 and out['shard_shape'] == [2, 2, 16, 16, 3]
+  assert out['flops_ratio'] < 0.25, out['flops_ratio']
   assert len(out['one']) == len(out['eight'])
   for a, b in zip(out['one'], out['eight']):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-4, atol=2e-5)
