@@ -33,12 +33,15 @@ class Checkpointer:
   def __init__(self, workdir: str, keep: int = 3):
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True,
-            # Synchronous saves: the train step donates the state's buffers, so nothing may
-            # still be reading them once `save` returns.
-            enable_async_checkpointing=False))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=True,
+        # Synchronous saves: the train step donates the state's buffers, so nothing may
+        # still be reading them once `save` returns.
+        enable_async_checkpointing=False,
+      ),
+    )
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or None when there is none."""
@@ -72,8 +75,9 @@ class Checkpointer:
     """
     step = self.latest_step() if step is None else step
     if step is None or step not in self._manager.all_steps():
-      raise FileNotFoundError(f'no checkpoint{"" if step is None else f" at step {step}"} in '
-                              f'{self.directory}.')
+      raise FileNotFoundError(
+        f'no checkpoint{"" if step is None else f" at step {step}"} in {self.directory}.'
+      )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
@@ -81,15 +85,16 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def __enter__(self) -> 'Checkpointer':
+  def __enter__(self) -> Checkpointer:
     return self
 
   def __exit__(self, *exc: Any) -> None:
     self.close()
 
 
-def load_run(workdir: str, step: int | None = None
-             ) -> tuple[ml_collections.ConfigDict, GAN, GANState]:
+def load_run(
+  workdir: str, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, GAN, GANState]:
   """Loads a finished or running run folder written by `train_and_evaluate`.
 
   Args:
@@ -106,8 +111,9 @@ def load_run(workdir: str, step: int | None = None
   config_path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(config_path):
     raise FileNotFoundError(
-        f'{workdir!r} holds no config.json: not a gan-jax run folder (train first with '
-        '`gan-jax train --config ... --workdir ...`).')
+      f'{workdir!r} holds no config.json: not a gan-jax run folder (train first with '
+      '`gan-jax train --config ... --workdir ...`).'
+    )
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   gan, state = create_state(config)

@@ -39,15 +39,15 @@ import tensorflow_datasets as tfds
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 
 __all__ = [
-    'DatasetNotFoundError',
-    'DevicePrefetchIterator',
-    'build_eval_dataset',
-    'batch_sharding',
-    'build_train_dataset',
-    'device_prefetch',
-    'load_images',
-    'measure_throughput',
-    'resolve_data_dir',
+  'DatasetNotFoundError',
+  'DevicePrefetchIterator',
+  'build_eval_dataset',
+  'batch_sharding',
+  'build_train_dataset',
+  'device_prefetch',
+  'load_images',
+  'measure_throughput',
+  'resolve_data_dir',
 ]
 
 _ENV_DATA_DIR = 'TFDS_DATA_DIR'
@@ -55,423 +55,438 @@ _TFDS_DEFAULT_DATA_DIR = '~/tensorflow_datasets'
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A TFDS dataset is neither prepared in the data_dir nor downloadable.
+  """A TFDS dataset is neither prepared in the data_dir nor downloadable.
 
-    Attributes:
-      name: The TFDS dataset name, e.g. ``'mnist'``.
-      split: The requested split string, e.g. ``'train'``.
-      data_dir: The TFDS data directory that was searched (already resolved; never None).
-      reason: A short description of what went wrong (empty when the data is simply absent).
-    """
+  Attributes:
+    name: The TFDS dataset name, e.g. ``'mnist'``.
+    split: The requested split string, e.g. ``'train'``.
+    data_dir: The TFDS data directory that was searched (already resolved; never None).
+    reason: A short description of what went wrong (empty when the data is simply absent).
+  """
 
-    def __init__(self, name: str, split: str, data_dir: str, reason: str = ''):
-        self.name = name
-        self.split = split
-        self.data_dir = data_dir
-        self.reason = reason
-        detail = f' ({reason})' if reason else ''
-        message = (
-            f"TFDS dataset '{name}' (split '{split}') was not found in the TFDS data_dir "
-            f"'{data_dir}'{detail}. Nothing is downloaded unless download=True is passed. "
-            f'To prepare it offline, on a machine with internet access run '
-            f'`python -c "import tensorflow_datasets as tfds; '
-            f"tfds.load('{name}', data_dir='{data_dir}')\"` "
-            f'(or `tfds build {name} --data_dir {data_dir}`), copy the resulting '
-            f"'{os.path.join(data_dir, name)}' folder into a data_dir on this machine, and point "
-            f'gan_jax at that data_dir with config.data.data_dir or the {_ENV_DATA_DIR} '
-            f'environment variable.'
-        )
-        super().__init__(message)
+  def __init__(self, name: str, split: str, data_dir: str, reason: str = ''):
+    self.name = name
+    self.split = split
+    self.data_dir = data_dir
+    self.reason = reason
+    detail = f' ({reason})' if reason else ''
+    message = (
+      f"TFDS dataset '{name}' (split '{split}') was not found in the TFDS data_dir "
+      f"'{data_dir}'{detail}. Nothing is downloaded unless download=True is passed. "
+      f'To prepare it offline, on a machine with internet access run '
+      f'`python -c "import tensorflow_datasets as tfds; '
+      f"tfds.load('{name}', data_dir='{data_dir}')\"` "
+      f'(or `tfds build {name} --data_dir {data_dir}`), copy the resulting '
+      f"'{os.path.join(data_dir, name)}' folder into a data_dir on this machine, and point "
+      f'gan_jax at that data_dir with config.data.data_dir or the {_ENV_DATA_DIR} '
+      f'environment variable.'
+    )
+    super().__init__(message)
 
-    def __reduce__(self):  # Keeps the exception picklable despite the custom __init__.
-        return (type(self), (self.name, self.split, self.data_dir, self.reason))
+  def __reduce__(self):  # Keeps the exception picklable despite the custom __init__.
+    return (type(self), (self.name, self.split, self.data_dir, self.reason))
 
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
-    """Returns the TFDS data directory to read from.
+  """Returns the TFDS data directory to read from.
 
-    Precedence: the explicit (config) value, then the ``TFDS_DATA_DIR`` environment variable,
-    then None, which means TFDS's own default (``~/tensorflow_datasets``). Empty strings count
-    as unset. ``~`` is expanded; the path is not required to exist.
+  Precedence: the explicit (config) value, then the ``TFDS_DATA_DIR`` environment variable,
+  then None, which means TFDS's own default (``~/tensorflow_datasets``). Empty strings count
+  as unset. ``~`` is expanded; the path is not required to exist.
 
-    Args:
-      data_dir: The configured directory (``config.data.data_dir``) or None.
+  Args:
+    data_dir: The configured directory (``config.data.data_dir``) or None.
 
-    Returns:
-      The directory as an absolute-or-relative path string with ``~`` expanded, or None.
-    """
-    for candidate in (data_dir, os.environ.get(_ENV_DATA_DIR)):
-        if candidate:
-            return os.path.expanduser(os.fspath(candidate))
-    return None
+  Returns:
+    The directory as an absolute-or-relative path string with ``~`` expanded, or None.
+  """
+  for candidate in (data_dir, os.environ.get(_ENV_DATA_DIR)):
+    if candidate:
+      return os.path.expanduser(os.fspath(candidate))
+  return None
 
 
 @functools.cache
 def _keep_tensorflow_on_cpu() -> None:
-    """Hides GPUs from TensorFlow (once per process) so tf.data never grabs accelerator memory."""
-    try:
-        tf.config.set_visible_devices([], 'GPU')
-    except RuntimeError:
-        # TF's devices are already initialised (someone used TF first); nothing we can change.
-        pass
+  """Hides GPUs from TensorFlow (once per process) so tf.data never grabs accelerator memory."""
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:
+    # TF's devices are already initialised (someone used TF first); nothing we can change.
+    pass
 
 
 def _searched_dir(data_dir: str | None) -> str:
-    """The directory TFDS searches for a resolved data_dir: None means ~/tensorflow_datasets."""
-    return data_dir if data_dir else os.path.expanduser(_TFDS_DEFAULT_DATA_DIR)
+  """The directory TFDS searches for a resolved data_dir: None means ~/tensorflow_datasets."""
+  return data_dir if data_dir else os.path.expanduser(_TFDS_DEFAULT_DATA_DIR)
 
 
 def _validate_image_args(image_size: int, channels: int) -> None:
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f'data.image_size={image_size!r} must be a positive integer.')
-    if channels not in (1, 3):
-        raise ValueError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
+  if not isinstance(image_size, (int, np.integer)) or image_size < 1:
+    raise ValueError(f'data.image_size={image_size!r} must be a positive integer.')
+  if channels not in (1, 3):
+    raise ValueError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
 
 
 def _builder(name: str, split: str, data_dir: str, download: bool):
-    """Returns a prepared TFDS builder, raising DatasetNotFoundError/ValueError otherwise."""
-    searched = data_dir
+  """Returns a prepared TFDS builder, raising DatasetNotFoundError/ValueError otherwise."""
+  searched = data_dir
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
+    raise DatasetNotFoundError(
+      name, split, searched, reason='no registered TFDS builder and no prepared folder'
+    ) from None
+  if not builder.is_prepared():
+    if not download:
+      raise DatasetNotFoundError(name, split, searched) from None
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
-        raise DatasetNotFoundError(
-            name, split, searched, reason='no registered TFDS builder and no prepared folder'
-        ) from None
-    if not builder.is_prepared():
-        if not download:
-            raise DatasetNotFoundError(name, split, searched) from None
-        try:
-            builder.download_and_prepare()
-        except Exception as err:  # Network errors take many forms (OSError, DownloadError, ...).
-            first_line = (str(err).strip().splitlines() or [''])[0][:200]
-            raise DatasetNotFoundError(
-                name, split, searched,
-                reason=f'download_and_prepare failed: {type(err).__name__}: {first_line}',
-            ) from err
-    try:
-        builder.info.splits[split]  # Validates split names and slice bounds.
-    except (KeyError, ValueError) as err:
-        available = ', '.join(
-            f"'{s}' ({info.num_examples} examples)" for s, info in builder.info.splits.items()
-        )
-        raise ValueError(
-            f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
-            f'Available splits: {available}. TFDS slicing such as '
-            f"'train[:10%]' or 'train+test' is supported."
-        ) from None
-    if 'image' not in builder.info.features:
-        raise ValueError(
-            f"TFDS dataset '{name}' has no 'image' feature (features: "
-            f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
-        )
-    return builder
+      builder.download_and_prepare()
+    except Exception as err:  # Network errors take many forms (OSError, DownloadError, ...).
+      first_line = (str(err).strip().splitlines() or [''])[0][:200]
+      raise DatasetNotFoundError(
+        name,
+        split,
+        searched,
+        reason=f'download_and_prepare failed: {type(err).__name__}: {first_line}',
+      ) from err
+  try:
+    builder.info.splits[split]  # Validates split names and slice bounds.
+  except (KeyError, ValueError) as err:
+    available = ', '.join(
+      f"'{s}' ({info.num_examples} examples)" for s, info in builder.info.splits.items()
+    )
+    raise ValueError(
+      f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
+      f'Available splits: {available}. TFDS slicing such as '
+      f"'train[:10%]' or 'train+test' is supported."
+    ) from None
+  if 'image' not in builder.info.features:
+    raise ValueError(
+      f"TFDS dataset '{name}' has no 'image' feature (features: "
+      f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
+    )
+  return builder
 
 
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """[H, W, C_in] float32 -> [H, W, channels]; works with a static or a dynamic C_in."""
+  """[H, W, C_in] float32 -> [H, W, channels]; works with a static or a dynamic C_in."""
 
-    def convert(img: tf.Tensor, c_in: int) -> tf.Tensor:
-        if c_in == 4:  # RGBA: drop alpha.
-            img, c_in = img[..., :3], 3
-        if c_in == channels:
-            return img
-        if c_in == 1 and channels == 3:
-            return tf.tile(img, [1, 1, 3])
-        if c_in == 3 and channels == 1:
-            return tf.image.rgb_to_grayscale(img)
-        raise ValueError(f'Cannot convert images with {c_in} channels to {channels}.')
+  def convert(img: tf.Tensor, c_in: int) -> tf.Tensor:
+    if c_in == 4:  # RGBA: drop alpha.
+      img, c_in = img[..., :3], 3
+    if c_in == channels:
+      return img
+    if c_in == 1 and channels == 3:
+      return tf.tile(img, [1, 1, 3])
+    if c_in == 3 and channels == 1:
+      return tf.image.rgb_to_grayscale(img)
+    raise ValueError(f'Cannot convert images with {c_in} channels to {channels}.')
 
-    c_static = image.shape[-1]
-    if c_static is not None:
-        return convert(image, c_static)
-    c_dyn = tf.shape(image)[-1]
+  c_static = image.shape[-1]
+  if c_static is not None:
+    return convert(image, c_static)
+  c_dyn = tf.shape(image)[-1]
 
-    def unsupported() -> tf.Tensor:
-        check = tf.debugging.Assert(False, ['Unsupported number of image channels:', c_dyn])
-        with tf.control_dependencies([check]):
-            return tf.zeros(tf.concat([tf.shape(image)[:2], [channels]], 0), image.dtype)
+  def unsupported() -> tf.Tensor:
+    check = tf.debugging.Assert(False, ['Unsupported number of image channels:', c_dyn])
+    with tf.control_dependencies([check]):
+      return tf.zeros(tf.concat([tf.shape(image)[:2], [channels]], 0), image.dtype)
 
-    return tf.case(
-        [(tf.equal(c_dyn, c), functools.partial(convert, image, c)) for c in (1, 3, 4)],
-        default=unsupported,
-        exclusive=True,
-    )
+  return tf.case(
+    [(tf.equal(c_dyn, c), functools.partial(convert, image, c)) for c in (1, 3, 4)],
+    default=unsupported,
+    exclusive=True,
+  )
 
 
 def _preprocess(
-    features: Mapping[str, tf.Tensor], image_size: int, channels: int
+  features: Mapping[str, tf.Tensor], image_size: int, channels: int
 ) -> dict[str, tf.Tensor]:
-    """Resizes and converts channels, leaving values in [0, 255] (scaling happens later).
+  """Resizes and converts channels, leaving values in [0, 255] (scaling happens later).
 
-    The image stays uint8 when neither resizing nor RGB->grayscale is needed (it is then 4x
-    smaller in the cache); otherwise it becomes float32 in [0, 255].
-    """
-    image = features['image']
-    h, w = image.shape[0], image.shape[1]
-    static_ok = h == image_size and w == image_size
-    if not static_ok:
-        image = tf.cast(image, tf.float32)
-        if h is not None and w is not None:
-            image = tf.image.resize(
-                image, (image_size, image_size), method='bilinear', antialias=True
-            )
-        else:  # No static size: resize only the images whose stored size differs.
-            shape = tf.shape(image)
-            image = tf.cond(
-                tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
-                lambda: image,
-                lambda: tf.image.resize(
-                    image, (image_size, image_size), method='bilinear', antialias=True
-                ),
-            )
-    if image.shape[-1] is None or image.shape[-1] != channels:
-        if image.dtype == tf.uint8 and not (image.shape[-1] == 1 and channels == 3):
-            image = tf.cast(image, tf.float32)  # rgb_to_grayscale would round in uint8.
-        image = _convert_channels(image, channels)
-    if image.dtype != tf.uint8:  # Guards against float round-off of the resize kernel.
-        image = tf.clip_by_value(image, 0.0, 255.0)
-    image = tf.ensure_shape(image, (image_size, image_size, channels))
-    if 'label' in features:
-        label = tf.cast(features['label'], tf.int32)
-    else:
-        label = tf.constant(-1, tf.int32)
-    return {'image': image, 'label': label}
+  The image stays uint8 when neither resizing nor RGB->grayscale is needed (it is then 4x
+  smaller in the cache); otherwise it becomes float32 in [0, 255].
+  """
+  image = features['image']
+  h, w = image.shape[0], image.shape[1]
+  static_ok = h == image_size and w == image_size
+  if not static_ok:
+    image = tf.cast(image, tf.float32)
+    if h is not None and w is not None:
+      image = tf.image.resize(image, (image_size, image_size), method='bilinear', antialias=True)
+    else:  # No static size: resize only the images whose stored size differs.
+      shape = tf.shape(image)
+      image = tf.cond(
+        tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
+        lambda: image,
+        lambda: tf.image.resize(image, (image_size, image_size), method='bilinear', antialias=True),
+      )
+  if image.shape[-1] is None or image.shape[-1] != channels:
+    if image.dtype == tf.uint8 and not (image.shape[-1] == 1 and channels == 3):
+      image = tf.cast(image, tf.float32)  # rgb_to_grayscale would round in uint8.
+    image = _convert_channels(image, channels)
+  if image.dtype != tf.uint8:  # Guards against float round-off of the resize kernel.
+    image = tf.clip_by_value(image, 0.0, 255.0)
+  image = tf.ensure_shape(image, (image_size, image_size, channels))
+  if 'label' in features:
+    label = tf.cast(features['label'], tf.int32)
+  else:
+    label = tf.constant(-1, tf.int32)
+  return {'image': image, 'label': label}
 
 
 def _scale(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Maps images in [0, 255] (any leading batch dims) to float32 in [-1, 1] as x/127.5 - 1."""
-    # x in [0, 255] maps into [-1, 1] exactly (255 / 127.5 == 2), so no clipping is needed.
-    image = tf.cast(features['image'], tf.float32) / 127.5 - 1.0
-    return {'image': image, 'label': features['label']}
+  """Maps images in [0, 255] (any leading batch dims) to float32 in [-1, 1] as x/127.5 - 1."""
+  # x in [0, 255] maps into [-1, 1] exactly (255 / 127.5 == 2), so no clipping is needed.
+  image = tf.cast(features['image'], tf.float32) / 127.5 - 1.0
+  return {'image': image, 'label': features['label']}
 
 
 def _options() -> tf.data.Options:
-    options = tf.data.Options()
-    options.deterministic = True
-    return options
+  options = tf.data.Options()
+  options.deterministic = True
+  return options
 
 
 def _raw_images(
-    name: str, split: str, *, data_dir: str | None, image_size: int, channels: int,
-    download: bool,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  image_size: int,
+  channels: int,
+  download: bool,
 ) -> tuple[tf.data.Dataset, int]:
-    """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling)."""
-    _keep_tensorflow_on_cpu()
-    _validate_image_args(image_size, channels)
-    # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
-    data_dir = _searched_dir(resolve_data_dir(data_dir))
-    builder = _builder(name, split, data_dir, download)
-    read_config = tfds.ReadConfig(try_autocache=False, options=_options())
-    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
-    num_examples = builder.info.splits[split].num_examples
-    preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds, num_examples
+  """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling)."""
+  _keep_tensorflow_on_cpu()
+  _validate_image_args(image_size, channels)
+  # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
+  data_dir = _searched_dir(resolve_data_dir(data_dir))
+  builder = _builder(name, split, data_dir, download)
+  read_config = tfds.ReadConfig(try_autocache=False, options=_options())
+  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+  num_examples = builder.info.splits[split].num_examples
+  preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds, num_examples
 
 
 def load_images(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | None,
-    image_size: int,
-    channels: int,
-    download: bool = False,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  image_size: int,
+  channels: int,
+  download: bool = False,
 ) -> tf.data.Dataset:
-    """Loads any TFDS image dataset as preprocessed, unbatched, in-order examples.
+  """Loads any TFDS image dataset as preprocessed, unbatched, in-order examples.
 
-    Reads ``name`` with ``shuffle_files=False`` from ``data_dir`` (see ``resolve_data_dir``:
-    None falls back to ``TFDS_DATA_DIR`` and then TFDS's default ``~/tensorflow_datasets``).
-    Images are resized (``tf.image.resize``, bilinear, antialias) only when their stored size
-    differs from ``image_size`` (checked per image when the dataset has no static size);
-    grayscale is tiled to RGB and RGB converted with ``tf.image.rgb_to_grayscale`` when
-    ``channels`` differs (RGBA drops alpha first). uint8 values map to [-1, 1] as x/127.5 - 1.
+  Reads ``name`` with ``shuffle_files=False`` from ``data_dir`` (see ``resolve_data_dir``:
+  None falls back to ``TFDS_DATA_DIR`` and then TFDS's default ``~/tensorflow_datasets``).
+  Images are resized (``tf.image.resize``, bilinear, antialias) only when their stored size
+  differs from ``image_size`` (checked per image when the dataset has no static size);
+  grayscale is tiled to RGB and RGB converted with ``tf.image.rgb_to_grayscale`` when
+  ``channels`` differs (RGBA drops alpha first). uint8 values map to [-1, 1] as x/127.5 - 1.
 
-    Args:
-      name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
-        e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``.
-      split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
-        ``'train[:90%]'``.
-      data_dir: TFDS data directory, or None (environment / TFDS default).
-      image_size: Output height and width H = W, >= 1.
-      channels: Output channels C, 1 or 3.
-      download: Whether TFDS may download and prepare a missing dataset (needs internet).
-        False by default so nothing ever touches the network unless asked.
+  Args:
+    name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
+      e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``.
+    split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
+      ``'train[:90%]'``.
+    data_dir: TFDS data directory, or None (environment / TFDS default).
+    image_size: Output height and width H = W, >= 1.
+    channels: Output channels C, 1 or 3.
+    download: Whether TFDS may download and prepare a missing dataset (needs internet).
+      False by default so nothing ever touches the network unless asked.
 
-    Returns:
-      A ``tf.data.Dataset`` of dicts ``{'image': float32 [H, W, C] in [-1, 1],
-      'label': int32 []}``; ``label`` is -1 when the dataset has no labels.
+  Returns:
+    A ``tf.data.Dataset`` of dicts ``{'image': float32 [H, W, C] in [-1, 1],
+    'label': int32 []}``; ``label`` is -1 when the dataset has no labels.
 
-    Raises:
-      DatasetNotFoundError: The dataset is not prepared in the data_dir (and download=False)
-        or downloading it failed; also for names TFDS does not know.
-      ValueError: Unknown split name or out-of-range slice (the message lists the available
-        splits), ``image_size < 1``, ``channels`` not in (1, 3), or no ``'image'`` feature.
-    """
-    ds, _ = _raw_images(
-        name, split, data_dir=data_dir, image_size=image_size, channels=channels,
-        download=download,
-    )
-    return ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  Raises:
+    DatasetNotFoundError: The dataset is not prepared in the data_dir (and download=False)
+      or downloading it failed; also for names TFDS does not know.
+    ValueError: Unknown split name or out-of-range slice (the message lists the available
+      splits), ``image_size < 1``, ``channels`` not in (1, 3), or no ``'image'`` feature.
+  """
+  ds, _ = _raw_images(
+    name,
+    split,
+    data_dir=data_dir,
+    image_size=image_size,
+    channels=channels,
+    download=download,
+  )
+  return ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def build_train_dataset(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | None,
-    image_size: int,
-    channels: int,
-    batch_size: int,
-    seed: int,
-    n_critic: int = 1,
-    start_step: int = 0,
-    process_index: int = 0,
-    process_count: int = 1,
-    cache: bool = True,
-    shuffle_buffer: int | None = None,
-    download: bool = False,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  image_size: int,
+  channels: int,
+  batch_size: int,
+  seed: int,
+  n_critic: int = 1,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  cache: bool = True,
+  shuffle_buffer: int | None = None,
+  download: bool = False,
 ) -> tf.data.Dataset:
-    """Builds the infinite, deterministic, resumable training stream of this process.
+  """Builds the infinite, deterministic, resumable training stream of this process.
 
-    Pipeline: this process's shard (``tfds.even_splits(split, process_count)[process_index]``,
-    i.e. TFDS split slicing, so each process reads only its own contiguous 1/process_count of
-    the split, before any shuffling) -> decode, resize, convert channels -> ``cache()`` in
-    memory (values still in [0, 255]; uint8 when no resizing was needed, 4x smaller than
-    float32) -> ``shuffle(buffer, seed=seed, reshuffle_each_iteration=True)`` -> ``repeat()``
-    -> ``skip(start_step * n_critic * B_local)`` -> ``batch(B_local, drop_remainder=True)``
-    -> ``batch(n_critic, drop_remainder=True)`` -> scale to [-1, 1] (vectorised over the
-    whole step) -> ``prefetch(AUTOTUNE)``, with ``tf.data.Options.deterministic = True``.
+  Pipeline: this process's shard (``tfds.even_splits(split, process_count)[process_index]``,
+  i.e. TFDS split slicing, so each process reads only its own contiguous 1/process_count of
+  the split, before any shuffling) -> decode, resize, convert channels -> ``cache()`` in
+  memory (values still in [0, 255]; uint8 when no resizing was needed, 4x smaller than
+  float32) -> ``shuffle(buffer, seed=seed, reshuffle_each_iteration=True)`` -> ``repeat()``
+  -> ``skip(start_step * n_critic * B_local)`` -> ``batch(B_local, drop_remainder=True)``
+  -> ``batch(n_critic, drop_remainder=True)`` -> scale to [-1, 1] (vectorised over the
+  whole step) -> ``prefetch(AUTOTUNE)``, with ``tf.data.Options.deterministic = True``.
 
-    Resuming: element ``k`` of the stream is a pure function of (dataset, split, seed,
-    batch_size, n_critic, process layout). ``start_step=k`` makes element 0 equal to element
-    ``k`` of the stream built with ``start_step=0``; the skip is done on single examples
-    before batching (equivalent, since the stream is infinite) so it is cheap, but it still
-    replays the shuffles, costing roughly ``k * n_critic * B_local`` cached examples of work.
-    The order depends on TF's global seed only if someone calls ``tf.random.set_seed``
-    (gan_jax never does); without it the op seed alone fixes the order in every process.
-    Each *new* dataset object restarts the stream; iterating the same object twice in one
-    process continues the reshuffling instead (a tf.data property), so build a fresh one.
+  Resuming: element ``k`` of the stream is a pure function of (dataset, split, seed,
+  batch_size, n_critic, process layout). ``start_step=k`` makes element 0 equal to element
+  ``k`` of the stream built with ``start_step=0``; the skip is done on single examples
+  before batching (equivalent, since the stream is infinite) so it is cheap, but it still
+  replays the shuffles, costing roughly ``k * n_critic * B_local`` cached examples of work.
+  The order depends on TF's global seed only if someone calls ``tf.random.set_seed``
+  (gan_jax never does); without it the op seed alone fixes the order in every process.
+  Each *new* dataset object restarts the stream; iterating the same object twice in one
+  process continues the reshuffling instead (a tf.data property), so build a fresh one.
 
-    Args:
-      name: TFDS image dataset name (see ``load_images``).
-      split: TFDS split string, slicing allowed.
-      data_dir: TFDS data directory, or None (``TFDS_DATA_DIR`` / TFDS default).
-      image_size: Output H = W.
-      channels: Output C, 1 or 3.
-      batch_size: Global batch size per discriminator step; each process yields
-        ``B_local = batch_size // process_count`` examples per step.
-      seed: Shuffle seed (the run's seed).
-      n_critic: Discriminator steps per train step; every element carries that many batches.
-      start_step: Train steps already taken (the restored ``state.step``), >= 0.
-      process_index: This process's index, ``jax.process_index()``.
-      process_count: Number of processes, ``jax.process_count()``.
-      cache: Cache decoded examples in memory (recommended unless the split is too large).
-      shuffle_buffer: Shuffle buffer size; None = this process's whole shard (a full
-        uniform shuffle every epoch).
-      download: Passed to ``load_images``; False never touches the network.
+  Args:
+    name: TFDS image dataset name (see ``load_images``).
+    split: TFDS split string, slicing allowed.
+    data_dir: TFDS data directory, or None (``TFDS_DATA_DIR`` / TFDS default).
+    image_size: Output H = W.
+    channels: Output C, 1 or 3.
+    batch_size: Global batch size per discriminator step; each process yields
+      ``B_local = batch_size // process_count`` examples per step.
+    seed: Shuffle seed (the run's seed).
+    n_critic: Discriminator steps per train step; every element carries that many batches.
+    start_step: Train steps already taken (the restored ``state.step``), >= 0.
+    process_index: This process's index, ``jax.process_index()``.
+    process_count: Number of processes, ``jax.process_count()``.
+    cache: Cache decoded examples in memory (recommended unless the split is too large).
+    shuffle_buffer: Shuffle buffer size; None = this process's whole shard (a full
+      uniform shuffle every epoch).
+    download: Passed to ``load_images``; False never touches the network.
 
-    Returns:
-      An infinite ``tf.data.Dataset`` whose elements are one train step's data:
-      ``{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1],
-      'label': int32 [n_critic, B_local]}`` (label -1 for unlabelled datasets).
+  Returns:
+    An infinite ``tf.data.Dataset`` whose elements are one train step's data:
+    ``{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1],
+    'label': int32 [n_critic, B_local]}`` (label -1 for unlabelled datasets).
 
-    Raises:
-      ValueError: ``train.batch_size`` <= 0 or not divisible by ``process_count``,
-        ``train.n_critic`` < 1, ``start_step`` < 0, ``data.image_size`` < 1,
-        ``data.channels`` not in (1, 3), a bad ``process_index``/``process_count`` or
-        ``shuffle_buffer``, an unknown split, or a shard too small for one batch.
-      DatasetNotFoundError: As in ``load_images``.
-    """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f'train.batch_size={batch_size!r} must be a positive integer.')
-    if not isinstance(process_count, (int, np.integer)) or process_count < 1:
-        raise ValueError(f'process_count={process_count!r} must be a positive integer.')
-    if not 0 <= process_index < process_count:
-        raise ValueError(f'process_index={process_index!r} must be in [0, {process_count}).')
-    if batch_size % process_count:
-        raise ValueError(
-            f'train.batch_size={batch_size} must be divisible by the number of processes '
-            f'(process_count={process_count}).'
-        )
-    if not isinstance(n_critic, (int, np.integer)) or n_critic < 1:
-        raise ValueError(f'train.n_critic={n_critic!r} must be an integer >= 1.')
-    if not isinstance(start_step, (int, np.integer)) or start_step < 0:
-        raise ValueError(f'start_step={start_step!r} must be an integer >= 0.')
-    if shuffle_buffer is not None and shuffle_buffer < 1:
-        raise ValueError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
-    _validate_image_args(image_size, channels)
-    local_batch = batch_size // process_count
-
-    shard = split
-    if process_count > 1:
-        shard = tfds.even_splits(split, n=process_count)[process_index]
-    ds, num_examples = _raw_images(
-        name, shard, data_dir=data_dir, image_size=image_size, channels=channels,
-        download=download,
+  Raises:
+    ValueError: ``train.batch_size`` <= 0 or not divisible by ``process_count``,
+      ``train.n_critic`` < 1, ``start_step`` < 0, ``data.image_size`` < 1,
+      ``data.channels`` not in (1, 3), a bad ``process_index``/``process_count`` or
+      ``shuffle_buffer``, an unknown split, or a shard too small for one batch.
+    DatasetNotFoundError: As in ``load_images``.
+  """
+  if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    raise ValueError(f'train.batch_size={batch_size!r} must be a positive integer.')
+  if not isinstance(process_count, (int, np.integer)) or process_count < 1:
+    raise ValueError(f'process_count={process_count!r} must be a positive integer.')
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index!r} must be in [0, {process_count}).')
+  if batch_size % process_count:
+    raise ValueError(
+      f'train.batch_size={batch_size} must be divisible by the number of processes '
+      f'(process_count={process_count}).'
     )
-    if num_examples < local_batch:
-        raise ValueError(
-            f"Split '{split}' of '{name}' gives process {process_index} only {num_examples} "
-            f'examples, fewer than its per-process batch of {local_batch} '
-            f'(train.batch_size={batch_size}, process_count={process_count}).'
-        )
-    if cache:
-        ds = ds.cache()
-    buffer = num_examples if shuffle_buffer is None else shuffle_buffer
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
-    if start_step:
-        ds = ds.skip(start_step * n_critic * local_batch)
-    ds = ds.batch(local_batch, drop_remainder=True)
-    ds = ds.batch(n_critic, drop_remainder=True)
-    ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+  if not isinstance(n_critic, (int, np.integer)) or n_critic < 1:
+    raise ValueError(f'train.n_critic={n_critic!r} must be an integer >= 1.')
+  if not isinstance(start_step, (int, np.integer)) or start_step < 0:
+    raise ValueError(f'start_step={start_step!r} must be an integer >= 0.')
+  if shuffle_buffer is not None and shuffle_buffer < 1:
+    raise ValueError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
+  _validate_image_args(image_size, channels)
+  local_batch = batch_size // process_count
+
+  shard = split
+  if process_count > 1:
+    shard = tfds.even_splits(split, n=process_count)[process_index]
+  ds, num_examples = _raw_images(
+    name,
+    shard,
+    data_dir=data_dir,
+    image_size=image_size,
+    channels=channels,
+    download=download,
+  )
+  if num_examples < local_batch:
+    raise ValueError(
+      f"Split '{split}' of '{name}' gives process {process_index} only {num_examples} "
+      f'examples, fewer than its per-process batch of {local_batch} '
+      f'(train.batch_size={batch_size}, process_count={process_count}).'
+    )
+  if cache:
+    ds = ds.cache()
+  buffer = num_examples if shuffle_buffer is None else shuffle_buffer
+  ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat()
+  if start_step:
+    ds = ds.skip(start_step * n_critic * local_batch)
+  ds = ds.batch(local_batch, drop_remainder=True)
+  ds = ds.batch(n_critic, drop_remainder=True)
+  ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
 def build_eval_dataset(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | None,
-    image_size: int,
-    channels: int,
-    batch_size: int,
-    drop_remainder: bool = False,
-    download: bool = False,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  image_size: int,
+  channels: int,
+  batch_size: int,
+  drop_remainder: bool = False,
+  download: bool = False,
 ) -> tf.data.Dataset:
-    """One in-order pass over a split, batched, for evaluation and metrics.
+  """One in-order pass over a split, batched, for evaluation and metrics.
 
-    Args:
-      name: TFDS image dataset name (see ``load_images``).
-      split: TFDS split string, slicing allowed.
-      data_dir: TFDS data directory, or None (``TFDS_DATA_DIR`` / TFDS default).
-      image_size: Output H = W.
-      channels: Output C, 1 or 3.
-      batch_size: Examples per batch B.
-      drop_remainder: Drop the last, smaller batch (keep it by default so every example
-        is seen exactly once).
-      download: Passed to ``load_images``.
+  Args:
+    name: TFDS image dataset name (see ``load_images``).
+    split: TFDS split string, slicing allowed.
+    data_dir: TFDS data directory, or None (``TFDS_DATA_DIR`` / TFDS default).
+    image_size: Output H = W.
+    channels: Output C, 1 or 3.
+    batch_size: Examples per batch B.
+    drop_remainder: Drop the last, smaller batch (keep it by default so every example
+      is seen exactly once).
+    download: Passed to ``load_images``.
 
-    Returns:
-      A finite ``tf.data.Dataset`` of ``{'image': float32 [B, H, W, C] in [-1, 1],
-      'label': int32 [B]}`` in the split's stored order; the last batch may be smaller
-      unless ``drop_remainder``.
+  Returns:
+    A finite ``tf.data.Dataset`` of ``{'image': float32 [B, H, W, C] in [-1, 1],
+    'label': int32 [B]}`` in the split's stored order; the last batch may be smaller
+    unless ``drop_remainder``.
 
-    Raises:
-      ValueError: ``batch_size`` <= 0, or as in ``load_images``.
-      DatasetNotFoundError: As in ``load_images``.
-    """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f'batch_size={batch_size!r} must be a positive integer.')
-    ds, _ = _raw_images(
-        name, split, data_dir=data_dir, image_size=image_size, channels=channels,
-        download=download,
-    )
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+  Raises:
+    ValueError: ``batch_size`` <= 0, or as in ``load_images``.
+    DatasetNotFoundError: As in ``load_images``.
+  """
+  if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    raise ValueError(f'batch_size={batch_size!r} must be a positive integer.')
+  ds, _ = _raw_images(
+    name,
+    split,
+    data_dir=data_dir,
+    image_size=image_size,
+    channels=channels,
+    download=download,
+  )
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
 _END = object()
@@ -479,198 +494,197 @@ _POLL_S = 0.1  # How often blocked queue operations re-check for shutdown.
 
 
 class _ProducerError:
-    """Carries an exception raised in the producer thread over to the consumer."""
+  """Carries an exception raised in the producer thread over to the consumer."""
 
-    def __init__(self, error: BaseException):
-        self.error = error
+  def __init__(self, error: BaseException):
+    self.error = error
 
 
 def device_prefetch(
-    iterator: Iterator[Mapping[str, np.ndarray]],
-    sharding: jax.sharding.Sharding | Callable[[str, np.ndarray], jax.sharding.Sharding],
-    size: int = 2,
+  iterator: Iterator[Mapping[str, np.ndarray]],
+  sharding: jax.sharding.Sharding | Callable[[str, np.ndarray], jax.sharding.Sharding],
+  size: int = 2,
 ) -> DevicePrefetchIterator:
-    """Moves host batches to devices in a background thread, ``size`` batches ahead.
+  """Moves host batches to devices in a background thread, ``size`` batches ahead.
 
-    Each leaf becomes a global ``jax.Array`` via
-    ``jax.make_array_from_process_local_data(sharding, local_array)``, which is correct for
-    one process and for several (each process passes its own ``B_local`` rows; the global
-    batch dimension is ``B_local * process_count``).
+  Each leaf becomes a global ``jax.Array`` via
+  ``jax.make_array_from_process_local_data(sharding, local_array)``, which is correct for
+  one process and for several (each process passes its own ``B_local`` rows; the global
+  batch dimension is ``B_local * process_count``).
 
-    The producer is a daemon thread, started at once (so loading overlaps e.g. the first
-    compilation). It stops when ``iterator`` is exhausted, when it raises (the exception is
-    re-raised in the consumer, at the same position, with its original traceback), or when
-    the returned iterator is closed, garbage-collected or the interpreter exits (an
-    ``atexit`` hook stops it first: a daemon thread killed inside tf.data's C++ code at
-    shutdown aborts the process with "FATAL: exception not rethrown").
+  The producer is a daemon thread, started at once (so loading overlaps e.g. the first
+  compilation). It stops when ``iterator`` is exhausted, when it raises (the exception is
+  re-raised in the consumer, at the same position, with its original traceback), or when
+  the returned iterator is closed, garbage-collected or the interpreter exits (an
+  ``atexit`` hook stops it first: a daemon thread killed inside tf.data's C++ code at
+  shutdown aborts the process with "FATAL: exception not rethrown").
 
-    Args:
-      iterator: Yields dicts of numpy arrays, e.g. ``ds.as_numpy_iterator()`` of
-        ``build_train_dataset``: ``{'image': [n_critic, B_local, H, W, C], 'label':
-        [n_critic, B_local]}``.
-      sharding: One sharding applied to every leaf (e.g. ``batch_sharding(mesh)``, which
-        fits leaves of any rank > its batch axis), or a callable ``(key, local_array) ->
-        sharding`` for per-leaf control.
-      size: Batches kept in flight (>= 1).
+  Args:
+    iterator: Yields dicts of numpy arrays, e.g. ``ds.as_numpy_iterator()`` of
+      ``build_train_dataset``: ``{'image': [n_critic, B_local, H, W, C], 'label':
+      [n_critic, B_local]}``.
+    sharding: One sharding applied to every leaf (e.g. ``batch_sharding(mesh)``, which
+      fits leaves of any rank > its batch axis), or a callable ``(key, local_array) ->
+      sharding`` for per-leaf control.
+    size: Batches kept in flight (>= 1).
 
-    Returns:
-      A ``DevicePrefetchIterator`` (an iterator and context manager with ``close()``)
-      yielding dicts with the same keys whose values are global ``jax.Array``s with the
-      given sharding, in the order of ``iterator``.
+  Returns:
+    A ``DevicePrefetchIterator`` (an iterator and context manager with ``close()``)
+    yielding dicts with the same keys whose values are global ``jax.Array``s with the
+    given sharding, in the order of ``iterator``.
 
-    Raises:
-      ValueError: ``size < 1``.
-      Exception: Whatever ``iterator`` raised, re-raised by ``next()`` at the matching
-        position.
-    """
-    if size < 1:
-        raise ValueError(f'size={size!r} must be >= 1.')
-    if isinstance(sharding, jax.sharding.Sharding):
-        get_sharding = lambda key, value: sharding  # noqa: E731
-    else:
-        get_sharding = sharding
+  Raises:
+    ValueError: ``size < 1``.
+    Exception: Whatever ``iterator`` raised, re-raised by ``next()`` at the matching
+      position.
+  """
+  if size < 1:
+    raise ValueError(f'size={size!r} must be >= 1.')
+  if isinstance(sharding, jax.sharding.Sharding):
+    get_sharding = lambda key, value: sharding  # noqa: E731
+  else:
+    get_sharding = sharding
 
-    def to_device(batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
-        return {
-            key: jax.make_array_from_process_local_data(get_sharding(key, value), value)
-            for key, value in batch.items()
-        }
+  def to_device(batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {
+      key: jax.make_array_from_process_local_data(get_sharding(key, value), value)
+      for key, value in batch.items()
+    }
 
-    return DevicePrefetchIterator(iterator, to_device, size)
+  return DevicePrefetchIterator(iterator, to_device, size)
 
 
 class DevicePrefetchIterator(Iterator[Any]):
-    """Iterator over ``transform(x) for x in iterator``, computed ``size`` ahead in a thread.
+  """Iterator over ``transform(x) for x in iterator``, computed ``size`` ahead in a thread.
 
-    Built by ``device_prefetch``. ``close()`` (or leaving a ``with`` block, or garbage
-    collection) stops the producer thread after at most one more ``next(iterator)``.
-    """
+  Built by ``device_prefetch``. ``close()`` (or leaving a ``with`` block, or garbage
+  collection) stops the producer thread after at most one more ``next(iterator)``.
+  """
 
-    def __init__(self, iterator: Iterator[Any], transform: Callable[[Any], Any], size: int):
-        buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
-        stop = threading.Event()
+  def __init__(self, iterator: Iterator[Any], transform: Callable[[Any], Any], size: int):
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
 
-        # The thread and the atexit hook close over these locals only, never over `self`, so
-        # an abandoned iterator is still garbage-collected (and then closed).
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    buffer.put(item, timeout=_POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for batch in iterator:
-                    if stop.is_set() or not put(transform(batch)):
-                        return
-                put(_END)
-            except BaseException as error:  # noqa: BLE001 - handed to the consumer.
-                put(_ProducerError(error))
-
-        thread = threading.Thread(target=produce, name='gan_jax-device_prefetch', daemon=True)
-
-        def shutdown() -> None:
-            stop.set()
-            while True:  # Drop prefetched device buffers now, not at the next GC.
-                try:
-                    buffer.get_nowait()
-                except queue.Empty:
-                    break
-            if thread is not threading.current_thread():
-                thread.join(timeout=10.0)
-
-        self._buffer = buffer
-        self._thread = thread
-        self._shutdown = shutdown
-        self._closed = False
-        atexit.register(shutdown)
-        thread.start()
-
-    def __iter__(self) -> DevicePrefetchIterator:
-        return self
-
-    def __next__(self) -> Any:
-        while not self._closed:
-            try:
-                item = self._buffer.get(timeout=_POLL_S)
-            except queue.Empty:
-                if not self._thread.is_alive() and self._buffer.empty():
-                    self.close()
-                    raise RuntimeError('device_prefetch: the producer thread died.') from None
-                continue
-            if item is _END:
-                self.close()
-                break
-            if isinstance(item, _ProducerError):
-                self.close()
-                raise item.error
-            return item
-        raise StopIteration
-
-    def close(self) -> None:
-        """Stops the producer thread and drops prefetched batches; idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._shutdown()
-            atexit.unregister(self._shutdown)
-
-    def __enter__(self) -> DevicePrefetchIterator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
+    # The thread and the atexit hook close over these locals only, never over `self`, so
+    # an abandoned iterator is still garbage-collected (and then closed).
+    def put(item: Any) -> bool:
+      while not stop.is_set():
         try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer (e.g. at shutdown).
-            pass
+          buffer.put(item, timeout=_POLL_S)
+          return True
+        except queue.Full:
+          continue
+      return False
+
+    def produce() -> None:
+      try:
+        for batch in iterator:
+          if stop.is_set() or not put(transform(batch)):
+            return
+        put(_END)
+      except BaseException as error:  # noqa: BLE001 - handed to the consumer.
+        put(_ProducerError(error))
+
+    thread = threading.Thread(target=produce, name='gan_jax-device_prefetch', daemon=True)
+
+    def shutdown() -> None:
+      stop.set()
+      while True:  # Drop prefetched device buffers now, not at the next GC.
+        try:
+          buffer.get_nowait()
+        except queue.Empty:
+          break
+      if thread is not threading.current_thread():
+        thread.join(timeout=10.0)
+
+    self._buffer = buffer
+    self._thread = thread
+    self._shutdown = shutdown
+    self._closed = False
+    atexit.register(shutdown)
+    thread.start()
+
+  def __iter__(self) -> DevicePrefetchIterator:
+    return self
+
+  def __next__(self) -> Any:
+    while not self._closed:
+      try:
+        item = self._buffer.get(timeout=_POLL_S)
+      except queue.Empty:
+        if not self._thread.is_alive() and self._buffer.empty():
+          self.close()
+          raise RuntimeError('device_prefetch: the producer thread died.') from None
+        continue
+      if item is _END:
+        self.close()
+        break
+      if isinstance(item, _ProducerError):
+        self.close()
+        raise item.error
+      return item
+    raise StopIteration
+
+  def close(self) -> None:
+    """Stops the producer thread and drops prefetched batches; idempotent."""
+    if not self._closed:
+      self._closed = True
+      self._shutdown()
+      atexit.unregister(self._shutdown)
+
+  def __enter__(self) -> DevicePrefetchIterator:
+    return self
+
+  def __exit__(self, *exc_info: object) -> None:
+    self.close()
+
+  def __del__(self) -> None:
+    try:
+      self.close()
+    except Exception:  # noqa: BLE001 - never raise from a finalizer (e.g. at shutdown).
+      pass
 
 
 def _images_in(element: Mapping[str, Any]) -> int:
-    """Number of images in an element: product of the image's leading (non-HWC) dims."""
-    return int(np.prod(np.shape(element['image'])[:-3], dtype=np.int64))
+  """Number of images in an element: product of the image's leading (non-HWC) dims."""
+  return int(np.prod(np.shape(element['image'])[:-3], dtype=np.int64))
 
 
 def measure_throughput(ds: tf.data.Dataset, num_batches: int, warmup: int = 5) -> float:
-    """Images per second delivered by the host input pipeline alone (no device transfer).
+  """Images per second delivered by the host input pipeline alone (no device transfer).
 
-    Pulls ``warmup`` elements untimed (fills caches, shuffle buffer, autotuning), then times
-    ``num_batches`` elements through ``ds.as_numpy_iterator()``. Images are counted as the
-    product of each image's leading dimensions, i.e. ``n_critic * B`` per train element.
+  Pulls ``warmup`` elements untimed (fills caches, shuffle buffer, autotuning), then times
+  ``num_batches`` elements through ``ds.as_numpy_iterator()``. Images are counted as the
+  product of each image's leading dimensions, i.e. ``n_critic * B`` per train element.
 
-    Args:
-      ds: A dataset of dicts with an ``'image'`` entry ``[..., H, W, C]``, e.g. from
-        ``build_train_dataset``.
-      num_batches: Elements to time, >= 1.
-      warmup: Elements to pull before timing, >= 0.
+  Args:
+    ds: A dataset of dicts with an ``'image'`` entry ``[..., H, W, C]``, e.g. from
+      ``build_train_dataset``.
+    num_batches: Elements to time, >= 1.
+    warmup: Elements to pull before timing, >= 0.
 
-    Returns:
-      Images per second over the timed elements.
+  Returns:
+    Images per second over the timed elements.
 
-    Raises:
-      ValueError: ``num_batches < 1``, ``warmup < 0``, or ``ds`` ran out before
-        ``warmup + num_batches`` elements.
-    """
-    if num_batches < 1:
-        raise ValueError(f'num_batches={num_batches!r} must be >= 1.')
-    if warmup < 0:
-        raise ValueError(f'warmup={warmup!r} must be >= 0.')
-    iterator = ds.as_numpy_iterator()
-    try:
-        for _ in range(warmup):
-            next(iterator)
-        images = 0
-        start = time.perf_counter()
-        for _ in range(num_batches):
-            images += _images_in(next(iterator))
-        elapsed = time.perf_counter() - start
-    except StopIteration:
-        raise ValueError(
-            f'The dataset ended before warmup={warmup} + num_batches={num_batches} elements.'
-        ) from None
-    return images / elapsed
-
+  Raises:
+    ValueError: ``num_batches < 1``, ``warmup < 0``, or ``ds`` ran out before
+      ``warmup + num_batches`` elements.
+  """
+  if num_batches < 1:
+    raise ValueError(f'num_batches={num_batches!r} must be >= 1.')
+  if warmup < 0:
+    raise ValueError(f'warmup={warmup!r} must be >= 0.')
+  iterator = ds.as_numpy_iterator()
+  try:
+    for _ in range(warmup):
+      next(iterator)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(num_batches):
+      images += _images_in(next(iterator))
+    elapsed = time.perf_counter() - start
+  except StopIteration:
+    raise ValueError(
+      f'The dataset ended before warmup={warmup} + num_batches={num_batches} elements.'
+    ) from None
+  return images / elapsed

@@ -28,7 +28,8 @@ def _flat(logits: Array, name: str) -> Array:
     logits = logits[:, 0]
   if logits.ndim != 1:
     raise ValueError(
-        f'{name} must have shape [B] or [B, 1] (one logit per image), got {logits.shape}.')
+      f'{name} must have shape [B] or [B, 1] (one logit per image), got {logits.shape}.'
+    )
   return logits.astype(jnp.float32)
 
 
@@ -93,13 +94,14 @@ def g_nonsaturating_loss(fake_logits: Array) -> Array:
 
 class GANLoss(NamedTuple):
   """A discriminator loss `d(real_logits, fake_logits)` and a generator loss `g(fake_logits)`."""
+
   d: Callable[[Array, Array], Array]
   g: Callable[[Array], Array]
 
 
 LOSSES: dict[str, GANLoss] = {
-    'non_saturating': GANLoss(d=d_minimax_loss, g=g_nonsaturating_loss),
-    'minimax': GANLoss(d=d_minimax_loss, g=g_minimax_loss),
+  'non_saturating': GANLoss(d=d_minimax_loss, g=g_nonsaturating_loss),
+  'minimax': GANLoss(d=d_minimax_loss, g=g_minimax_loss),
 }
 
 
@@ -113,6 +115,5 @@ def get_loss(name: str) -> GANLoss:
     ValueError: for an unknown name, listing the valid ones.
   """
   if name not in LOSSES:
-    raise ValueError(
-        f'train.loss={name!r} is not a known loss; choose one of {sorted(LOSSES)}.')
+    raise ValueError(f'train.loss={name!r} is not a known loss; choose one of {sorted(LOSSES)}.')
   return LOSSES[name]

@@ -37,8 +37,9 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """
   path, _, variant = spec.partition(':')
   if not os.path.isfile(path):
-    raise UsageError(f'config file {path!r} not found (give a path such as '
-                     'experiments/mnist_dcgan.py).')
+    raise UsageError(
+      f'config file {path!r} not found (give a path such as experiments/mnist_dcgan.py).'
+    )
   module_spec = importlib.util.spec_from_file_location('_gan_jax_config', path)
   module = importlib.util.module_from_spec(module_spec)
   try:
@@ -88,8 +89,9 @@ def _parse_value(raw: str, kind: type, key: str) -> Any:
     raise UsageError(f'--config.{key}={raw!r}: expected a value of type {kind.__name__}.') from None
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
-                    ) -> ml_collections.ConfigDict:
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: Sequence[str]
+) -> ml_collections.ConfigDict:
   """Applies `--config.a.b=value` (or `--config.a.b value`) arguments to `config`.
 
   Values are parsed as the type of the field they replace (bool: true/false; tuples as
@@ -105,7 +107,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
     arg = items[i]
     if not arg.startswith('--config.'):
       raise UsageError(f'unrecognized argument {arg!r}.')
-    key, eq, raw = arg[len('--config.'):].partition('=')
+    key, eq, raw = arg[len('--config.') :].partition('=')
     if not eq:
       if i + 1 >= len(items):
         raise UsageError(f'--config.{key} needs a value (--config.{key}=VALUE).')
@@ -134,19 +136,23 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   config = apply_overrides(load_config_file(args.config), overrides)
   from gan_jax import train  # pylint: disable=g-import-not-at-top
+
   train.train_and_evaluate(config, args.workdir)
   print(f'done: checkpoints, samples and logs in {args.workdir}')
 
 
 def _sample(args: argparse.Namespace) -> None:
   if not os.path.isdir(args.workdir):
-    raise UsageError(f'workdir {args.workdir!r} does not exist; train first with '
-                     '`gan-jax train --config ... --workdir ...`.')
+    raise UsageError(
+      f'workdir {args.workdir!r} does not exist; train first with '
+      '`gan-jax train --config ... --workdir ...`.'
+    )
   if args.num <= 0:
     raise UsageError(f'--num={args.num} must be a positive number of images.')
   import jax  # pylint: disable=g-import-not-at-top
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   z = gan.sample_latents(jax.random.PRNGKey(args.seed), args.num)
@@ -158,11 +164,17 @@ def _sample(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='gan-jax', description='GAN research library for JAX.')
   sub = parser.add_subparsers(dest='command', required=True)
-  t = sub.add_parser('train', help='train a GAN (resumes from the latest checkpoint in workdir)',
-                     epilog='Override any config field with --config.FIELD=VALUE, '
-                            'e.g. --config.train.steps=200.')
-  t.add_argument('--config', required=True, help='experiment file, e.g. experiments/mnist_dcgan.py'
-                 ' (optionally :variant, e.g. experiments/mnist_dcgan.py:tiny)')
+  t = sub.add_parser(
+    'train',
+    help='train a GAN (resumes from the latest checkpoint in workdir)',
+    epilog='Override any config field with --config.FIELD=VALUE, e.g. --config.train.steps=200.',
+  )
+  t.add_argument(
+    '--config',
+    required=True,
+    help='experiment file, e.g. experiments/mnist_dcgan.py'
+    ' (optionally :variant, e.g. experiments/mnist_dcgan.py:tiny)',
+  )
   t.add_argument('--workdir', required=True, help='run folder for checkpoints, samples and logs')
   s = sub.add_parser('sample', help='write a grid of samples from a run\'s latest checkpoint')
   s.add_argument('--workdir', required=True, help='run folder written by `gan-jax train`')
@@ -180,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
   from gan_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
+
   try:
     if args.command == 'train':
       _train(args, rest)

@@ -59,7 +59,9 @@ def make_grid(images: Any, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   grid = np.zeros((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), np.uint8)
   for i in range(n):
     r, q = divmod(i, ncol)
-    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+    grid[
+      pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w
+    ] = x[i]
   return grid
 
 

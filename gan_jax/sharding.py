@@ -21,8 +21,9 @@ def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
   `with_sharding_constraint`), not the `Explicit` default of `jax.make_mesh` in JAX 0.10.
   """
   devices = list(devices) if devices is not None else jax.devices()
-  return jax.make_mesh((len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices)
+  return jax.make_mesh(
+    (len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+  )
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 1, axis_name: str = 'data') -> NamedSharding:
@@ -46,8 +47,9 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size <= 0 or batch_size % n:
     raise ConfigError(
-        f'train.batch_size={batch_size} must be a positive multiple of the number of devices '
-        f'({n}, from jax.devices()); use e.g. train.batch_size={max(n, (batch_size // n) * n or n)}.')
+      f'train.batch_size={batch_size} must be a positive multiple of the number of devices '
+      f'({n}, from jax.devices()); use e.g. train.batch_size={max(n, (batch_size // n) * n or n)}.'
+    )
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

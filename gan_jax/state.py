@@ -43,6 +43,7 @@ class GANState:
     ema_params: exponential moving average of `g_params` (Yazici et al. 2019), used for
       sampling when `train.ema_decay > 0`; equal to `g_params` when the decay is 0.
   """
+
   step: jax.Array
   rng: jax.Array
   g_params: PyTree
@@ -66,6 +67,7 @@ class GAN:
     latent_dim: size of z.
     image_shape: (H, W, C) of generated and real images.
   """
+
   g_graphdef: nnx.GraphDef
   d_graphdef: nnx.GraphDef
   g_tx: optax.GradientTransformation
@@ -73,8 +75,9 @@ class GAN:
   latent_dim: int
   image_shape: tuple[int, int, int]
 
-  def generate(self, params: PyTree, batch_stats: PyTree, z: jax.Array, *,
-               train: bool) -> tuple[jax.Array, PyTree]:
+  def generate(
+    self, params: PyTree, batch_stats: PyTree, z: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, PyTree]:
     """Runs G as a pure function.
 
     Args:
@@ -92,8 +95,9 @@ class GAN:
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return images, nnx.to_pure_dict(new_stats)
 
-  def discriminate(self, params: PyTree, batch_stats: PyTree, images: jax.Array, *,
-                   train: bool) -> tuple[jax.Array, PyTree]:
+  def discriminate(
+    self, params: PyTree, batch_stats: PyTree, images: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, PyTree]:
     """Runs D as a pure function.
 
     Args:
@@ -115,8 +119,9 @@ class GAN:
     return jax.random.normal(rng, (num, self.latent_dim), jnp.float32)
 
 
-def make_optimizers(train_config: Any) -> tuple[optax.GradientTransformation,
-                                                 optax.GradientTransformation]:
+def make_optimizers(
+  train_config: Any,
+) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
   """Adam for G and for D (Kingma & Ba 2015), with separate learning rates (TTUR).
 
   Defaults in the configs follow Radford et al. 2016: lr 2e-4, b1 0.5, b2 0.999.
@@ -163,17 +168,23 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
   g_params, g_stats = nnx.to_pure_dict(g_params), nnx.to_pure_dict(g_stats)
   d_params, d_stats = nnx.to_pure_dict(d_params), nnx.to_pure_dict(d_stats)
   g_tx, d_tx = make_optimizers(config.train)
-  gan = GAN(g_graphdef=g_graphdef, d_graphdef=d_graphdef, g_tx=g_tx, d_tx=d_tx,
-            latent_dim=config.model.latent_dim, image_shape=image_shape)
+  gan = GAN(
+    g_graphdef=g_graphdef,
+    d_graphdef=d_graphdef,
+    g_tx=g_tx,
+    d_tx=d_tx,
+    latent_dim=config.model.latent_dim,
+    image_shape=image_shape,
+  )
   state = GANState(
-      step=jnp.zeros((), jnp.int32),
-      rng=run_rng,
-      g_params=g_params,
-      g_batch_stats=g_stats,
-      d_params=d_params,
-      d_batch_stats=d_stats,
-      g_opt_state=g_tx.init(g_params),
-      d_opt_state=d_tx.init(d_params),
-      ema_params=jax.tree.map(jnp.copy, g_params),
+    step=jnp.zeros((), jnp.int32),
+    rng=run_rng,
+    g_params=g_params,
+    g_batch_stats=g_stats,
+    d_params=d_params,
+    d_batch_stats=d_stats,
+    g_opt_state=g_tx.init(g_params),
+    d_opt_state=d_tx.init(d_params),
+    ema_params=jax.tree.map(jnp.copy, g_params),
   )
   return gan, state

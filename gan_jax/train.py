@@ -25,9 +25,7 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import tqdm
 
 from gan_jax import config as config_lib
@@ -76,6 +74,7 @@ class _ScalarLog:
 
   def __init__(self, workdir: str, start_step: int):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
     self.path = os.path.join(workdir, 'metrics.jsonl')
     # Drop lines of steps after the restored checkpoint (written before an interruption),
     # so a resumed run's log has every step once.
@@ -101,9 +100,10 @@ class _ScalarLog:
         value = m[name]
         if not math.isfinite(float(value)):
           raise NonFiniteError(
-              f'non-finite {name}={float(value)} at step {step}; training stopped. The last good '
-              'checkpoint is kept: lower train.g_lr/train.d_lr or change the loss, then rerun to '
-              'resume from it (or start over in a new workdir).')
+            f'non-finite {name}={float(value)} at step {step}; training stopped. The last good '
+            'checkpoint is kept: lower train.g_lr/train.d_lr or change the loss, then rerun to '
+            'resume from it (or start over in a new workdir).'
+          )
       out.append((step, {k: float(v) for k, v in m.items()}))
     return out
 
@@ -156,25 +156,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       f.write(config.to_json(indent=2))
 
   train_step = jit_train_step(
-      make_train_step(gan, get_loss(config.train.loss), n_critic=config.train.n_critic,
-                      ema_decay=config.train.ema_decay, mesh=mesh), mesh)
+    make_train_step(
+      gan,
+      get_loss(config.train.loss),
+      n_critic=config.train.n_critic,
+      ema_decay=config.train.ema_decay,
+      mesh=mesh,
+    ),
+    mesh,
+  )
   total = config.train.steps
   n_critic, batch_size = config.train.n_critic, config.train.batch_size
   ds = data_lib.build_train_dataset(
-      config.data.name, config.data.split, data_dir=config.data.data_dir,
-      image_size=config.data.image_size, channels=config.data.channels, batch_size=batch_size,
-      seed=config.seed, n_critic=n_critic, start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      cache=config.data.cache, shuffle_buffer=config.data.shuffle_buffer,
-      download=config.data.download)
+    config.data.name,
+    config.data.split,
+    data_dir=config.data.data_dir,
+    image_size=config.data.image_size,
+    channels=config.data.channels,
+    batch_size=batch_size,
+    seed=config.seed,
+    n_critic=n_critic,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    cache=config.data.cache,
+    shuffle_buffer=config.data.shuffle_buffer,
+    download=config.data.download,
+  )
   batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
   z_fixed = _fixed_latents(gan, config)
   use_ema = config.train.ema_decay > 0
   scalars = _ScalarLog(workdir, start_step)
   sample_dir = os.path.join(workdir, 'samples')
 
-  bar = tqdm.tqdm(total=total, initial=start_step, disable=not config.progress_bar,
-                  unit='step', dynamic_ncols=True)
+  bar = tqdm.tqdm(
+    total=total,
+    initial=start_step,
+    disable=not config.progress_bar,
+    unit='step',
+    dynamic_ncols=True,
+  )
   t_run = time.perf_counter()
   t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
   images_per_step = batch_size * n_critic
@@ -194,14 +215,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       if step % config.log_every == 0 or is_last or step % config.checkpoint_every == 0:
         fetched = scalars.check()  # also the NaN guard before any checkpoint is written
         elapsed = time.perf_counter() - t_window
-        perf = {'perf/images_per_sec': images_per_step * steps_window / elapsed,
-                'perf/data_wait_fraction': wait_window / elapsed}
+        perf = {
+          'perf/images_per_sec': images_per_step * steps_window / elapsed,
+          'perf/data_wait_fraction': wait_window / elapsed,
+        }
         for s, m in fetched:
           if s % config.log_every == 0 or s == total:
             scalars.write(s, {**m, **(perf if s == step else {})})
         last = fetched[-1][1]
-        bar.set_postfix(d_loss=f"{last['d_loss']:.3f}", g_loss=f"{last['g_loss']:.3f}",
-                        img_s=f"{perf['perf/images_per_sec']:.0f}", refresh=False)
+        bar.set_postfix(
+          d_loss=f"{last['d_loss']:.3f}",
+          g_loss=f"{last['g_loss']:.3f}",
+          img_s=f"{perf['perf/images_per_sec']:.0f}",
+          refresh=False,
+        )
         t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
       if step % config.sample_every == 0 or is_last:
         _write_grid(gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema)
@@ -216,10 +243,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   wall = time.perf_counter() - t_run
   if jax.process_index() == 0 and step > start_step:
     final = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    summary = {'start_step': start_step, 'end_step': step, 'wall_time_s': wall,
-               'images_per_sec': images_per_step * (step - start_step) / wall,
-               'devices': len(jax.devices()), 'platform': jax.devices()[0].platform,
-               'final_metrics': final}
+    summary = {
+      'start_step': start_step,
+      'end_step': step,
+      'wall_time_s': wall,
+      'images_per_sec': images_per_step * (step - start_step) / wall,
+      'devices': len(jax.devices()),
+      'platform': jax.devices()[0].platform,
+      'final_metrics': final,
+    }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
   return state

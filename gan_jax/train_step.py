@@ -10,7 +10,7 @@ global batch, so the result equals the single-device step up to float32 reductio
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,9 @@ TrainStep = Callable[[GANState, Batch], tuple[GANState, Metrics]]
 METRIC_NAMES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm')
 
 
-def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: float = 0.0,
-                    mesh: Mesh | None = None) -> TrainStep:
+def make_train_step(
+  gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: float = 0.0, mesh: Mesh | None = None
+) -> TrainStep:
   """Builds the (unjitted) train step.
 
   Each step draws its noise from `fold_in(state.rng, state.step)`, so a step's result depends
@@ -83,7 +84,8 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: fl
       images = images[None]
     if images.ndim != 5 or images.shape[0] != n_critic:
       raise ValueError(
-          f"batch['image'] must be [n_critic={n_critic}, B, H, W, C], got {images.shape}.")
+        f"batch['image'] must be [n_critic={n_critic}, B, H, W, C], got {images.shape}."
+      )
     batch_size = images.shape[1]
     rng = jax.random.fold_in(state.rng, state.step)
     keys = jax.random.split(rng, n_critic + 1)
@@ -95,14 +97,16 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: fl
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, train=True)
       fake = jax.lax.stop_gradient(fake)
       (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-          d_loss_fn, has_aux=True)(d_params, d_stats, images[i], fake)
+        d_loss_fn, has_aux=True
+      )(d_params, d_stats, images[i], fake)
       updates, d_opt_state = gan.d_tx.update(d_grads, d_opt_state, d_params)
       d_params = optax.apply_updates(d_params, updates)
       d_losses.append(d_loss)
 
     z = latents(keys[n_critic], batch_size)
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state.g_params, state.g_batch_stats, d_params, d_stats, z)
+      state.g_params, state.g_batch_stats, d_params, d_stats, z
+    )
     updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     if ema_decay > 0:
@@ -111,16 +115,22 @@ def make_train_step(gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: fl
       ema_params = g_params
 
     new_state = state.replace(
-        step=state.step + 1, g_params=g_params, g_batch_stats=g_stats, d_params=d_params,
-        d_batch_stats=d_stats, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
-        ema_params=ema_params)
+      step=state.step + 1,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      g_opt_state=g_opt_state,
+      d_opt_state=d_opt_state,
+      ema_params=ema_params,
+    )
     metrics = {
-        'd_loss': jnp.mean(jnp.stack(d_losses)),
-        'g_loss': g_loss,
-        'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
-        'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
-        'd_grad_norm': optax.tree.norm(d_grads),
-        'g_grad_norm': optax.tree.norm(g_grads),
+      'd_loss': jnp.mean(jnp.stack(d_losses)),
+      'g_loss': g_loss,
+      'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
+      'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
+      'd_grad_norm': optax.tree.norm(d_grads),
+      'g_grad_norm': optax.tree.norm(g_grads),
     }
     return new_state, metrics
 
@@ -143,8 +153,8 @@ def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) ->
   """
   rep = replicated(mesh)
   return jax.jit(
-      train_step,
-      in_shardings=(rep, batch_sharding(mesh)),
-      out_shardings=(rep, rep),
-      donate_argnums=(0,) if donate else (),
+    train_step,
+    in_shardings=(rep, batch_sharding(mesh)),
+    out_shardings=(rep, rep),
+    donate_argnums=(0,) if donate else (),
   )

@@ -18,14 +18,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 def tfds_dir() -> str:
   """../shared/tfds (official TFDS builds of mnist, fashion_mnist, cifar10_jpeg)."""
   if not (TFDS_DIR / 'mnist').is_dir():
-    pytest.fail(f'offline TFDS data not found at {TFDS_DIR}: the tests need ../shared/tfds '
-                'beside the checkout (see README, "Offline data").')
+    pytest.fail(
+      f'offline TFDS data not found at {TFDS_DIR}: the tests need ../shared/tfds '
+      'beside the checkout (see README, "Offline data").'
+    )
   return str(TFDS_DIR)
 
 
 def load_experiment(name: str, variant: str = ''):
   """get_config(variant) of experiments/<name>.py."""
   from gan_jax.main import load_config_file  # pylint: disable=g-import-not-at-top
+
   spec = str(REPO / 'experiments' / f'{name}.py') + (f':{variant}' if variant else '')
   return load_config_file(spec)
 
@@ -41,6 +44,13 @@ def tiny_config(tfds_dir):
 def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: int = 600):
   """Runs `python -c code` in a fresh interpreter (e.g. with other XLA_FLAGS)."""
   import subprocess  # pylint: disable=g-import-not-at-top
+
   env = {**os.environ, **(env_extra or {})}
-  return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
-                        timeout=timeout, cwd=str(REPO))
+  return subprocess.run(
+    [sys.executable, '-c', code],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=timeout,
+    cwd=str(REPO),
+  )

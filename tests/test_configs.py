@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -39,11 +38,14 @@ def test_tiny_variant_trains_on_real_data(name, tfds_dir, tmp_path):
 
 def test_unknown_variant_is_an_error():
   from gan_jax.main import UsageError  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(UsageError, match='unknown variant'):
     load_experiment('mnist_dcgan', 'huge')
 
 
-@pytest.mark.parametrize('field,value,message', [
+@pytest.mark.parametrize(
+  'field,value,message',
+  [
     ('train.batch_size', 0, 'train.batch_size=0'),
     ('train.g_lr', -1e-4, 'train.g_lr=-0.0001'),
     ('train.loss', 'wgan', "train.loss='wgan' is invalid: choose one of"),
@@ -52,7 +54,8 @@ def test_unknown_variant_is_an_error():
     ('data.image_size', 32, 'data.image_size=32'),  # dcgan28 needs 28
     ('train.ema_decay', 1.0, 'train.ema_decay=1.0'),
     ('data.data_dir', '/nonexistent/tfds', "data.data_dir='/nonexistent/tfds'"),
-])
+  ],
+)
 def test_validate_names_the_field(field, value, message):
   config = load_experiment('mnist_dcgan')
   section, key = field.split('.')

@@ -15,9 +15,9 @@ def _naive(real, fake):
   d_real = 1 / (1 + np.exp(-np.asarray(real, np.float64)))
   d_fake = 1 / (1 + np.exp(-np.asarray(fake, np.float64)))
   return {
-      'd': -np.mean(np.log(d_real)) - np.mean(np.log(1 - d_fake)),
-      'g_minimax': np.mean(np.log(1 - d_fake)),
-      'g_ns': -np.mean(np.log(d_fake)),
+    'd': -np.mean(np.log(d_real)) - np.mean(np.log(1 - d_fake)),
+    'g_minimax': np.mean(np.log(1 - d_fake)),
+    'g_ns': -np.mean(np.log(d_fake)),
   }
 
 
@@ -34,12 +34,15 @@ def test_hand_computed_values():
   # L_D = mean(log(1+e^-2), log(1+e^1)) + mean(log(1+e^-1), log(1+e^3))
   real, fake = jnp.array([2.0, -1.0]), jnp.array([-1.0, 3.0])
   expected_d = (math.log1p(math.exp(-2)) + math.log1p(math.exp(1))) / 2 + (
-      math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2
+    math.log1p(math.exp(-1)) + math.log1p(math.exp(3))
+  ) / 2
   assert losses.d_minimax_loss(real, fake) == pytest.approx(expected_d, rel=1e-6)
   assert losses.g_nonsaturating_loss(fake) == pytest.approx(
-      (math.log1p(math.exp(1)) + math.log1p(math.exp(-3))) / 2, rel=1e-6)
+    (math.log1p(math.exp(1)) + math.log1p(math.exp(-3))) / 2, rel=1e-6
+  )
   assert losses.g_minimax_loss(fake) == pytest.approx(
-      -(math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2, rel=1e-6)
+    -(math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2, rel=1e-6
+  )
 
 
 def test_matches_textbook_formulas_on_random_logits():
@@ -55,9 +58,12 @@ def test_matches_textbook_formulas_on_random_logits():
 def test_extreme_logits_are_finite_with_finite_gradients(sign):
   big = sign * 100.0
   real, fake = jnp.array([big, big]), jnp.array([-big, -big])
-  for fn, args in ((losses.d_minimax_loss, (real, fake)), (losses.g_minimax_loss, (fake,)),
-                   (losses.g_nonsaturating_loss, (fake,))):
-    value, grads = jax.value_and_grad(lambda *a: fn(*a), argnums=tuple(range(len(args))))(*args)
+  for fn, args in (
+    (losses.d_minimax_loss, (real, fake)),
+    (losses.g_minimax_loss, (fake,)),
+    (losses.g_nonsaturating_loss, (fake,)),
+  ):
+    value, grads = jax.value_and_grad(fn, argnums=tuple(range(len(args))))(*args)
     assert np.isfinite(value), fn.__name__
     for g in grads:
       assert np.all(np.isfinite(g)), fn.__name__

@@ -78,8 +78,9 @@ def test_build_models_registry():
   g, d = models.build_models(cfg, (32, 32, 3), seed=0)
   assert _run(g, jnp.zeros((1, 64))).shape == (1, 32, 32, 3)
   g2, _ = models.build_models(cfg, (32, 32, 3), seed=0)
-  assert jax.tree.all(jax.tree.map(jnp.array_equal, nnx.state(g, nnx.Param),
-                                   nnx.state(g2, nnx.Param)))
+  assert jax.tree.all(
+    jax.tree.map(jnp.array_equal, nnx.state(g, nnx.Param), nnx.state(g2, nnx.Param))
+  )
   cfg.name = 'stylegan9'
   with pytest.raises(ValueError, match="model.name='stylegan9'.*dcgan28"):
     models.build_models(cfg, (32, 32, 3), seed=0)

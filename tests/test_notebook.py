@@ -25,18 +25,23 @@ _PROBE = 'import sys; print(sys.prefix)'
 
 def _read_notebook():
   import nbformat  # pylint: disable=g-import-not-at-top
+
   return nbformat.read(str(NOTEBOOK), as_version=4)
 
 
 def test_committed_notebook_is_valid_and_has_no_outputs():
   import nbformat  # pylint: disable=g-import-not-at-top
+
   nb = _read_notebook()
   nbformat.validate(nb)
   assert nb.metadata.kernelspec.name == 'python3'
   code = [c for c in nb.cells if c.cell_type == 'code']
   assert code, 'the notebook has no code cells'
-  dirty = [i for i, c in enumerate(nb.cells)
-           if c.cell_type == 'code' and (c.outputs or c.execution_count is not None)]
+  dirty = [
+    i
+    for i, c in enumerate(nb.cells)
+    if c.cell_type == 'code' and (c.outputs or c.execution_count is not None)
+  ]
   assert not dirty, f'clear the outputs of cells {dirty} before committing the notebook'
 
 
@@ -47,13 +52,17 @@ def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
   from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
 
   if not (TFDS_DIR / 'mnist').is_dir():
-    pytest.fail(f'offline TFDS data not found at {TFDS_DIR}: this test needs ../shared/tfds '
-                '(with mnist) beside the checkout; it is never skipped.')
+    pytest.fail(
+      f'offline TFDS data not found at {TFDS_DIR}: this test needs ../shared/tfds '
+      '(with mnist) beside the checkout; it is never skipped.'
+    )
   try:
     KernelSpecManager().get_kernel_spec('python3')
   except NoSuchKernel:
-    pytest.fail('no "python3" Jupyter kernelspec: install ipykernel in this environment or run '
-                f'`{sys.executable} -m ipykernel install --sys-prefix`.')
+    pytest.fail(
+      'no "python3" Jupyter kernelspec: install ipykernel in this environment or run '
+      f'`{sys.executable} -m ipykernel install --sys-prefix`.'
+    )
 
   workdir = tmp_path / 'run'
   monkeypatch.setenv('QUICKSTART_TINY', '1')
@@ -65,8 +74,13 @@ def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
 
   nb = _read_notebook()
   nb.cells.insert(0, nbformat.v4.new_code_cell(_PROBE))
-  client = NotebookClient(nb, timeout=600, kernel_name='python3', allow_errors=False,
-                          resources={'metadata': {'path': str(tmp_path)}})
+  client = NotebookClient(
+    nb,
+    timeout=600,
+    kernel_name='python3',
+    allow_errors=False,
+    resources={'metadata': {'path': str(tmp_path)}},
+  )
   client.execute()  # raises CellExecutionError (with the cell's traceback) on the first error
 
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
@@ -74,7 +88,8 @@ def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
   assert not errors, f'cells raised: {[(o.ename, o.evalue) for o in errors]}'
   probe = ''.join(o.get('text', '') for o in nb.cells[0].outputs).strip()
   assert Path(probe).resolve() == Path(sys.prefix).resolve(), (
-      f'the kernel ran the Python of {probe!r}, not this test\'s {sys.prefix!r}')
+    f'the kernel ran the Python of {probe!r}, not this test\'s {sys.prefix!r}'
+  )
 
   # Files of the run.
   pngs = sorted((workdir / 'samples').glob('*.png'))
@@ -88,8 +103,11 @@ def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
   assert json.loads((workdir / 'summary.json').read_text())['end_step'] == STEPS
 
   # What the notebook showed: the sample grid, the loss curves and the fresh samples.
-  images = [o for o in outputs if o.output_type in ('display_data', 'execute_result')
-            and 'image/png' in o.get('data', {})]
+  images = [
+    o
+    for o in outputs
+    if o.output_type in ('display_data', 'execute_result') and 'image/png' in o.get('data', {})
+  ]
   assert len(images) >= 3, f'expected >= 3 images in the outputs, got {len(images)}'
   text = '\n'.join(o.get('text', '') for o in outputs if o.output_type == 'stream')
   assert f'trained to step {STEPS}' in text, text

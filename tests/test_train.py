@@ -32,7 +32,9 @@ def test_short_real_mnist_run_writes_checkpoints_samples_and_logs(tiny_config, t
   assert int(state.step) == 6
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6']
   assert sorted(os.listdir(os.path.join(workdir, 'samples'))) == [
-      'step_0000003.png', 'step_0000006.png']
+    'step_0000003.png',
+    'step_0000006.png',
+  ]
   grid = np.asarray(Image.open(os.path.join(workdir, 'samples', 'step_0000006.png')))
   assert grid.shape == (2 * (4 * 30 + 2), 2 * (4 * 30 + 2))  # 16 images of 28 px, 2 px gaps, x2
   lines = _lines(workdir)
@@ -83,13 +85,15 @@ def test_resume_gives_the_same_final_state_as_an_uninterrupted_run(tiny_config, 
 
 
 def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tiny_config, tmp_path, monkeypatch):
+  tiny_config, tmp_path, monkeypatch
+):
   real_build = data_lib.build_train_dataset
 
   def poisoned(*args, **kwargs):  # step 5's real batch is NaN
     ds = real_build(*args, **kwargs)
-    return ds.enumerate().map(lambda i, b: {
-        **b, 'image': tf.where(i + kwargs['start_step'] == 4, np.nan, b['image'])})
+    return ds.enumerate().map(
+      lambda i, b: {**b, 'image': tf.where(i + kwargs['start_step'] == 4, np.nan, b['image'])}
+    )
 
   monkeypatch.setattr(data_lib, 'build_train_dataset', poisoned)
   with pytest.raises(train.NonFiniteError, match=r'non-finite d_loss=nan at step 5'):
@@ -106,4 +110,5 @@ def test_missing_dataset_names_the_data_dir(tiny_config, tmp_path):
   with pytest.raises(data_lib.DatasetNotFoundError, match=str(empty)):
     train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run' / 'checkpoints').exists() or not os.listdir(
-      tmp_path / 'run' / 'checkpoints')
+    tmp_path / 'run' / 'checkpoints'
+  )

@@ -5,7 +5,6 @@ import textwrap
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -37,8 +36,12 @@ def _batch(n_critic, batch_size, seed=0, shape=(28, 28, 1)):
 def _run(config, steps, batch_size=8, traced=None):
   gan, state = create_state(config)
   mesh = make_mesh()
-  fn = make_train_step(gan, get_loss(config.train.loss), n_critic=config.train.n_critic,
-                       ema_decay=config.train.ema_decay)
+  fn = make_train_step(
+    gan,
+    get_loss(config.train.loss),
+    n_critic=config.train.n_critic,
+    ema_decay=config.train.ema_decay,
+  )
   if traced is not None:
     fn = traced(fn)
   step = jit_train_step(fn, mesh)
@@ -65,8 +68,9 @@ def test_same_seed_gives_bitwise_identical_state_and_different_seed_does_not():
   assert h1 == h2
   c.seed = 1
   _, s3, _ = _run(c, 3)
-  assert not np.array_equal(np.asarray(s1.g_params['fc']['kernel']),
-                            np.asarray(s3.g_params['fc']['kernel']))
+  assert not np.array_equal(
+    np.asarray(s1.g_params['fc']['kernel']), np.asarray(s3.g_params['fc']['kernel'])
+  )
 
 
 def test_step_compiles_once_and_reports_sane_metrics():
@@ -84,10 +88,20 @@ def test_step_compiles_once_and_reports_sane_metrics():
 def test_n_critic_updates_d_n_times_per_g_update():
   c = _config(n_critic=3)
   _, state, _ = _run(c, 2)
-  d_adam = [s for s in jax.tree.leaves(state.d_opt_state, is_leaf=lambda x: isinstance(
-      x, optax.ScaleByAdamState)) if isinstance(s, optax.ScaleByAdamState)][0]
-  g_adam = [s for s in jax.tree.leaves(state.g_opt_state, is_leaf=lambda x: isinstance(
-      x, optax.ScaleByAdamState)) if isinstance(s, optax.ScaleByAdamState)][0]
+  d_adam = [
+    s
+    for s in jax.tree.leaves(
+      state.d_opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)
+    )
+    if isinstance(s, optax.ScaleByAdamState)
+  ][0]
+  g_adam = [
+    s
+    for s in jax.tree.leaves(
+      state.g_opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)
+    )
+    if isinstance(s, optax.ScaleByAdamState)
+  ][0]
   assert int(d_adam.count) == 6 and int(g_adam.count) == 2
 
 
@@ -106,8 +120,9 @@ def test_ema_decay_zero_is_raw_weights_and_positive_decay_averages():
   gan, init = create_state(c)
   init_params = jax.device_get(init.g_params)
   _, s1, _ = _run(c, 1)
-  expected = jax.tree.map(lambda p0, p1: 0.5 * p0 + 0.5 * p1, init_params,
-                          jax.device_get(s1.g_params))
+  expected = jax.tree.map(
+    lambda p0, p1: 0.5 * p0 + 0.5 * p1, init_params, jax.device_get(s1.g_params)
+  )
   chex.assert_trees_all_close(jax.device_get(s1.ema_params), expected, rtol=1e-6)
 
 

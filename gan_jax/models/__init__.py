@@ -11,36 +11,49 @@ from typing import Any, Callable
 
 from flax import nnx
 
-from gan_jax.models.dcgan import (DCGAN28Discriminator, DCGAN28Generator, DCGANDiscriminator,
-                                  DCGANGenerator)
+from gan_jax.models.dcgan import (
+  DCGAN28Discriminator,
+  DCGAN28Generator,
+  DCGANDiscriminator,
+  DCGANGenerator,
+)
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
 
 
 def _mlp(cfg, shape, rngs):
   hidden = tuple(cfg.get('hidden', (256, 256)))
-  return (MLPGenerator(shape, cfg.latent_dim, hidden, rngs=rngs),
-          MLPDiscriminator(shape, hidden, rngs=rngs))
+  return (
+    MLPGenerator(shape, cfg.latent_dim, hidden, rngs=rngs),
+    MLPDiscriminator(shape, hidden, rngs=rngs),
+  )
 
 
 def _dcgan28(cfg, shape, rngs):
-  return (DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-          DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs))
+  return (
+    DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
+    DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs),
+  )
 
 
 def _dcgan(cfg, shape, rngs):
-  return (DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-          DCGANDiscriminator(shape, cfg.d_width, rngs=rngs))
+  return (
+    DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
+    DCGANDiscriminator(shape, cfg.d_width, rngs=rngs),
+  )
 
 
-MODELS: dict[str, Callable[[Any, tuple[int, int, int], nnx.Rngs], tuple[nnx.Module, nnx.Module]]] = {
-    'mlp': _mlp,
-    'dcgan28': _dcgan28,
-    'dcgan': _dcgan,
+MODELS: dict[
+  str, Callable[[Any, tuple[int, int, int], nnx.Rngs], tuple[nnx.Module, nnx.Module]]
+] = {
+  'mlp': _mlp,
+  'dcgan28': _dcgan28,
+  'dcgan': _dcgan,
 }
 
 
-def build_models(model_config: Any, image_shape: tuple[int, int, int],
-                 seed: int) -> tuple[nnx.Module, nnx.Module]:
+def build_models(
+  model_config: Any, image_shape: tuple[int, int, int], seed: int
+) -> tuple[nnx.Module, nnx.Module]:
   """Builds the generator and discriminator named by `model_config.name`.
 
   Args:
@@ -57,10 +70,19 @@ def build_models(model_config: Any, image_shape: tuple[int, int, int],
       architecture cannot produce.
   """
   if model_config.name not in MODELS:
-    raise ValueError(f'model.name={model_config.name!r} is not a known model; choose one of '
-                     f'{sorted(MODELS)}.')
+    raise ValueError(
+      f'model.name={model_config.name!r} is not a known model; choose one of {sorted(MODELS)}.'
+    )
   return MODELS[model_config.name](model_config, tuple(image_shape), nnx.Rngs(params=seed))
 
 
-__all__ = ['MODELS', 'build_models', 'MLPGenerator', 'MLPDiscriminator', 'DCGAN28Generator',
-           'DCGAN28Discriminator', 'DCGANGenerator', 'DCGANDiscriminator']
+__all__ = [
+  'MODELS',
+  'build_models',
+  'MLPGenerator',
+  'MLPDiscriminator',
+  'DCGAN28Generator',
+  'DCGAN28Discriminator',
+  'DCGANGenerator',
+  'DCGANDiscriminator',
+]

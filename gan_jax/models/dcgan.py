@@ -40,8 +40,9 @@ def _check_resolution(resolution: int) -> int:
   n = int(round(math.log2(resolution / 4))) if resolution >= 8 else 0
   if resolution < 8 or 4 * 2**n != resolution:
     raise ValueError(
-        f'DCGAN needs a power-of-two image size >= 8 (e.g. 32 or 64), got {resolution}; '
-        'set data.image_size accordingly (use model.name="dcgan28" for 28x28 MNIST).')
+      f'DCGAN needs a power-of-two image size >= 8 (e.g. 32 or 64), got {resolution}; '
+      'set data.image_size accordingly (use model.name="dcgan28" for 28x28 MNIST).'
+    )
   return n
 
 
@@ -61,21 +62,32 @@ class DCGAN28Generator(nnx.Module):
     ValueError: if image_shape is not (28, 28, C).
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100,
-               width: int = 64, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    latent_dim: int = 100,
+    width: int = 64,
+    *,
+    rngs: nnx.Rngs,
+  ):
     if tuple(image_shape[:2]) != (28, 28):
-      raise ValueError(f'dcgan28 makes 28x28 images, but data.image_size gives {image_shape}; '
-                       'set data.image_size=28 or use model.name="dcgan".')
+      raise ValueError(
+        f'dcgan28 makes 28x28 images, but data.image_size gives {image_shape}; '
+        'set data.image_size=28 or use model.name="dcgan".'
+      )
     c = image_shape[2]
     self.width = width
-    self.fc = nnx.Linear(latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT,
-                         rngs=rngs)
+    self.fc = nnx.Linear(
+      latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT, rngs=rngs
+    )
     self.bn0 = _bn(7 * 7 * 2 * width, rngs)
-    self.up1 = nnx.ConvTranspose(2 * width, width, (4, 4), (2, 2), padding='SAME',
-                                 use_bias=False, kernel_init=_INIT, rngs=rngs)
+    self.up1 = nnx.ConvTranspose(
+      2 * width, width, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
+    )
     self.bn1 = _bn(width, rngs)
-    self.up2 = nnx.ConvTranspose(width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
-                                 rngs=rngs)
+    self.up2 = nnx.ConvTranspose(
+      width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    )
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
     ura = not train
@@ -98,13 +110,15 @@ class DCGAN28Discriminator(nnx.Module):
 
   def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
     if tuple(image_shape[:2]) != (28, 28):
-      raise ValueError(f'dcgan28 takes 28x28 images, but data.image_size gives {image_shape}; '
-                       'set data.image_size=28 or use model.name="dcgan".')
+      raise ValueError(
+        f'dcgan28 takes 28x28 images, but data.image_size gives {image_shape}; '
+        'set data.image_size=28 or use model.name="dcgan".'
+      )
     c = image_shape[2]
-    self.conv1 = nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
-                          rngs=rngs)
-    self.conv2 = nnx.Conv(width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT,
-                          rngs=rngs)
+    self.conv1 = nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs)
+    self.conv2 = nnx.Conv(
+      width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    )
     self.fc = nnx.Linear(7 * 7 * 2 * width, 1, kernel_init=_INIT, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
@@ -130,26 +144,35 @@ class DCGANGenerator(nnx.Module):
     ValueError: if R is not a power of two >= 8.
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100,
-               width: int = 64, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    latent_dim: int = 100,
+    width: int = 64,
+    *,
+    rngs: nnx.Rngs,
+  ):
     n = _check_resolution(image_shape[0])
     if image_shape[0] != image_shape[1]:
       raise ValueError(f'DCGAN needs square images, got {image_shape}.')
-    self.c0 = width * 2**(n - 1)
-    self.fc = nnx.Linear(latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT,
-                         rngs=rngs)
+    self.c0 = width * 2 ** (n - 1)
+    self.fc = nnx.Linear(latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT, rngs=rngs)
     self.bn0 = _bn(4 * 4 * self.c0, rngs)
     ups, bns = [], []
     c = self.c0
     for _ in range(n - 1):
-      ups.append(nnx.ConvTranspose(c, c // 2, (4, 4), (2, 2), padding='SAME', use_bias=False,
-                                   kernel_init=_INIT, rngs=rngs))
+      ups.append(
+        nnx.ConvTranspose(
+          c, c // 2, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
+        )
+      )
       bns.append(_bn(c // 2, rngs))
       c //= 2
     self.ups = nnx.List(ups)
     self.bns = nnx.List(bns)
-    self.out = nnx.ConvTranspose(c, image_shape[2], (4, 4), (2, 2), padding='SAME',
-                                 kernel_init=_INIT, rngs=rngs)
+    self.out = nnx.ConvTranspose(
+      c, image_shape[2], (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    )
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
     ura = not train
@@ -179,13 +202,17 @@ class DCGANDiscriminator(nnx.Module):
 
   def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
     n = _check_resolution(image_shape[0])
-    self.first = nnx.Conv(image_shape[2], width, (4, 4), (2, 2), padding='SAME',
-                          kernel_init=_INIT, rngs=rngs)
+    self.first = nnx.Conv(
+      image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    )
     convs, bns = [], []
     c = width
     for _ in range(n - 1):
-      convs.append(nnx.Conv(c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=False,
-                            kernel_init=_INIT, rngs=rngs))
+      convs.append(
+        nnx.Conv(
+          c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
+        )
+      )
       bns.append(_bn(2 * c, rngs))
       c *= 2
     self.convs = nnx.List(convs)

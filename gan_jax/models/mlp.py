@@ -27,13 +27,18 @@ class MLPGenerator(nnx.Module):
   batch-dependent layers here).
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100,
-               hidden: tuple[int, ...] = (256, 256), *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    latent_dim: int = 100,
+    hidden: tuple[int, ...] = (256, 256),
+    *,
+    rngs: nnx.Rngs,
+  ):
     self.image_shape = tuple(image_shape)
     self.latent_dim = latent_dim
     dims = (latent_dim, *hidden)
-    self.hidden = nnx.List(
-        [nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.out = nnx.Linear(dims[-1], math.prod(self.image_shape), rngs=rngs)
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
@@ -57,12 +62,12 @@ class MLPDiscriminator(nnx.Module):
   `[B]`.
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256),
-               *, rngs: nnx.Rngs):
+  def __init__(
+    self, image_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256), *, rngs: nnx.Rngs
+  ):
     self.image_shape = tuple(image_shape)
     dims = (math.prod(self.image_shape), *hidden)
-    self.hidden = nnx.List(
-        [nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.out = nnx.Linear(dims[-1], 1, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
