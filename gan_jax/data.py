@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
+from gan_jax.config import ConfigError
 
 __all__ = [
   'DatasetNotFoundError',
@@ -123,9 +124,9 @@ def _searched_dir(data_dir: str | None) -> str:
 
 def _validate_image_args(image_size: int, channels: int) -> None:
   if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-    raise ValueError(f'data.image_size={image_size!r} must be a positive integer.')
+    raise ConfigError(f'data.image_size={image_size!r} must be a positive integer.')
   if channels not in (1, 3):
-    raise ValueError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
+    raise ConfigError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
 
 
 def _builder(name: str, split: str, data_dir: str, download: bool):
@@ -157,13 +158,13 @@ def _builder(name: str, split: str, data_dir: str, download: bool):
     available = ', '.join(
       f"'{s}' ({info.num_examples} examples)" for s, info in builder.info.splits.items()
     )
-    raise ValueError(
+    raise ConfigError(
       f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
       f'Available splits: {available}. TFDS slicing such as '
       f"'train[:10%]' or 'train+test' is supported."
     ) from None
   if 'image' not in builder.info.features:
-    raise ValueError(
+    raise ConfigError(
       f"TFDS dataset '{name}' has no 'image' feature (features: "
       f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
     )
@@ -392,22 +393,22 @@ def build_train_dataset(
     DatasetNotFoundError: As in ``load_images``.
   """
   if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-    raise ValueError(f'train.batch_size={batch_size!r} must be a positive integer.')
+    raise ConfigError(f'train.batch_size={batch_size!r} must be a positive integer.')
   if not isinstance(process_count, (int, np.integer)) or process_count < 1:
     raise ValueError(f'process_count={process_count!r} must be a positive integer.')
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index!r} must be in [0, {process_count}).')
   if batch_size % process_count:
-    raise ValueError(
+    raise ConfigError(
       f'train.batch_size={batch_size} must be divisible by the number of processes '
       f'(process_count={process_count}).'
     )
   if not isinstance(n_critic, (int, np.integer)) or n_critic < 1:
-    raise ValueError(f'train.n_critic={n_critic!r} must be an integer >= 1.')
+    raise ConfigError(f'train.n_critic={n_critic!r} must be an integer >= 1.')
   if not isinstance(start_step, (int, np.integer)) or start_step < 0:
     raise ValueError(f'start_step={start_step!r} must be an integer >= 0.')
   if shuffle_buffer is not None and shuffle_buffer < 1:
-    raise ValueError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
+    raise ConfigError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
   _validate_image_args(image_size, channels)
   local_batch = batch_size // process_count
 
@@ -423,7 +424,7 @@ def build_train_dataset(
     download=download,
   )
   if num_examples < local_batch:
-    raise ValueError(
+    raise ConfigError(
       f"Split '{split}' of '{name}' gives process {process_index} only {num_examples} "
       f'examples, fewer than its per-process batch of {local_batch} '
       f'(train.batch_size={batch_size}, process_count={process_count}).'

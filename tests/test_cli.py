@@ -195,3 +195,20 @@ def test_overrides_are_typed():
   assert config.train.g_lr == 1e-3 and config.progress_bar is True
   assert tuple(config.model.hidden) == (8, 8) and config.data.data_dir == '/x'
   assert config.train.steps == 7
+
+
+def test_unknown_split(capsys, tmp_path, tfds_dir):
+  _one_line_error(
+    capsys,
+    [
+      'train',
+      '--config',
+      TINY,
+      '--workdir',
+      str(tmp_path),
+      f'--config.data.data_dir={tfds_dir}',
+      '--config.data.split=validation',
+    ],
+    "Invalid split 'validation'",
+    "'train'",
+  )
