@@ -1,0 +1,17 @@
+"""gan_jax: a GAN research library for JAX and Flax NNX.
+
+Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorFlow):
+  config      the run config (`base_config`, `validate`)
+  models      generators and discriminators (MLP, DCGAN-28, DCGAN)
+  losses      adversarial losses on logits
+  state       `GANState` pytree, `GAN` (G and D as pure functions), `create_state`
+  sharding    device mesh and shardings
+  train_step  the jitted, data-parallel train step
+  data        TFDS input pipeline
+  train       `train_and_evaluate(config, workdir)`
+  checkpoint  Orbax checkpoints, `load_run`
+  sampling    sampling and image grids
+  main        the `gan-jax` command line
+"""
+
+__version__ = '0.1.0'
