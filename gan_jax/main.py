@@ -137,8 +137,15 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   config = apply_overrides(load_config_file(args.config), overrides)
   from gan_jax import train  # pylint: disable=g-import-not-at-top
 
-  train.train_and_evaluate(config, args.workdir)
-  print(f'done: checkpoints, samples and logs in {args.workdir}')
+  state = train.train_and_evaluate(config, args.workdir)
+  step = int(state.step)
+  if step < config.train.steps:
+    print(
+      f'stopped at step {step} of {config.train.steps} with a checkpoint in {args.workdir}; '
+      'run the same command again to resume.'
+    )
+  else:
+    print(f'done: checkpoints, samples and logs in {args.workdir}')
 
 
 def _sample(args: argparse.Namespace) -> None:

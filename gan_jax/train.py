@@ -21,6 +21,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -42,6 +44,37 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(FloatingPointError):
   """A loss or gradient norm became NaN or Inf; the message names the step and quantity."""
+
+
+class _StopOnSignal:
+  """Turns SIGTERM / SIGINT into a request to stop after the step in flight.
+
+  The loop then checkpoints the current step and returns, so a preempted or interrupted
+  run loses nothing and the same command resumes it. A second signal of the same kind
+  while stopping gets the default behaviour (e.g. a second Ctrl-C raises
+  KeyboardInterrupt). Only installed from the main thread (Python's rule for handlers).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: str | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def __enter__(self) -> _StopOnSignal:
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -127,7 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       from the latest one.
 
   Returns:
-    The final `GANState` (replicated on all devices), at step `config.train.steps`.
+    The final `GANState` (replicated on all devices), at step `config.train.steps`, or at an
+    earlier step if SIGTERM or SIGINT arrived: then the step in flight completes, a
+    checkpoint of it is saved, and the function returns (rerun to resume).
 
   Raises:
     ValueError: for an invalid config field or a batch size that does not divide over the
@@ -200,45 +235,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
   images_per_step = batch_size * n_critic
   step = start_step
-  try:
-    while step < total:
-      t0 = time.perf_counter()
-      batch = next(batches)
-      wait_window += time.perf_counter() - t0
-      state, metrics = train_step(state, batch)
-      step += 1
-      steps_window += 1
-      scalars.add(step, metrics)
-      bar.update(1)
+  with _StopOnSignal() as stopper:
+    try:
+      while step < total:
+        t0 = time.perf_counter()
+        batch = next(batches)
+        wait_window += time.perf_counter() - t0
+        state, metrics = train_step(state, batch)
+        step += 1
+        steps_window += 1
+        scalars.add(step, metrics)
+        bar.update(1)
 
-      is_last = step == total
-      if step % config.log_every == 0 or is_last or step % config.checkpoint_every == 0:
-        fetched = scalars.check()  # also the NaN guard before any checkpoint is written
-        elapsed = time.perf_counter() - t_window
-        perf = {
-          'perf/images_per_sec': images_per_step * steps_window / elapsed,
-          'perf/data_wait_fraction': wait_window / elapsed,
-        }
-        for s, m in fetched:
-          if s % config.log_every == 0 or s == total:
-            scalars.write(s, {**m, **(perf if s == step else {})})
-        last = fetched[-1][1]
-        bar.set_postfix(
-          d_loss=f"{last['d_loss']:.3f}",
-          g_loss=f"{last['g_loss']:.3f}",
-          img_s=f"{perf['perf/images_per_sec']:.0f}",
-          refresh=False,
-        )
-        t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
-      if step % config.sample_every == 0 or is_last:
-        _write_grid(gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema)
-      if step % config.checkpoint_every == 0 or is_last:
-        ckpt.save(state)
-  finally:
-    batches.close()
-    bar.close()
-    scalars.close()
-    ckpt.close()
+        stopping = stopper.received is not None
+        is_last = step == total
+        save = step % config.checkpoint_every == 0 or is_last or stopping
+        if step % config.log_every == 0 or save:
+          fetched = scalars.check()  # also the NaN guard before any checkpoint is written
+          elapsed = time.perf_counter() - t_window
+          perf = {
+            'perf/images_per_sec': images_per_step * steps_window / elapsed,
+            'perf/data_wait_fraction': wait_window / elapsed,
+          }
+          for s, m in fetched:
+            if s % config.log_every == 0 or s == total:
+              scalars.write(s, {**m, **(perf if s == step else {})})
+          last = fetched[-1][1]
+          bar.set_postfix(
+            d_loss=f"{last['d_loss']:.3f}",
+            g_loss=f"{last['g_loss']:.3f}",
+            img_s=f"{perf['perf/images_per_sec']:.0f}",
+            refresh=False,
+          )
+          t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
+        if step % config.sample_every == 0 or is_last:
+          _write_grid(
+            gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema
+          )
+        if save:
+          ckpt.save(state)
+        if stopping:
+          log.warning(
+            'Received %s: stopped after step %d and saved a checkpoint in %s; run the same '
+            'command again to resume.',
+            stopper.received,
+            step,
+            ckpt.directory,
+          )
+          break
+    finally:
+      batches.close()
+      bar.close()
+      scalars.close()
+      ckpt.close()
 
   wall = time.perf_counter() - t_run
   if jax.process_index() == 0 and step > start_step:
@@ -251,6 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       'devices': len(jax.devices()),
       'platform': jax.devices()[0].platform,
       'final_metrics': final,
+      'stopped_by_signal': stopper.received,
     }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)

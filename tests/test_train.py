@@ -112,3 +112,55 @@ def test_missing_dataset_names_the_data_dir(tiny_config, tmp_path):
   assert not (tmp_path / 'run' / 'checkpoints').exists() or not os.listdir(
     tmp_path / 'run' / 'checkpoints'
   )
+
+
+def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path):
+  """Preemption: the step in flight finishes, is checkpointed, and the process exits 0."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path / 'preempted'
+  gan_jax = str(os.path.join(os.path.dirname(sys.executable), 'gan-jax'))
+  proc = subprocess.Popen(
+    [
+      gan_jax,
+      'train',
+      '--config',
+      str(REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny',
+      '--workdir',
+      str(workdir),
+      f'--config.data.data_dir={tiny_config.data.data_dir}',
+      '--config.train.steps=100000',
+      '--config.checkpoint_every=100000',
+    ],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while not (metrics.exists() and metrics.stat().st_size) and time.time() < deadline:
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(0.05)
+  sent = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=60)
+  elapsed = time.time() - sent
+  assert proc.returncode == 0, err[-2000:]
+  assert elapsed < 10
+  assert 'Received SIGTERM' in err and 'run the same command again to resume' in out
+  with open(workdir / 'summary.json') as f:
+    summary = json.load(f)
+  stopped = summary['end_step']
+  assert summary['stopped_by_signal'] == 'SIGTERM' and 2 <= stopped < 100000
+  with Checkpointer(str(workdir)) as ckpt:
+    assert ckpt.all_steps() == [stopped]
+  # The checkpoint holds exactly the state of an uninterrupted run of that many steps.
+  tiny_config.train.steps = stopped
+  reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
+  with Checkpointer(str(workdir)) as ckpt:
+    _assert_states_equal(ckpt.restore(reference), reference)
