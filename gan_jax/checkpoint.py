@@ -9,16 +9,35 @@ a target state (replicated on the current mesh), so a run can resume on another 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
+from gan_jax.errors import UnreadableCheckpointError
 from gan_jax.sharding import make_mesh, replicate
 from gan_jax.state import GAN, GANState, create_state
+
+log = logging.getLogger(__name__)
+
+
+def state_digest(state: GANState) -> str:
+  """SHA-256 over every leaf of `state` (key path, dtype, shape and bytes), as hex.
+
+  The state is replicated, so each process hashes its first local copy of every array.
+  """
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    x = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    h.update(f'{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|'.encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+  return h.hexdigest()
 
 
 class Checkpointer:
@@ -55,31 +74,90 @@ class Checkpointer:
     """Writes `state` as the checkpoint of step `int(state.step)`; returns that step."""
     step = int(jax.device_get(state.step))
     if step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+      meta = {'step': step, 'sha256': state_digest(state)}
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=force,
+      )
       self._manager.wait_until_finished()
     return step
+
+  def _read(self, step: int, abstract: Any) -> GANState:
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
+    state, meta = restored['state'], restored['meta']
+    if state_digest(state) != meta['sha256']:
+      raise UnreadableCheckpointError(
+        f'checkpoint {step} does not match the SHA-256 digest written with it (garbled files)'
+      )
+    return state
 
   def restore(self, target: GANState, step: int | None = None) -> GANState:
     """Reads a checkpoint into arrays shaped, typed and sharded like `target`.
 
+    Every checkpoint carries the SHA-256 digest of its state, checked on reading. With
+    `step=None` this is the newest *readable* checkpoint: one that fails to read or to match
+    its digest (truncated or garbled files) is named in a warning, moved aside to
+    `<step>.unreadable` (never deleted, so it can be inspected) and the previous one is
+    tried. Orbax's atomic saves mean an interrupted save never looks complete; this covers
+    damage after the fact (disk errors, partial copies).
+
     Args:
       target: a state of the same structure (e.g. freshly created and replicated); only
         its shapes, dtypes and shardings are used.
-      step: which checkpoint (default: the latest).
+      step: which checkpoint (default: the latest readable one).
 
     Returns:
       the restored `GANState`.
 
     Raises:
-      FileNotFoundError: if there is no checkpoint (at that step).
+      FileNotFoundError: if there is no checkpoint (at that step), or none is readable.
+      UnreadableCheckpointError: if the checkpoint of an explicit `step` fails its digest.
     """
-    step = self.latest_step() if step is None else step
-    if step is None or step not in self._manager.all_steps():
-      raise FileNotFoundError(
-        f'no checkpoint{"" if step is None else f" at step {step}"} in {self.directory}.'
-      )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    if step is not None:
+      if step not in self._manager.all_steps():
+        raise FileNotFoundError(
+          f'no checkpoint at step {step} in {self.directory} (there are: {self.all_steps()}).'
+        )
+      return self._read(step, abstract)
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
+      raise FileNotFoundError(f'no checkpoint in {self.directory}.')
+    for candidate in steps:
+      try:
+        return self._read(candidate, abstract)
+      except Exception as err:  # pylint: disable=broad-except  # TensorStore raises plain Exception
+        first_line = (str(err).strip().splitlines() or [''])[0][:160]
+        moved = self._move_aside(candidate)
+        log.warning(
+          'Checkpoint %s is unreadable (%s: %s); moved it to %s and trying the previous one.',
+          os.path.join(self.directory, str(candidate)),
+          type(err).__name__,
+          first_line,
+          moved,
+        )
+    raise FileNotFoundError(
+      f'none of the checkpoints in {self.directory} is readable (steps {steps}, now moved to '
+      '<step>.unreadable); start a new run with another --workdir.'
+    )
+
+  def _move_aside(self, step: int) -> str:
+    """Renames checkpoint `step` to `<step>.unreadable[.N]` so Orbax no longer lists it."""
+    src = os.path.join(self.directory, str(step))
+    dst, n = f'{src}.unreadable', 0
+    while os.path.exists(dst):
+      n += 1
+      dst = f'{src}.unreadable.{n}'
+    if jax.process_index() == 0:
+      os.rename(src, dst)
+    self._manager.reload()
+    return dst
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -13,6 +13,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from gan_jax.errors import ConfigError  # noqa: F401  (re-exported)
+
 
 def base_config() -> ml_collections.ConfigDict:
   """The full config with defaults: a DCGAN-28 on MNIST with the non-saturating loss.
@@ -59,10 +61,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
   c.lock()
   return c
-
-
-class ConfigError(ValueError):
-  """A config field has an invalid value; the message names the field and a valid choice."""
 
 
 def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -37,7 +37,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
-from gan_jax.config import ConfigError
+from gan_jax.errors import ConfigError
 
 __all__ = [
   'DatasetNotFoundError',

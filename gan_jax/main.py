@@ -24,6 +24,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from gan_jax.errors import (  # pylint: disable=wrong-import-position
+  ConfigError,
+  NonFiniteError,
+  UnreadableCheckpointError,
+)
+
 
 class UsageError(Exception):
   """A command-line mistake; printed as one line, exit status 2."""
@@ -198,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
-  from gan_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
 
   try:
     if args.command == 'train':
@@ -207,10 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
       if rest:
         raise UsageError(f'unrecognized arguments: {" ".join(rest)}')
       _sample(args)
-  except (UsageError, ConfigError, FileNotFoundError, PermissionError) as e:
+  except (
+    UsageError,
+    ConfigError,
+    FileNotFoundError,
+    PermissionError,
+    UnreadableCheckpointError,
+  ) as e:
     print(f'gan-jax: error: {e}', file=sys.stderr)
     return 2
-  except FloatingPointError as e:  # gan_jax.train.NonFiniteError
+  except NonFiniteError as e:
     print(f'gan-jax: error: {e}', file=sys.stderr)
     return 1
   return 0

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax.config import ConfigError
+from gan_jax.errors import ConfigError
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:

@@ -34,16 +34,13 @@ from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
+from gan_jax.errors import NonFiniteError
 from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state
 from gan_jax.sharding import check_batch_size, make_mesh, replicate
 from gan_jax.train_step import METRIC_NAMES, jit_train_step, make_train_step
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteError(FloatingPointError):
-  """A loss or gradient norm became NaN or Inf; the message names the step and quantity."""
 
 
 class _StopOnSignal:

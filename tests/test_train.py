@@ -164,3 +164,27 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path):
   reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
   with Checkpointer(str(workdir)) as ckpt:
     _assert_states_equal(ckpt.restore(reference), reference)
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garble'])
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
+  tiny_config, tmp_path, caplog, damage
+):
+  import glob  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'))
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(tmp_path / 'full', damaged)
+  data_files = glob.glob(str(damaged / 'checkpoints' / '6' / 'state' / '**' / 'd' / '*'))
+  biggest = max(data_files, key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    if damage == 'truncate':
+      f.truncate(os.path.getsize(biggest) // 3)
+    else:  # same size, different bytes: only the stored SHA-256 digest can tell
+      f.seek(os.path.getsize(biggest) // 2)
+      f.write(bytes(range(256)) * 4)
+  resumed = train.train_and_evaluate(tiny_config, str(damaged))
+  assert 'checkpoints/6 is unreadable' in caplog.text
+  assert sorted(os.listdir(damaged / 'checkpoints')) == ['3', '6', '6.unreadable']
+  _assert_states_equal(full, resumed)  # resumed from step 3 and redid steps 4-6 exactly
