@@ -46,6 +46,14 @@ def _check_resolution(resolution: int) -> int:
   return n
 
 
+def _check_28(image_shape: tuple[int, int, int]) -> None:
+  if tuple(image_shape[:2]) != (28, 28):
+    raise ValueError(
+      f'dcgan28 works on 28x28 images, but data.image_size gives {image_shape}; '
+      'set data.image_size=28 or use model.name="dcgan".'
+    )
+
+
 class DCGAN28Generator(nnx.Module):
   """28x28 DCGAN generator (seed tutorials' MNIST DCGAN).
 
@@ -70,11 +78,7 @@ class DCGAN28Generator(nnx.Module):
     *,
     rngs: nnx.Rngs,
   ):
-    if tuple(image_shape[:2]) != (28, 28):
-      raise ValueError(
-        f'dcgan28 makes 28x28 images, but data.image_size gives {image_shape}; '
-        'set data.image_size=28 or use model.name="dcgan".'
-      )
+    _check_28(image_shape)
     c = image_shape[2]
     self.width = width
     self.fc = nnx.Linear(
@@ -109,11 +113,7 @@ class DCGAN28Discriminator(nnx.Module):
   """
 
   def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
-    if tuple(image_shape[:2]) != (28, 28):
-      raise ValueError(
-        f'dcgan28 takes 28x28 images, but data.image_size gives {image_shape}; '
-        'set data.image_size=28 or use model.name="dcgan".'
-      )
+    _check_28(image_shape)
     c = image_shape[2]
     self.conv1 = nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs)
     self.conv2 = nnx.Conv(
