@@ -34,7 +34,7 @@ from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
-from gan_jax.errors import NonFiniteError
+from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state
 from gan_jax.sharding import check_batch_size, make_mesh, replicate
@@ -87,6 +87,47 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
   config_lib.validate(config)
   return config
+
+
+# Fields that change the shapes in the checkpointed state: a run cannot resume across them.
+SHAPE_FIELDS = ('model', 'data.image_size', 'data.channels')
+
+
+def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a run whose checkpointed config differs in a shape-changing field.
+
+  Other fields (steps, learning rates, logging intervals, ...) may change between runs.
+
+  Raises:
+    ConfigError: naming each differing field with its checkpointed and its new value.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = _flatten(json.load(f))
+  new = _flatten(config.to_dict())
+  changed = [
+    f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
+    for k in sorted(set(old) | set(new))
+    if k.startswith(SHAPE_FIELDS) and old.get(k) != new.get(k)
+  ]
+  if changed:
+    raise ConfigError(
+      f'{workdir} holds checkpoints of a run with another model or image shape ('
+      + '; '.join(changed)
+      + '). Use a new --workdir, or set these fields back to resume.'
+    )
 
 
 def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
@@ -162,8 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     checkpoint of it is saved, and the function returns (rerun to resume).
 
   Raises:
-    ValueError: for an invalid config field or a batch size that does not divide over the
-      devices.
+    ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
+      over the devices, or a workdir whose checkpoints have another model or image shape.
     gan_jax.data.DatasetNotFoundError: if the dataset is not in the data dir.
     NonFiniteError: if a loss or gradient norm becomes NaN or Inf (the last good checkpoint
       stays on disk).
@@ -180,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   start_step = 0
   if ckpt.latest_step() is not None:
+    check_resumable(workdir, config)
     state = ckpt.restore(state)
     start_step = int(state.step)
     log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)

@@ -188,3 +188,22 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
   assert 'checkpoints/6 is unreadable' in caplog.text
   assert sorted(os.listdir(damaged / 'checkpoints')) == ['3', '6', '6.unreadable']
   _assert_states_equal(full, resumed)  # resumed from step 3 and redid steps 4-6 exactly
+
+
+def test_resuming_with_another_model_shape_is_refused_with_a_diff(tiny_config, tmp_path):
+  from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+
+  tiny_config.train.steps = 2
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  saved = (tmp_path / 'config.json').read_text()
+  tiny_config.model.g_width = 16
+  tiny_config.data.channels = 3
+  with pytest.raises(ConfigError) as e:
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert 'data.channels: 1 -> 3' in str(e.value) and 'model.g_width: 8 -> 16' in str(e.value)
+  assert 'new --workdir' in str(e.value)
+  assert (tmp_path / 'config.json').read_text() == saved  # nothing in the workdir changed
+  # Fields that do not change shapes may change: here, more steps and another learning rate.
+  tiny_config.model.g_width, tiny_config.data.channels = 8, 1
+  tiny_config.train.steps, tiny_config.train.g_lr = 4, 1e-4
+  assert int(train.train_and_evaluate(tiny_config, str(tmp_path)).step) == 4
