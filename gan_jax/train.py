@@ -274,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
   images_per_step = batch_size * n_critic
   step = start_step
+  in_flight = None
   with _StopOnSignal() as stopper:
     try:
       while step < total:
@@ -281,6 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         batch = next(batches)
         wait_window += time.perf_counter() - t0
         state, metrics = train_step(state, batch)
+        # Keep at most one step in flight: the host prepares step k+1 while the devices run
+        # step k, but never queues a backlog (which would make the progress bar run ahead of
+        # the devices and delay a stop on SIGTERM by up to log_every steps).
+        if in_flight is not None:
+          jax.block_until_ready(in_flight)
+        in_flight = metrics
         step += 1
         steps_window += 1
         scalars.add(step, metrics)
