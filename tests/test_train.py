@@ -166,9 +166,6 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path):
     _assert_states_equal(ckpt.restore(reference), reference)
 
 
-# A failed Orbax read of a truncated checkpoint leaves its async read coroutines unawaited;
-# Python reports them when they are collected. That is Orbax's clean-up, not ours.
-@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('damage', ['truncate', 'garble'])
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
   tiny_config, tmp_path, caplog, damage
