@@ -47,10 +47,12 @@ class Checkpointer:
     workdir: the run folder.
     keep: number of most recent checkpoints kept (older ones are deleted after a
       successful save), >= 1.
+    subdir: the folder under workdir: 'checkpoints' (the latest ones) or 'best' (the
+      best-FID one, kept by the training loop with keep=1).
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  def __init__(self, workdir: str, keep: int = 3, subdir: str = 'checkpoints'):
+    self.directory = os.path.join(os.path.abspath(workdir), subdir)
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(
@@ -171,13 +173,14 @@ class Checkpointer:
 
 
 def load_run(
-  workdir: str, step: int | None = None
+  workdir: str, step: int | None = None, *, best: bool = False
 ) -> tuple[ml_collections.ConfigDict, GAN, GANState]:
   """Loads a finished or running run folder written by `train_and_evaluate`.
 
   Args:
     workdir: the run folder (holds config.json and checkpoints/).
     step: checkpoint step to load (default: the latest).
+    best: load the best-FID checkpoint from `<workdir>/best/` instead.
 
   Returns:
     (config, gan, state): the run's config, its G/D definitions, and the checkpointed state
@@ -196,8 +199,14 @@ def load_run(
     config = ml_collections.ConfigDict(json.load(f))
   gan, state = create_state(config)
   state = replicate(state, make_mesh())
-  with Checkpointer(workdir, keep=config.keep_checkpoints) as ckpt:
+  subdir = 'best' if best else 'checkpoints'
+  with Checkpointer(workdir, keep=1 if best else config.keep_checkpoints, subdir=subdir) as ckpt:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(f'{workdir!r} has no checkpoint yet; train first.')
+      raise FileNotFoundError(
+        f'{workdir!r} has no {"best-FID " if best else ""}checkpoint yet; '
+        + (
+          'train with evaluation on (eval_every > 0, metrics with fid).' if best else 'train first.'
+        )
+      )
     state = ckpt.restore(state, step)
   return config, gan, state

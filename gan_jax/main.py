@@ -1,8 +1,10 @@
-"""The `gan-jax` command line: `train` and `sample`.
+"""The `gan-jax` command line: `train`, `sample` and `eval`.
 
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/mnist_dcgan \
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
+    gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
+    gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -174,6 +176,131 @@ def _sample(args: argparse.Namespace) -> None:
   print(f'wrote {args.num} samples from step {int(state.step)} to {args.out}')
 
 
+def _read_png_folder(folder: str, batch_size: int, channels: int | None):
+  """(image count, (H, W, C), iterator of float32 [B, H, W, C] batches in [-1, 1]) of the
+  PNG/JPEG files in `folder`, sorted by name, read batch by batch."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  if not os.path.isdir(folder):
+    raise UsageError(f'--images {folder!r} is not a folder of PNG images.')
+  files = sorted(
+    os.path.join(folder, f)
+    for f in os.listdir(folder)
+    if f.lower().endswith(('.png', '.jpg', '.jpeg'))
+  )
+  if not files:
+    raise UsageError(f'--images {folder!r} holds no .png/.jpg files.')
+  with Image.open(files[0]) as first:
+    c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
+    shape = (first.height, first.width, c)
+  mode = 'L' if c == 1 else 'RGB'
+
+  def batches():
+    for lo in range(0, len(files), batch_size):
+      out = []
+      for path in files[lo : lo + batch_size]:
+        with Image.open(path) as img:
+          x = np.asarray(img.convert(mode), np.float32)
+        x = x[..., None] if x.ndim == 2 else x
+        if x.shape != shape:
+          raise UsageError(
+            f'{path} is {x.shape[1]}x{x.shape[0]} but {files[0]} is {shape[1]}x{shape[0]}; all '
+            'images in the folder must have one size.'
+          )
+        out.append(x / 127.5 - 1.0)
+      yield np.stack(out)
+
+  return len(files), shape, batches()
+
+
+def _eval(args: argparse.Namespace) -> None:
+  import json  # pylint: disable=g-import-not-at-top
+
+  from gan_jax.config import base_config  # pylint: disable=g-import-not-at-top
+  from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
+
+  if (args.workdir is None) == (args.images is None):
+    raise UsageError('give exactly one of --workdir (a training run) or --images (a PNG folder).')
+  if args.num_samples is not None and args.num_samples <= 0:
+    raise UsageError(f'--num-samples={args.num_samples} must be a positive number of images.')
+  defaults = base_config()
+  metrics = evaluate.parse_metrics(args.metrics or defaults.eval.metrics)
+  common = dict(
+    split=args.split,
+    feature_net=args.feature_net,
+    batch_size=args.batch_size,
+    kid_pr_samples=args.kid_pr_samples,
+    inception_weights=args.inception_weights,
+    download_inception=args.download_inception,
+    cache_dir=args.cache_dir,
+    metrics=metrics,
+    seed=args.seed,
+  )
+  meta = {'metrics': list(metrics), 'split': args.split}
+  if args.workdir is not None:
+    if not os.path.isdir(args.workdir):
+      raise UsageError(f'workdir {args.workdir!r} does not exist; train first.')
+    from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+
+    config, gan, state = load_run(args.workdir, args.step, best=args.best)
+    data_dir = args.data_dir or config.data.get('data_dir')
+    num = args.num_samples or defaults.eval_num_samples
+    ev = evaluate.Evaluator.create(
+      dataset=args.dataset or config.data.name,
+      data_dir=data_dir,
+      image_size=config.data.image_size,
+      channels=config.data.channels,
+      num_samples=num,
+      modes_num_samples=args.num_samples if 'modes' in metrics and args.num_samples else 26000,
+      **common,
+    )
+    use_ema = config.train.ema_decay > 0 and not args.no_ema
+    results = ev.evaluate_state(gan, state, use_ema=use_ema)
+    step = int(state.step)
+    meta.update(
+      workdir=args.workdir, step=step, ema=use_ema, dataset=args.dataset or config.data.name
+    )
+    out = args.out or os.path.join(
+      args.workdir, f'eval_step{step}{"_best" if args.best else ""}.json'
+    )
+  else:
+    if args.dataset is None:
+      raise UsageError('--images needs --dataset (the real data to compare with, e.g. mnist).')
+    count, (h, w, c), batches = _read_png_folder(args.images, args.batch_size, args.channels)
+    if h != w:
+      raise UsageError(f'images must be square, got {w}x{h}.')
+    num = min(args.num_samples or count, count)
+    if args.num_samples and args.num_samples > count:
+      raise UsageError(
+        f'--num-samples={args.num_samples} but {args.images!r} holds {count} images.'
+      )
+    ev = evaluate.Evaluator.create(
+      dataset=args.dataset,
+      data_dir=args.data_dir,
+      image_size=h,
+      channels=c,
+      num_samples=num,
+      modes_num_samples=num,
+      **common,
+    )
+    results = ev.evaluate_batches(batches)
+    meta.update(images=args.images, dataset=args.dataset)
+    out = args.out or 'eval_results.json'
+  if ev.net is not None:
+    meta.update(
+      feature_net=ev.net.name,
+      feature_net_sha256=ev.net.weights_sha256,
+      reference=ev.reference.key,
+      reference_count=ev.reference.stats.count,
+    )
+  meta['num_samples'] = ev.num_samples
+  print(evaluate.format_table(results))
+  with open(out, 'w') as f:
+    json.dump({**meta, 'results': results}, f, indent=2)
+  print(f'wrote {out}')
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='gan-jax', description='GAN research library for JAX.')
   sub = parser.add_subparsers(dest='command', required=True)
@@ -197,6 +324,40 @@ def build_parser() -> argparse.ArgumentParser:
   s.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   s.add_argument('--scale', type=int, default=2, help='pixel upscaling of the grid (default 2)')
   s.add_argument('--no-ema', action='store_true', help='sample from the raw, not the EMA, G')
+  e = sub.add_parser(
+    'eval',
+    help='evaluate a run (or a folder of PNG images) with FID, KID, IS, precision/recall',
+    description='Prints a table and writes JSON. FID on a LeNet domain classifier is labelled '
+    '"FID (LeNet)", never Inception FID.',
+  )
+  e.add_argument('--workdir', help='run folder written by `gan-jax train`')
+  e.add_argument('--images', help='a folder of PNG/JPEG images to evaluate instead of a run')
+  e.add_argument('--dataset', help='real dataset to compare with (default: the run\'s)')
+  e.add_argument('--split', default='train', help='real split (default train)')
+  e.add_argument('--data-dir', help='TFDS data dir (default: the run\'s or $TFDS_DATA_DIR)')
+  e.add_argument('--num-samples', type=int, help='generated images (default 10000; folder: all)')
+  e.add_argument('--metrics', help='comma-separated: fid,kid,is,pr,modes (default fid,kid,is,pr)')
+  e.add_argument(
+    '--feature-net',
+    default='auto',
+    help='auto, lenet_mnist, lenet_fashion_mnist'
+    ' or inception_v3 (auto: LeNet for MNIST-like data, else Inception)',
+  )
+  e.add_argument('--step', type=int, help='checkpoint step (default: latest)')
+  e.add_argument('--best', action='store_true', help='evaluate the best-FID checkpoint')
+  e.add_argument('--no-ema', action='store_true', help='evaluate the raw, not the EMA, G')
+  e.add_argument('--channels', type=int, choices=(1, 3), help='folder images: read as 1 or 3')
+  e.add_argument('--batch-size', type=int, default=500, help='images per call (default 500)')
+  e.add_argument('--kid-pr-samples', type=int, default=10000, help='features kept for KID/PR')
+  e.add_argument('--seed', type=int, default=0, help='seed of latents and KID subsets')
+  e.add_argument('--inception-weights', help='pt_inception-2015-12-05 weights file')
+  e.add_argument(
+    '--download-inception',
+    action='store_true',
+    help='download the Inception weights from pytorch-fid\'s URL if missing',
+  )
+  e.add_argument('--cache-dir', help='reference-statistics cache (default ~/.cache/gan_jax)')
+  e.add_argument('--out', help='JSON file (default <workdir>/eval_step<N>.json)')
   return parser
 
 
@@ -211,7 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
       if rest:
         raise UsageError(f'unrecognized arguments: {" ".join(rest)}')
-      _sample(args)
+      if args.command == 'eval':
+        try:
+          _eval(args)
+        except ValueError as e:  # bad images, too few samples, ...: a usage problem
+          raise UsageError(str(e)) from e
+      else:
+        _sample(args)
   except (
     UsageError,
     ConfigError,

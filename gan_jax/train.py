@@ -7,8 +7,11 @@ Config in, a `GANState` threaded through the jitted train step, files out:
                                       last `keep_checkpoints` kept, and one at the end)
     <workdir>/samples/step_<N>.png    sample grids from one fixed latent batch
     <workdir>/events.out.tfevents.*   TensorBoard scalars
-    <workdir>/metrics.jsonl           the same scalars, one JSON object per logged step
-    <workdir>/summary.json            wall time, images/s and final metrics of the last run
+    <workdir>/metrics.jsonl           the same scalars, one JSON object per logged step, and
+                                      the evaluations (`eval/fid_lenet`, ...) every `eval_every`
+    <workdir>/best/<step>/            the checkpoint with the lowest FID so far (eval.keep_best)
+    <workdir>/best.json               its step and FID
+    <workdir>/summary.json            wall time, images/s, evaluation time and final metrics
 
 Running the same command again resumes from the latest checkpoint: the state, the RNG (a
 function of the step) and the data order (the stream skips the steps already consumed) all
@@ -130,6 +133,55 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
     )
 
 
+class _BestCheckpoint:
+  """Keeps the checkpoint with the lowest FID in <workdir>/best/ (and best.json)."""
+
+  def __init__(self, workdir: str, fid_key: str):
+    self.fid_key = fid_key
+    self.path = os.path.join(workdir, 'best.json')
+    self.ckpt = Checkpointer(workdir, keep=1, subdir='best')
+    self.value = math.inf
+    if os.path.exists(self.path) and self.ckpt.latest_step() is not None:
+      with open(self.path) as f:
+        self.value = json.load(f)['value']
+
+  def offer(self, state: GANState, step: int, results: dict[str, Any]) -> bool:
+    value = results.get(self.fid_key)
+    if value is None or not value < self.value:
+      return False
+    self.ckpt.save(state)
+    self.value = value
+    if jax.process_index() == 0:
+      with open(self.path, 'w') as f:
+        json.dump({'step': step, 'metric': self.fid_key, 'value': value}, f)
+    return True
+
+  def close(self) -> None:
+    self.ckpt.close()
+
+
+def _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar) -> float:
+  """Runs one evaluation, logs it, offers the state to the best-FID keeper; returns seconds.
+
+  A failed evaluation (e.g. NaN samples from a diverging generator) is logged as a warning
+  and training goes on; the NaN guard on the losses decides whether the run stops.
+  """
+  t0 = time.perf_counter()
+  try:
+    results = evaluator.evaluate_state(gan, state, use_ema=use_ema)
+  except ValueError as err:
+    log.warning('Evaluation at step %d failed: %s', step, err)
+    return time.perf_counter() - t0
+  scalars.write(step, {f'eval/{k}': v for k, v in results.items()})
+  if best is not None:
+    best.offer(state, step, results)
+  bar.write(
+    f'step {step}: '
+    + ', '.join(f'{k}={v:.4g}' for k, v in results.items() if not k.startswith('eval_'))
+  )
+  return time.perf_counter() - t0
+
+
 def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3D1E)
   return gan.sample_latents(key, config.num_samples)
@@ -202,10 +254,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     earlier step if SIGTERM or SIGINT arrived: then the step in flight completes, a
     checkpoint of it is saved, and the function returns (rerun to resume).
 
+  With `config.eval_every > 0` the configured metrics (`config.eval.metrics`) are computed on
+  `config.eval_num_samples` samples of the EMA generator every `eval_every` steps and at the
+  end; the first run computes and caches the real reference features (see
+  `gan_jax.metrics.reference`).
+
   Raises:
     ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
       over the devices, or a workdir whose checkpoints have another model or image shape.
     gan_jax.data.DatasetNotFoundError: if the dataset is not in the data dir.
+    gan_jax.metrics.inception.InceptionWeightsNotFoundError: evaluation needs the Inception
+      weights and they are not on disk (the message says how to get them).
     NonFiniteError: if a loss or gradient norm becomes NaN or Inf (the last good checkpoint
       stays on disk).
   """
@@ -260,6 +319,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
   z_fixed = _fixed_latents(gan, config)
   use_ema = config.train.ema_decay > 0
+  evaluator = best = None
+  eval_time = 0.0
+  if config.eval_every:
+    from gan_jax.metrics.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+
+    evaluator = Evaluator.from_config(config)  # loads the nets and the cached reference
+    if evaluator.net is not None and 'fid' in evaluator.metrics and config.eval.keep_best:
+      best = _BestCheckpoint(workdir, f'fid_{evaluator.net.label.lower()}')
   scalars = _ScalarLog(workdir, start_step)
   sample_dir = os.path.join(workdir, 'samples')
 
@@ -319,7 +386,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
             gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema
           )
         if save:
-          ckpt.save(state)
+          ckpt.save(state)  # before evaluating: a failing evaluation never costs a step
+        if evaluator is not None and not stopping and (step % config.eval_every == 0 or is_last):
+          seconds = _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar)
+          eval_time += seconds
+          t_window += seconds  # images/s counts training time only
         if stopping:
           log.warning(
             'Received %s: stopped after step %d and saved a checkpoint in %s; run the same '
@@ -334,6 +405,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       bar.close()
       scalars.close()
       ckpt.close()
+      if best is not None:
+        best.close()
 
   wall = time.perf_counter() - t_run
   if jax.process_index() == 0 and step > start_step:
@@ -342,7 +415,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       'start_step': start_step,
       'end_step': step,
       'wall_time_s': wall,
-      'images_per_sec': images_per_step * (step - start_step) / wall,
+      'images_per_sec': images_per_step * (step - start_step) / (wall - eval_time),
+      'eval_time_s': eval_time,
+      'eval_time_fraction': eval_time / wall,
       'devices': len(jax.devices()),
       'platform': jax.devices()[0].platform,
       'final_metrics': final,

@@ -14,6 +14,20 @@ TFDS_DIR = REPO.parent / 'shared' / 'tfds'
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+@pytest.fixture(scope='session', autouse=True)
+def metrics_cache(tmp_path_factory) -> str:
+  """A session-wide GAN_JAX_CACHE_DIR, so tests never write into the user's ~/.cache and
+  reference features computed by one test are reused by the next (subprocesses inherit it)."""
+  path = str(tmp_path_factory.mktemp('gan_jax_cache'))
+  old = os.environ.get('GAN_JAX_CACHE_DIR')
+  os.environ['GAN_JAX_CACHE_DIR'] = path
+  yield path
+  if old is None:
+    os.environ.pop('GAN_JAX_CACHE_DIR', None)
+  else:
+    os.environ['GAN_JAX_CACHE_DIR'] = old
+
+
 @pytest.fixture(scope='session')
 def tfds_dir() -> str:
   """../shared/tfds (official TFDS builds of mnist, fashion_mnist, cifar10_jpeg)."""
