@@ -23,70 +23,60 @@ def base_config() -> ml_collections.ConfigDict:
     A locked `ConfigDict` (unknown keys cannot be added by mistake; use `unlocked()`).
   """
   c = ml_collections.ConfigDict()
-  c.seed = 0  # Seeds parameter init, noise and data order (same seed = same bits).
+  c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'dcgan28'  # 'mlp', 'dcgan28' (28x28) or 'dcgan' (power-of-two sizes, 32, 64, ...).
-  c.model.latent_dim = 100  # Size of z ~ N(0, I).
-  c.model.g_width = 64  # DCGAN generator width (channels of its last hidden layer).
-  c.model.d_width = 64  # DCGAN discriminator width (channels of its first layer).
-  c.model.hidden = (256, 256)  # MLP hidden layer widths (MLP only).
+  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28) or 'dcgan' (power-of-two sizes, 32, 64, ...).
+  c.model.latent_dim = 100         # Size of z ~ N(0, I).
+  c.model.g_width = 64             # DCGAN generator width (channels of its last hidden layer).
+  c.model.d_width = 64             # DCGAN discriminator width (channels of its first layer).
+  c.model.hidden = (256, 256)      # MLP hidden layer widths (MLP only).
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'mnist'  # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
-  c.data.split = 'train'  # TFDS split, slicing allowed ('train[:10%]').
-  c.data.data_dir = config_dict.placeholder(
-    str
-  )  # TFDS data dir; None: $TFDS_DATA_DIR, else TFDS's default.
-  c.data.image_size = 28  # Images are resized to image_size x image_size if stored otherwise.
-  c.data.channels = 1  # 1 (grayscale) or 3 (RGB); converted if the dataset differs.
-  c.data.cache = True  # Keep decoded images in memory after the first pass.
+  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
+  c.data.split = 'train'           # TFDS split, slicing allowed ('train[:10%]').
+  c.data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: $TFDS_DATA_DIR, else TFDS's default.
+  c.data.image_size = 28           # Images are resized to image_size x image_size if stored otherwise.
+  c.data.channels = 1              # 1 (grayscale) or 3 (RGB); converted if the dataset differs.
+  c.data.cache = True              # Keep decoded images in memory after the first pass.
   c.data.shuffle_buffer = config_dict.placeholder(int)  # None: the whole dataset (a full shuffle).
-  c.data.download = False  # Let TFDS download a missing dataset (needs internet).
+  c.data.download = False          # Let TFDS download a missing dataset (needs internet).
 
   c.train = ml_collections.ConfigDict()
-  c.train.steps = 5000  # Train steps (one step = n_critic D updates + one G update).
-  c.train.batch_size = 64  # Global batch size (images per D update), split over all devices.
-  c.train.n_critic = 1  # D updates per G update (Arjovsky et al. 2017 use 5 for WGAN).
+  c.train.steps = 5000             # Train steps (one step = n_critic D updates + one G update).
+  c.train.batch_size = 64          # Global batch size (images per D update), split over all devices.
+  c.train.n_critic = 1             # D updates per G update (Arjovsky et al. 2017 use 5 for WGAN).
   c.train.loss = 'non_saturating'  # 'non_saturating' or 'minimax' (Goodfellow et al. 2014).
-  c.train.g_lr = 2e-4  # Generator Adam learning rate (Radford et al. 2016).
-  c.train.d_lr = 2e-4  # Discriminator Adam learning rate (TTUR when != g_lr).
-  c.train.b1 = 0.5  # Adam beta1 (Radford et al. 2016).
-  c.train.b2 = 0.999  # Adam beta2.
-  c.train.ema_decay = 0.999  # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
+  c.train.g_lr = 2e-4              # Generator Adam learning rate (Radford et al. 2016).
+  c.train.d_lr = 2e-4              # Discriminator Adam learning rate (TTUR when != g_lr).
+  c.train.b1 = 0.5                 # Adam beta1 (Radford et al. 2016).
+  c.train.b2 = 0.999               # Adam beta2.
+  c.train.ema_decay = 0.999        # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
 
-  c.log_every = 50  # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
-  c.sample_every = 500  # Steps between PNG sample grids (and one at the end).
-  c.checkpoint_every = 1000  # Steps between Orbax checkpoints (and one at the end).
-  c.keep_checkpoints = 3  # How many latest checkpoints to keep.
-  c.num_samples = 64  # Images in each sample grid (from one fixed latent batch).
-  c.progress_bar = True  # Show a tqdm progress bar (step, images/s, losses).
+  c.log_every = 50                 # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
+  c.sample_every = 500             # Steps between PNG sample grids (and one at the end).
+  c.checkpoint_every = 1000        # Steps between Orbax checkpoints (and one at the end).
+  c.keep_checkpoints = 3           # How many latest checkpoints to keep.
+  c.num_samples = 64               # Images in each sample grid (from one fixed latent batch).
+  c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
 
   # Evaluation during training (gan_jax/metrics/evaluate.py): every eval_every steps and at the
   # end, the EMA generator's samples are scored against cached real reference features; the
   # results go to TensorBoard and metrics.jsonl as eval/<metric>_<net>, and the checkpoint with
   # the best FID is kept in <workdir>/best/.
-  c.eval_every = 1000  # Steps between evaluations (and one at the end); 0 disables.
-  c.eval_num_samples = 10000  # Generated images per evaluation (for fid, kid, is, pr).
+  c.eval_every = 1000              # Steps between evaluations (and one at the end); 0 disables.
+  c.eval_num_samples = 10000       # Generated images per evaluation (for fid, kid, is, pr).
   c.eval = ml_collections.ConfigDict()
-  c.eval.metrics = 'fid,kid,is,pr'  # Comma-separated, from fid, kid, is, pr, modes (Stacked MNIST).
-  c.eval.feature_net = (
-    'auto'  # auto: LeNet for mnist/fashion_mnist/stacked_mnist, else inception_v3.
-  )
-  c.eval.split = 'train'  # Real split the reference statistics come from.
-  c.eval.batch_size = 500  # Images per generator / feature-network call.
-  c.eval.kid_pr_samples = 10000  # Generated (and real) features kept for KID and precision/recall.
-  c.eval.modes_num_samples = 26000  # Samples for Stacked-MNIST mode counting (Lin et al. 2018).
-  c.eval.inception_weights = config_dict.placeholder(
-    str
-  )  # pt_inception-2015-12-05 file; None: $GAN_JAX_INCEPTION_WEIGHTS or the cache.
-  c.eval.download_inception = (
-    False  # Fetch the Inception weights from pytorch-fid's URL if missing.
-  )
-  c.eval.cache_dir = config_dict.placeholder(
-    str
-  )  # Reference-statistics cache; None: $GAN_JAX_CACHE_DIR or ~/.cache/gan_jax.
-  c.eval.keep_best = True  # Keep the checkpoint with the lowest FID in <workdir>/best/.
+  c.eval.metrics = 'fid,kid,is,pr' # Comma-separated, from fid, kid, is, pr, modes (Stacked MNIST).
+  c.eval.feature_net = 'auto'      # auto: LeNet for mnist/fashion_mnist/stacked_mnist, else inception_v3.
+  c.eval.split = 'train'           # Real split the reference statistics come from.
+  c.eval.batch_size = 500          # Images per generator / feature-network call.
+  c.eval.kid_pr_samples = 10000    # Generated (and real) features kept for KID and precision/recall.
+  c.eval.modes_num_samples = 26000 # Samples for Stacked-MNIST mode counting (Lin et al. 2018).
+  c.eval.inception_weights = config_dict.placeholder(str)  # pt_inception-2015-12-05 file; None: $GAN_JAX_INCEPTION_WEIGHTS or the cache.
+  c.eval.download_inception = False  # Fetch the Inception weights from pytorch-fid's URL if missing.
+  c.eval.cache_dir = config_dict.placeholder(str)  # Reference-statistics cache; None: $GAN_JAX_CACHE_DIR or ~/.cache/gan_jax.
+  c.eval.keep_best = True          # Keep the checkpoint with the lowest FID in <workdir>/best/.
   c.lock()
   return c
 
@@ -139,24 +129,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('model.name', m.name, f'choose one of {sorted(MODELS)}')
   if t.loss not in LOSSES:
     raise _err('train.loss', t.loss, f'choose one of {sorted(LOSSES)}')
-  for field, value in (
-    ('model.latent_dim', m.latent_dim),
-    ('model.g_width', m.g_width),
-    ('model.d_width', m.d_width),
-    ('train.steps', t.steps),
-    ('train.batch_size', t.batch_size),
-    ('train.n_critic', t.n_critic),
-    ('data.image_size', d.image_size),
-    ('log_every', config.log_every),
-    ('sample_every', config.sample_every),
-    ('checkpoint_every', config.checkpoint_every),
-    ('keep_checkpoints', config.keep_checkpoints),
-    ('num_samples', config.num_samples),
-    ('eval_num_samples', config.eval_num_samples),
-    ('eval.batch_size', config.eval.batch_size),
-    ('eval.kid_pr_samples', config.eval.kid_pr_samples),
-    ('eval.modes_num_samples', config.eval.modes_num_samples),
-  ):
+  for field, value in (('model.latent_dim', m.latent_dim), ('model.g_width', m.g_width),
+                       ('model.d_width', m.d_width), ('train.steps', t.steps),
+                       ('train.batch_size', t.batch_size), ('train.n_critic', t.n_critic),
+                       ('data.image_size', d.image_size), ('log_every', config.log_every),
+                       ('sample_every', config.sample_every),
+                       ('checkpoint_every', config.checkpoint_every),
+                       ('keep_checkpoints', config.keep_checkpoints),
+                       ('num_samples', config.num_samples),
+                       ('eval_num_samples', config.eval_num_samples),
+                       ('eval.batch_size', config.eval.batch_size),
+                       ('eval.kid_pr_samples', config.eval.kid_pr_samples),
+                       ('eval.modes_num_samples', config.eval.modes_num_samples)):
     if value <= 0:
       raise _err(field, value, 'must be a positive integer')
   for field, value in (('train.g_lr', t.g_lr), ('train.d_lr', t.d_lr)):
@@ -170,11 +154,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if d.channels not in (1, 3):
     raise _err('data.channels', d.channels, 'must be 1 (grayscale) or 3 (RGB)')
   if m.name == 'dcgan28' and d.image_size != 28:
-    raise _err(
-      'data.image_size',
-      d.image_size,
-      'model "dcgan28" needs 28; use model.name=dcgan for power-of-two sizes',
-    )
+    raise _err('data.image_size', d.image_size, 'model "dcgan28" needs 28; use model.name=dcgan '
+               'for power-of-two sizes')
   if m.name == 'dcgan' and (d.image_size < 8 or d.image_size & (d.image_size - 1)):
     raise _err('data.image_size', d.image_size, 'model "dcgan" needs a power of two >= 8, e.g. 32')
   if config.eval_every < 0:
@@ -188,9 +169,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None
   if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):
-    raise _err(
-      'data.data_dir',
-      d.data_dir,
-      'no such folder; point it at a TFDS data dir '
-      '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR',
-    )
+    raise _err('data.data_dir', d.data_dir, 'no such folder; point it at a TFDS data dir '
+               '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR')
