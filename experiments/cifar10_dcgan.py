@@ -9,6 +9,11 @@ there). Offline, use the JPEG copy shipped beside the checkout:
         --config.data.name=cifar10_jpeg --config.data.data_dir=../shared/tfds
 
 (`cifar10_jpeg` is lossy: FID against it is not comparable with published CIFAR-10 figures.)
+
+FID (Inception) every 5,000 steps needs the pytorch-fid InceptionV3 weights (92 MB): put
+`pt_inception-2015-12-05-6726825d.pth` in ~/.cache/gan_jax/ or name it with
+`GAN_JAX_INCEPTION_WEIGHTS`, or add `--config.eval.download_inception=true` (needs internet).
+Without them, add `--config.eval_every=0` to train without evaluation.
 Tiny variant for tests: `--config experiments/cifar10_dcgan.py:tiny` (uses cifar10_jpeg).
 """
 
@@ -34,6 +39,8 @@ def get_config(variant: str = ''):
   c.train.b1 = 0.5
   c.sample_every = 1000           # A grid every 1000 steps.
   c.checkpoint_every = 2000       # A checkpoint every 2000 steps.
+  c.eval_every = 5000             # FID (Inception), KID, IS, PR on 10,000 samples (see above).
+  c.eval.feature_net = 'inception_v3'
   if variant == 'tiny':
     apply_tiny(c)
     c.data.name = 'cifar10_jpeg'  # offline copy in ../shared/tfds

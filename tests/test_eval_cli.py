@@ -1,0 +1,115 @@
+"""`gan-jax eval` with the shipped MNIST LeNet: on a trained run, on a folder of PNG images,
+the real-data floor, and usage errors (one line, exit status 2)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_jax import main as cli
+from gan_jax.sampling import to_uint8
+
+
+def _mnist(tfds_dir, split):
+  from gan_jax import data
+
+  ds = data.build_eval_dataset(
+    'mnist', split, data_dir=tfds_dir, image_size=28, channels=1, batch_size=100000
+  )
+  return next(ds.as_numpy_iterator())['image']
+
+
+@pytest.fixture(scope='module')
+def png_folder(tmp_path_factory, tfds_dir):
+  """1,000 real MNIST test digits written as PNG files."""
+  folder = tmp_path_factory.mktemp('pngs')
+  for i, img in enumerate(to_uint8(_mnist(tfds_dir, 'test[:1000]'))):
+    Image.fromarray(img[..., 0]).save(folder / f'{i:05d}.png')
+  return str(folder)
+
+
+def _eval(capsys, *args):
+  status = cli.main(['eval', *args])
+  out = capsys.readouterr()
+  return status, out.out, out.err
+
+
+def test_eval_of_real_png_images_is_near_the_floor(png_folder, tfds_dir, tmp_path, capsys):
+  out_json = str(tmp_path / 'real.json')
+  status, out, err = _eval(
+    capsys, '--images', png_folder, '--dataset', 'mnist', '--split', 'train[:10000]',
+    '--data-dir', tfds_dir, '--metrics', 'fid,kid,is,pr', '--kid-pr-samples', '1000',
+    '--out', out_json,
+  )  # fmt: skip
+  assert status == 0, err
+  assert 'FID (LeNet)' in out and 'Inception' not in out
+  report = json.load(open(out_json))
+  r = report['results']
+  assert report['feature_net'] == 'lenet_mnist' and len(report['feature_net_sha256']) == 64
+  assert report['num_samples'] == 1000 and report['reference_count'] == 10000
+  # Real test digits against real training digits: FID near 0 (1,000 samples: ~3.6 of bias),
+  # KID within noise of 0, IS near the 10 classes, precision and recall high.
+  assert r['fid_lenet'] < 6.0
+  assert abs(r['kid_lenet']) < 3 * r['kid_lenet_std'] + 1e-3
+  assert r['is_lenet'] > 9.0
+  assert r['precision_lenet'] > 0.7 and r['recall_lenet'] > 0.7
+
+
+def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, capsys):
+  from gan_jax import train
+
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config, workdir)
+  status, out, err = _eval(
+    capsys, '--workdir', workdir, '--num-samples', '500', '--metrics', 'fid,kid',
+    '--split', 'train[:10000]',
+  )  # fmt: skip
+  assert status == 0, err
+  report = json.load(open(os.path.join(workdir, 'eval_step6.json')))
+  assert report['step'] == 6 and report['ema'] is True
+  # Six steps of a width-8 DCGAN are far from digits: FID (LeNet) far above the real floor.
+  assert report['results']['fid_lenet'] > 50
+  assert 'FID (LeNet)' in out and f'wrote {workdir}' in out
+
+
+@pytest.mark.parametrize(
+  'args, message',
+  [
+    (['--images', '/nonexistent', '--dataset', 'mnist'], 'is not a folder of PNG images'),
+    (['--images', '/tmp'], '--images needs --dataset'),
+    (['--workdir', '/tmp', '--images', '/tmp'], 'exactly one of --workdir'),
+    (['--images', '.', '--dataset', 'mnist'], 'holds no .png/.jpg files'),
+    (['--workdir', '/nonexistent/run'], 'does not exist; train first'),
+  ],
+)
+def test_eval_usage_errors(capsys, args, message):
+  status, out, err = _eval(capsys, *args)
+  assert status == 2
+  assert err.startswith('gan-jax: error: ') and message in err and 'Traceback' not in err
+
+
+def test_eval_bad_metric_and_missing_inception_weights(png_folder, tfds_dir, capsys, monkeypatch):
+  status, _, err = _eval(
+    capsys, '--images', png_folder, '--dataset', 'mnist', '--metrics', 'fid,fjd'
+  )
+  assert status == 2 and 'choose from fid,kid,is,pr,modes' in err
+  monkeypatch.delenv('GAN_JAX_INCEPTION_WEIGHTS', raising=False)
+  status, _, err = _eval(
+    capsys, '--images', png_folder, '--dataset', 'mnist', '--feature-net', 'inception_v3',
+    '--data-dir', tfds_dir,
+  )  # fmt: skip
+  assert status == 2
+  assert 'pt_inception-2015-12-05-6726825d.pth' in err and 'https://' in err
+
+
+def test_a_lenet_refuses_images_of_another_shape(tfds_dir, tmp_path, capsys):
+  folder = tmp_path / 'rgb'
+  folder.mkdir()
+  for i in range(300):
+    Image.fromarray(np.full((32, 32, 3), i % 255, np.uint8)).save(folder / f'{i}.png')
+  status, _, err = _eval(
+    capsys, '--images', str(folder), '--dataset', 'mnist', '--data-dir', tfds_dir
+  )
+  assert status == 2 and 'judges 28x28x1 images but the generator makes 32x32x3' in err
