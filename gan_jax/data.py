@@ -38,6 +38,7 @@ import tensorflow_datasets as tfds
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
+from gan_jax import stacked_mnist  # the 'stacked_mnist' name, see _raw_images
 
 __all__ = [
   'DatasetNotFoundError',
@@ -263,12 +264,19 @@ def _raw_images(
   """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling)."""
   _keep_tensorflow_on_cpu()
   _validate_image_args(image_size, channels)
-  # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
-  data_dir = _searched_dir(resolve_data_dir(data_dir))
-  builder = _builder(name, split, data_dir, download)
-  read_config = tfds.ReadConfig(try_autocache=False, options=_options())
-  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
-  num_examples = builder.info.splits[split].num_examples
+  if name == stacked_mnist.NAME:
+    # Stacked MNIST is no TFDS dataset: it is built from the TFDS 'mnist' build (uint8
+    # [28, 28, 3] examples, label = mode), so it then shares all of the processing below.
+    ds, num_examples = stacked_mnist.stacked_mnist_dataset(
+      split, data_dir=data_dir, download=download
+    )
+  else:
+    # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
+    data_dir = _searched_dir(resolve_data_dir(data_dir))
+    builder = _builder(name, split, data_dir, download)
+    read_config = tfds.ReadConfig(try_autocache=False, options=_options())
+    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+    num_examples = builder.info.splits[split].num_examples
   preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds, num_examples
@@ -294,7 +302,9 @@ def load_images(
 
   Args:
     name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
-      e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``.
+      e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``; or ``'stacked_mnist'``
+      (``gan_jax.stacked_mnist``, built from ``'mnist'``; its split slices the stacked
+      examples, label = mode in [0, 1000)).
     split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
       ``'train[:90%]'``.
     data_dir: TFDS data directory, or None (environment / TFDS default).
