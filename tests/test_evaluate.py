@@ -221,3 +221,25 @@ def test_config_validation_of_eval_fields(tiny_config):
   tiny_config.eval_every = -1
   with pytest.raises(ConfigError, match='eval_every=-1'):
     validate(tiny_config)
+
+
+def test_stacked_mnist_training_counts_modes(tfds_dir, tmp_path):
+  """The Stacked-MNIST config evaluates mode coverage (with the real MNIST LeNet) in training."""
+  from gan_jax import train
+
+  from conftest import load_experiment
+
+  c = load_experiment('stacked_mnist_dcgan', 'tiny')
+  c.data.data_dir = tfds_dir
+  c.train.steps = 2
+  c.eval_every = 2
+  c.eval.modes_num_samples = 1000
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(c, workdir)
+  lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  evals = [l for l in lines if 'eval/modes_covered' in l]
+  assert len(evals) == 1 and evals[0]['step'] == 2
+  # An untrained G's 1,000 samples land in at most 1,000 modes, and far from uniformly.
+  assert 1 <= evals[0]['eval/modes_covered'] <= 1000
+  assert evals[0]['eval/modes_kl'] > 0.5
+  assert not os.path.exists(os.path.join(workdir, 'best'))  # no FID, so no best-FID checkpoint
