@@ -220,8 +220,11 @@ def _eval(args: argparse.Namespace) -> None:
   from gan_jax.config import base_config  # pylint: disable=g-import-not-at-top
   from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
 
-  if (args.workdir is None) == (args.images is None):
-    raise UsageError('give exactly one of --workdir (a training run) or --images (a PNG folder).')
+  if sum(x is not None for x in (args.workdir, args.images, args.real_split)) != 1:
+    raise UsageError(
+      'give exactly one of --workdir (a training run), --images (a PNG folder) or '
+      '--real-split (a real split, for the real-vs-real floor).'
+    )
   if args.num_samples is not None and args.num_samples <= 0:
     raise UsageError(f'--num-samples={args.num_samples} must be a positive number of images.')
   defaults = base_config()
@@ -264,6 +267,38 @@ def _eval(args: argparse.Namespace) -> None:
     out = args.out or os.path.join(
       args.workdir, f'eval_step{step}{"_best" if args.best else ""}.json'
     )
+  elif args.real_split is not None:
+    if args.dataset is None:
+      raise UsageError('--real-split needs --dataset (e.g. --dataset mnist --real-split test).')
+    from gan_jax.config import base_config as _base  # pylint: disable=g-import-not-at-top
+    from gan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+
+    shape = {'mnist': (28, 1), 'fashion_mnist': (28, 1), 'stacked_mnist': (28, 3)}
+    size, channels = shape.get(args.dataset, (_base().data.image_size, args.channels or 3))
+    ds = data_lib.build_eval_dataset(
+      args.dataset, args.real_split, data_dir=args.data_dir, image_size=size,
+      channels=args.channels or channels, batch_size=args.batch_size,
+    )  # fmt: skip
+    examples = data_lib.load_images(
+      args.dataset, args.real_split, data_dir=args.data_dir, image_size=size,
+      channels=args.channels or channels,
+    )  # fmt: skip
+    count = int(examples.cardinality().numpy())
+    if count < 0:  # unknown cardinality: count once
+      count = sum(1 for _ in examples)
+    num = min(args.num_samples or count, count)
+    ev = evaluate.Evaluator.create(
+      dataset=args.dataset,
+      data_dir=args.data_dir,
+      image_size=size,
+      channels=args.channels or channels,
+      num_samples=num,
+      modes_num_samples=num,
+      **common,
+    )
+    results = ev.evaluate_batches(b['image'] for b in ds.as_numpy_iterator())
+    meta.update(real_split=args.real_split, dataset=args.dataset)
+    out = args.out or 'eval_results.json'
   else:
     if args.dataset is None:
       raise UsageError('--images needs --dataset (the real data to compare with, e.g. mnist).')
@@ -332,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
   )
   e.add_argument('--workdir', help='run folder written by `gan-jax train`')
   e.add_argument('--images', help='a folder of PNG/JPEG images to evaluate instead of a run')
+  e.add_argument(
+    '--real-split',
+    help='evaluate this real split of --dataset instead (e.g. '
+    'test against --split train: the real-vs-real floor of each metric)',
+  )
   e.add_argument('--dataset', help='real dataset to compare with (default: the run\'s)')
   e.add_argument('--split', default='train', help='real split (default train)')
   e.add_argument('--data-dir', help='TFDS data dir (default: the run\'s or $TFDS_DATA_DIR)')

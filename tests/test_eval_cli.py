@@ -80,6 +80,7 @@ def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, cap
     (['--images', '/nonexistent', '--dataset', 'mnist'], 'is not a folder of PNG images'),
     (['--images', '/tmp'], '--images needs --dataset'),
     (['--workdir', '/tmp', '--images', '/tmp'], 'exactly one of --workdir'),
+    (['--real-split', 'test'], '--real-split needs --dataset'),
     (['--images', '.', '--dataset', 'mnist'], 'holds no .png/.jpg files'),
     (['--workdir', '/nonexistent/run'], 'does not exist; train first'),
   ],
@@ -113,3 +114,15 @@ def test_a_lenet_refuses_images_of_another_shape(tfds_dir, tmp_path, capsys):
     capsys, '--images', str(folder), '--dataset', 'mnist', '--data-dir', tfds_dir
   )
   assert status == 2 and 'judges 28x28x1 images but the generator makes 32x32x3' in err
+
+
+def test_real_split_floor(tfds_dir, tmp_path, capsys):
+  out_json = str(tmp_path / 'floor.json')
+  status, out, err = _eval(
+    capsys, '--dataset', 'mnist', '--real-split', 'test[:2000]', '--split', 'train[:10000]',
+    '--data-dir', tfds_dir, '--metrics', 'fid,kid', '--out', out_json,
+  )  # fmt: skip
+  assert status == 0, err
+  report = json.load(open(out_json))
+  assert report['num_samples'] == 2000 and report['real_split'] == 'test[:2000]'
+  assert report['results']['fid_lenet'] < 3.0
