@@ -11,7 +11,10 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   train       `train_and_evaluate(config, workdir)`
   checkpoint  Orbax checkpoints, `load_run`
   sampling    sampling and image grids
-  main        the `gan-jax` command line
+  metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
+              LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
+  stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
+  main        the `gan-jax` command line (train, sample, eval)
 """
 
 __version__ = '0.1.0'
