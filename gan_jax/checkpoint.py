@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gan_jax.errors import UnreadableCheckpointError
+from gan_jax.errors import CheckpointWriteError, UnreadableCheckpointError
 from gan_jax.sharding import make_mesh, replicate
 from gan_jax.state import GAN, GANState, create_state
 
@@ -73,16 +73,31 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, state: GANState, *, force: bool = True) -> int:
-    """Writes `state` as the checkpoint of step `int(state.step)`; returns that step."""
+    """Writes `state` as the checkpoint of step `int(state.step)`; returns that step.
+
+    Raises:
+      CheckpointWriteError: (an OSError) the write failed, e.g. on a full disk; the earlier
+        checkpoints stay complete and readable.
+    """
     step = int(jax.device_get(state.step))
     if step not in self._manager.all_steps():
       meta = {'step': step, 'sha256': state_digest(state)}
-      self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=force,
-      )
-      self._manager.wait_until_finished()
+      try:
+        self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+          force=force,
+        )
+        self._manager.wait_until_finished()
+      except Exception as err:  # noqa: BLE001 - OSError, or tensorstore's own error types
+        kept = [s for s in self._manager.all_steps() if s != step]
+        reason = ' '.join(str(err).split())[:300] or type(err).__name__
+        raise CheckpointWriteError(
+          f'could not write checkpoint {step} in {self.directory} ({type(err).__name__}: '
+          f'{reason}). The earlier checkpoints {sorted(kept)} are untouched (Orbax writes to a '
+          'temporary folder and renames it only when complete): free disk space or fix the '
+          'folder, then rerun the same command to resume from the latest one.'
+        ) from err
     return step
 
   def _read(self, step: int, abstract: Any) -> GANState:

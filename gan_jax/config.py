@@ -7,6 +7,7 @@ fails in one line that names the field and a valid choice.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -59,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3           # How many latest checkpoints to keep.
   c.num_samples = 64               # Images in each sample grid (from one fixed latent batch).
   c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
+  c.on_nonfinite = 'stop'          # NaN/Inf in a loss or gradient norm: 'stop' (error, keep checkpoints) or 'rollback'.
+  c.rollback_lr_factor = 0.5       # 'rollback': reload the last good checkpoint, multiply both learning rates by this.
+  c.max_rollbacks = 3              # 'rollback': at most this many per run, then stop as with 'stop'.
 
   # Evaluation during training (gan_jax/metrics/evaluate.py): every eval_every steps and at the
   # end, the EMA generator's samples are scored against cached real reference features; the
@@ -144,13 +148,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value <= 0:
       raise _err(field, value, 'must be a positive integer')
   for field, value in (('train.g_lr', t.g_lr), ('train.d_lr', t.d_lr)):
-    if not value > 0:
-      raise _err(field, value, 'must be a positive learning rate, e.g. 2e-4')
+    if not (value > 0 and math.isfinite(value)):
+      raise _err(field, value, 'must be a positive finite learning rate, e.g. 2e-4')
   for field, value in (('train.b1', t.b1), ('train.b2', t.b2)):
     if not 0 <= value < 1:
       raise _err(field, value, 'must be in [0, 1)')
   if not 0 <= t.ema_decay < 1:
     raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
+  if config.on_nonfinite not in ('stop', 'rollback'):
+    raise _err('on_nonfinite', config.on_nonfinite, "choose 'stop' or 'rollback'")
+  if not 0 < config.rollback_lr_factor < 1:
+    raise _err('rollback_lr_factor', config.rollback_lr_factor, 'must be in (0, 1), e.g. 0.5')
+  if config.max_rollbacks < 0:
+    raise _err('max_rollbacks', config.max_rollbacks, 'must be >= 0, e.g. 3')
   if d.channels not in (1, 3):
     raise _err('data.channels', d.channels, 'must be 1 (grayscale) or 3 (RGB)')
   if m.name == 'dcgan28' and d.image_size != 28:

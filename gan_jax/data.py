@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import glob
 import os
 import queue
 import threading
@@ -66,15 +67,23 @@ class DatasetNotFoundError(FileNotFoundError):
     reason: A short description of what went wrong (empty when the data is simply absent).
   """
 
-  def __init__(self, name: str, split: str, data_dir: str, reason: str = ''):
+  def __init__(self, name: str, split: str, data_dir: str, reason: str = '', field: str = ''):
     self.name = name
     self.split = split
     self.data_dir = data_dir
     self.reason = reason
+    self.field = field
     detail = f' ({reason})' if reason else ''
+    prepared = prepared_datasets(data_dir)
+    choices = (
+      f'Datasets prepared there (valid names): {", ".join(prepared)}. '
+      if prepared
+      else 'No dataset is prepared there. '
+    )
     message = (
-      f"TFDS dataset '{name}' (split '{split}') was not found in the TFDS data_dir "
-      f"'{data_dir}'{detail}. Nothing is downloaded unless download=True is passed. "
+      (f'{field}={name!r}: ' if field else '')
+      + f"TFDS dataset '{name}' (split '{split}') was not found in the TFDS data_dir "
+      f"'{data_dir}'{detail}. {choices}Nothing is downloaded unless download=True is passed. "
       f'To prepare it offline, on a machine with internet access run '
       f'`python -c "import tensorflow_datasets as tfds; '
       f"tfds.load('{name}', data_dir='{data_dir}')\"` "
@@ -86,7 +95,19 @@ class DatasetNotFoundError(FileNotFoundError):
     super().__init__(message)
 
   def __reduce__(self):  # Keeps the exception picklable despite the custom __init__.
-    return (type(self), (self.name, self.split, self.data_dir, self.reason))
+    return (type(self), (self.name, self.split, self.data_dir, self.reason, self.field))
+
+
+def prepared_datasets(data_dir: str | None) -> list[str]:
+  """Names of the TFDS datasets prepared in `data_dir` (folders holding a dataset_info.json
+  at `<name>/<version>/` or `<name>/<config>/<version>/`), sorted; [] if there are none."""
+  if not data_dir or not os.path.isdir(data_dir):
+    return []
+  names = set()
+  for pattern in ('*/*/dataset_info.json', '*/*/*/dataset_info.json'):
+    for path in glob.glob(os.path.join(glob.escape(data_dir), pattern)):
+      names.add(os.path.relpath(path, data_dir).split(os.sep)[0])
+  return sorted(names)
 
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
@@ -130,19 +151,29 @@ def _validate_image_args(image_size: int, channels: int) -> None:
     raise ConfigError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
 
 
-def _builder(name: str, split: str, data_dir: str, download: bool):
-  """Returns a prepared TFDS builder, raising DatasetNotFoundError/ValueError otherwise."""
+def _builder(
+  name: str, split: str, data_dir: str, download: bool, fields: tuple[str, str] = ('', '')
+):
+  """Returns a prepared TFDS builder, raising DatasetNotFoundError/ValueError otherwise.
+
+  `fields` names the config fields that gave the name and the split, for the messages.
+  """
   searched = data_dir
+  name_field, split_field = fields
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
     raise DatasetNotFoundError(
-      name, split, searched, reason='no registered TFDS builder and no prepared folder'
+      name,
+      split,
+      searched,
+      reason='no registered TFDS builder and no prepared folder',
+      field=name_field,
     ) from None
   if not builder.is_prepared():
     if not download:
-      raise DatasetNotFoundError(name, split, searched) from None
+      raise DatasetNotFoundError(name, split, searched, field=name_field) from None
     try:
       builder.download_and_prepare()
     except Exception as err:  # Network errors take many forms (OSError, DownloadError, ...).
@@ -152,6 +183,7 @@ def _builder(name: str, split: str, data_dir: str, download: bool):
         split,
         searched,
         reason=f'download_and_prepare failed: {type(err).__name__}: {first_line}',
+        field=name_field,
       ) from err
   try:
     builder.info.splits[split]  # Validates split names and slice bounds.
@@ -160,7 +192,8 @@ def _builder(name: str, split: str, data_dir: str, download: bool):
       f"'{s}' ({info.num_examples} examples)" for s, info in builder.info.splits.items()
     )
     raise ConfigError(
-      f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
+      (f'{split_field}={split!r}: ' if split_field else '')
+      + f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
       f'Available splits: {available}. TFDS slicing such as '
       f"'train[:10%]' or 'train+test' is supported."
     ) from None
@@ -170,6 +203,45 @@ def _builder(name: str, split: str, data_dir: str, download: bool):
       f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
     )
   return builder
+
+
+def check_dataset(
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  download: bool = False,
+  fields: tuple[str, str] = ('data.name', 'data.split'),
+) -> int | None:
+  """Checks, without reading any image, that `split` of dataset `name` can be read.
+
+  The cheap first thing a run does, so a wrong name, split or data dir fails in one line
+  before any model is built or file written (`gan_jax.train.preflight`).
+
+  Args:
+    name: a TFDS dataset name, or 'stacked_mnist' (built from TFDS 'mnist').
+    split: a TFDS split string, slicing allowed.
+    data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
+    download: let TFDS download a missing dataset.
+    fields: the config fields holding the name and the split, named in the messages.
+
+  Returns:
+    The split's number of examples (None for 'stacked_mnist', whose length depends on the
+    split's blocks and is checked when it is built).
+
+  Raises:
+    DatasetNotFoundError: the dataset is not prepared in the data dir (the message names the
+      datasets that are).
+    ConfigError: the split does not exist (the message lists the splits), or the dataset has
+      no 'image' feature.
+  """
+  _keep_tensorflow_on_cpu()
+  searched = _searched_dir(resolve_data_dir(data_dir))
+  if name == stacked_mnist.NAME:
+    _builder('mnist', 'train', searched, download, (fields[0], ''))
+    return None
+  builder = _builder(name, split, searched, download, fields)
+  return builder.info.splits[split].num_examples
 
 
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:

@@ -15,3 +15,7 @@ class NonFiniteError(FloatingPointError):
 
 class UnreadableCheckpointError(RuntimeError):
   """A checkpoint's files cannot be read, or what they hold fails its SHA-256 digest."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (disk full, quota, I/O error); earlier ones are intact."""

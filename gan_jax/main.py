@@ -27,6 +27,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
+  CheckpointWriteError,
   ConfigError,
   NonFiniteError,
   UnreadableCheckpointError,
@@ -72,7 +73,7 @@ def _all_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
   return keys
 
 
-def _parse_value(raw: str, kind: type, key: str) -> Any:
+def _parse_value(raw: str, kind: type, key: str, default: Any = None) -> Any:
   try:
     if kind is bool:
       low = raw.lower()
@@ -94,7 +95,10 @@ def _parse_value(raw: str, kind: type, key: str) -> Any:
       return kind(value)
     return ast.literal_eval(raw)
   except (ValueError, SyntaxError):
-    raise UsageError(f'--config.{key}={raw!r}: expected a value of type {kind.__name__}.') from None
+    example = f', e.g. --config.{key}={default}' if default is not None else ''
+    raise UsageError(
+      f'--config.{key}={raw!r}: expected a value of type {kind.__name__}{example}.'
+    ) from None
 
 
 def apply_overrides(
@@ -131,7 +135,11 @@ def apply_overrides(
     for p in parents:
       node = node[p]
     kind = node.get_type(leaf)
-    value = None if raw.lower() == 'none' and node[leaf] is None else _parse_value(raw, kind, key)
+    value = (
+      None
+      if raw.lower() == 'none' and node[leaf] is None
+      else _parse_value(raw, kind, key, node[leaf])
+    )
     if kind is float and isinstance(value, int):
       value = float(value)
     try:
@@ -145,7 +153,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   config = apply_overrides(load_config_file(args.config), overrides)
   from gan_jax import train  # pylint: disable=g-import-not-at-top
 
-  state = train.train_and_evaluate(config, args.workdir)
+  state = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
   step = int(state.step)
   if step < config.train.steps:
     print(
@@ -351,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     ' (optionally :variant, e.g. experiments/mnist_dcgan.py:tiny)',
   )
   t.add_argument('--workdir', required=True, help='run folder for checkpoints, samples and logs')
+  t.add_argument(
+    '--overwrite',
+    action='store_true',
+    help='start a new run even if workdir holds one (deletes its checkpoints, samples and '
+    'logs once the config has passed every check); without it, a run resumes',
+  )
   s = sub.add_parser('sample', help='write a grid of samples from a run\'s latest checkpoint')
   s.add_argument('--workdir', required=True, help='run folder written by `gan-jax train`')
   s.add_argument('--num', type=int, default=64, help='number of images (default 64)')
@@ -428,8 +442,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   ) as e:
     print(f'gan-jax: error: {e}', file=sys.stderr)
     return 2
-  except NonFiniteError as e:
+  except (NonFiniteError, CheckpointWriteError) as e:
     print(f'gan-jax: error: {e}', file=sys.stderr)
+    return 1
+  except OSError as e:  # e.g. a full disk while writing logs
+    print(
+      f'gan-jax: error: {e}. Checkpoints already written are kept: fix the cause, then run '
+      'the same command again to resume.',
+      file=sys.stderr,
+    )
     return 1
   return 0
 

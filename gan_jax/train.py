@@ -20,11 +20,14 @@ continue where they stopped, so the final state equals that of an uninterrupted 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from typing import Any
@@ -39,7 +42,7 @@ from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.losses import get_loss
-from gan_jax.state import GAN, GANState, create_state
+from gan_jax.state import GAN, GANState, create_state, make_optimizers
 from gan_jax.sharding import check_batch_size, make_mesh, replicate
 from gan_jax.train_step import METRIC_NAMES, jit_train_step, make_train_step
 
@@ -188,26 +191,51 @@ def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
 
 
 def _write_grid(gan: GAN, state: GANState, z: jax.Array, path: str, use_ema: bool) -> None:
+  """Writes a sample grid; a failed write (e.g. a full disk) is a warning, not the end of
+  the run: grids are a view of training, checkpoints are what must not be lost."""
   images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))
-  sampling.save_grid(path, images, scale=2)
+  try:
+    sampling.save_grid(path, images, scale=2)
+  except OSError as err:
+    log.warning('Could not write the sample grid %s: %s', path, err)
 
 
 class _ScalarLog:
   """Buffers per-step metrics on device, checks them for NaN/Inf, writes TB + JSONL."""
 
   def __init__(self, workdir: str, start_step: int):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.writer = None
+    self.eval_steps: set[int] = set()
+    self.rewind(start_step)
+
+  def rewind(self, step: int) -> None:
+    """Drops what was logged after `step` (before an interruption or a rollback), so the
+    log of a resumed run has every step once; then (re)opens the TensorBoard writer."""
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-    self.path = os.path.join(workdir, 'metrics.jsonl')
-    # Drop lines of steps after the restored checkpoint (written before an interruption),
-    # so a resumed run's log has every step once.
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= start_step]
-      with open(self.path, 'w') as f:
-        f.writelines(kept)
-    self.writer = SummaryWriter(workdir, purge_step=start_step + 1 if start_step else None)
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+    if os.path.exists(self.path):
+      kept = []
+      with open(self.path) as f:
+        for line in f:
+          try:
+            entry = json.loads(line)
+          except ValueError:  # a line cut short by a crash (SIGKILL, power loss)
+            continue
+          if entry['step'] <= step:
+            kept.append(line if line.endswith('\n') else line + '\n')
+            if any(k.startswith('eval/') for k in entry):
+              self.eval_steps.add(entry['step'])
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
+        f.writelines(kept)
+      os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new log
+    self.eval_steps = {s for s in self.eval_steps if s <= step}
+    if self.writer is not None:
+      self.writer.close()
+    self.writer = SummaryWriter(self.workdir, purge_step=step + 1 if step else None)
 
   def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
     self.pending.append((step, metrics))
@@ -225,12 +253,15 @@ class _ScalarLog:
           raise NonFiniteError(
             f'non-finite {name}={float(value)} at step {step}; training stopped. The last good '
             'checkpoint is kept: lower train.g_lr/train.d_lr or change the loss, then rerun to '
-            'resume from it (or start over in a new workdir).'
+            "resume from it (or start over in a new workdir); on_nonfinite='rollback' does "
+            'this automatically.'
           )
       out.append((step, {k: float(v) for k, v in m.items()}))
     return out
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
+    if any(k.startswith('eval/') for k in scalars):
+      self.eval_steps.add(step)
     for name, value in scalars.items():
       self.writer.add_scalar(name, value, step)
     with open(self.path, 'a') as f:
@@ -240,7 +271,123 @@ class _ScalarLog:
     self.writer.close()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+def _has_checkpoints(workdir: str) -> bool:
+  folder = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
+
+
+def _prepare_workdir(workdir: str) -> None:
+  """Creates `workdir` and proves it writable (a temporary file, removed at once).
+
+  A real write, not `os.access`, so read-only mounts are caught even when running as root.
+
+  Raises:
+    PermissionError: naming the folder and the reason, asking for another --workdir.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as err:
+    raise PermissionError(
+      f'workdir {workdir!r} is not a writable folder ({err.strerror or err}); choose another '
+      '--workdir.'
+    ) from None
+
+
+# What a run writes into its workdir; `overwrite=True` removes these and nothing else.
+RUN_FILES = (
+  'checkpoints',
+  'best',
+  'samples',
+  'config.json',
+  'metrics.jsonl',
+  'summary.json',
+  'best.json',
+  'rollbacks.json',
+)
+
+
+def _clear_run(workdir: str) -> list[str]:
+  removed = []
+  for name in sorted(os.listdir(workdir)):
+    if name in RUN_FILES or name.startswith('events.out.tfevents.'):
+      path = os.path.join(workdir, name)
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+      removed.append(name)
+  return removed
+
+
+def preflight(
+  config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+) -> tuple[ml_collections.ConfigDict, Any]:
+  """Every check a run can fail before it builds a model or changes a file.
+
+  In order: the config's fields (`validate`), the batch over the devices, the dataset and
+  split in the data dir (no image is read), the batch against the split's size, that an
+  existing run in `workdir` has the same model and image shape (skipped with `overwrite`),
+  and last that `workdir` is (or can be created as) a writable folder. Nothing in an existing
+  workdir changes before all of them pass.
+
+  Args:
+    config: a run config.
+    workdir: the run folder.
+    overwrite: the caller will start a new run in `workdir`, replacing the one there.
+
+  Returns:
+    (the resolved config, the device mesh).
+
+  Raises:
+    ConfigError: (a ValueError) a bad field; the one-line message names it and a valid
+      choice.
+    gan_jax.data.DatasetNotFoundError: the dataset is not prepared in the data dir (the
+      message lists the ones that are).
+    PermissionError: the workdir cannot be created or written.
+  """
+  config = resolve_config(config)
+  mesh = make_mesh()
+  check_batch_size(config.train.batch_size, mesh)
+  num_examples = data_lib.check_dataset(
+    config.data.name,
+    config.data.split,
+    data_dir=config.data.data_dir,
+    download=config.data.download,
+  )
+  per_process = config.train.batch_size // jax.process_count()
+  if num_examples is not None and num_examples // jax.process_count() < per_process:
+    raise ConfigError(
+      f'train.batch_size={config.train.batch_size} is invalid: data.split='
+      f"{config.data.split!r} has only {num_examples} examples; use a batch of at most "
+      f'{num_examples // jax.process_count() * jax.process_count()} or a larger split.'
+    )
+  if not overwrite and _has_checkpoints(workdir):
+    check_resumable(workdir, config)
+  _prepare_workdir(workdir)
+  return config, mesh
+
+
+def _read_rollbacks(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, 'rollbacks.json')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)
+
+
+def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN:
+  """`gan` with both Adam learning rates multiplied by `lr_scale` (same optimizer state)."""
+  if lr_scale == 1.0:
+    return gan
+  train_config = ml_collections.ConfigDict(config.train.to_dict())
+  train_config.g_lr *= lr_scale
+  train_config.d_lr *= lr_scale
+  g_tx, d_tx = make_optimizers(train_config)
+  return dataclasses.replace(gan, g_tx=g_tx, d_tx=d_tx)
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+) -> GANState:
   """Trains a GAN as `config` says, writing checkpoints, samples and logs to `workdir`.
 
   Args:
@@ -248,6 +395,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       `experiments/mnist_dcgan.py`).
     workdir: the run folder; created if missing. If it holds checkpoints, training resumes
       from the latest one.
+    overwrite: start a new run even if `workdir` holds one: its checkpoints, samples and logs
+      (`RUN_FILES` and TensorBoard events, nothing else) are deleted once every check passed.
 
   Returns:
     The final `GANState` (replicated on all devices), at step `config.train.steps`, or at an
@@ -259,28 +408,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   end; the first run computes and caches the real reference features (see
   `gan_jax.metrics.reference`).
 
+  A NaN or Inf in a loss or gradient norm stops the run (`on_nonfinite='stop'`), or with
+  `on_nonfinite='rollback'` reloads the last good checkpoint, multiplies both learning rates
+  by `rollback_lr_factor` and goes on, at most `max_rollbacks` times. Each rollback is
+  recorded in `<workdir>/rollbacks.json`, and a resumed run keeps the lowered rates.
+
   Raises:
     ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
       over the devices, or a workdir whose checkpoints have another model or image shape.
     gan_jax.data.DatasetNotFoundError: if the dataset is not in the data dir.
+    PermissionError: if the workdir cannot be created or written.
     gan_jax.metrics.inception.InceptionWeightsNotFoundError: evaluation needs the Inception
       weights and they are not on disk (the message says how to get them).
-    NonFiniteError: if a loss or gradient norm becomes NaN or Inf (the last good checkpoint
-      stays on disk).
+    NonFiniteError: if a loss or gradient norm becomes NaN or Inf (and no rollback is left);
+      the last good checkpoint stays on disk.
+    CheckpointWriteError: (an OSError) a checkpoint could not be written, e.g. on a full
+      disk; the earlier ones stay readable.
   """
-  config = resolve_config(config)
-  mesh = make_mesh()
-  check_batch_size(config.train.batch_size, mesh)
-  os.makedirs(workdir, exist_ok=True)
-  if not os.access(workdir, os.W_OK):
-    raise PermissionError(f'workdir {workdir} is not writable; choose another --workdir.')
+  config, mesh = preflight(config, workdir, overwrite=overwrite)
+  if overwrite and jax.process_index() == 0:
+    removed = _clear_run(workdir)
+    if removed:
+      log.warning('overwrite: removed the previous run in %s (%s)', workdir, ', '.join(removed))
 
   gan, state = create_state(config)
   state = replicate(state, mesh)
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   start_step = 0
   if ckpt.latest_step() is not None:
-    check_resumable(workdir, config)
     state = ckpt.restore(state)
     start_step = int(state.step)
     log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)
@@ -288,35 +443,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json(indent=2))
 
-  train_step = jit_train_step(
-    make_train_step(
-      gan,
-      get_loss(config.train.loss),
+  rollbacks = _read_rollbacks(workdir)
+  lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
+
+  def compile_step(lr_scale: float):
+    return jit_train_step(
+      make_train_step(
+        _scaled(gan, config, lr_scale),
+        get_loss(config.train.loss),
+        n_critic=config.train.n_critic,
+        ema_decay=config.train.ema_decay,
+        mesh=mesh,
+      ),
+      mesh,
+    )
+
+  def open_batches(start: int):
+    ds = data_lib.build_train_dataset(
+      config.data.name,
+      config.data.split,
+      data_dir=config.data.data_dir,
+      image_size=config.data.image_size,
+      channels=config.data.channels,
+      batch_size=config.train.batch_size,
+      seed=config.seed,
       n_critic=config.train.n_critic,
-      ema_decay=config.train.ema_decay,
-      mesh=mesh,
-    ),
-    mesh,
-  )
+      start_step=start,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      cache=config.data.cache,
+      shuffle_buffer=config.data.shuffle_buffer,
+      download=config.data.download,
+    )
+    return data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
+
+  train_step = compile_step(lr_scale)
   total = config.train.steps
-  n_critic, batch_size = config.train.n_critic, config.train.batch_size
-  ds = data_lib.build_train_dataset(
-    config.data.name,
-    config.data.split,
-    data_dir=config.data.data_dir,
-    image_size=config.data.image_size,
-    channels=config.data.channels,
-    batch_size=batch_size,
-    seed=config.seed,
-    n_critic=n_critic,
-    start_step=start_step,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-    cache=config.data.cache,
-    shuffle_buffer=config.data.shuffle_buffer,
-    download=config.data.download,
-  )
-  batches = data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
+  batches = open_batches(start_step)
   z_fixed = _fixed_latents(gan, config)
   use_ema = config.train.ema_decay > 0
   evaluator = best = None
@@ -339,11 +502,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   )
   t_run = time.perf_counter()
   t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
-  images_per_step = batch_size * n_critic
+  images_per_step = config.train.batch_size * config.train.n_critic
   step = start_step
   in_flight = None
+  metrics = None
   with _StopOnSignal() as stopper:
     try:
+      if (
+        evaluator is not None
+        and start_step
+        and (start_step % config.eval_every == 0 or start_step == total)
+        and start_step not in scalars.eval_steps
+      ):
+        # Killed between the checkpoint and its evaluation: evaluate it now, so the log
+        # holds every evaluation once.
+        eval_time += _evaluate(evaluator, gan, state, start_step, use_ema, scalars, best, bar)
       while step < total:
         t0 = time.perf_counter()
         batch = next(batches)
@@ -364,7 +537,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         is_last = step == total
         save = step % config.checkpoint_every == 0 or is_last or stopping
         if step % config.log_every == 0 or save:
-          fetched = scalars.check()  # also the NaN guard before any checkpoint is written
+          try:
+            fetched = scalars.check()  # also the NaN guard before any checkpoint is written
+          except NonFiniteError as err:
+            if config.on_nonfinite != 'rollback' or len(rollbacks) >= config.max_rollbacks:
+              if config.on_nonfinite == 'rollback':
+                raise NonFiniteError(
+                  f'{err} ({len(rollbacks)} rollbacks with learning rates x'
+                  f'{config.rollback_lr_factor} each did not help; max_rollbacks='
+                  f'{config.max_rollbacks}.)'
+                ) from None
+              raise
+            # Roll back: the last good checkpoint (or the initial state), lower rates.
+            batches.close()
+            if ckpt.latest_step() is not None:
+              state = ckpt.restore(state)
+            else:
+              state = replicate(create_state(config)[1], mesh)
+            restored = int(state.step)
+            lr_scale *= config.rollback_lr_factor
+            rollbacks.append(
+              {'error': str(err).split(';')[0], 'restored_step': restored, 'lr_scale': lr_scale}
+            )
+            if jax.process_index() == 0:
+              with open(os.path.join(workdir, 'rollbacks.json'), 'w') as f:
+                json.dump(rollbacks, f, indent=2)
+            log.warning(
+              '%s; rollback %d of %d: resuming from step %d with learning rates x%g '
+              '(g_lr=%g, d_lr=%g).',
+              str(err).split(';')[0],
+              len(rollbacks),
+              config.max_rollbacks,
+              restored,
+              lr_scale,
+              config.train.g_lr * lr_scale,
+              config.train.d_lr * lr_scale,
+            )
+            scalars.rewind(restored)
+            train_step = compile_step(lr_scale)
+            batches = open_batches(restored)
+            step, in_flight = restored, None
+            bar.reset(total)
+            bar.update(restored)
+            t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
+            continue
           elapsed = time.perf_counter() - t_window
           perf = {
             'perf/images_per_sec': images_per_step * steps_window / elapsed,
@@ -409,7 +625,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         best.close()
 
   wall = time.perf_counter() - t_run
-  if jax.process_index() == 0 and step > start_step:
+  if jax.process_index() == 0 and step > start_step and metrics is not None:
     final = {k: float(v) for k, v in jax.device_get(metrics).items()}
     summary = {
       'start_step': start_step,
@@ -422,6 +638,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       'platform': jax.devices()[0].platform,
       'final_metrics': final,
       'stopped_by_signal': stopper.received,
+      'rollbacks': len(rollbacks),
+      'lr_scale': lr_scale,
     }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
