@@ -144,9 +144,35 @@ class _BestCheckpoint:
     self.path = os.path.join(workdir, 'best.json')
     self.ckpt = Checkpointer(workdir, keep=1, subdir='best')
     self.value = math.inf
-    if os.path.exists(self.path) and self.ckpt.latest_step() is not None:
+    step = self.ckpt.latest_step()
+    if step is None:
+      return
+    info = {}
+    if os.path.exists(self.path):
       with open(self.path) as f:
-        self.value = json.load(f)['value']
+        info = json.load(f)
+    if info.get('step') == step:
+      self.value = info['value']
+    else:  # killed between saving the checkpoint and writing best.json: use the log
+      self.value = self._logged(os.path.join(workdir, 'metrics.jsonl'), step)
+      self._write(step)
+
+  def _logged(self, metrics_path: str, step: int) -> float:
+    if os.path.exists(metrics_path):
+      with open(metrics_path) as f:
+        for line in f:
+          try:
+            entry = json.loads(line)
+          except ValueError:
+            continue
+          if entry['step'] == step and f'eval/{self.fid_key}' in entry:
+            return entry[f'eval/{self.fid_key}']
+    return math.inf
+
+  def _write(self, step: int) -> None:
+    if jax.process_index() == 0:
+      with open(self.path, 'w') as f:
+        json.dump({'step': step, 'metric': self.fid_key, 'value': self.value}, f)
 
   def offer(self, state: GANState, step: int, results: dict[str, Any]) -> bool:
     value = results.get(self.fid_key)
@@ -154,9 +180,7 @@ class _BestCheckpoint:
       return False
     self.ckpt.save(state)
     self.value = value
-    if jax.process_index() == 0:
-      with open(self.path, 'w') as f:
-        json.dump({'step': step, 'metric': self.fid_key, 'value': value}, f)
+    self._write(step)
     return True
 
   def close(self) -> None:

@@ -206,6 +206,21 @@ def test_training_evaluates_logs_and_keeps_the_best_fid_checkpoint(proj, tiny_co
   _, _, state = load_run(workdir, best=True)
   assert int(state.step) == best_step
 
+  # The crash windows: killed after the last checkpoint but before its evaluation was logged,
+  # and after a best checkpoint but before best.json. Rerunning the command repairs both.
+  best_path, metrics_path = (os.path.join(workdir, n) for n in ('best.json', 'metrics.jsonl'))
+  os.remove(best_path)
+  with open(metrics_path, 'w') as f:
+    f.writelines(
+      json.dumps(l) + '\n' for l in lines if not (l['step'] == 6 and 'eval/fid_test' in l)
+    )
+  train.train_and_evaluate(c, workdir)
+  repaired = [json.loads(l) for l in open(metrics_path)]
+  assert [l['step'] for l in repaired] == [l['step'] for l in lines]  # step 6's evaluation, once
+  no_timing = lambda l: {k: v for k, v in l.items() if not k.startswith(('eval/eval_', 'perf/'))}
+  assert no_timing(repaired[-1]) == no_timing(lines[-1])  # the same evaluation, bit for bit
+  assert json.load(open(best_path)) == pytest.approx(best)
+
 
 def test_config_validation_of_eval_fields(tiny_config):
   from gan_jax.config import validate

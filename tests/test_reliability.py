@@ -159,7 +159,7 @@ def test_sigkill_at_three_random_moments_then_resume_is_bitwise_equal(tiny_confi
   assert proc.returncode == 0, (where, proc.stderr[-2000:])
 
   with Checkpointer(str(workdir)) as ckpt:
-    assert ckpt.latest_step() == 30
+    assert ckpt.all_steps() == [24, 28, 30]  # keep_checkpoints=3, across the restarts
     _assert_states_equal(ckpt.restore(reference), reference)
   assert not _tmp_folders(workdir), 'an uncommitted checkpoint folder was left behind'
   # Every step logged exactly once, with the uninterrupted run's values.
