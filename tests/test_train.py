@@ -114,8 +114,10 @@ def test_missing_dataset_names_the_data_dir(tiny_config, tmp_path):
   )
 
 
-def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path):
-  """Preemption: the step in flight finishes, is checkpointed, and the process exits 0."""
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGINT'])
+def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path, signame):
+  """Preemption (SIGTERM) or Ctrl-C (SIGINT): the step in flight finishes, is checkpointed,
+  and the process exits 0 within 10 s."""
   import signal  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -147,16 +149,16 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_config, tmp_path):
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     time.sleep(0.05)
   sent = time.time()
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(getattr(signal, signame))
   out, err = proc.communicate(timeout=60)
   elapsed = time.time() - sent
   assert proc.returncode == 0, err[-2000:]
   assert elapsed < 10
-  assert 'Received SIGTERM' in err and 'run the same command again to resume' in out
+  assert f'Received {signame}' in err and 'run the same command again to resume' in out
   with open(workdir / 'summary.json') as f:
     summary = json.load(f)
   stopped = summary['end_step']
-  assert summary['stopped_by_signal'] == 'SIGTERM' and 2 <= stopped < 100000
+  assert summary['stopped_by_signal'] == signame and 2 <= stopped < 100000
   with Checkpointer(str(workdir)) as ckpt:
     assert ckpt.all_steps() == [stopped]
   # The checkpoint holds exactly the state of an uninterrupted run of that many steps.
