@@ -1,4 +1,4 @@
-"""Adversarial losses against hand-computed values, including extreme logits."""
+"""Adversarial losses against hand-computed values, sign conventions and extreme logits."""
 
 import math
 
@@ -93,3 +93,172 @@ def test_registry():
   assert losses.get_loss('minimax').g is losses.g_minimax_loss
   with pytest.raises(ValueError, match="train.loss='wgan'.*minimax"):
     losses.get_loss('wgan')
+
+
+ALL_NAMES = (
+  'non_saturating',
+  'minimax',
+  'wasserstein',
+  'hinge',
+  'least_squares',
+  'relativistic_average',
+)
+
+
+def _g(loss, fake, real):
+  """Calls a G loss the way the train step will: with real logits iff it needs them."""
+  return loss.g(fake, real) if loss.g_needs_real else loss.g(fake)
+
+
+def test_every_g_loss_accepts_and_ignores_real_logits():
+  fake, real = jnp.array([0.3, -1.2, 2.0]), jnp.array([5.0, -4.0])
+  for name in ALL_NAMES:
+    loss = losses.get_loss(name)
+    if loss.g_needs_real:
+      continue
+    assert loss.g(fake, real) == loss.g(fake), name
+    assert loss.g(fake, real_logits=None) == loss.g(fake), name
+
+
+@pytest.mark.parametrize('name', ALL_NAMES)
+def test_sign_conventions(name):
+  # Moderate logits where every loss is strictly monotone (hinge: real < 1 and fake > -1;
+  # least squares: real < 1, fake > 0 for D and fake < 1 for G).
+  loss = losses.get_loss(name)
+  real, fake, h = jnp.array([0.2, -0.3, 0.5]), jnp.array([0.3, 0.6, 0.1]), 0.05
+  d0 = loss.d(real, fake)
+  assert loss.d(real + h, fake) < d0, 'D loss must fall when real logits rise'
+  assert loss.d(real, fake - h) < d0, 'D loss must fall when fake logits fall'
+  assert _g(loss, fake + h, real) < _g(loss, fake, real), 'G loss must fall as fake rises'
+  d_real, d_fake = jax.grad(loss.d, argnums=(0, 1))(real, fake)
+  assert np.all(d_real < 0) and np.all(d_fake > 0)
+  assert np.all(jax.grad(lambda f: _g(loss, f, real))(fake) < 0)
+
+
+def test_wasserstein_values():
+  assert losses.d_wasserstein_loss(jnp.array([2.0]), jnp.array([-1.0])) == -3.0
+  # mean(fake) - mean(real) with different batch sizes: 0.5 - 2 = -1.5.
+  real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0, 2.5]).reshape(3, 1)
+  assert losses.d_wasserstein_loss(real, fake) == pytest.approx(-1.5, rel=1e-6)
+  assert losses.g_wasserstein_loss(fake) == pytest.approx(-0.5, rel=1e-6)
+  assert losses.get_loss('wasserstein').g(jnp.array([-1.0])) == 1.0
+
+
+def test_hinge_values():
+  # Zero once real >= 1 and fake <= -1 (including the boundary).
+  assert losses.d_hinge_loss(jnp.array([1.0, 2.0]), jnp.array([-1.0, -3.0])) == 0.0
+  # real [0.5, 2] -> relu(1 - r) = [0.5, 0]; fake [0, -2] -> relu(1 + f) = [1, 0].
+  real, fake = jnp.array([0.5, 2.0]), jnp.array([0.0, -2.0])
+  assert losses.d_hinge_loss(real, fake) == pytest.approx(0.25 + 0.5, rel=1e-6)
+  assert losses.d_hinge_loss(jnp.zeros(3), jnp.zeros(3)) == 2.0
+  hinge = losses.get_loss('hinge')
+  assert hinge.g(fake) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_least_squares_values():
+  ls = losses.get_loss('least_squares')
+  # Minimum 0 at real = 1, fake = 0 (D) and fake = 1 (G), with zero gradient there.
+  assert ls.d(jnp.ones(3), jnp.zeros(3)) == 0.0
+  assert ls.g(jnp.ones(3)) == 0.0
+  grads = jax.grad(ls.d, argnums=(0, 1))(jnp.ones(3), jnp.zeros(3))
+  assert all(np.all(g == 0) for g in grads)
+  # real [0, 3]: 0.5 * mean(1, 4) = 1.25; fake [1, -2]: 0.5 * mean(1, 4) = 1.25.
+  real, fake = jnp.array([0.0, 3.0]), jnp.array([1.0, -2.0])
+  assert ls.d(real, fake) == pytest.approx(2.5, rel=1e-6)
+  # G: 0.5 * mean((1 - 1)^2, (-2 - 1)^2) = 2.25.
+  assert ls.g(fake) == pytest.approx(2.25, rel=1e-6)
+  assert ls.d(jnp.zeros(2), jnp.zeros(2)) == 0.5
+
+
+def test_relativistic_average_values():
+  ra = losses.get_loss('relativistic_average')
+  assert ra.g_needs_real
+  # Equal logits: every relative logit is 0, so both losses are 2 log 2.
+  z = jnp.full(4, 0.7)
+  assert ra.d(z, z) == pytest.approx(2 * math.log(2), rel=1e-6)
+  assert ra.g(z, z) == pytest.approx(2 * math.log(2), rel=1e-6)
+  # real [1, 3] (mean 2), fake [0, -2] (mean -1): cr = [2, 4], cf = [-2, -4].
+  real, fake = jnp.array([1.0, 3.0]), jnp.array([0.0, -2.0])
+  small = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-4))) / 2
+  large = (math.log1p(math.exp(2)) + math.log1p(math.exp(4))) / 2
+  assert ra.d(real, fake) == pytest.approx(2 * small, rel=1e-6)
+  assert ra.g(fake, real) == pytest.approx(2 * large, rel=1e-6)
+
+
+def test_relativistic_average_d_and_g_swap_under_real_fake_exchange():
+  rng = np.random.default_rng(1)
+  real, fake = rng.normal(0, 2, 8).astype(np.float32), rng.normal(0, 2, 5).astype(np.float32)
+  ra = losses.get_loss('relativistic_average')
+  np.testing.assert_allclose(ra.d(real, fake), ra.g(real, fake), rtol=1e-6)
+  np.testing.assert_allclose(ra.g(fake, real), ra.d(fake, real), rtol=1e-6)
+
+
+@pytest.mark.parametrize('name', ALL_NAMES)
+@pytest.mark.parametrize('sign', [1.0, -1.0])
+def test_logits_of_1e4_give_finite_values_and_gradients(name, sign):
+  loss = losses.get_loss(name)
+  big = sign * 1e4
+  real, fake = jnp.array([big, big, -big]), jnp.array([-big, -big, big])
+  value, grads = jax.value_and_grad(loss.d, argnums=(0, 1))(real, fake)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) for g in grads)
+  value, grads = jax.value_and_grad(lambda f, r: _g(loss, f, r), argnums=(0, 1))(fake, real)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_extreme_logit_asymptotes():
+  big = 1e4
+  right_r, right_f = jnp.full(2, big), jnp.full(2, -big)  # D confidently right on both
+  assert losses.d_minimax_loss(right_r, right_f) == 0.0
+  assert losses.d_hinge_loss(right_r, right_f) == 0.0
+  assert losses.d_relativistic_average_loss(right_r, right_f) == 0.0
+  assert losses.g_relativistic_average_loss(right_f, right_r) == pytest.approx(4 * big, rel=1e-6)
+  assert losses.g_nonsaturating_loss(right_f) == pytest.approx(big, rel=1e-6)
+  # D wrong on both: each term costs ~|logit|.
+  assert losses.d_minimax_loss(-right_r, -right_f) == pytest.approx(2 * big, rel=1e-6)
+  assert losses.d_hinge_loss(-right_r, -right_f) == pytest.approx(2 * (big + 1), rel=1e-6)
+
+
+@pytest.mark.parametrize('name', ALL_NAMES)
+def test_bad_shapes_raise(name):
+  loss = losses.get_loss(name)
+  ok, bad = jnp.zeros(3), jnp.zeros((3, 2))
+  for real, fake in ((bad, ok), (ok, bad), (jnp.zeros(()), ok), (ok, jnp.zeros((2, 1, 1)))):
+    with pytest.raises(ValueError, match=r'\[B\] or \[B, 1\]'):
+      loss.d(real, fake)
+  with pytest.raises(ValueError, match='fake_logits'):
+    loss.g(bad, ok)
+  if loss.g_needs_real:
+    with pytest.raises(ValueError, match='real_logits'):
+      loss.g(ok, bad)
+
+
+def test_relativistic_g_without_real_logits_raises():
+  with pytest.raises(ValueError, match='needs real_logits'):
+    losses.get_loss('relativistic_average').g(jnp.zeros(3))
+  with pytest.raises(ValueError, match='needs real_logits'):
+    losses.g_relativistic_average_loss(jnp.zeros(3), None)
+
+
+def test_registry_has_every_loss():
+  assert set(losses.LOSSES) == set(ALL_NAMES)
+  for name in ALL_NAMES:
+    loss = losses.get_loss(name)
+    assert isinstance(loss, losses.GANLoss)
+    assert loss is losses.LOSSES[name]
+    assert loss.g_needs_real == (name == 'relativistic_average')
+  assert losses.get_loss('hinge').g is losses.g_wasserstein_loss
+  with pytest.raises(ValueError) as info:
+    losses.get_loss('lsgan')
+  for name in ALL_NAMES:
+    assert repr(name) in str(info.value)
+
+
+def test_losses_jit():
+  real, fake = jnp.array([0.5, -1.0]), jnp.array([0.25, 2.0, -0.5])
+  for name in ALL_NAMES:
+    loss = losses.get_loss(name)
+    np.testing.assert_allclose(jax.jit(loss.d)(real, fake), loss.d(real, fake), rtol=1e-6)
+    g = jax.jit(lambda f, r, loss=loss: _g(loss, f, r))
+    np.testing.assert_allclose(g(fake, real), _g(loss, fake, real), rtol=1e-6)
