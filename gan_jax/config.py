@@ -27,11 +27,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28) or 'dcgan' (power-of-two sizes, 32, 64, ...).
+  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...) or 'sngan32' (32x32 ResNet).
   c.model.latent_dim = 100         # Size of z ~ N(0, I).
   c.model.g_width = 64             # DCGAN generator width (channels of its last hidden layer).
   c.model.d_width = 64             # DCGAN discriminator width (channels of its first layer).
   c.model.hidden = (256, 256)      # MLP hidden layer widths (MLP only).
+  c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
@@ -47,12 +48,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.steps = 5000             # Train steps (one step = n_critic D updates + one G update).
   c.train.batch_size = 64          # Global batch size (images per D update), split over all devices.
   c.train.n_critic = 1             # D updates per G update (Arjovsky et al. 2017 use 5 for WGAN).
-  c.train.loss = 'non_saturating'  # 'non_saturating' or 'minimax' (Goodfellow et al. 2014).
+  c.train.loss = 'non_saturating'  # non_saturating, minimax, wasserstein, hinge, least_squares, relativistic_average.
   c.train.g_lr = 2e-4              # Generator Adam learning rate (Radford et al. 2016).
   c.train.d_lr = 2e-4              # Discriminator Adam learning rate (TTUR when != g_lr).
   c.train.b1 = 0.5                 # Adam beta1 (Radford et al. 2016).
   c.train.b2 = 0.999               # Adam beta2.
   c.train.ema_decay = 0.999        # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
+  # Discriminator regularizers and stabilizers (gan_jax/regularizers.py, gan_jax/augment.py); 0/'' = off.
+  c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
+  c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
+  c.train.r2_weight = 0.0          # R2 gamma: the same on generated images.
+  c.train.clip = 0.0               # WGAN weight clipping of D's parameters to [-clip, clip] (Arjovsky et al. 2017: 0.01).
+  c.train.label_smoothing = 0.0    # One-sided: real target 1 - s (Salimans et al. 2016: 0.1); cross-entropy losses only.
+  c.train.instance_noise = 0.0     # Sigma of Gaussian noise on every D input (pixels in [-1, 1]).
+  c.train.instance_noise_steps = 0 # Linear decay of that sigma to 0 over these steps; 0 keeps it fixed.
+  c.train.diffaugment = ''         # DiffAugment policy on every D input (Zhao et al. 2020), e.g. 'color,translation,cutout'.
 
   c.log_every = 50                 # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
   c.sample_every = 500             # Steps between PNG sample grids (and one at the end).
@@ -155,6 +165,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _err(field, value, 'must be in [0, 1)')
   if not 0 <= t.ema_decay < 1:
     raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
+  for field in ('gp_weight', 'r1_weight', 'r2_weight', 'clip', 'instance_noise'):
+    value = t[field]
+    if not (value >= 0 and math.isfinite(value)):
+      raise _err(f'train.{field}', value, 'must be >= 0 (0 disables it)')
+  if t.instance_noise_steps < 0:
+    raise _err('train.instance_noise_steps', t.instance_noise_steps, 'must be >= 0 (0: fixed)')
+  if not 0 <= t.label_smoothing < 1:
+    raise _err('train.label_smoothing', t.label_smoothing, 'must be in [0, 1), e.g. 0.1')
+  if t.label_smoothing and t.loss not in ('non_saturating', 'minimax'):
+    raise _err('train.label_smoothing', t.label_smoothing, 'needs train.loss=non_saturating or '
+               'minimax (a cross-entropy loss); set it to 0 for other losses')
+  if t.diffaugment:
+    from gan_jax.augment import parse_policy  # pylint: disable=g-import-not-at-top
+
+    try:
+      parse_policy(t.diffaugment)
+    except ValueError as e:
+      raise _err('train.diffaugment', t.diffaugment, str(e).rstrip('.')) from None
   if config.on_nonfinite not in ('stop', 'rollback'):
     raise _err('on_nonfinite', config.on_nonfinite, "choose 'stop' or 'rollback'")
   if not 0 < config.rollback_lr_factor < 1:
@@ -168,6 +196,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                'for power-of-two sizes')
   if m.name == 'dcgan' and (d.image_size < 8 or d.image_size & (d.image_size - 1)):
     raise _err('data.image_size', d.image_size, 'model "dcgan" needs a power of two >= 8, e.g. 32')
+  if m.name == 'sngan32' and d.image_size != 32:
+    raise _err('data.image_size', d.image_size, 'model "sngan32" needs 32')
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:

@@ -283,16 +283,20 @@ class GANLoss(NamedTuple):
     g: `g(fake_logits, real_logits=None) -> scalar`, minimised by the generator.
     g_needs_real: True if `g` needs `real_logits` (D's outputs on a real batch), which the
       train step must then compute in the generator step; only 'relativistic_average'.
+    probabilistic: True if D's outputs are logits of the probability that an image is real
+      (the cross-entropy losses): the train step then reports `d_real`/`d_fake` as mean
+      sigmoid probabilities, otherwise as mean raw critic scores.
   """
 
   d: Callable[[Array, Array], Array]
   g: Callable[..., Array]
   g_needs_real: bool = False
+  probabilistic: bool = False
 
 
 LOSSES: dict[str, GANLoss] = {
-  'non_saturating': GANLoss(d=d_minimax_loss, g=g_nonsaturating_loss),
-  'minimax': GANLoss(d=d_minimax_loss, g=g_minimax_loss),
+  'non_saturating': GANLoss(d=d_minimax_loss, g=g_nonsaturating_loss, probabilistic=True),
+  'minimax': GANLoss(d=d_minimax_loss, g=g_minimax_loss, probabilistic=True),
   'wasserstein': GANLoss(d=d_wasserstein_loss, g=g_wasserstein_loss),
   'hinge': GANLoss(d=d_hinge_loss, g=g_wasserstein_loss),
   'least_squares': GANLoss(d=d_least_squares_loss, g=g_least_squares_loss),
@@ -300,6 +304,33 @@ LOSSES: dict[str, GANLoss] = {
     d=d_relativistic_average_loss, g=g_relativistic_average_loss, g_needs_real=True
   ),
 }
+
+
+def smoothed_d_minimax_loss(smoothing: float) -> Callable[[Array, Array], Array]:
+  """The cross-entropy D loss with one-sided label smoothing (Salimans et al. 2016, sec. 3.4).
+
+  Real images get the target `1 - smoothing` instead of 1; generated ones keep 0:
+  `L_D = mean((1 - s) softplus(-real) + s softplus(real)) + mean(softplus(fake))`.
+
+  Args:
+    smoothing: s in [0, 1), e.g. 0.1 (target 0.9); 0 gives `d_minimax_loss`.
+
+  Returns:
+    `d(real_logits, fake_logits) -> float32 scalar`.
+
+  Raises:
+    ValueError: if smoothing is outside [0, 1).
+  """
+  if not 0.0 <= smoothing < 1.0:
+    raise ValueError(f'train.label_smoothing={smoothing} must be in [0, 1), e.g. 0.1.')
+
+  def d(real_logits: Array, fake_logits: Array) -> Array:
+    real = _flat(real_logits, 'real_logits')
+    fake = _flat(fake_logits, 'fake_logits')
+    real_term = (1.0 - smoothing) * jax.nn.softplus(-real) + smoothing * jax.nn.softplus(real)
+    return jnp.mean(real_term) + jnp.mean(jax.nn.softplus(fake))
+
+  return d
 
 
 def get_loss(name: str) -> GANLoss:

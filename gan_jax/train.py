@@ -44,7 +44,7 @@ from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state, make_optimizers
 from gan_jax.sharding import check_batch_size, make_mesh, replicate
-from gan_jax.train_step import METRIC_NAMES, jit_train_step, make_train_step
+from gan_jax.train_step import METRIC_NAMES, Stabilizers, jit_train_step, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +478,7 @@ def train_and_evaluate(
         n_critic=config.train.n_critic,
         ema_decay=config.train.ema_decay,
         mesh=mesh,
+        stabilizers=Stabilizers.from_config(config.train),
       ),
       mesh,
     )

@@ -10,14 +10,17 @@ global batch, so the result equals the single-device step up to float32 reductio
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from gan_jax.losses import GANLoss
+from gan_jax import regularizers
+from gan_jax.augment import diff_augment
+from gan_jax.losses import GANLoss, smoothed_d_minimax_loss
 from gan_jax.sharding import batch_sharding, replicated
 from gan_jax.state import GAN, GANState
 
@@ -25,11 +28,69 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 TrainStep = Callable[[GANState, Batch], tuple[GANState, Metrics]]
 
-METRIC_NAMES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm')
+METRIC_NAMES = (
+  'd_loss',
+  'g_loss',
+  'd_real',
+  'd_fake',
+  'd_grad_norm',
+  'g_grad_norm',
+  'd_penalty',
+)
+
+# Folded into the step's key for the stabilizers' randomness, so that turning them on leaves
+# the latents of every step (drawn from the step's key as before) unchanged.
+_AUX_SALT = 0x57AB
+
+
+@dataclasses.dataclass(frozen=True)
+class Stabilizers:
+  """The discriminator-side regularizers and stabilizers of one train step (all off = 0/'').
+
+  Attributes:
+    gp_weight: lambda of the gradient penalty on real/fake interpolates (Gulrajani et al.
+      2017, eq. 3; they use 10 with the Wasserstein loss).
+    r1_weight: gamma of R1 on real images: adds gamma/2 * E||grad_x D(x)||^2 (Mescheder et
+      al. 2018, eq. 9).
+    r2_weight: gamma of R2, the same on generated images (Mescheder et al. 2018, eq. 10).
+    clip: WGAN weight clipping, every D parameter into [-clip, clip] after each D update
+      (Arjovsky et al. 2017, Algorithm 1, c = 0.01); 0 disables.
+    label_smoothing: one-sided label smoothing s: real target 1 - s (Salimans et al. 2016,
+      section 3.4); cross-entropy losses only.
+    instance_noise: sigma of Gaussian noise added to every D input, real and generated, in
+      pixel units of [-1, 1] images (Sonderby et al. 2017; Arjovsky & Bottou 2017).
+    instance_noise_steps: sigma decays linearly to 0 over this many steps; 0 keeps it fixed.
+    diffaugment: DiffAugment policy applied to every D input, real and generated, in the D
+      and the G step (Zhao et al. 2020), e.g. 'color,translation,cutout'; '' disables.
+  """
+
+  gp_weight: float = 0.0
+  r1_weight: float = 0.0
+  r2_weight: float = 0.0
+  clip: float = 0.0
+  label_smoothing: float = 0.0
+  instance_noise: float = 0.0
+  instance_noise_steps: int = 0
+  diffaugment: str = ''
+
+  @classmethod
+  def from_config(cls, train_config: Any) -> Stabilizers:
+    """From a config's `train` block (missing fields count as off)."""
+    return cls(**{f.name: train_config.get(f.name, f.default) for f in dataclasses.fields(cls)})
+
+  @property
+  def penalised(self) -> bool:
+    return bool(self.gp_weight or self.r1_weight or self.r2_weight)
 
 
 def make_train_step(
-  gan: GAN, loss: GANLoss, *, n_critic: int = 1, ema_decay: float = 0.0, mesh: Mesh | None = None
+  gan: GAN,
+  loss: GANLoss,
+  *,
+  n_critic: int = 1,
+  ema_decay: float = 0.0,
+  mesh: Mesh | None = None,
+  stabilizers: Stabilizers = Stabilizers(),
 ) -> TrainStep:
   """Builds the (unjitted) train step.
 
@@ -44,33 +105,81 @@ def make_train_step(
     mesh: the mesh the step will run on (`jit_train_step`'s). When given, the latent batch
       is sharded over 'data' like the real batch, so each device generates only its share
       of the fakes; without it XLA may compute G on the full batch on every device.
+    stabilizers: penalties, clipping, label smoothing, instance noise and DiffAugment
+      (`Stabilizers`; all off by default).
 
   Returns:
     `train_step(state, batch) -> (new_state, metrics)` where `batch['image']` is float32
     `[n_critic, B, H, W, C]` in [-1, 1] (one real batch per D update; `[B, H, W, C]` is
     accepted when n_critic == 1) and metrics are float32 scalars:
-    d_loss (mean over the n_critic D updates), g_loss, d_real = mean D(x) and
-    d_fake = mean D(G(z)) as probabilities in [0, 1] (last D update), d_grad_norm,
-    g_grad_norm (global L2 norms of the last D gradient and of the G gradient).
+    d_loss (the adversarial part, mean over the n_critic D updates), g_loss,
+    d_real = mean D(x) and d_fake = mean D(G(z)) (last D update: probabilities in [0, 1] for
+    the cross-entropy losses, mean raw scores for the others), d_grad_norm, g_grad_norm
+    (global L2 norms of the last D gradient and of the G gradient), and d_penalty (the
+    weighted penalties added to the last D loss) when a penalty is on.
 
   Raises:
-    ValueError: if n_critic < 1 or ema_decay is outside [0, 1).
+    ValueError: if n_critic < 1, ema_decay is outside [0, 1), or label smoothing is asked
+      of a loss that is not a cross-entropy.
   """
   if n_critic < 1:
     raise ValueError(f'train.n_critic={n_critic} must be >= 1.')
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f'train.ema_decay={ema_decay} must be in [0, 1); 0 disables the EMA.')
+  st = stabilizers
+  d_loss_of = loss.d
+  if st.label_smoothing:
+    if not loss.probabilistic:
+      raise ValueError(
+        f'train.label_smoothing={st.label_smoothing} needs a cross-entropy loss '
+        "(train.loss='non_saturating' or 'minimax')."
+      )
+    d_loss_of = smoothed_d_minimax_loss(st.label_smoothing)
 
-  def d_loss_fn(d_params, d_stats, real, fake):
+  def d_input(images, key, step):
+    """What D sees: DiffAugment, then instance noise (both off by default)."""
+    k_aug, k_noise = jax.random.split(key)
+    if st.diffaugment:
+      images = diff_augment(images, k_aug, st.diffaugment)
+    if st.instance_noise:
+      sigma = jnp.float32(st.instance_noise)
+      if st.instance_noise_steps:
+        sigma = sigma * jnp.maximum(0.0, 1.0 - step / st.instance_noise_steps)
+      images = images + sigma * jax.random.normal(k_noise, images.shape, images.dtype)
+    return images
+
+  def d_loss_fn(d_params, d_stats, real, fake, key, step):
+    k_real, k_fake, k_gp = jax.random.split(key, 3)
+    real, fake = d_input(real, k_real, step), d_input(fake, k_fake, step)
+    stats_in = d_stats
     real_logits, d_stats = gan.discriminate(d_params, d_stats, real, train=True)
     fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake, train=True)
-    return loss.d(real_logits, fake_logits), (d_stats, real_logits, fake_logits)
+    d_loss = d_loss_of(real_logits, fake_logits)
+    penalty = jnp.float32(0.0)
+    if st.penalised:
+      # Input gradients of D as a function of its parameters (statistics of this pass are
+      # discarded; with BatchNorm in train mode the samples of a batch are coupled).
+      def d_apply(p, x):
+        return gan.discriminate(p, stats_in, x, train=True)[0]
 
-  def g_loss_fn(g_params, g_stats, d_params, d_stats, z):
+      if st.gp_weight:
+        gp = regularizers.gradient_penalty(d_apply, d_params, real, fake, k_gp)
+        penalty += st.gp_weight * gp
+      if st.r1_weight:
+        penalty += 0.5 * st.r1_weight * regularizers.r1_penalty(d_apply, d_params, real)
+      if st.r2_weight:
+        penalty += 0.5 * st.r2_weight * regularizers.r2_penalty(d_apply, d_params, fake)
+    return d_loss + penalty, (d_stats, real_logits, fake_logits, penalty, d_loss)
+
+  def g_loss_fn(g_params, g_stats, d_params, d_stats, z, real, key, step):
     fake, g_stats = gan.generate(g_params, g_stats, z, train=True)
+    k_fake, k_real = jax.random.split(key)
     # D's statistics from this pass are discarded: the G step does not change D.
-    fake_logits, _ = gan.discriminate(d_params, d_stats, fake, train=True)
-    return loss.g(fake_logits), g_stats
+    fake_logits, _ = gan.discriminate(d_params, d_stats, d_input(fake, k_fake, step), train=True)
+    real_logits = None
+    if loss.g_needs_real:
+      real_logits, _ = gan.discriminate(d_params, d_stats, d_input(real, k_real, step), train=True)
+    return loss.g(fake_logits, real_logits), g_stats
 
   def latents(key: jax.Array, batch_size: int) -> jax.Array:
     z = gan.sample_latents(key, batch_size)
@@ -89,6 +198,8 @@ def make_train_step(
     batch_size = images.shape[1]
     rng = jax.random.fold_in(state.rng, state.step)
     keys = jax.random.split(rng, n_critic + 1)
+    aux = jax.random.split(jax.random.fold_in(rng, _AUX_SALT), n_critic + 1)
+    step = state.step.astype(jnp.float32)
 
     d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
     d_losses = []
@@ -96,16 +207,18 @@ def make_train_step(
       z = latents(keys[i], batch_size)
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, train=True)
       fake = jax.lax.stop_gradient(fake)
-      (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+      (_, (d_stats, real_logits, fake_logits, penalty, d_loss)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True
-      )(d_params, d_stats, images[i], fake)
+      )(d_params, d_stats, images[i], fake, aux[i], step)
       updates, d_opt_state = gan.d_tx.update(d_grads, d_opt_state, d_params)
       d_params = optax.apply_updates(d_params, updates)
+      if st.clip:
+        d_params = regularizers.clip_weights(d_params, st.clip)
       d_losses.append(d_loss)
 
     z = latents(keys[n_critic], batch_size)
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-      state.g_params, state.g_batch_stats, d_params, d_stats, z
+      state.g_params, state.g_batch_stats, d_params, d_stats, z, images[-1], aux[n_critic], step
     )
     updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
@@ -124,14 +237,17 @@ def make_train_step(
       d_opt_state=d_opt_state,
       ema_params=ema_params,
     )
+    out = jax.nn.sigmoid if loss.probabilistic else (lambda x: x)
     metrics = {
       'd_loss': jnp.mean(jnp.stack(d_losses)),
       'g_loss': g_loss,
-      'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
-      'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
+      'd_real': jnp.mean(out(real_logits)),
+      'd_fake': jnp.mean(out(fake_logits)),
       'd_grad_norm': optax.tree.norm(d_grads),
       'g_grad_norm': optax.tree.norm(g_grads),
     }
+    if st.penalised:
+      metrics['d_penalty'] = penalty
     return new_state, metrics
 
   return train_step

@@ -84,3 +84,70 @@ def test_build_models_registry():
   cfg.name = 'stylegan9'
   with pytest.raises(ValueError, match="model.name='stylegan9'.*dcgan28"):
     models.build_models(cfg, (32, 32, 3), seed=0)
+
+
+@pytest.mark.parametrize(
+  'make',
+  [
+    lambda: models.DCGAN28Discriminator((28, 28, 1), 8, spectral_norm=True, rngs=nnx.Rngs(0)),
+    lambda: models.DCGANDiscriminator((16, 16, 3), 8, spectral_norm=True, rngs=nnx.Rngs(0)),
+  ],
+  ids=['dcgan28', 'dcgan16'],
+)
+def test_dcgan_discriminators_with_spectral_norm_wrap_every_layer(make):
+  d = nnx.eval_shape(make)  # structure and shapes only, no initialisation
+  modules = [m for _, m in nnx.iter_modules(d)]
+  layers = [m for m in modules if isinstance(m, (nnx.Conv, nnx.Linear))]
+  wrapped = [m.layer for m in modules if isinstance(m, models.SpectralNorm)]
+  assert layers and len(wrapped) == len(layers)
+  assert all(any(w is m for w in wrapped) for m in layers)
+  assert all(m.bias is not None for m in layers)  # no BatchNorm after them any more
+  assert not any(isinstance(m, nnx.BatchNorm) for m in modules)
+  # One u [out] and one sigma per layer, in the non-Param state.
+  assert _count(d, nnx.BatchStat) == sum(m.kernel.shape[-1] + 1 for m in wrapped)
+
+
+def test_dcgan_spectral_norm_forward_modes():
+  d = models.DCGANDiscriminator((16, 16, 3), 8, spectral_norm=True, rngs=nnx.Rngs(0))
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 16, 16, 3), minval=-1, maxval=1)
+  before = nnx.to_pure_dict(jax.tree.map(jnp.copy, nnx.state(d, nnx.BatchStat)))
+
+  @nnx.jit
+  def eval_then_train(d, x):
+    y_eval = d(x, train=False)
+    stats_after_eval = nnx.to_pure_dict(nnx.state(d, nnx.BatchStat))
+    return y_eval, stats_after_eval, d(x, train=True)
+
+  y_eval, after_eval, y_train = eval_then_train(d, x)
+  assert y_eval.shape == (3,) and y_eval.dtype == jnp.float32
+  assert jax.tree.all(jax.tree.map(jnp.array_equal, before, after_eval))
+  after_train = nnx.to_pure_dict(nnx.state(d, nnx.BatchStat))
+  assert not np.array_equal(after_train['first']['u'], before['first']['u'])
+  # Both calls start from the same stored u, so they normalise by the same sigma.
+  np.testing.assert_allclose(y_train, y_eval, rtol=1e-5, atol=1e-6)
+
+
+def test_spectral_norm_config_through_state_and_train_step():
+  from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from gan_jax.losses import get_loss  # pylint: disable=g-import-not-at-top
+  from gan_jax.state import create_state  # pylint: disable=g-import-not-at-top
+  from gan_jax.train_step import make_train_step  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.base_config()
+  with config.unlocked():
+    config.model.spectral_norm = True
+    config.model.g_width = 8
+    config.model.d_width = 8
+  gan, state = create_state(config)
+  d_stats = state.d_batch_stats
+  assert set(d_stats) == {'conv1', 'conv2', 'fc'}
+  assert all(set(v) == {'u', 'sigma'} for v in d_stats.values())
+  step = jax.jit(make_train_step(gan, get_loss('non_saturating')))
+  real = jax.random.uniform(jax.random.PRNGKey(0), (8, 28, 28, 1), minval=-1, maxval=1)
+  new_state, metrics = step(state, {'image': real})
+  assert all(np.isfinite(v) for v in metrics.values())
+  new_stats = new_state.d_batch_stats
+  for name in d_stats:  # sigma estimated by the training-mode D calls
+    assert float(new_stats[name]['sigma']) != 1.0
+  for name in ('conv1', 'conv2'):  # (fc has one output: its u is just a sign)
+    assert not np.array_equal(new_stats[name]['u'], d_stats[name]['u'])

@@ -18,6 +18,7 @@ from gan_jax.models.dcgan import (
   DCGANGenerator,
 )
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
+from gan_jax.models.sngan import SNGANDiscriminator, SNGANGenerator, SpectralNorm
 
 
 def _mlp(cfg, shape, rngs):
@@ -31,14 +32,25 @@ def _mlp(cfg, shape, rngs):
 def _dcgan28(cfg, shape, rngs):
   return (
     DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs),
+    DCGAN28Discriminator(
+      shape, cfg.d_width, spectral_norm=cfg.get('spectral_norm', False), rngs=rngs
+    ),
   )
 
 
 def _dcgan(cfg, shape, rngs):
   return (
     DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGANDiscriminator(shape, cfg.d_width, rngs=rngs),
+    DCGANDiscriminator(
+      shape, cfg.d_width, spectral_norm=cfg.get('spectral_norm', False), rngs=rngs
+    ),
+  )
+
+
+def _sngan32(cfg, shape, rngs):
+  return (
+    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
+    SNGANDiscriminator(shape, cfg.d_width, rngs=rngs),
   )
 
 
@@ -48,6 +60,7 @@ MODELS: dict[
   'mlp': _mlp,
   'dcgan28': _dcgan28,
   'dcgan': _dcgan,
+  'sngan32': _sngan32,
 }
 
 
@@ -57,8 +70,12 @@ def build_models(
   """Builds the generator and discriminator named by `model_config.name`.
 
   Args:
-    model_config: the config's `model` block: `name` (one of `MODELS`), `latent_dim`, and
-      for DCGANs `g_width` / `d_width` (for MLPs an optional `hidden` tuple).
+    model_config: the config's `model` block: `name` (one of `MODELS`), `latent_dim`, for
+      DCGANs and 'sngan32' `g_width` / `d_width` (for MLPs an optional `hidden` tuple), and
+      for the DCGANs an optional `spectral_norm` (default False; True spectrally normalises
+      every D layer and drops D's BatchNorm, Miyato et al. 2018). 'sngan32' (SNGAN ResNet,
+      32x32 only) always normalises D; the paper uses g_width 256, d_width 128, latent_dim
+      128.
     image_shape: (H, W, C) of the training images.
     seed: integer seed of the parameter initialisation.
 
@@ -85,4 +102,7 @@ __all__ = [
   'DCGAN28Discriminator',
   'DCGANGenerator',
   'DCGANDiscriminator',
+  'SNGANGenerator',
+  'SNGANDiscriminator',
+  'SpectralNorm',
 ]

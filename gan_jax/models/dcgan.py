@@ -13,10 +13,14 @@ Two families:
   tanh at the end. D mirrors it with stride-2 4x4 convolutions, BN on all but the first
   layer, LeakyReLU 0.2, and a dense logit.
 
+Both discriminators take `spectral_norm=True` to wrap every convolution and the dense layer in
+`SpectralNorm` (Miyato et al. 2018, eq. 8) and drop D's BatchNorm, as SN discriminators do there.
+
 All weights start from N(0, 0.02) as in Radford et al. 2016, section 4. Images are float32
 `[B, H, W, C]` in [-1, 1]; discriminators return logits float32 `[B]` (no sigmoid). BatchNorm
 uses batch statistics when `train=True` (synchronised over the whole global batch when the
-batch is sharded across devices) and its running averages when `train=False`.
+batch is sharded across devices) and its running averages when `train=False`; spectral
+normalization advances and stores its power iteration when `train=True` only.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gan_jax.models.sngan import SpectralNorm
+
 _INIT = nnx.initializers.normal(0.02)
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
 _BN_MOMENTUM = 0.9
@@ -34,6 +40,17 @@ _BN_MOMENTUM = 0.9
 
 def _bn(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
   return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+
+
+def _maybe_sn(layer: nnx.Module, spectral_norm: bool, rngs: nnx.Rngs) -> nnx.Module:
+  return SpectralNorm(layer, rngs=rngs) if spectral_norm else layer
+
+
+def _apply(layer: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
+  """Calls a plain layer, or a `SpectralNorm` one with `update_stats=train`."""
+  if isinstance(layer, SpectralNorm):
+    return layer(x, update_stats=train)
+  return layer(x)
 
 
 def _check_resolution(resolution: int) -> int:
@@ -107,25 +124,42 @@ class DCGAN28Discriminator(nnx.Module):
   Args:
     image_shape: (28, 28, C).
     width: channels of the first convolution (default 64).
+    spectral_norm: wrap both convolutions and the dense layer in `SpectralNorm` (Miyato et
+      al. 2018, eq. 8); their power-iteration vectors are non-Param `nnx.BatchStat` state.
     rngs: `nnx.Rngs` for initialisation.
 
   Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits float32 `[B]`.
+  `train` matters only with spectral_norm: True advances and stores the power iteration.
+
+  Raises:
+    ValueError: if image_shape is not (28, 28, C).
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    width: int = 64,
+    *,
+    spectral_norm: bool = False,
+    rngs: nnx.Rngs,
+  ):
     _check_28(image_shape)
     c = image_shape[2]
-    self.conv1 = nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs)
-    self.conv2 = nnx.Conv(
-      width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    sn = spectral_norm
+    self.conv1 = _maybe_sn(
+      nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs), sn, rngs
     )
-    self.fc = nnx.Linear(7 * 7 * 2 * width, 1, kernel_init=_INIT, rngs=rngs)
+    self.conv2 = _maybe_sn(
+      nnx.Conv(width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs),
+      sn,
+      rngs,
+    )
+    self.fc = _maybe_sn(nnx.Linear(7 * 7 * 2 * width, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
-    del train
-    x = jax.nn.leaky_relu(self.conv1(x), 0.2)
-    x = jax.nn.leaky_relu(self.conv2(x), 0.2)
-    return self.fc(x.reshape((x.shape[0], -1)))[:, 0]
+    x = jax.nn.leaky_relu(_apply(self.conv1, x, train), 0.2)
+    x = jax.nn.leaky_relu(_apply(self.conv2, x, train), 0.2)
+    return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]
 
 
 class DCGANGenerator(nnx.Module):
@@ -187,41 +221,58 @@ class DCGANDiscriminator(nnx.Module):
   """DCGAN discriminator for square power-of-two images (Radford et al. 2016).
 
   Stride-2 4x4 convolutions from R x R down to 4x4 (channels width, 2 width, 4 width, ...),
-  BatchNorm on every layer but the first, LeakyReLU 0.2, then a dense logit.
+  BatchNorm on every layer but the first, LeakyReLU 0.2, then a dense logit. With
+  `spectral_norm=True` every convolution and the dense layer are wrapped in `SpectralNorm`
+  (Miyato et al. 2018, eq. 8) and the BatchNorms are dropped (the convolutions get biases).
 
   Args:
     image_shape: (R, R, C) with R a power of two >= 8.
     width: channels of the first convolution (default 64).
+    spectral_norm: spectrally normalise every layer and drop BatchNorm (default False).
     rngs: `nnx.Rngs` for initialisation.
 
   Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits float32 `[B]`.
+  `train=True` uses (and updates) BatchNorm batch statistics, or with spectral_norm advances
+  and stores the power iteration; `train=False` changes no state.
 
   Raises:
     ValueError: if R is not a power of two >= 8.
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], width: int = 64, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    width: int = 64,
+    *,
+    spectral_norm: bool = False,
+    rngs: nnx.Rngs,
+  ):
     n = _check_resolution(image_shape[0])
-    self.first = nnx.Conv(
-      image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+    sn = spectral_norm
+    self.first = _maybe_sn(
+      nnx.Conv(image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs),
+      sn,
+      rngs,
     )
     convs, bns = [], []
     c = width
     for _ in range(n - 1):
-      convs.append(
-        nnx.Conv(
-          c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
-        )
+      conv = nnx.Conv(
+        c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=sn, kernel_init=_INIT, rngs=rngs
       )
-      bns.append(_bn(2 * c, rngs))
+      convs.append(_maybe_sn(conv, sn, rngs))
+      if not sn:
+        bns.append(_bn(2 * c, rngs))
       c *= 2
     self.convs = nnx.List(convs)
     self.bns = nnx.List(bns)
-    self.fc = nnx.Linear(4 * 4 * c, 1, kernel_init=_INIT, rngs=rngs)
+    self.fc = _maybe_sn(nnx.Linear(4 * 4 * c, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
-    ura = not train
-    x = jax.nn.leaky_relu(self.first(x), 0.2)
-    for conv, bn in zip(self.convs, self.bns):
-      x = jax.nn.leaky_relu(bn(conv(x), use_running_average=ura), 0.2)
-    return self.fc(x.reshape((x.shape[0], -1)))[:, 0]
+    x = jax.nn.leaky_relu(_apply(self.first, x, train), 0.2)
+    for i, conv in enumerate(self.convs):
+      x = _apply(conv, x, train)
+      if self.bns:
+        x = self.bns[i](x, use_running_average=not train)
+      x = jax.nn.leaky_relu(x, 0.2)
+    return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]

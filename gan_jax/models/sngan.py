@@ -1,0 +1,297 @@
+"""Spectral normalization and the SNGAN ResNet for 32x32 images (Miyato et al. 2018).
+
+* `SpectralNorm`: wraps a dense or convolutional layer so that it computes with
+  `W_SN = W / sigma(W)` (Miyato et al. 2018, eq. 8), `sigma(W)` being the largest singular
+  value of the kernel reshaped to a `[fan_in, out]` matrix, estimated by one step of power
+  iteration per training call (Algorithm 1). The power-iteration vector `u` and the last
+  estimate `sigma` are `nnx.BatchStat` variables: they are in the non-`Param` state (the
+  `g_batch_stats` / `d_batch_stats` of `gan_jax.state`), so they are checkpointed with the
+  run, updated by every call with `update_stats=True`, and left as they are otherwise.
+* `SNGANGenerator` / `SNGANDiscriminator`: the ResNet of the CIFAR-10 experiments of
+  Miyato et al. 2018 (appendix B, Table 4), itself the ResNet of Gulrajani et al. 2017
+  (WGAN-GP), with the initialisation of the authors' code (`pfnet-research/sngan_projection`):
+  Glorot-uniform weights, gain sqrt(2) in the residual branches and 1 elsewhere.
+
+Images are float32 `[B, 32, 32, C]` in [-1, 1]; the discriminator returns logits float32 `[B]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
+_BN_MOMENTUM = 0.9
+
+
+def _glorot(gain: float = 1.0) -> Callable:
+  """Glorot (Xavier) uniform with a gain: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+  return nnx.initializers.variance_scaling(gain**2, 'fan_avg', 'uniform')
+
+
+def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.sum(x * x) + eps)
+
+
+class SpectralNorm(nnx.Module):
+  """Spectral normalization of a layer's kernel (Miyato et al. 2018, eq. 8 and Algorithm 1).
+
+  The wrapped layer computes with `W / sigma`, where `sigma = v^T W u` and `u`, `v` come from
+  `n_steps` power-iteration steps started at the stored `u`
+  (`v <- W u / |W u|`, `u <- W^T v / |W^T v|`, with W the kernel reshaped to
+  `[prod(kernel.shape[:-1]), out]`, i.e. Flax's `[fan_in, out]` layout, the transpose of the
+  paper's W). `u` and `v` are constants for differentiation; `sigma` is differentiated
+  through W, as in the paper's eq. 12. The bias is not normalised.
+
+  With `update_stats=True` (training) the new `u` and `sigma` are stored, so that one power
+  iteration per call refines the estimate over training; with `update_stats=False` they are
+  used but not changed (evaluation is deterministic and leaves the state alone). The layer's
+  `kernel` Param is never modified: the normalised kernel is swapped in for the call only.
+  (Unlike `flax.nnx.SpectralNorm`, which overwrites the Param with `W / sigma`, so that a
+  stateful model would normalise an already-normalised kernel on its next call.)
+
+  Args:
+    layer: an NNX module with a `kernel` Param of rank >= 2 whose last axis is the output
+      axis: `nnx.Linear`, `nnx.Conv` or `nnx.ConvTranspose`.
+    n_steps: power-iteration steps per call (1 in the paper), >= 1.
+    epsilon: added to squared norms before normalising the power-iteration vectors.
+    rngs: `nnx.Rngs` with a `params` stream for the random initial `u`.
+
+  Attributes:
+    layer: the wrapped layer (its Params keep their usual names, under `layer`).
+    u: `nnx.BatchStat`, float32 `[out]`, unit norm: the current left singular vector
+      estimate (right singular vector of the `[fan_in, out]` kernel).
+    sigma: `nnx.BatchStat`, float32 scalar: the last stored estimate of the spectral norm of
+      the (reshaped) kernel; 1 until the first training call.
+
+  Call: `layer(x, update_stats=bool)`, with the wrapped layer's input and output.
+
+  Raises:
+    ValueError: if the layer has no kernel of rank >= 2 or n_steps < 1.
+  """
+
+  def __init__(
+    self, layer: nnx.Module, *, n_steps: int = 1, epsilon: float = 1e-12, rngs: nnx.Rngs
+  ):
+    kernel = getattr(layer, 'kernel', None)
+    if not isinstance(kernel, nnx.Param) or kernel[...].ndim < 2:
+      raise ValueError(
+        f'SpectralNorm needs a layer with a kernel Param of rank >= 2 (nnx.Linear, nnx.Conv, '
+        f'nnx.ConvTranspose), got {type(layer).__name__}.'
+      )
+    if n_steps < 1:
+      raise ValueError(f'SpectralNorm n_steps={n_steps} must be >= 1.')
+    self.layer = layer
+    self.n_steps = n_steps
+    self.epsilon = epsilon
+    out = kernel[...].shape[-1]
+    u = jax.random.normal(rngs.params(), (out,), jnp.float32)
+    self.u = nnx.BatchStat(_l2_normalize(u, epsilon))
+    self.sigma = nnx.BatchStat(jnp.ones((), jnp.float32))
+
+  def power_iteration(self) -> tuple[jax.Array, jax.Array]:
+    """`n_steps` power-iteration steps from the stored `u`; changes nothing.
+
+    Returns:
+      (sigma float32 scalar, the estimated largest singular value of the reshaped kernel;
+      new u float32 `[out]`, unit norm, gradient-stopped).
+    """
+    w = self.layer.kernel[...]
+    w = w.reshape((-1, w.shape[-1])).astype(jnp.float32)
+    # Full float32 precision (not TF32 on GPUs): these are cheap matrix-vector products.
+    dot = functools.partial(jnp.dot, precision=jax.lax.Precision.HIGHEST)
+    u = self.u[...]
+    for _ in range(self.n_steps):
+      v = _l2_normalize(dot(w, u), self.epsilon)
+      u = _l2_normalize(dot(w.T, v), self.epsilon)
+    u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
+    return dot(v, dot(w, u)), u
+
+  def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
+    sigma, u = self.power_iteration()
+    if update_stats:
+      self.u[...] = u
+      self.sigma[...] = jax.lax.stop_gradient(sigma)
+    kernel = self.layer.kernel
+    w = kernel[...]
+    kernel[...] = (w / jnp.where(sigma != 0, sigma, 1)).astype(w.dtype)
+    try:
+      return self.layer(x)
+    finally:
+      kernel[...] = w
+
+
+def _sn(layer: nnx.Module, rngs: nnx.Rngs) -> SpectralNorm:
+  return SpectralNorm(layer, rngs=rngs)
+
+
+def _conv(cin: int, cout: int, k: int, gain: float, rngs: nnx.Rngs) -> nnx.Conv:
+  return nnx.Conv(cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), rngs=rngs)
+
+
+def _bn(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+
+
+def _upsample(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2: `[B, H, W, C]` -> `[B, 2H, 2W, C]`."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _avg_pool(x: jax.Array) -> jax.Array:
+  """2x2 average pooling, stride 2: `[B, H, W, C]` -> `[B, H/2, W/2, C]` (H, W even)."""
+  b, h, w, c = x.shape
+  return x.reshape((b, h // 2, 2, w // 2, 2, c)).mean(axis=(2, 4))
+
+
+def _check_32(image_shape: tuple[int, int, int]) -> None:
+  if tuple(image_shape[:2]) != (32, 32):
+    raise ValueError(
+      f'sngan32 works on 32x32 images, but data.image_size gives {tuple(image_shape)}; '
+      'set data.image_size=32 or use model.name="dcgan".'
+    )
+
+
+class GBlock(nnx.Module):
+  """Generator up-ResBlock (Gulrajani et al. 2017; Miyato et al. 2018, Table 4).
+
+  Residual: BN, ReLU, nearest upsample x2, conv3x3, BN, ReLU, conv3x3.
+  Shortcut: nearest upsample x2, conv1x1. Output: their sum, `[B, 2H, 2W, cout]`.
+  """
+
+  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+    self.bn1 = _bn(cin, rngs)
+    self.conv1 = _conv(cin, cout, 3, math.sqrt(2), rngs)
+    self.bn2 = _bn(cout, rngs)
+    self.conv2 = _conv(cout, cout, 3, math.sqrt(2), rngs)
+    self.shortcut = _conv(cin, cout, 1, 1.0, rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ura = not train
+    h = jax.nn.relu(self.bn1(x, use_running_average=ura))
+    h = self.conv1(_upsample(h))
+    h = jax.nn.relu(self.bn2(h, use_running_average=ura))
+    return self.conv2(h) + self.shortcut(_upsample(x))
+
+
+class DBlock(nnx.Module):
+  """Spectrally normalised discriminator ResBlock (Miyato et al. 2018, Table 4).
+
+  `optimized=True` is the first block, which sees the image: residual conv3x3, ReLU, conv3x3,
+  avg-pool 2; shortcut avg-pool 2, conv1x1 (Miyato et al. 2018, `OptimizedBlock` of their
+  code). Otherwise residual ReLU, conv3x3, ReLU, conv3x3, then avg-pool 2 if `downsample`;
+  the shortcut is a conv1x1 (then avg-pool 2) when the shape changes and the identity
+  otherwise. No BatchNorm; every convolution is wrapped in `SpectralNorm`.
+  """
+
+  def __init__(
+    self, cin: int, cout: int, *, downsample: bool, optimized: bool = False, rngs: nnx.Rngs
+  ):
+    self.downsample = downsample or optimized
+    self.optimized = optimized
+    self.conv1 = _sn(_conv(cin, cout, 3, math.sqrt(2), rngs), rngs)
+    self.conv2 = _sn(_conv(cout, cout, 3, math.sqrt(2), rngs), rngs)
+    learnable = optimized or downsample or cin != cout
+    self.shortcut = _sn(_conv(cin, cout, 1, 1.0, rngs), rngs) if learnable else None
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    h = x if self.optimized else jax.nn.relu(x)
+    h = self.conv1(h, update_stats=train)
+    h = self.conv2(jax.nn.relu(h), update_stats=train)
+    if self.downsample:
+      h = _avg_pool(h)
+    s = x
+    if self.optimized:
+      s = self.shortcut(_avg_pool(s), update_stats=train)
+    elif self.shortcut is not None:
+      s = self.shortcut(s, update_stats=train)
+      if self.downsample:
+        s = _avg_pool(s)
+    return h + s
+
+
+class SNGANGenerator(nnx.Module):
+  """SNGAN ResNet generator for 32x32 images (Miyato et al. 2018, Table 4a).
+
+  z -> dense 4x4x`width` -> 3 up-ResBlocks (`GBlock`, 4 -> 8 -> 16 -> 32) -> BN, ReLU,
+  conv3x3 -> C channels -> tanh. 4,276,739 parameters at width 256, latent_dim 128, C = 3.
+
+  Args:
+    image_shape: (32, 32, C).
+    latent_dim: size of z (128 in the paper).
+    width: channels of every block (256 in the paper).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> float32 `[B, 32, 32, C]` in
+  [-1, 1]. `train` selects batch (True) or running (False) BatchNorm statistics.
+
+  Raises:
+    ValueError: if image_shape is not (32, 32, C).
+  """
+
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    latent_dim: int = 128,
+    width: int = 256,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    _check_32(image_shape)
+    self.width = width
+    self.fc = nnx.Linear(latent_dim, 4 * 4 * width, kernel_init=_glorot(), rngs=rngs)
+    self.blocks = nnx.List([GBlock(width, width, rngs=rngs) for _ in range(3)])
+    self.bn = _bn(width, rngs)
+    self.out = _conv(width, image_shape[2], 3, 1.0, rngs)
+
+  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
+    x = self.fc(z).reshape((z.shape[0], 4, 4, self.width))
+    for block in self.blocks:
+      x = block(x, train=train)
+    x = jax.nn.relu(self.bn(x, use_running_average=not train))
+    return jnp.tanh(self.out(x))
+
+
+class SNGANDiscriminator(nnx.Module):
+  """SNGAN ResNet discriminator for 32x32 images (Miyato et al. 2018, Table 4b).
+
+  Optimised down-ResBlock (32 -> 16), down-ResBlock (16 -> 8), two ResBlocks at 8x8, all
+  `width` channels; ReLU, global sum pooling, dense -> logit. Every convolution and the
+  dense layer are spectrally normalised (`SpectralNorm`); no BatchNorm.
+  1,053,825 parameters at width 128, C = 3.
+
+  Args:
+    image_shape: (32, 32, C).
+    width: channels of every block (128 in the paper).
+    rngs: `nnx.Rngs` for initialisation.
+
+  Call: `D(x, train=True)`, x float32 `[B, 32, 32, C]` in [-1, 1] -> logits float32 `[B]`.
+  `train=True` advances every layer's power iteration by one step and stores it.
+
+  Raises:
+    ValueError: if image_shape is not (32, 32, C).
+  """
+
+  def __init__(self, image_shape: tuple[int, int, int], width: int = 128, *, rngs: nnx.Rngs):
+    _check_32(image_shape)
+    c = image_shape[2]
+    self.blocks = nnx.List(
+      [
+        DBlock(c, width, downsample=True, optimized=True, rngs=rngs),
+        DBlock(width, width, downsample=True, rngs=rngs),
+        DBlock(width, width, downsample=False, rngs=rngs),
+        DBlock(width, width, downsample=False, rngs=rngs),
+      ]
+    )
+    self.fc = _sn(nnx.Linear(width, 1, kernel_init=_glorot(), rngs=rngs), rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    for block in self.blocks:
+      x = block(x, train=train)
+    x = jnp.sum(jax.nn.relu(x), axis=(1, 2))
+    return self.fc(x, update_stats=train)[:, 0]
