@@ -33,6 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_width = 64             # DCGAN discriminator width (channels of its first layer).
   c.model.hidden = (256, 256)      # MLP hidden layer widths (MLP only).
   c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
+  c.model.pack = 1                 # DCGAN D judges packs of this many images, stacked on channels (PacGAN, Lin et al. 2018: 2).
+  c.model.minibatch_std = 0        # DCGAN D: minibatch-stddev group size, min(it, batch / pack) (Karras et al. 2018: 4); 0 = off.
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
@@ -198,6 +200,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('data.image_size', d.image_size, 'model "dcgan" needs a power of two >= 8, e.g. 32')
   if m.name == 'sngan32' and d.image_size != 32:
     raise _err('data.image_size', d.image_size, 'model "sngan32" needs 32')
+  # Discriminator options that look at several samples at once (gan_jax/models/dcgan.py).
+  if m.pack < 1:
+    raise _err('model.pack', m.pack, 'must be a positive integer (1: no packing; PacGAN uses 2)')
+  if m.minibatch_std < 0:
+    raise _err('model.minibatch_std', m.minibatch_std, 'must be >= 0 (0 disables it; Karras '
+               'et al. 2018 use 4)')
+  for field, value, off in (('model.pack', m.pack, 1), ('model.minibatch_std', m.minibatch_std, 0)):
+    if value != off and m.name not in ('dcgan28', 'dcgan'):
+      raise _err(field, value, f'model "{m.name}" does not support it; use model.name=dcgan28 '
+                 f'or dcgan, or set {field}={off}')
+  if t.batch_size % m.pack:
+    raise _err('train.batch_size', t.batch_size, f'must be a multiple of model.pack={m.pack} '
+               f'(D judges packs of {m.pack} images); e.g. train.batch_size='
+               f'{max(m.pack, t.batch_size // m.pack * m.pack)}')
+  if m.pack > 1:
+    for field in ('gp_weight', 'r1_weight', 'r2_weight'):
+      if t[field] > 0:
+        raise _err('model.pack', m.pack, f'D gives one logit per pack, but train.{field}='
+                   f'{t[field]} needs one logit per image; set model.pack=1 or train.{field}=0')
+  if m.minibatch_std:
+    packs = t.batch_size // m.pack  # D's batch; the groups hold min(minibatch_std, packs).
+    group = min(m.minibatch_std, packs)
+    if packs % group:
+      raise _err('model.minibatch_std', m.minibatch_std, f'its group size must divide the '
+                 f'batch D sees, train.batch_size / model.pack = {packs}; use a divisor of '
+                 f'{packs}, e.g. {math.gcd(packs, m.minibatch_std)}, or change train.batch_size')
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:

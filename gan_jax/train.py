@@ -123,6 +123,10 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   with open(path) as f:
     old = _flatten(json.load(f))
   new = _flatten(config.to_dict())
+  # A field missing from an older run's config.json did not exist when it was written: that
+  # run behaved as the field's default does.
+  defaults = _flatten(config_lib.base_config().to_dict())
+  old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
   changed = [
     f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
     for k in sorted(set(old) | set(new))

@@ -209,3 +209,20 @@ def test_resuming_with_another_model_shape_is_refused_with_a_diff(tiny_config, t
   tiny_config.model.g_width, tiny_config.data.channels = 8, 1
   tiny_config.train.steps, tiny_config.train.g_lr = 4, 1e-4
   assert int(train.train_and_evaluate(tiny_config, str(tmp_path)).step) == 4
+
+
+def test_a_run_from_before_a_model_field_existed_resumes(tiny_config, tmp_path):
+  """config.json of an older version lacks fields added since (e.g. model.spectral_norm):
+  they count as their defaults, so the run resumes instead of being refused."""
+  tiny_config.train.steps = 3
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  path = tmp_path / 'config.json'
+  old = json.loads(path.read_text())
+  del old['model']['spectral_norm'], old['model']['pack']
+  path.write_text(json.dumps(old))
+  tiny_config.train.steps = 6
+  assert int(train.train_and_evaluate(tiny_config, str(tmp_path)).step) == 6
+  tiny_config.model.spectral_norm = True  # a real change is still refused
+  path.write_text(json.dumps(old))
+  with pytest.raises(train.ConfigError, match='model.spectral_norm: False -> True'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))

@@ -16,9 +16,20 @@ from gan_jax.models.dcgan import (
   DCGAN28Generator,
   DCGANDiscriminator,
   DCGANGenerator,
+  minibatch_stddev,
+  pack_images,
 )
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
 from gan_jax.models.sngan import SNGANDiscriminator, SNGANGenerator, SpectralNorm
+
+
+def _d_options(cfg):
+  """The DCGAN discriminators' optional config fields, with their defaults."""
+  return dict(
+    spectral_norm=cfg.get('spectral_norm', False),
+    pack=cfg.get('pack', 1),
+    minibatch_std=cfg.get('minibatch_std', 0),
+  )
 
 
 def _mlp(cfg, shape, rngs):
@@ -32,18 +43,14 @@ def _mlp(cfg, shape, rngs):
 def _dcgan28(cfg, shape, rngs):
   return (
     DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGAN28Discriminator(
-      shape, cfg.d_width, spectral_norm=cfg.get('spectral_norm', False), rngs=rngs
-    ),
+    DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs, **_d_options(cfg)),
   )
 
 
 def _dcgan(cfg, shape, rngs):
   return (
     DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGANDiscriminator(
-      shape, cfg.d_width, spectral_norm=cfg.get('spectral_norm', False), rngs=rngs
-    ),
+    DCGANDiscriminator(shape, cfg.d_width, rngs=rngs, **_d_options(cfg)),
   )
 
 
@@ -72,10 +79,14 @@ def build_models(
   Args:
     model_config: the config's `model` block: `name` (one of `MODELS`), `latent_dim`, for
       DCGANs and 'sngan32' `g_width` / `d_width` (for MLPs an optional `hidden` tuple), and
-      for the DCGANs an optional `spectral_norm` (default False; True spectrally normalises
-      every D layer and drops D's BatchNorm, Miyato et al. 2018). 'sngan32' (SNGAN ResNet,
-      32x32 only) always normalises D; the paper uses g_width 256, d_width 128, latent_dim
-      128.
+      for the DCGANs optional discriminator fields: `spectral_norm` (default False; True
+      spectrally normalises every D layer and drops D's BatchNorm, Miyato et al. 2018),
+      `pack` (default 1; m > 1 makes D judge packs of m images and return `[B / m]` logits,
+      PacGAN, Lin et al. 2018) and `minibatch_std` (default 0; G > 0 adds a minibatch-stddev
+      feature over groups of G, Karras et al. 2018). 'mlp' and 'sngan32' ignore these three
+      (`gan_jax.config.validate` rejects pack > 1 and minibatch_std > 0 for them). 'sngan32'
+      (SNGAN ResNet, 32x32 only) always normalises D; the paper uses g_width 256, d_width
+      128, latent_dim 128.
     image_shape: (H, W, C) of the training images.
     seed: integer seed of the parameter initialisation.
 
@@ -84,7 +95,7 @@ def build_models(
 
   Raises:
     ValueError: for an unknown model name (listing the valid ones) or an image shape the
-      architecture cannot produce.
+      architecture cannot produce, or an invalid `pack` / `minibatch_std`.
   """
   if model_config.name not in MODELS:
     raise ValueError(
@@ -105,4 +116,6 @@ __all__ = [
   'SNGANGenerator',
   'SNGANDiscriminator',
   'SpectralNorm',
+  'minibatch_stddev',
+  'pack_images',
 ]

@@ -15,17 +15,28 @@ Two families:
 
 Both discriminators take `spectral_norm=True` to wrap every convolution and the dense layer in
 `SpectralNorm` (Miyato et al. 2018, eq. 8) and drop D's BatchNorm, as SN discriminators do there.
+They also take two remedies for mode collapse that let D look at several samples at once:
+
+* `pack=m` (PacGAN, Lin et al. 2018, section 3): D judges m samples jointly. Consecutive
+  images of the batch are concatenated along channels (`pack_images`), the first convolution
+  takes m * C channels, and D returns one logit per pack, `[B / m]`.
+* `minibatch_std=G` (Karras et al. 2018, "Progressive Growing of GANs", section 3): before
+  the dense logit, `minibatch_stddev` appends one feature map holding the average standard
+  deviation of the features over a group of G samples. With packing it acts on the packed
+  batch (groups of G packs).
 
 All weights start from N(0, 0.02) as in Radford et al. 2016, section 4. Images are float32
-`[B, H, W, C]` in [-1, 1]; discriminators return logits float32 `[B]` (no sigmoid). BatchNorm
-uses batch statistics when `train=True` (synchronised over the whole global batch when the
-batch is sharded across devices) and its running averages when `train=False`; spectral
-normalization advances and stores its power iteration when `train=True` only.
+`[B, H, W, C]` in [-1, 1]; discriminators return logits float32 `[B]` (`[B / pack]` with
+packing; no sigmoid). BatchNorm uses batch statistics when `train=True` (synchronised over
+the whole global batch when the batch is sharded across devices) and its running averages
+when `train=False`; spectral normalization advances and stores its power iteration when
+`train=True` only.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +62,97 @@ def _apply(layer: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
   if isinstance(layer, SpectralNorm):
     return layer(x, update_stats=train)
   return layer(x)
+
+
+def _check_d_options(pack: int, minibatch_std: int) -> None:
+  if not isinstance(pack, numbers.Integral) or pack < 1:
+    raise ValueError(f'model.pack={pack!r} must be a positive integer (1: no packing).')
+  if not isinstance(minibatch_std, numbers.Integral) or minibatch_std < 0:
+    raise ValueError(
+      f'model.minibatch_std={minibatch_std!r} must be an integer >= 0 (0: off; the paper uses 4).'
+    )
+
+
+def pack_images(x: jax.Array, pack: int) -> jax.Array:
+  """Concatenates each `pack` consecutive images along channels (PacGAN, Lin et al. 2018).
+
+  Packing is the input transformation of PacGAN (Lin et al. 2018, section 3): the
+  discriminator sees m samples at once, `D(x_1, ..., x_m)`, all real or all generated, as
+  one input with m times the channels. Images `j * m ... j * m + m - 1` form pack j, and
+  channel `i * C + c` of a pack is channel c of its i-th image:
+  `out[j, h, w, i * C + c] = x[j * m + i, h, w, c]`.
+
+  Args:
+    x: images, any dtype, `[B, H, W, C]` (any rank >= 2 with the batch first and features
+      last).
+    pack: m >= 1; 1 returns `x` unchanged.
+
+  Returns:
+    `[B / m, H, W, m * C]`, same dtype.
+
+  Raises:
+    ValueError: if pack < 1 or B is not a multiple of pack.
+  """
+  _check_d_options(pack, 0)
+  if pack == 1:
+    return x
+  b = x.shape[0]
+  if b % pack:
+    raise ValueError(
+      f'model.pack={pack} needs a batch that is a multiple of {pack}, but the discriminator '
+      f'got a batch of {b} images; use e.g. train.batch_size={max(pack, b // pack * pack)}.'
+    )
+  x = x.reshape((b // pack, pack) + x.shape[1:])
+  x = jnp.moveaxis(x, 1, -2)  # [B / m, H, W, m, C]
+  return x.reshape(x.shape[:-2] + (pack * x.shape[-1],))
+
+
+def minibatch_stddev(x: jax.Array, group_size: int, eps: float = 1e-8) -> jax.Array:
+  """Appends the minibatch standard deviation as one extra feature map (Karras et al. 2018).
+
+  Progressive Growing of GANs (Karras et al. 2018, section 3): split the batch into groups
+  of G = min(group_size, B) samples, compute the standard deviation of every feature at
+  every position over each group, `sqrt(mean_g (x - mean_g x)^2 + eps)` (the population
+  variance, as in the paper's code), average it over features and positions into one scalar
+  per group, and append that scalar as a constant feature map to every sample of the group.
+  D can then see the variety of a group, so a generator that collapses to few modes is easy
+  to spot.
+
+  Groups are consecutive samples: sample b belongs to group b // G. (The paper's code groups
+  b with b % (B / G); the two differ by a permutation of the batch, which is random.) With
+  data-parallel sharding, consecutive groups stay on one device when the per-device batch is
+  a multiple of G.
+
+  Args:
+    x: float features `[B, H, W, C]` (any rank >= 2 with the batch first and features last).
+    group_size: G >= 1; B must be a multiple of min(G, B).
+    eps: added to the variance before the square root (1e-8 in the paper's code); it keeps
+      the gradient finite when a group has no variance.
+
+  Returns:
+    `[B, H, W, C + 1]` with the input's dtype; channel C holds the group's statistic, >= 0
+    (sqrt(eps) for a group of identical samples).
+
+  Raises:
+    ValueError: if group_size < 1 or B is not a multiple of min(group_size, B).
+  """
+  if not isinstance(group_size, numbers.Integral) or group_size < 1:
+    raise ValueError(f'model.minibatch_std group size {group_size!r} must be an integer >= 1.')
+  b = x.shape[0]
+  g = min(group_size, b)
+  if b % g:
+    raise ValueError(
+      f'model.minibatch_std={group_size} needs a batch that is a multiple of its group size '
+      f'{g}, but the discriminator got a batch of {b} (after packing); choose a train.batch_size '
+      'or group size that divides it.'
+    )
+  y = x.astype(jnp.float32).reshape((b // g, g) + x.shape[1:])
+  var = jnp.mean(jnp.square(y - jnp.mean(y, axis=1, keepdims=True)), axis=1)
+  std = jnp.sqrt(var + eps)  # [B / G, H, W, C]
+  per_group = jnp.mean(std, axis=tuple(range(1, std.ndim)))  # [B / G]
+  stat = jnp.repeat(per_group, g).astype(x.dtype)  # [B]
+  fmap = jnp.broadcast_to(stat.reshape((b,) + (1,) * (x.ndim - 1)), x.shape[:-1] + (1,))
+  return jnp.concatenate([x, fmap], axis=-1)
 
 
 def _check_resolution(resolution: int) -> int:
@@ -126,13 +228,21 @@ class DCGAN28Discriminator(nnx.Module):
     width: channels of the first convolution (default 64).
     spectral_norm: wrap both convolutions and the dense layer in `SpectralNorm` (Miyato et
       al. 2018, eq. 8); their power-iteration vectors are non-Param `nnx.BatchStat` state.
+    pack: PacGAN packing degree m >= 1 (Lin et al. 2018, section 3): each m consecutive
+      images are judged jointly, concatenated along channels (`pack_images`); the first
+      convolution takes m * C channels. 1 (default) is the plain DCGAN.
+    minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
+      et al. 2018, section 3; they use 4), adding one channel to the 7x7 map; 0 (default)
+      leaves it out.
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits float32 `[B]`.
-  `train` matters only with spectral_norm: True advances and stores the power iteration.
+  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits float32
+  `[B / pack]`. `train` matters only with spectral_norm: True advances and stores the power
+  iteration.
 
   Raises:
-    ValueError: if image_shape is not (28, 28, C).
+    ValueError: if image_shape is not (28, 28, C) or pack < 1 or minibatch_std < 0; at call
+      time, if B is not a multiple of pack, or B / pack of min(minibatch_std, B / pack).
   """
 
   def __init__(
@@ -141,10 +251,15 @@ class DCGAN28Discriminator(nnx.Module):
     width: int = 64,
     *,
     spectral_norm: bool = False,
+    pack: int = 1,
+    minibatch_std: int = 0,
     rngs: nnx.Rngs,
   ):
     _check_28(image_shape)
-    c = image_shape[2]
+    _check_d_options(pack, minibatch_std)
+    self.pack = int(pack)
+    self.minibatch_std = int(minibatch_std)
+    c = pack * image_shape[2]
     sn = spectral_norm
     self.conv1 = _maybe_sn(
       nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs), sn, rngs
@@ -154,11 +269,15 @@ class DCGAN28Discriminator(nnx.Module):
       sn,
       rngs,
     )
-    self.fc = _maybe_sn(nnx.Linear(7 * 7 * 2 * width, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
+    fc_in = 7 * 7 * (2 * width + (1 if minibatch_std else 0))
+    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    x = pack_images(x, self.pack)
     x = jax.nn.leaky_relu(_apply(self.conv1, x, train), 0.2)
     x = jax.nn.leaky_relu(_apply(self.conv2, x, train), 0.2)
+    if self.minibatch_std:
+      x = minibatch_stddev(x, self.minibatch_std)
     return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]
 
 
@@ -229,14 +348,22 @@ class DCGANDiscriminator(nnx.Module):
     image_shape: (R, R, C) with R a power of two >= 8.
     width: channels of the first convolution (default 64).
     spectral_norm: spectrally normalise every layer and drop BatchNorm (default False).
+    pack: PacGAN packing degree m >= 1 (Lin et al. 2018, section 3): each m consecutive
+      images are judged jointly, concatenated along channels (`pack_images`); the first
+      convolution takes m * C channels. 1 (default) is the plain DCGAN.
+    minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
+      et al. 2018, section 3; they use 4), adding one channel to the 4x4 map; 0 (default)
+      leaves it out.
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits float32 `[B]`.
-  `train=True` uses (and updates) BatchNorm batch statistics, or with spectral_norm advances
-  and stores the power iteration; `train=False` changes no state.
+  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits float32
+  `[B / pack]`. `train=True` uses (and updates) BatchNorm batch statistics (over the packed
+  batch), or with spectral_norm advances and stores the power iteration; `train=False`
+  changes no state.
 
   Raises:
-    ValueError: if R is not a power of two >= 8.
+    ValueError: if R is not a power of two >= 8 or pack < 1 or minibatch_std < 0; at call
+      time, if B is not a multiple of pack, or B / pack of min(minibatch_std, B / pack).
   """
 
   def __init__(
@@ -245,12 +372,19 @@ class DCGANDiscriminator(nnx.Module):
     width: int = 64,
     *,
     spectral_norm: bool = False,
+    pack: int = 1,
+    minibatch_std: int = 0,
     rngs: nnx.Rngs,
   ):
     n = _check_resolution(image_shape[0])
+    _check_d_options(pack, minibatch_std)
+    self.pack = int(pack)
+    self.minibatch_std = int(minibatch_std)
     sn = spectral_norm
     self.first = _maybe_sn(
-      nnx.Conv(image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs),
+      nnx.Conv(
+        pack * image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+      ),
       sn,
       rngs,
     )
@@ -266,13 +400,17 @@ class DCGANDiscriminator(nnx.Module):
       c *= 2
     self.convs = nnx.List(convs)
     self.bns = nnx.List(bns)
-    self.fc = _maybe_sn(nnx.Linear(4 * 4 * c, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
+    fc_in = 4 * 4 * (c + (1 if minibatch_std else 0))
+    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    x = pack_images(x, self.pack)
     x = jax.nn.leaky_relu(_apply(self.first, x, train), 0.2)
     for i, conv in enumerate(self.convs):
       x = _apply(conv, x, train)
       if self.bns:
         x = self.bns[i](x, use_running_average=not train)
       x = jax.nn.leaky_relu(x, 0.2)
+    if self.minibatch_std:
+      x = minibatch_stddev(x, self.minibatch_std)
     return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]
