@@ -16,9 +16,9 @@ with `gan-jax eval --workdir runs/stacked_mnist_dcgan --metrics modes`: it draws
 26,000 samples, classifies each channel with the pinned MNIST LeNet
 (`gan_jax.metrics.lenet.load_lenet('mnist')`) and reports the number of modes covered (of
 1,000) and KL(p || uniform) of the mode histogram (`gan_jax.metrics.mode_coverage`). For
-reference, PacGAN (Table 2) reports DCGAN 99 modes / KL 3.40 and PacDCGAN2 1,000 / 0.06, in
-their setup with a discriminator smaller than the generator; this config keeps the standard
-DCGAN-28 discriminator, so its numbers are not directly comparable with those.
+reference, PacGAN (Table 2) reports DCGAN 99 modes / KL 3.40 and PacDCGAN2 1,000 / 0.06, with
+their own architecture and training length (the VEEGAN Stacked-MNIST setup); this config uses
+the DCGAN-28 of this library, so its numbers are not directly comparable with those.
 
 The `:tiny` variant (`--config experiments/stacked_mnist_dcgan.py:tiny`) trains a narrow
 model for a few steps on the first 1,024 Stacked-MNIST images, for tests.

@@ -12,11 +12,10 @@ The 3 digits give a sample's mode ``d0 * 100 + d1 * 10 + d2``; reported are
   log), where p is the empirical mode distribution of the samples. 0 is perfectly uniform,
   log(1000) = 6.91 a single mode.
 
-Reference points, from PacGAN Table 2 (their setup: a DCGAN whose discriminator is smaller
-than the generator, as in VEEGAN, so that mode collapse shows): DCGAN 99 modes, KL 3.40;
-PacDCGAN2 (packing 2 samples) 1,000 modes, KL 0.06. Numbers from other architectures (e.g.
-``experiments/stacked_mnist_dcgan.py``, whose discriminator is not shrunk) are not directly
-comparable with those. The real Stacked MNIST of ``gan_jax.stacked_mnist`` holds every mode
+Reference points, from PacGAN Table 2 (their architecture and training length, the VEEGAN
+Stacked-MNIST setup): DCGAN 99 modes, KL 3.40; PacDCGAN2 (packing 2 samples) 1,000 modes,
+KL 0.06. Numbers from other architectures (e.g. ``experiments/stacked_mnist_dcgan.py``, this
+library's DCGAN-28) are not directly comparable with those. The real Stacked MNIST of ``gan_jax.stacked_mnist`` holds every mode
 exactly 26 times in any 26,000 consecutive images, so on real data the metric gives 1,000
 modes and a KL near 0 (only the classifier's errors move it).
 
