@@ -1,10 +1,12 @@
-"""The `gan-jax` command line: `train`, `sample` and `eval`.
+"""The `gan-jax` command line: `train`, `sample`, `eval` and `sweep`.
 
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/mnist_dcgan \
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
     gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
+    gan-jax sweep experiments/ablations/losses_fashion.py --workdir runs/losses_fashion \
+        [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep.py)
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -162,6 +164,20 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
     )
   else:
     print(f'done: checkpoints, samples and logs in {args.workdir}')
+
+
+def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:
+  """Runs `gan-jax sweep`; returns the one-line summary of failed runs, or None."""
+  from gan_jax import sweep  # pylint: disable=g-import-not-at-top
+
+  result = sweep.run_sweep(
+    args.ablation,
+    args.workdir,
+    jobs=args.jobs,
+    dry_run=args.dry_run,
+    cli_overrides=overrides,
+  )
+  return result.error_line(args.workdir)
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -412,6 +428,30 @@ def build_parser() -> argparse.ArgumentParser:
   )
   e.add_argument('--cache-dir', help='reference-statistics cache (default ~/.cache/gan_jax)')
   e.add_argument('--out', help='JSON file (default <workdir>/eval_step<N>.json)')
+  w = sub.add_parser(
+    'sweep',
+    help='run an ablation: a grid of config overrides x seeds, then results.csv/.md and plots',
+    description='Runs every cell x seed of an ablation file (see gan_jax/sweep.py for its '
+    'format) into WORKDIR/<axis=label,...>/seed_<s>, skipping finished runs and resuming the '
+    'others, then writes results.csv, results.md, <metric>_vs_step.png and samples.png.',
+    epilog='Override any config field of every run with --config.FIELD=VALUE, e.g. '
+    '--config.train.steps=200.',
+  )
+  w.add_argument(
+    'ablation',
+    help='ablation file, e.g. experiments/ablations/losses_fashion.py (optionally :variant)',
+  )
+  w.add_argument('--workdir', required=True, help='sweep folder (one run folder per cell x seed)')
+  w.add_argument(
+    '--jobs',
+    type=int,
+    default=1,
+    help='1: runs one after another in this process (default); N: up to N `gan-jax train` '
+    'subprocesses at a time',
+  )
+  w.add_argument(
+    '--dry-run', action='store_true', help='list the runs and their overrides; run nothing'
+  )
   return parser
 
 
@@ -423,6 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     if args.command == 'train':
       _train(args, rest)
+    elif args.command == 'sweep':
+      failure = _sweep(args, rest)
+      if failure:
+        print(f'gan-jax: error: {failure}', file=sys.stderr)
+        return 1
     else:
       if rest:
         raise UsageError(f'unrecognized arguments: {" ".join(rest)}')
