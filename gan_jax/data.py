@@ -574,6 +574,11 @@ def build_eval_dataset(
 
 _END = object()
 _POLL_S = 0.1  # How often blocked queue operations re-check for shutdown.
+# How long close() waits for the producer thread. Once stopped it only drops its references,
+# but dropping the last one to a tf.data iterator can block in TensorFlow's destructor for
+# seconds (measured: ~10 s with a cached, fully shuffled MNIST), which a SIGTERM must not
+# wait for; the thread is a daemon and finishes on its own.
+_JOIN_S = 1.0
 
 
 class _ProducerError:
@@ -678,7 +683,7 @@ class DevicePrefetchIterator(Iterator[Any]):
         except queue.Empty:
           break
       if thread is not threading.current_thread():
-        thread.join(timeout=10.0)
+        thread.join(timeout=_JOIN_S)
 
     self._buffer = buffer
     self._thread = thread
