@@ -82,6 +82,7 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step not in self._manager.all_steps():
       meta = {'step': step, 'sha256': state_digest(state)}
+      failure = None
       try:
         self._manager.save(
           step,
@@ -90,14 +91,17 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
       except Exception as err:  # noqa: BLE001 - OSError, or tensorstore's own error types
-        kept = [s for s in self._manager.all_steps() if s != step]
+        log.debug('checkpoint %d failed', step, exc_info=True)
         reason = ' '.join(str(err).split())[:300] or type(err).__name__
+        failure = f'{type(err).__name__}: {reason}'
+      if failure is not None:
+        kept = [s for s in self._manager.all_steps() if s != step]
         raise CheckpointWriteError(
-          f'could not write checkpoint {step} in {self.directory} ({type(err).__name__}: '
-          f'{reason}). The earlier checkpoints {sorted(kept)} are untouched (Orbax writes to a '
-          'temporary folder and renames it only when complete): free disk space or fix the '
-          'folder, then rerun the same command to resume from the latest one.'
-        ) from err
+          f'could not write checkpoint {step} in {self.directory} ({failure}). The earlier '
+          f'checkpoints {sorted(kept)} are untouched (Orbax writes to a temporary folder and '
+          'renames it only when complete): free disk space or fix the folder, then rerun the '
+          'same command to resume from the latest one.'
+        )
     return step
 
   def _read(self, step: int, abstract: Any) -> GANState:

@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import gc
 import importlib.util
+import logging
 import os
 import sys
+import warnings
 from typing import Any, Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -455,6 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+class _DropOrphanedWriteErrors(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' records for Orbax's writes."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ('exception was never retrieved' in message and 'orbax' in message)
+
+
+def _collect_orphaned_writes() -> None:
+  """Garbage-collects, quietly, the write tasks Orbax abandoned when a checkpoint failed.
+
+  When one write of a checkpoint fails (e.g. a full disk) Orbax raises that error and drops
+  the sibling writes, which failed for the same reason or never started. asyncio reports
+  each with a traceback, and Python each never-awaited coroutine with a warning, whenever
+  they are collected: at exit, after our one-line error that already names the cause, unless
+  they are collected here first (call it once nothing references the failed run's frames).
+  """
+  asyncio_log = logging.getLogger('asyncio')
+  drop = _DropOrphanedWriteErrors()
+  asyncio_log.addFilter(drop)
+  try:
+    with warnings.catch_warnings():
+      warnings.filterwarnings('ignore', r"coroutine '.*' was never awaited", RuntimeWarning)
+      gc.collect()
+  finally:
+    asyncio_log.removeFilter(drop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
   parser = build_parser()
@@ -485,19 +516,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     PermissionError,
     UnreadableCheckpointError,
   ) as e:
-    print(f'gan-jax: error: {e}', file=sys.stderr)
-    return 2
+    error, status = str(e), 2
   except (NonFiniteError, CheckpointWriteError) as e:
-    print(f'gan-jax: error: {e}', file=sys.stderr)
-    return 1
+    error, status = str(e), 1
   except OSError as e:  # e.g. a full disk while writing logs
-    print(
-      f'gan-jax: error: {e}. Checkpoints already written are kept: fix the cause, then run '
-      'the same command again to resume.',
-      file=sys.stderr,
+    error, status = (
+      f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
+      'again to resume.',
+      1,
     )
-    return 1
-  return 0
+  else:
+    return 0
+  # Out of the except blocks nothing references the failed run's frames any more: collect
+  # what it left behind now, so that our error stays the last line printed.
+  _collect_orphaned_writes()
+  print(f'gan-jax: error: {error}', file=sys.stderr)
+  return status
 
 
 if __name__ == '__main__':
