@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   """
   c = ml_collections.ConfigDict()
   c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
+  c.num_replicas = 1               # K > 1: K GANs with seeds seed..seed+K-1 in one vmapped step, in <workdir>/replica_<i>/.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...) or 'sngan32' (32x32 ResNet).
@@ -189,6 +190,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('on_nonfinite', config.on_nonfinite, "choose 'stop' or 'rollback'")
   if not 0 < config.rollback_lr_factor < 1:
     raise _err('rollback_lr_factor', config.rollback_lr_factor, 'must be in (0, 1), e.g. 0.5')
+  if config.num_replicas < 1:
+    raise _err('num_replicas', config.num_replicas, 'must be a positive integer (1: one GAN)')
+  if config.num_replicas > 1 and config.on_nonfinite == 'rollback':
+    raise _err('on_nonfinite', config.on_nonfinite, "replicas share one step, so one cannot roll "
+               "back alone; use on_nonfinite='stop' with num_replicas > 1")
   if config.max_rollbacks < 0:
     raise _err('max_rollbacks', config.max_rollbacks, 'must be >= 0, e.g. 3')
   if d.channels not in (1, 3):

@@ -159,14 +159,24 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   from gan_jax import train  # pylint: disable=g-import-not-at-top
 
   state = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  step = int(state.step)
+  step = min(_step_values(state.step))  # [K] steps with num_replicas = K
+  where = args.workdir
+  if config.num_replicas > 1:
+    where = os.path.join(args.workdir, f'replica_{{0..{config.num_replicas - 1}}}')
   if step < config.train.steps:
     print(
-      f'stopped at step {step} of {config.train.steps} with a checkpoint in {args.workdir}; '
+      f'stopped at step {step} of {config.train.steps} with a checkpoint in {where}; '
       'run the same command again to resume.'
     )
   else:
-    print(f'done: checkpoints, samples and logs in {args.workdir}')
+    print(f'done: checkpoints, samples and logs in {where}')
+
+
+def _step_values(step) -> list[int]:
+  """The step counter(s) of a state as ints: one, or K of a replicated run's stacked state."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  return [int(s) for s in np.ravel(np.asarray(step))]
 
 
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:

@@ -394,6 +394,31 @@ def preflight(
   return config, mesh
 
 
+def host_batches(config: ml_collections.ConfigDict, start_step: int):
+  """The run's training batches from step `start_step` on, as numpy dicts on this host.
+
+  Yields `{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1], 'label': ...}`, this
+  process's share of each global batch, in the order fixed by `config.seed`.
+  """
+  ds = data_lib.build_train_dataset(
+    config.data.name,
+    config.data.split,
+    data_dir=config.data.data_dir,
+    image_size=config.data.image_size,
+    channels=config.data.channels,
+    batch_size=config.train.batch_size,
+    seed=config.seed,
+    n_critic=config.train.n_critic,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    cache=config.data.cache,
+    shuffle_buffer=config.data.shuffle_buffer,
+    download=config.data.download,
+  )
+  return ds.as_numpy_iterator()
+
+
 def _read_rollbacks(workdir: str) -> list[dict[str, Any]]:
   path = os.path.join(workdir, 'rollbacks.json')
   if not os.path.exists(path):
@@ -431,6 +456,10 @@ def train_and_evaluate(
     earlier step if SIGTERM or SIGINT arrived: then the step in flight completes, a
     checkpoint of it is saved, and the function returns (rerun to resume).
 
+  With `config.num_replicas = K > 1` this trains K GANs with seeds `seed, ..., seed + K - 1`
+  in one vmapped step (`gan_jax.replicas.train_replicas`), replica i in the run folder
+  `<workdir>/replica_<i>/`, and returns their states stacked on a leading axis of size K.
+
   With `config.eval_every > 0` the configured metrics (`config.eval.metrics`) are computed on
   `config.eval_num_samples` samples of the EMA generator every `eval_every` steps and at the
   end; the first run computes and caches the real reference features (see
@@ -453,6 +482,15 @@ def train_and_evaluate(
     CheckpointWriteError: (an OSError) a checkpoint could not be written, e.g. on a full
       disk; the earlier ones stay readable.
   """
+  if config.get('num_replicas', 1) > 1:
+    from gan_jax import replicas  # pylint: disable=g-import-not-at-top
+
+    config = resolve_config(config)  # fields that only matter with replicas are checked here
+    return replicas.train_replicas(
+      replicas.replica_configs(config),
+      replicas.replica_workdirs(workdir, config.num_replicas),
+      overwrite=overwrite,
+    )
   config, mesh = preflight(config, workdir, overwrite=overwrite)
   if overwrite and jax.process_index() == 0:
     removed = _clear_run(workdir)
@@ -488,23 +526,7 @@ def train_and_evaluate(
     )
 
   def open_batches(start: int):
-    ds = data_lib.build_train_dataset(
-      config.data.name,
-      config.data.split,
-      data_dir=config.data.data_dir,
-      image_size=config.data.image_size,
-      channels=config.data.channels,
-      batch_size=config.train.batch_size,
-      seed=config.seed,
-      n_critic=config.train.n_critic,
-      start_step=start,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      cache=config.data.cache,
-      shuffle_buffer=config.data.shuffle_buffer,
-      download=config.data.download,
-    )
-    return data_lib.device_prefetch(ds.as_numpy_iterator(), data_lib.batch_sharding(mesh))
+    return data_lib.device_prefetch(host_batches(config, start), data_lib.batch_sharding(mesh))
 
   train_step = compile_step(lr_scale)
   total = config.train.steps

@@ -1,0 +1,328 @@
+"""K independent GANs trained inside one compiled program: `jax.vmap` over the training state.
+
+`train_replicas(configs, workdirs)` trains K runs whose configs differ only in `seed` with one
+jitted step, `jax.vmap(train_step)` over a `GANState` whose every leaf has a leading axis of
+size K, and a batch `[K, n_critic, B, H, W, C]` stacked from K input pipelines (each in its
+own seed's order). Every replica writes an ordinary run folder: its own checkpoints, samples,
+metrics.jsonl, evaluations, best-FID checkpoint, config.json (with its seed and
+`num_replicas = 1`) and summary.json. So replica i's folder is the folder the separate run
+`gan-jax train --config.seed=<seed_i>` would write (equal to float32 tolerance: vmap may
+reorder sums, e.g. batching a convolution over K weight sets into one grouped convolution),
+and it can be evaluated, sampled, or resumed on its own with `gan-jax train`.
+
+`config.num_replicas = K` in a run config does this for seeds `seed, ..., seed + K - 1` in
+`<workdir>/replica_<i>/` (`gan-jax train ... --config.num_replicas=4`); `gan-jax sweep
+--replicas` trains the seeds of each ablation cell this way.
+
+Whether it is faster than K runs one after another depends on the hardware: one program
+instead of K amortises dispatch and fills wide devices (GPU, TPU) better, but on a CPU the
+batched convolutions become grouped convolutions, which XLA's CPU backend runs no faster
+than K separate ones (`benchmarks/replicas.py` measures it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from gan_jax import data as data_lib
+from gan_jax import train as train_lib
+from gan_jax.checkpoint import Checkpointer
+from gan_jax.errors import ConfigError, NonFiniteError
+from gan_jax.losses import get_loss
+from gan_jax.sharding import batch_sharding, replicate, replicated
+from gan_jax.state import GAN, GANState, create_state
+from gan_jax.train_step import Stabilizers, TrainStep, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Stacks K pytrees of the same structure leaf by leaf: every leaf gets a leading axis K."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def unstack(tree: Any, index: int) -> Any:
+  """Replica `index` of a stacked pytree (the leading axis dropped)."""
+  return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def replica_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+  """The K single-GAN configs of `config.num_replicas = K`: seeds `seed + i`, num_replicas 1."""
+  out = []
+  for i in range(config.num_replicas):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = config.seed + i
+    c.num_replicas = 1
+    out.append(c)
+  return out
+
+
+def replica_workdirs(workdir: str, num_replicas: int) -> list[str]:
+  """`<workdir>/replica_<i>` for i < num_replicas."""
+  return [os.path.join(workdir, f'replica_{i}') for i in range(num_replicas)]
+
+
+def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
+  """Replicas share one compiled step: their configs may differ only in `seed`.
+
+  Raises:
+    ConfigError: naming the fields that differ from the first config, or if a config asks
+      for replicas itself (`num_replicas > 1`).
+  """
+  base = train_lib._flatten(configs[0].to_dict())  # pylint: disable=protected-access
+  for i, config in enumerate(configs):
+    if config.get('num_replicas', 1) != 1:
+      raise ConfigError(f'replica {i} has num_replicas={config.num_replicas}; each must be 1.')
+    flat = train_lib._flatten(config.to_dict())  # pylint: disable=protected-access
+    differ = sorted(k for k in set(base) | set(flat) if k != 'seed' and base.get(k) != flat.get(k))
+    if differ:
+      raise ConfigError(
+        f'replica {i} differs from replica 0 in {", ".join(differ)}: replicas share one '
+        'compiled step, so only `seed` may differ; train such runs separately.'
+      )
+
+
+def make_replicated_train_step(train_step: TrainStep) -> TrainStep:
+  """`jax.vmap` of a train step over stacked states and batches (and stacked metrics out).
+
+  Args:
+    train_step: from `gan_jax.train_step.make_train_step` (built with `mesh=None`).
+
+  Returns:
+    `step(states, batches) -> (states, metrics)`: every state leaf `[K, ...]`, images
+    float32 `[K, n_critic, B, H, W, C]` in [-1, 1], metrics float32 `[K]` each.
+  """
+  return jax.vmap(train_step)
+
+
+def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True) -> TrainStep:
+  """Compiles a replicated step over `mesh`: states replicated, batches split along B (axis 2)."""
+  rep = replicated(mesh)
+  return jax.jit(
+    step,
+    in_shardings=(rep, batch_sharding(mesh, batch_axis=2)),
+    out_shardings=(rep, rep),
+    donate_argnums=(0,) if donate else (),
+  )
+
+
+def _stacked_batches(configs, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """Zips the replicas' host pipelines, stacking each leaf on a new leading axis."""
+  streams = [train_lib.host_batches(c, start_step) for c in configs]
+  for batches in zip(*streams):
+    yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def _common_start(ckpts: list[Checkpointer]) -> int:
+  """The latest step every replica has a checkpoint of (0: start over). A crash between the
+  replicas' saves leaves them at different latest steps; all resume from the last shared one
+  (the replay is deterministic, so a newer checkpoint is rewritten with the same values)."""
+  steps = [set(c.all_steps()) for c in ckpts]
+  common = set.intersection(*steps)
+  return max(common) if common else 0
+
+
+def train_replicas(
+  configs: Sequence[ml_collections.ConfigDict],
+  workdirs: Sequence[str],
+  *,
+  overwrite: bool = False,
+) -> GANState:
+  """Trains K GANs in one vmapped step, replica i as `configs[i]` says into `workdirs[i]`.
+
+  Checkpoints, sample grids, logs and evaluations happen for every replica at the same
+  steps, as in `gan_jax.train.train_and_evaluate`; SIGTERM/SIGINT checkpoints every replica
+  and returns. Rerunning resumes all replicas from their latest common checkpoint.
+
+  Args:
+    configs: K >= 1 run configs that differ only in `seed` (each with num_replicas 1).
+    workdirs: K distinct run folders.
+    overwrite: start every replica anew (see `train_and_evaluate`).
+
+  Returns:
+    The K final states stacked on a leading axis (`unstack(states, i)` is replica i's).
+
+  Raises:
+    ConfigError: (a ValueError) configs that differ in more than `seed`, workdirs not one
+      per config or repeated, and every error of `gan_jax.train.preflight`.
+    NonFiniteError: a loss or gradient norm of a replica became NaN or Inf (replicas stop
+      together; every replica's last good checkpoint is kept); `on_nonfinite='rollback'` is
+      refused for replicas by the config check.
+    CheckpointWriteError: a checkpoint could not be written.
+  """
+  if len(configs) != len(workdirs) or not configs:
+    raise ConfigError(f'need one workdir per config, got {len(configs)} and {len(workdirs)}.')
+  if len({os.path.abspath(w) for w in workdirs}) != len(workdirs):
+    raise ConfigError(f'replica workdirs must be distinct, got {list(workdirs)}.')
+  check_replicable(configs)
+  checked = [train_lib.preflight(c, w, overwrite=overwrite) for c, w in zip(configs, workdirs)]
+  configs = [c for c, _ in checked]
+  mesh = checked[0][1]
+  config = configs[0]
+  k = len(configs)
+  if overwrite and jax.process_index() == 0:
+    for w in workdirs:
+      removed = train_lib._clear_run(w)  # pylint: disable=protected-access
+      if removed:
+        log.warning('overwrite: removed the previous run in %s (%s)', w, ', '.join(removed))
+
+  gan: GAN = create_state(config)[0]
+  states = [replicate(create_state(c)[1], mesh) for c in configs]
+  ckpts = [Checkpointer(w, keep=config.keep_checkpoints) for w in workdirs]
+  start_step = _common_start(ckpts)
+  if start_step:
+    states = [c.restore(s, step=start_step) for c, s in zip(ckpts, states)]
+    log.info('Resuming %d replicas from their checkpoints at step %d', k, start_step)
+  state = replicate(stack(states), mesh)
+  del states
+  if jax.process_index() == 0:
+    for c, w in zip(configs, workdirs):
+      with open(os.path.join(w, 'config.json'), 'w') as f:
+        f.write(c.to_json(indent=2))
+
+  train_step = jit_replicated_train_step(
+    make_replicated_train_step(
+      make_train_step(
+        gan,
+        get_loss(config.train.loss),
+        n_critic=config.train.n_critic,
+        ema_decay=config.train.ema_decay,
+        stabilizers=Stabilizers.from_config(config.train),
+      )
+    ),
+    mesh,
+  )
+  batches = data_lib.device_prefetch(
+    _stacked_batches(configs, start_step), batch_sharding(mesh, batch_axis=2)
+  )
+  z_fixed = [train_lib._fixed_latents(gan, c) for c in configs]  # pylint: disable=protected-access
+  use_ema = config.train.ema_decay > 0
+  evaluator, bests = None, [None] * k
+  eval_time = 0.0
+  if config.eval_every:
+    from gan_jax.metrics.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+
+    evaluator = Evaluator.from_config(config)
+    if evaluator.net is not None and 'fid' in evaluator.metrics and config.eval.keep_best:
+      key = f'fid_{evaluator.net.label.lower()}'
+      bests = [train_lib._BestCheckpoint(w, key) for w in workdirs]  # pylint: disable=protected-access
+  scalars = [train_lib._ScalarLog(w, start_step) for w in workdirs]  # pylint: disable=protected-access
+  total = config.train.steps
+  bar = tqdm.tqdm(
+    total=total,
+    initial=start_step,
+    disable=not config.progress_bar,
+    unit='step',
+    dynamic_ncols=True,
+  )
+  images_per_step = config.train.batch_size * config.train.n_critic
+  t_run = t_window = time.perf_counter()
+  steps_window, step, in_flight, metrics = 0, start_step, None, None
+  pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+  def evaluate_all(step: int) -> float:
+    seconds = 0.0
+    for i in range(k):
+      seconds += train_lib._evaluate(  # pylint: disable=protected-access
+        evaluator, gan, unstack(state, i), step, use_ema, scalars[i], bests[i], bar
+      )
+    return seconds
+
+  with train_lib._StopOnSignal() as stopper:  # pylint: disable=protected-access
+    try:
+      if (
+        evaluator is not None
+        and start_step
+        and (start_step % config.eval_every == 0 or start_step == total)
+        and any(start_step not in s.eval_steps for s in scalars)
+      ):
+        eval_time += evaluate_all(start_step)
+      while step < total:
+        state, metrics = train_step(state, next(batches))
+        if in_flight is not None:  # at most one step in flight, as in train_and_evaluate
+          jax.block_until_ready(in_flight)
+        in_flight = metrics
+        step += 1
+        steps_window += 1
+        pending.append((step, metrics))
+        bar.update(1)
+
+        stopping = stopper.received is not None
+        is_last = step == total
+        save = step % config.checkpoint_every == 0 or is_last or stopping
+        if step % config.log_every == 0 or save:
+          fetched = jax.device_get(pending)
+          pending = []
+          elapsed = time.perf_counter() - t_window
+          perf = {'perf/images_per_sec': images_per_step * steps_window / elapsed}
+          for i, log_i in enumerate(scalars):
+            for s, m in fetched:
+              log_i.add(s, {name: v[i] for name, v in m.items()})
+            try:
+              rows = log_i.check()
+            except NonFiniteError as err:
+              raise NonFiniteError(f'replica {i} ({workdirs[i]}): {err}') from None
+            for s, m in rows:
+              if s % config.log_every == 0 or s == total:
+                log_i.write(s, {**m, **(perf if s == step else {})})
+          bar.set_postfix(img_s=f'{k * perf["perf/images_per_sec"]:.0f}', refresh=False)
+          t_window, steps_window = time.perf_counter(), 0
+        if step % config.sample_every == 0 or is_last:
+          for i, w in enumerate(workdirs):
+            path = os.path.join(w, 'samples', f'step_{step:07d}.png')
+            train_lib._write_grid(gan, unstack(state, i), z_fixed[i], path, use_ema)  # pylint: disable=protected-access
+        if save:
+          for i, c in enumerate(ckpts):
+            c.save(unstack(state, i))
+        if evaluator is not None and not stopping and (step % config.eval_every == 0 or is_last):
+          seconds = evaluate_all(step)
+          eval_time += seconds
+          t_window += seconds
+        if stopping:
+          log.warning(
+            'Received %s: stopped after step %d and saved a checkpoint of each replica; run the '
+            'same command again to resume.',
+            stopper.received,
+            step,
+          )
+          break
+    finally:
+      batches.close()
+      bar.close()
+      for closable in [*scalars, *ckpts, *(b for b in bests if b is not None)]:
+        closable.close()
+
+  wall = time.perf_counter() - t_run
+  if jax.process_index() == 0 and step > start_step and metrics is not None:
+    final = jax.device_get(metrics)
+    for i, w in enumerate(workdirs):
+      summary = {
+        'start_step': start_step,
+        'end_step': step,
+        'wall_time_s': wall,
+        'images_per_sec': images_per_step * (step - start_step) / (wall - eval_time),
+        'eval_time_s': eval_time,
+        'eval_time_fraction': eval_time / wall,
+        'devices': len(jax.devices()),
+        'platform': jax.devices()[0].platform,
+        'final_metrics': {name: float(v[i]) for name, v in final.items()},
+        'stopped_by_signal': stopper.received,
+        'rollbacks': 0,
+        'lr_scale': 1.0,
+        'replica': i,
+        'num_replicas': k,
+        'replica_workdirs': list(workdirs),
+      }
+      with open(os.path.join(w, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+  return state

@@ -1,0 +1,140 @@
+"""K GANs in one vmapped program (gan_jax/replicas.py) on real MNIST.
+
+Replica i must equal the separate run with the same seed; the replica folders must be
+ordinary run folders (resumable alone); interruption and bad input behave as for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from gan_jax import replicas, train
+from gan_jax.checkpoint import Checkpointer
+from gan_jax.errors import ConfigError
+from gan_jax.main import main
+from test_train import _lines
+
+
+def _assert_close(a, b, rtol=2e-5, atol=2e-6):
+  la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    assert x.shape == y.shape and x.dtype == y.dtype
+    if np.issubdtype(x.dtype, np.floating):
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+    else:
+      np.testing.assert_array_equal(x, y)
+
+
+def _strip(lines):
+  return [{k: v for k, v in l.items() if not k.startswith('perf/')} for l in lines]
+
+
+@pytest.fixture
+def replicated_run(tiny_config, tmp_path_factory):
+  """3 replicas (seeds 5, 6, 7) of the tiny MNIST DCGAN, 6 steps, in one program."""
+  tiny_config.seed = 5
+  tiny_config.num_replicas = 3
+  tiny_config.train.steps = 6
+  workdir = tmp_path_factory.mktemp('replicated')
+  states = train.train_and_evaluate(tiny_config, str(workdir))
+  return tiny_config, workdir, states
+
+
+def test_each_replica_equals_the_separate_run_with_its_seed(replicated_run, tmp_path):
+  config, workdir, states = replicated_run
+  assert np.asarray(states.step).tolist() == [6, 6, 6]
+  separate = {}
+  for i in (0, 2):  # the first and the last replica
+    single = replicas.replica_configs(config)[i]
+    assert single.seed == 5 + i and single.num_replicas == 1
+    separate[i] = train.train_and_evaluate(single, str(tmp_path / f'seed_{5 + i}'))
+    _assert_close(replicas.unstack(states, i), separate[i])
+    # Its folder is the separate run's: same checkpoints (to fp32), logs and config.
+    rdir = workdir / f'replica_{i}'
+    with Checkpointer(str(rdir)) as ckpt:
+      assert ckpt.all_steps() == [3, 6]
+      _assert_close(ckpt.restore(separate[i]), separate[i])
+    got, want = _strip(_lines(str(rdir))), _strip(_lines(str(tmp_path / f'seed_{5 + i}')))
+    assert [l['step'] for l in got] == [l['step'] for l in want] == [2, 4, 6]
+    for g, w in zip(got, want):
+      assert g.keys() == w.keys()
+      np.testing.assert_allclose([g[k] for k in g], [w[k] for k in g], rtol=1e-4, atol=1e-5)
+    assert json.loads((rdir / 'config.json').read_text())['seed'] == 5 + i
+    want_grids = sorted(os.listdir(tmp_path / f'seed_{5 + i}' / 'samples'))
+    assert sorted(os.listdir(rdir / 'samples')) == want_grids and want_grids
+  # Different seeds really are different GANs.
+  g0 = jax.tree.leaves(replicas.unstack(states, 0).g_params)[0]
+  g1 = jax.tree.leaves(replicas.unstack(states, 1).g_params)[0]
+  assert not np.allclose(g0, g1)
+
+
+def test_a_replica_folder_resumes_alone_as_an_ordinary_run(replicated_run, tmp_path):
+  config, workdir, states = replicated_run
+  single = replicas.replica_configs(config)[1]
+  single.train.steps = 8
+  resumed = train.train_and_evaluate(single, str(workdir / 'replica_1'))
+  assert int(resumed.step) == 8
+  reference = train.train_and_evaluate(single, str(tmp_path / 'reference'))
+  _assert_close(resumed, reference)
+
+
+def test_interrupted_replicas_resume_from_their_last_common_checkpoint(tiny_config, tmp_path):
+  tiny_config.num_replicas = 2
+  tiny_config.train.steps = 6
+  workdir = tmp_path / 'run'
+  uninterrupted = train.train_and_evaluate(tiny_config, str(tmp_path / 'whole'))
+  tiny_config.train.steps = 4
+  train.train_and_evaluate(tiny_config, str(workdir))
+  # A crash between the replicas' saves: replica 1 lacks the newest checkpoint.
+  with Checkpointer(str(workdir / 'replica_1')) as ckpt:
+    ckpt._manager.delete(4)  # pylint: disable=protected-access
+  tiny_config.train.steps = 6
+  resumed = train.train_and_evaluate(tiny_config, str(workdir))
+  _assert_close(resumed, uninterrupted, rtol=0, atol=0)
+  for i in range(2):
+    steps = [l['step'] for l in _lines(str(workdir / f'replica_{i}'))]
+    assert steps == [2, 4, 6]  # every step logged once
+
+
+def test_cli_trains_replicas_and_rejects_what_replicas_cannot_share(tiny_config, tmp_path, capsys):
+  base = [
+    'train',
+    '--config',
+    str(__import__('conftest').REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny',
+    f'--config.data.data_dir={tiny_config.data.data_dir}',
+    '--config.train.steps=2',
+  ]
+  assert main([*base, '--workdir', str(tmp_path / 'ok'), '--config.num_replicas=2']) == 0
+  assert 'replica_{0..1}' in capsys.readouterr().out
+  for i in range(2):
+    summary = json.loads((tmp_path / 'ok' / f'replica_{i}' / 'summary.json').read_text())
+    assert summary['end_step'] == 2 and summary['replica'] == i and summary['num_replicas'] == 2
+  status = main(
+    [
+      *base,
+      '--workdir',
+      str(tmp_path / 'bad'),
+      '--config.num_replicas=2',
+      '--config.on_nonfinite=rollback',
+    ]
+  )
+  assert status == 2
+  assert "on_nonfinite='rollback'" in capsys.readouterr().err
+  assert main([*base, '--workdir', str(tmp_path / 'bad'), '--config.num_replicas=0']) == 2
+  assert 'num_replicas=0 is invalid' in capsys.readouterr().err
+
+
+def test_configs_that_differ_beyond_the_seed_are_refused(tiny_config, tmp_path):
+  other = replicas.replica_configs(tiny_config)[0]
+  other.train.g_lr *= 2
+  with pytest.raises(ConfigError, match=r'replica 1 differs from replica 0 in train\.g_lr'):
+    replicas.train_replicas([tiny_config, other], [str(tmp_path / 'a'), str(tmp_path / 'b')])
+  with pytest.raises(ConfigError, match='distinct'):
+    replicas.train_replicas([tiny_config, tiny_config], [str(tmp_path / 'a')] * 2)
+  assert not (tmp_path / 'a').exists()  # refused before anything was written
