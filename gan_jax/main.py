@@ -187,6 +187,7 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:
     args.ablation,
     args.workdir,
     jobs=args.jobs,
+    replicas=args.replicas,
     dry_run=args.dry_run,
     cli_overrides=overrides,
   )
@@ -464,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
   )
   w.add_argument(
     '--dry-run', action='store_true', help='list the runs and their overrides; run nothing'
+  )
+  w.add_argument(
+    '--replicas',
+    action='store_true',
+    help='train the seeds of each cell together as replicas of one vmapped program '
+    '(config.num_replicas; in process)',
   )
   return parser
 

@@ -39,6 +39,7 @@ from gan_jax import train as train_lib
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.losses import get_loss
+from gan_jax.signals import StopOnSignal
 from gan_jax.sharding import batch_sharding, replicate, replicated
 from gan_jax.state import GAN, GANState, create_state
 from gan_jax.train_step import Stabilizers, TrainStep, make_train_step
@@ -238,7 +239,7 @@ def train_replicas(
       )
     return seconds
 
-  with train_lib._StopOnSignal() as stopper:  # pylint: disable=protected-access
+  with StopOnSignal() as stopper:
     try:
       if (
         evaluator is not None

@@ -71,7 +71,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -79,6 +78,7 @@ from typing import Any
 import ml_collections
 
 from gan_jax.main import UsageError, apply_overrides, load_config_file
+from gan_jax.signals import StopOnSignal
 
 ABLATION_KEYS = ('base', 'overrides', 'grid', 'seeds', 'metrics')
 # Config fields that do not change what a run computes: an existing run folder may have been
@@ -636,7 +636,7 @@ def conflict(run: Run) -> str | None:
 # Running.
 
 
-class _Stopper:
+class _Stopper(StopOnSignal):
   """SIGINT/SIGTERM: stop starting runs, send SIGTERM once to each run in flight.
 
   In-process runs install their own handler while they train (and restore this one after).
@@ -644,30 +644,15 @@ class _Stopper:
   from the main thread.
   """
 
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
   def __init__(self):
-    self.received: str | None = None
+    super().__init__()
     self.procs: list[subprocess.Popen] = []
-    self._previous: dict[int, Any] = {}
 
   def _handle(self, signum, frame):
-    del frame
-    self.received = signal.Signals(signum).name
-    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+    super()._handle(signum, frame)
     for proc in self.procs:
       if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-
-  def __enter__(self) -> _Stopper:
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc: Any) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _train_in_process(run: Run) -> str | None:
@@ -676,6 +661,18 @@ def _train_in_process(run: Run) -> str | None:
 
   try:
     train.train_and_evaluate(copy.deepcopy(run.config), run.workdir)
+  except Exception as e:  # pylint: disable=broad-except  (recorded; the sweep goes on)
+    return _clip(f'{type(e).__name__}: {e}', 1000)
+  return None
+
+
+def _train_replicas_in_process(runs: Sequence[Run]) -> str | None:
+  """Trains the seeds of one cell as replicas of one vmapped program (`gan_jax.replicas`);
+  returns None, or the one-line error they failed with."""
+  from gan_jax import replicas  # pylint: disable=g-import-not-at-top
+
+  try:
+    replicas.train_replicas([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
   except Exception as e:  # pylint: disable=broad-except  (recorded; the sweep goes on)
     return _clip(f'{type(e).__name__}: {e}', 1000)
   return None
@@ -717,8 +714,10 @@ def _run_all(
   jobs: int,
   stopper: _Stopper,
   say: Callable[[str], None],
+  replicas: bool = False,
 ) -> dict[str, str]:
-  """Runs `todo` (index, run) in process (jobs=1) or as subprocesses; returns the failures."""
+  """Runs `todo` (index, run) in process (jobs=1; with `replicas` each cell's seeds as one
+  vmapped program) or as subprocesses; returns the failures."""
   failed: dict[str, str] = {}
 
   def finished(i: int, run: Run, error: str | None, seconds: float) -> None:
@@ -733,6 +732,28 @@ def _run_all(
     else:
       stopper.received = stopper.received or 'a signal'
       say(f'{tag}: stopped at step {state.step} (checkpoint kept; rerun to resume)')
+
+  if replicas:
+    groups: list[list[tuple[int, Run]]] = []
+    for i, run in todo:  # the unfinished seeds of each cell, in order
+      if groups and groups[-1][0][1].cell is run.cell:
+        groups[-1].append((i, run))
+      else:
+        groups.append([(i, run)])
+    for group in groups:
+      if stopper.received:
+        break
+      runs = [run for _, run in group]
+      say(
+        f'[{group[0][0] + 1}-{group[-1][0] + 1}/{total}] {runs[0].cell.name}: training seeds '
+        f'{", ".join(str(r.seed) for r in runs)} as {len(runs)} replicas in one program '
+        f'({", ".join(_describe(r) for r in runs)})'
+      )
+      t0 = time.perf_counter()
+      error = _train_replicas_in_process(runs)
+      for i, run in group:
+        finished(i, run, error, time.perf_counter() - t0)
+    return failed
 
   if jobs == 1:
     for i, run in todo:
@@ -1117,6 +1138,7 @@ def run_sweep(
   dry_run: bool = False,
   cli_overrides: Sequence[str] = (),
   say: Callable[[str], None] = print,
+  replicas: bool = False,
 ) -> SweepResult:
   """Runs (or with `dry_run` lists) every run of an ablation and writes the summaries.
 
@@ -1128,6 +1150,9 @@ def run_sweep(
     dry_run: only print the runs, their state and their overrides; nothing is run or written.
     cli_overrides: `--config.KEY=VALUE` arguments applied to every run, last.
     say: where progress lines go.
+    replicas: train the unfinished seeds of each cell together, as replicas of one vmapped
+      program (`gan_jax.replicas`; in this process, so not with jobs > 1). The run folders
+      are the same as without it, to float32 tolerance.
 
   Returns:
     A `SweepResult`; `error_line()` sums up failed runs (the command exits 1 then).
@@ -1139,6 +1164,10 @@ def run_sweep(
   """
   if jobs < 1:
     raise UsageError(f'--jobs={jobs} must be at least 1.')
+  if replicas and jobs > 1:
+    raise UsageError(
+      f'--replicas trains in this process, one cell at a time: drop --jobs={jobs} or --replicas.'
+    )
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f'--workdir {workdir!r} is a file, not a folder.')
   ablation = load_ablation(spec)
@@ -1156,7 +1185,16 @@ def run_sweep(
   result = SweepResult(runs=runs)
   say(
     f'sweep {spec}: {n_cells} cells x {len(ablation.seeds)} seeds = {len(runs)} runs in '
-    f'{workdir}' + ('' if dry_run else f' ({jobs} at a time)' if jobs > 1 else ' (in process)')
+    f'{workdir}'
+    + (
+      ''
+      if dry_run
+      else f' ({jobs} at a time)'
+      if jobs > 1
+      else ' (in process, seeds as replicas)'
+      if replicas
+      else ' (in process)'
+    )
   )
   if dry_run:
     base = os.path.relpath(ablation.base.partition(':')[0])
@@ -1185,7 +1223,7 @@ def run_sweep(
     else:
       todo.append((i, run))
   with _Stopper() as stopper:
-    result.failed = _run_all(ablation, todo, len(runs), jobs, stopper, say)
+    result.failed = _run_all(ablation, todo, len(runs), jobs, stopper, say, replicas)
     result.stopped_by = stopper.received
   rows, written = write_results(workdir, ablation, runs, result.failed, cli_overrides)
   result.rows, result.files = rows, written

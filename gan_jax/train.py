@@ -26,9 +26,7 @@ import logging
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from typing import Any
 
@@ -41,43 +39,13 @@ from gan_jax import data as data_lib
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
+from gan_jax.signals import StopOnSignal
 from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state, make_optimizers
 from gan_jax.sharding import check_batch_size, make_mesh, replicate
 from gan_jax.train_step import METRIC_NAMES, Stabilizers, jit_train_step, make_train_step
 
 log = logging.getLogger(__name__)
-
-
-class _StopOnSignal:
-  """Turns SIGTERM / SIGINT into a request to stop after the step in flight.
-
-  The loop then checkpoints the current step and returns, so a preempted or interrupted
-  run loses nothing and the same command resumes it. A second signal of the same kind
-  while stopping gets the default behaviour (e.g. a second Ctrl-C raises
-  KeyboardInterrupt). Only installed from the main thread (Python's rule for handlers).
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.received: str | None = None
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    self.received = signal.Signals(signum).name
-    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-
-  def __enter__(self) -> _StopOnSignal:
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc: Any) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -557,7 +525,7 @@ def train_and_evaluate(
   step = start_step
   in_flight = None
   metrics = None
-  with _StopOnSignal() as stopper:
+  with StopOnSignal() as stopper:
     try:
       if (
         evaluator is not None
