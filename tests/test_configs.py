@@ -67,3 +67,17 @@ def test_validate_names_the_field(field, value, message):
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.validate(config)
   assert message in str(e.value) and '\n' not in str(e.value)
+
+
+def test_cifar10_sngan_is_the_papers_resnet_setting():
+  """Miyato et al. 2018, CIFAR-10 ResNet: hinge, n_dis 5, Adam(2e-4, 0, 0.9), batch 64, 50k."""
+  c = load_experiment('cifar10_sngan')
+  m = c.model
+  assert (m.name, m.latent_dim, m.g_width, m.d_width) == ('sngan32', 128, 256, 128)
+  assert (c.data.name, c.data.image_size, c.data.channels) == ('cifar10', 32, 3)
+  t = c.train
+  assert (t.loss, t.n_critic, t.batch_size, t.steps) == ('hinge', 5, 64, 50000)
+  assert (t.g_lr, t.d_lr, t.b1, t.b2) == (2e-4, 2e-4, 0.0, 0.9)
+  assert c.eval.feature_net == 'inception_v3' and c.eval_every > 0
+  tiny = load_experiment('cifar10_sngan', 'tiny')
+  assert (tiny.model.name, tiny.data.image_size, tiny.data.name) == ('sngan32', 32, 'cifar10_jpeg')
