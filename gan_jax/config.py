@@ -94,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.download_inception = False  # Fetch the Inception weights from pytorch-fid's URL if missing.
   c.eval.cache_dir = config_dict.placeholder(str)  # Reference-statistics cache; None: $GAN_JAX_CACHE_DIR or ~/.cache/gan_jax.
   c.eval.keep_best = True          # Keep the checkpoint with the lowest FID in <workdir>/best/.
+  c.eval.raw_generator = False     # Also evaluate the raw G (EMA on), as eval/raw_<metric>: EMA off vs on from one run.
   c.lock()
   return c
 

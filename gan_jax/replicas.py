@@ -208,6 +208,7 @@ def train_replicas(
   )
   z_fixed = [train_lib._fixed_latents(gan, c) for c in configs]  # pylint: disable=protected-access
   use_ema = config.train.ema_decay > 0
+  raw_too = bool(config.eval.get('raw_generator', False))
   evaluator, bests = None, [None] * k
   eval_time = 0.0
   if config.eval_every:
@@ -235,7 +236,7 @@ def train_replicas(
     seconds = 0.0
     for i in range(k):
       seconds += train_lib._evaluate(  # pylint: disable=protected-access
-        evaluator, gan, unstack(state, i), step, use_ema, scalars[i], bests[i], bar
+        evaluator, gan, unstack(state, i), step, use_ema, scalars[i], bests[i], bar, raw_too
       )
     return seconds
 

@@ -444,6 +444,8 @@ def _check_metrics(config: ml_collections.ConfigDict, metrics: Sequence[str], wh
   for family_key, family in _FAMILY.items():
     stem, _, suffix = family_key.partition('_')
     available[f'{stem}_{tag}' + (f'_{suffix}' if suffix else '')] = family
+  if config.eval.get('raw_generator') and config.train.ema_decay > 0:  # eval/raw_<metric>
+    available.update({f'raw_{k}': v for k, v in available.items()})
   for metric in metrics:
     if metric not in available:
       known = ', '.join(k for k in available if not k.endswith('_std'))

@@ -159,24 +159,33 @@ class _BestCheckpoint:
     self.ckpt.close()
 
 
-def _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar) -> float:
+def _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar, raw_too=False) -> float:
   """Runs one evaluation, logs it, offers the state to the best-FID keeper; returns seconds.
 
+  With `raw_too` (eval.raw_generator) and the EMA on, the raw generator is evaluated as well
+  and logged as `eval/raw_<metric>`; the best-FID checkpoint follows the EMA generator's FID.
   A failed evaluation (e.g. NaN samples from a diverging generator) is logged as a warning
   and training goes on; the NaN guard on the losses decides whether the run stops.
   """
   t0 = time.perf_counter()
   try:
     results = evaluator.evaluate_state(gan, state, use_ema=use_ema)
+    raw = evaluator.evaluate_state(gan, state, use_ema=False) if raw_too and use_ema else {}
   except ValueError as err:
     log.warning('Evaluation at step %d failed: %s', step, err)
     return time.perf_counter() - t0
-  scalars.write(step, {f'eval/{k}': v for k, v in results.items()})
+  scalars.write(
+    step,
+    {
+      **{f'eval/{k}': v for k, v in results.items()},
+      **{f'eval/raw_{k}': v for k, v in raw.items()},
+    },
+  )
   if best is not None:
     best.offer(state, step, results)
+  shown = {**results, **{f'raw_{k}': v for k, v in raw.items()}}
   bar.write(
-    f'step {step}: '
-    + ', '.join(f'{k}={v:.4g}' for k, v in results.items() if not k.startswith('eval_'))
+    f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in shown.items() if 'eval_' not in k)
   )
   return time.perf_counter() - t0
 
@@ -501,6 +510,7 @@ def train_and_evaluate(
   batches = open_batches(start_step)
   z_fixed = _fixed_latents(gan, config)
   use_ema = config.train.ema_decay > 0
+  raw_too = bool(config.eval.get('raw_generator', False))
   evaluator = best = None
   eval_time = 0.0
   if config.eval_every:
@@ -535,7 +545,9 @@ def train_and_evaluate(
       ):
         # Killed between the checkpoint and its evaluation: evaluate it now, so the log
         # holds every evaluation once.
-        eval_time += _evaluate(evaluator, gan, state, start_step, use_ema, scalars, best, bar)
+        eval_time += _evaluate(
+          evaluator, gan, state, start_step, use_ema, scalars, best, bar, raw_too
+        )
       while step < total:
         t0 = time.perf_counter()
         batch = next(batches)
@@ -623,7 +635,7 @@ def train_and_evaluate(
         if save:
           ckpt.save(state)  # before evaluating: a failing evaluation never costs a step
         if evaluator is not None and not stopping and (step % config.eval_every == 0 or is_last):
-          seconds = _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar)
+          seconds = _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar, raw_too)
           eval_time += seconds
           t_window += seconds  # images/s counts training time only
         if stopping:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from gan_jax import main as cli
+from gan_jax import sweep
 from gan_jax.checkpoint import load_run
 
 from conftest import REPO
@@ -80,6 +81,18 @@ def test_tiny_ablation_runs_every_cell_and_summarises(tiny_sweep):
     assert math.isfinite(float(row['kid_lenet']))
     assert float(row['wall_time_s']) > 0
     assert row['loss'] in ('non_saturating', 'least_squares') and row['ema'] in ('off', 'on')
+  # eval.raw_generator: an EMA-on run also scores its raw generator, which is the generator of
+  # the same run with the EMA off (the EMA never feeds back into training).
+  by_run = {(r['loss'], r['ema'], r['seed']): r for r in rows}
+  for loss in ('non_saturating', 'least_squares'):
+    for seed in ('0', '1'):
+      on = tiny_sweep / f'loss={loss},ema=on' / f'seed_{seed}'
+      raw = [e for s, e in sweep.read_evals(str(on)) if s == 2][0]
+      off = float(by_run[(loss, 'off', seed)]['fid_lenet'])
+      assert math.isclose(raw['raw_fid_lenet'], off, rel_tol=1e-2), (loss, seed, raw, off)
+      assert raw['raw_fid_lenet'] != raw['fid_lenet']  # and the EMA one is another generator
+      off_evals = sweep.read_evals(str(tiny_sweep / f'loss={loss},ema=off' / f'seed_{seed}'))
+      assert not any(k.startswith('raw_') for _, e in off_evals for k in e)  # no EMA: no raw_
   # The overrides reached the runs: each run folder's config is its cell's.
   with open(tiny_sweep / 'loss=least_squares,ema=on' / 'seed_1' / 'config.json') as f:
     config = json.load(f)
@@ -235,19 +248,19 @@ def test_dry_run_lists_the_runs_and_writes_nothing(capsys, tmp_path):
   assert not workdir.exists()
 
 
-def test_the_full_ablation_plans_thirty_valid_runs(tmp_path):
+def test_the_full_ablation_plans_fifteen_valid_runs(tmp_path):
   from gan_jax import sweep  # pylint: disable=g-import-not-at-top
 
   ablation = sweep.load_ablation(ABLATION)
   runs = sweep.plan(ablation, str(tmp_path))
-  assert len(runs) == 5 * 2 * 3
-  assert {r.config.train.steps for r in runs} == {5000}
+  assert len(runs) == 5 * 3
+  assert {r.config.train.steps for r in runs} == {3000}
   assert {r.config.eval_every for r in runs} == {1000}
+  assert {(r.config.train.ema_decay, r.config.eval.raw_generator) for r in runs} == {(0.999, True)}
   by_cell = {r.cell.name: r.config for r in runs}
-  assert by_cell['loss=hinge_sn,ema=on'].model.spectral_norm
-  assert by_cell['loss=non_saturating_r1,ema=off'].train.r1_weight == 10.0
-  assert by_cell['loss=non_saturating_r1,ema=off'].train.ema_decay == 0.0
-  wgan = by_cell['loss=wgan_gp,ema=on'].train
+  assert by_cell['loss=hinge_sn'].model.spectral_norm
+  assert by_cell['loss=non_saturating_r1'].train.r1_weight == 10.0
+  wgan = by_cell['loss=wgan_gp'].train
   assert (wgan.loss, wgan.gp_weight, wgan.n_critic, wgan.g_lr, wgan.b1, wgan.b2) == (
     'wasserstein',
     10.0,
