@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
   """
   c = ml_collections.ConfigDict()
   c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
-  c.num_replicas = 1               # K > 1: K GANs with seeds seed..seed+K-1 in one vmapped step, in <workdir>/replica_<i>/.
+  c.num_replicas = 1               # K > 1: K GANs in one vmapped step (gan_jax/replicas.py), in <workdir>/replica_<i>/.
+  c.replica_seeds = True           # Replica i gets seed + i; False: every replica uses seed.
+  c.replica_values = ''            # Per-replica values, K each: 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10' (see REPLICA_FIELDS).
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...) or 'sngan32' (32x32 ResNet).
@@ -126,6 +128,50 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+# Fields whose values may differ between the replicas of one vmapped step: continuous values
+# that enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS).
+REPLICA_FIELDS = (
+  'train.g_lr',
+  'train.d_lr',
+  'train.b1',
+  'train.b2',
+  'train.gp_weight',
+  'train.r1_weight',
+  'train.r2_weight',
+)
+
+
+def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]:
+  """Parses `replica_values`, e.g. 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10'.
+
+  Returns:
+    {field: [value of replica 0, ..., value of replica K-1]} (empty for '').
+
+  Raises:
+    ConfigError: an unknown or repeated field, a value that is not a number, or not exactly
+      `num_replicas` values for a field.
+  """
+  out: dict[str, list[float]] = {}
+  for part in (p.strip() for p in spec.split(';')):
+    if not part:
+      continue
+    field, sep, values = part.partition('=')
+    field = field.strip()
+    if not sep or field not in REPLICA_FIELDS:
+      raise _err('replica_values', spec, f'{field!r} cannot differ between replicas; use '
+                 f'FIELD=v1,...,vK;... with FIELD from {", ".join(REPLICA_FIELDS)}')
+    if field in out:
+      raise _err('replica_values', spec, f'{field} is given twice')
+    try:
+      out[field] = [float(v) for v in values.split(',')]
+    except ValueError:
+      raise _err('replica_values', spec, f'{field} needs numbers, got {values!r}') from None
+    if len(out[field]) != num_replicas:
+      raise _err('replica_values', spec, f'{field} has {len(out[field])} values for '
+                 f'num_replicas={num_replicas}; give one per replica')
+  return out
+
+
 def _err(field: str, value: Any, need: str) -> ConfigError:
   return ConfigError(f'{field}={value!r} is invalid: {need}.')
 
@@ -193,6 +239,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('rollback_lr_factor', config.rollback_lr_factor, 'must be in (0, 1), e.g. 0.5')
   if config.num_replicas < 1:
     raise _err('num_replicas', config.num_replicas, 'must be a positive integer (1: one GAN)')
+  if config.replica_values:
+    if config.num_replicas < 2:
+      raise _err('replica_values', config.replica_values, 'needs num_replicas > 1')
+    parse_replica_values(config.replica_values, config.num_replicas)
   if config.num_replicas > 1 and config.on_nonfinite == 'rollback':
     raise _err('on_nonfinite', config.on_nonfinite, "replicas share one step, so one cannot roll "
                "back alone; use on_nonfinite='stop' with num_replicas > 1")

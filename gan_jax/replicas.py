@@ -1,7 +1,8 @@
 """K independent GANs trained inside one compiled program: `jax.vmap` over the training state.
 
-`train_replicas(configs, workdirs)` trains K runs whose configs differ only in `seed` with one
-jitted step, `jax.vmap(train_step)` over a `GANState` whose every leaf has a leading axis of
+`train_replicas(configs, workdirs)` trains K runs whose configs differ only in `seed` and in
+continuous hyperparameters (`gan_jax.config.REPLICA_FIELDS`: learning rates, Adam betas,
+penalty weights, which enter the step as traced `[K]` inputs) with one jitted step, `jax.vmap(train_step)` over a `GANState` whose every leaf has a leading axis of
 size K, and a batch `[K, n_critic, B, H, W, C]` stacked from K input pipelines (each in its
 own seed's order). Every replica writes an ordinary run folder: its own checkpoints, samples,
 metrics.jsonl, evaluations, best-FID checkpoint, config.json (with its seed and
@@ -10,9 +11,14 @@ metrics.jsonl, evaluations, best-FID checkpoint, config.json (with its seed and
 reorder sums, e.g. batching a convolution over K weight sets into one grouped convolution),
 and it can be evaluated, sampled, or resumed on its own with `gan-jax train`.
 
-`config.num_replicas = K` in a run config does this for seeds `seed, ..., seed + K - 1` in
-`<workdir>/replica_<i>/` (`gan-jax train ... --config.num_replicas=4`); `gan-jax sweep
---replicas` trains the seeds of each ablation cell this way.
+`config.num_replicas = K` in a run config does this for seeds `seed, ..., seed + K - 1`
+(`replica_seeds=False`: all `seed`) and the per-replica values of `config.replica_values`, in
+`<workdir>/replica_<i>/`:
+
+    gan-jax train --config experiments/mnist_dcgan.py --workdir runs/lr4 \
+        --config.num_replicas=4 --config.replica_values='train.d_lr=1e-4,2e-4,4e-4,8e-4'
+
+`gan-jax sweep --replicas` trains the seeds of each ablation cell this way.
 
 Whether it is faster than K runs one after another depends on the hardware: one program
 instead of K amortises dispatch and fills wide devices (GPU, TPU) better, but on a CPU the
@@ -34,6 +40,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import train as train_lib
 from gan_jax.checkpoint import Checkpointer
@@ -42,7 +49,7 @@ from gan_jax.losses import get_loss
 from gan_jax.signals import StopOnSignal
 from gan_jax.sharding import batch_sharding, replicate, replicated
 from gan_jax.state import GAN, GANState, create_state
-from gan_jax.train_step import Stabilizers, TrainStep, make_train_step
+from gan_jax.train_step import HPARAM_FIELDS, Stabilizers, TrainStep, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +65,25 @@ def unstack(tree: Any, index: int) -> Any:
 
 
 def replica_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-  """The K single-GAN configs of `config.num_replicas = K`: seeds `seed + i`, num_replicas 1."""
+  """The K single-GAN configs of `config.num_replicas = K` (each with num_replicas 1).
+
+  Replica i gets seed `seed + i` (`replica_seeds`, the default; else every replica has
+  `seed`) and the i-th value of each field in `replica_values`.
+
+  Raises:
+    ConfigError: a malformed `replica_values` (see `gan_jax.config.parse_replica_values`).
+  """
+  values = config_lib.parse_replica_values(config.get('replica_values', ''), config.num_replicas)
   out = []
   for i in range(config.num_replicas):
     c = ml_collections.ConfigDict(config.to_dict())
-    c.seed = config.seed + i
+    if config.get('replica_seeds', True):
+      c.seed = config.seed + i
+    for field, vs in values.items():
+      section, name = field.split('.')
+      c[section][name] = vs[i]
     c.num_replicas = 1
+    c.replica_values = ''
     out.append(c)
   return out
 
@@ -74,47 +94,90 @@ def replica_workdirs(workdir: str, num_replicas: int) -> list[str]:
 
 
 def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
-  """Replicas share one compiled step: their configs may differ only in `seed`.
+  """Replicas share one compiled step: their configs may differ only in `seed` and the
+  continuous fields of `gan_jax.config.REPLICA_FIELDS` (learning rates, Adam betas, penalty
+  weights), which enter the step as traced values.
 
   Raises:
     ConfigError: naming the fields that differ from the first config, or if a config asks
       for replicas itself (`num_replicas > 1`).
   """
+  free = {'seed', *config_lib.REPLICA_FIELDS}
   base = train_lib._flatten(configs[0].to_dict())  # pylint: disable=protected-access
   for i, config in enumerate(configs):
     if config.get('num_replicas', 1) != 1:
       raise ConfigError(f'replica {i} has num_replicas={config.num_replicas}; each must be 1.')
     flat = train_lib._flatten(config.to_dict())  # pylint: disable=protected-access
-    differ = sorted(k for k in set(base) | set(flat) if k != 'seed' and base.get(k) != flat.get(k))
+    differ = sorted(
+      k for k in set(base) | set(flat) if k not in free and base.get(k) != flat.get(k)
+    )
     if differ:
       raise ConfigError(
         f'replica {i} differs from replica 0 in {", ".join(differ)}: replicas share one '
-        'compiled step, so only `seed` may differ; train such runs separately.'
+        f'compiled step, so only seed and {", ".join(config_lib.REPLICA_FIELDS)} may differ; '
+        'train such runs separately.'
       )
 
 
+def replica_hparams(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, jax.Array] | None:
+  """The per-replica hyperparameters of the step, float32 `[K]` each (`HPARAM_FIELDS`), or
+  None when all replicas share them (then the step is exactly the ordinary one)."""
+  table = {f: [float(c.train[f]) for c in configs] for f in HPARAM_FIELDS}
+  if all(len(set(v)) == 1 for v in table.values()):
+    return None
+  return {f: jnp.asarray(v, jnp.float32) for f, v in table.items()}
+
+
+def shared_step_config(configs: Sequence[ml_collections.ConfigDict]) -> ml_collections.ConfigDict:
+  """Replica 0's config with each penalty weight the largest of any replica's, so that the
+  one compiled step computes every penalty some replica uses (weighted per replica)."""
+  config = ml_collections.ConfigDict(configs[0].to_dict())
+  for f in ('gp_weight', 'r1_weight', 'r2_weight'):
+    config.train[f] = max(float(c.train[f]) for c in configs)
+  return config
+
+
 def make_replicated_train_step(train_step: TrainStep) -> TrainStep:
-  """`jax.vmap` of a train step over stacked states and batches (and stacked metrics out).
+  """`jax.vmap` of a train step over stacked states, batches and hyperparameters.
 
   Args:
     train_step: from `gan_jax.train_step.make_train_step` (built with `mesh=None`).
 
   Returns:
-    `step(states, batches) -> (states, metrics)`: every state leaf `[K, ...]`, images
-    float32 `[K, n_critic, B, H, W, C]` in [-1, 1], metrics float32 `[K]` each.
+    `step(states, batches, hparams=None) -> (states, metrics)`: every state leaf `[K, ...]`,
+    images float32 `[K, n_critic, B, H, W, C]` in [-1, 1], hparams None or float32 `[K]`
+    each (`replica_hparams`), metrics float32 `[K]` each.
   """
-  return jax.vmap(train_step)
+
+  def step(states, batches, hparams=None):
+    if hparams is None:
+      return jax.vmap(train_step)(states, batches)
+    return jax.vmap(train_step)(states, batches, hparams)
+
+  return step
 
 
 def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True) -> TrainStep:
-  """Compiles a replicated step over `mesh`: states replicated, batches split along B (axis 2)."""
-  rep = replicated(mesh)
-  return jax.jit(
-    step,
-    in_shardings=(rep, batch_sharding(mesh, batch_axis=2)),
+  """Compiles a replicated step over `mesh`: states and hyperparameters replicated, batches
+  split along B (axis 2). Returns `step(states, batches, hparams=None)`."""
+  rep, data = replicated(mesh), batch_sharding(mesh, batch_axis=2)
+  donate_argnums = (0,) if donate else ()
+  shared = jax.jit(
+    lambda states, batches: step(states, batches),
+    in_shardings=(rep, data),
     out_shardings=(rep, rep),
-    donate_argnums=(0,) if donate else (),
+    donate_argnums=donate_argnums,
   )
+  per_replica = jax.jit(
+    step, in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=donate_argnums
+  )
+
+  def call(states, batches, hparams=None):
+    if hparams is None:
+      return shared(states, batches)
+    return per_replica(states, batches, hparams)
+
+  return call
 
 
 def _stacked_batches(configs, start_step: int) -> Iterator[dict[str, np.ndarray]]:
@@ -146,7 +209,8 @@ def train_replicas(
   and returns. Rerunning resumes all replicas from their latest common checkpoint.
 
   Args:
-    configs: K >= 1 run configs that differ only in `seed` (each with num_replicas 1).
+    configs: K >= 1 run configs (each with num_replicas 1) that differ only in `seed` and the
+      fields of `gan_jax.config.REPLICA_FIELDS`.
     workdirs: K distinct run folders.
     overwrite: start every replica anew (see `train_and_evaluate`).
 
@@ -154,7 +218,7 @@ def train_replicas(
     The K final states stacked on a leading axis (`unstack(states, i)` is replica i's).
 
   Raises:
-    ConfigError: (a ValueError) configs that differ in more than `seed`, workdirs not one
+    ConfigError: (a ValueError) configs that differ in other fields, workdirs not one
       per config or repeated, and every error of `gan_jax.train.preflight`.
     NonFiniteError: a loss or gradient norm of a replica became NaN or Inf (replicas stop
       together; every replica's last good checkpoint is kept); `on_nonfinite='rollback'` is
@@ -191,6 +255,9 @@ def train_replicas(
       with open(os.path.join(w, 'config.json'), 'w') as f:
         f.write(c.to_json(indent=2))
 
+  hparams = replica_hparams(configs)
+  if hparams is not None:
+    hparams = replicate(hparams, mesh)
   train_step = jit_replicated_train_step(
     make_replicated_train_step(
       make_train_step(
@@ -198,7 +265,7 @@ def train_replicas(
         get_loss(config.train.loss),
         n_critic=config.train.n_critic,
         ema_decay=config.train.ema_decay,
-        stabilizers=Stabilizers.from_config(config.train),
+        stabilizers=Stabilizers.from_config(shared_step_config(configs).train),
       )
     ),
     mesh,
@@ -250,7 +317,7 @@ def train_replicas(
       ):
         eval_time += evaluate_all(start_step)
       while step < total:
-        state, metrics = train_step(state, next(batches))
+        state, metrics = train_step(state, next(batches), hparams)
         if in_flight is not None:  # at most one step in flight, as in train_and_evaluate
           jax.block_until_ready(in_flight)
         in_flight = metrics

@@ -11,6 +11,7 @@ global batch, so the result equals the single-device step up to float32 reductio
 from __future__ import annotations
 
 import dataclasses
+import types
 from typing import Any, Callable
 
 import jax
@@ -22,7 +23,7 @@ from gan_jax import regularizers
 from gan_jax.augment import diff_augment
 from gan_jax.losses import GANLoss, smoothed_d_minimax_loss
 from gan_jax.sharding import batch_sharding, replicated
-from gan_jax.state import GAN, GANState
+from gan_jax.state import GAN, GANState, make_optimizers
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -37,6 +38,10 @@ METRIC_NAMES = (
   'g_grad_norm',
   'd_penalty',
 )
+
+# Continuous hyperparameters that `train_step(state, batch, hparams)` takes as (traced) inputs,
+# so that replicas of one vmapped step can each have their own (gan_jax.replicas).
+HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', 'gp_weight', 'r1_weight', 'r2_weight')
 
 # Folded into the step's key for the stabilizers' randomness, so that turning them on leaves
 # the latents of every step (drawn from the step's key as before) unchanged.
@@ -109,7 +114,12 @@ def make_train_step(
       (`Stabilizers`; all off by default).
 
   Returns:
-    `train_step(state, batch) -> (new_state, metrics)` where `batch['image']` is float32
+    `train_step(state, batch, hparams=None) -> (new_state, metrics)`. `hparams` optionally
+    replaces continuous hyperparameters by (traced) float32 scalars: `g_lr`, `d_lr`, `b1`,
+    `b2` (all four together: Adam is rebuilt from them, same state structure) and the
+    penalty weights `gp_weight`, `r1_weight`, `r2_weight` (a penalty is computed only if its
+    weight in `stabilizers` is non-zero; the value here then multiplies it, 0 included).
+    `gan_jax.replicas` vmaps over them to give each replica its own. `batch['image']` is float32
     `[n_critic, B, H, W, C]` in [-1, 1] (one real batch per D update; `[B, H, W, C]` is
     accepted when n_critic == 1) and metrics are float32 scalars:
     d_loss (the adversarial part, mean over the n_critic D updates), g_loss,
@@ -148,7 +158,7 @@ def make_train_step(
       images = images + sigma * jax.random.normal(k_noise, images.shape, images.dtype)
     return images
 
-  def d_loss_fn(d_params, d_stats, real, fake, key, step):
+  def d_loss_fn(d_params, d_stats, real, fake, key, step, hp):
     k_real, k_fake, k_gp = jax.random.split(key, 3)
     real, fake = d_input(real, k_real, step), d_input(fake, k_fake, step)
     stats_in = d_stats
@@ -164,11 +174,13 @@ def make_train_step(
 
       if st.gp_weight:
         gp = regularizers.gradient_penalty(d_apply, d_params, real, fake, k_gp)
-        penalty += st.gp_weight * gp
+        penalty += hp.get('gp_weight', st.gp_weight) * gp
       if st.r1_weight:
-        penalty += 0.5 * st.r1_weight * regularizers.r1_penalty(d_apply, d_params, real)
+        r1 = regularizers.r1_penalty(d_apply, d_params, real)
+        penalty += 0.5 * hp.get('r1_weight', st.r1_weight) * r1
       if st.r2_weight:
-        penalty += 0.5 * st.r2_weight * regularizers.r2_penalty(d_apply, d_params, fake)
+        r2 = regularizers.r2_penalty(d_apply, d_params, fake)
+        penalty += 0.5 * hp.get('r2_weight', st.r2_weight) * r2
     return d_loss + penalty, (d_stats, real_logits, fake_logits, penalty, d_loss)
 
   def g_loss_fn(g_params, g_stats, d_params, d_stats, z, real, key, step):
@@ -187,7 +199,20 @@ def make_train_step(
       z = jax.lax.with_sharding_constraint(z, batch_sharding(mesh, batch_axis=0))
     return z
 
-  def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+  def train_step(
+    state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
+  ) -> tuple[GANState, Metrics]:
+    hp = dict(hparams or {})
+    unknown = sorted(set(hp) - set(HPARAM_FIELDS))
+    if unknown:
+      raise ValueError(f'unknown hparams {unknown}; the step takes {HPARAM_FIELDS}.')
+    g_tx, d_tx = gan.g_tx, gan.d_tx
+    if any(k in hp for k in ('g_lr', 'd_lr', 'b1', 'b2')):
+      missing = [k for k in ('g_lr', 'd_lr', 'b1', 'b2') if k not in hp]
+      if missing:
+        raise ValueError(f'hparams with optimizer values need all of g_lr, d_lr, b1, b2: {missing}')
+      # The same Adam with traced values: the optimizer state has the same structure.
+      g_tx, d_tx = make_optimizers(types.SimpleNamespace(**hp))
     images = batch['image']
     if images.ndim == 4 and n_critic == 1:
       images = images[None]
@@ -209,8 +234,8 @@ def make_train_step(
       fake = jax.lax.stop_gradient(fake)
       (_, (d_stats, real_logits, fake_logits, penalty, d_loss)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True
-      )(d_params, d_stats, images[i], fake, aux[i], step)
-      updates, d_opt_state = gan.d_tx.update(d_grads, d_opt_state, d_params)
+      )(d_params, d_stats, images[i], fake, aux[i], step, hp)
+      updates, d_opt_state = d_tx.update(d_grads, d_opt_state, d_params)
       d_params = optax.apply_updates(d_params, updates)
       if st.clip:
         d_params = regularizers.clip_weights(d_params, st.clip)
@@ -220,7 +245,7 @@ def make_train_step(
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
       state.g_params, state.g_batch_stats, d_params, d_stats, z, images[-1], aux[n_critic], step
     )
-    updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     if ema_decay > 0:
       ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - ema_decay)

@@ -130,10 +130,51 @@ def test_cli_trains_replicas_and_rejects_what_replicas_cannot_share(tiny_config,
   assert 'num_replicas=0 is invalid' in capsys.readouterr().err
 
 
+def test_per_replica_learning_rates_and_penalty_weights_equal_separate_runs(tiny_config, tmp_path):
+  tiny_config.num_replicas = 3
+  tiny_config.replica_seeds = False  # one seed: only the hyperparameters differ
+  tiny_config.train.steps = 4
+  tiny_config.replica_values = (
+    'train.d_lr=1e-4,4e-4,2e-4;train.b1=0.5,0.0,0.5;train.r1_weight=0,10,1'
+  )
+  states = train.train_and_evaluate(tiny_config, str(tmp_path / 'replicated'))
+  configs = replicas.replica_configs(tiny_config)
+  assert [(c.seed, c.train.d_lr, c.train.b1, c.train.r1_weight) for c in configs] == [
+    (0, 1e-4, 0.5, 0.0),
+    (0, 4e-4, 0.0, 10.0),
+    (0, 2e-4, 0.5, 1.0),
+  ]
+  for i in (0, 1):  # no penalty (computed, weighted 0) and another lr, b1 and penalty
+    separate = train.train_and_evaluate(configs[i], str(tmp_path / f'separate_{i}'))
+    _assert_close(replicas.unstack(states, i), separate)
+    summary = json.loads((tmp_path / 'replicated' / f'replica_{i}' / 'config.json').read_text())
+    assert summary['train']['d_lr'] == configs[i].train.d_lr and summary['replica_values'] == ''
+  d0, d1 = (jax.tree.leaves(replicas.unstack(states, i).d_params)[0] for i in (0, 1))
+  assert not np.allclose(d0, d1)
+
+
+@pytest.mark.parametrize(
+  'values, fragment',
+  [
+    ('train.g_lr=1e-4', 'has 1 values for num_replicas=2'),
+    ('model.d_width=8,16', "'model.d_width' cannot differ between replicas"),
+    ('train.g_lr=1e-4,fast', "train.g_lr needs numbers, got '1e-4,fast'"),
+    ('train.g_lr=1e-4,2e-4;train.g_lr=1e-4,2e-4', 'train.g_lr is given twice'),
+  ],
+)
+def test_bad_replica_values_are_one_line_errors(tiny_config, tmp_path, values, fragment):
+  tiny_config.num_replicas = 2
+  tiny_config.replica_values = values
+  with pytest.raises(ConfigError, match='replica_values=') as info:
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+  assert fragment in str(info.value)
+  assert not (tmp_path / 'run').exists()
+
+
 def test_configs_that_differ_beyond_the_seed_are_refused(tiny_config, tmp_path):
   other = replicas.replica_configs(tiny_config)[0]
-  other.train.g_lr *= 2
-  with pytest.raises(ConfigError, match=r'replica 1 differs from replica 0 in train\.g_lr'):
+  other.model.g_width *= 2
+  with pytest.raises(ConfigError, match=r'replica 1 differs from replica 0 in model\.g_width'):
     replicas.train_replicas([tiny_config, other], [str(tmp_path / 'a'), str(tmp_path / 'b')])
   with pytest.raises(ConfigError, match='distinct'):
     replicas.train_replicas([tiny_config, tiny_config], [str(tmp_path / 'a')] * 2)
