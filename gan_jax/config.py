@@ -63,6 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
   c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
   c.train.r2_weight = 0.0          # R2 gamma: the same on generated images.
+  c.train.lecam_weight = 0.0       # LeCam lambda (Tseng et al. 2021, eq. 3; they use 0.3 for BigGAN on CIFAR-10); 0 = off.
+  c.train.lecam_decay = 0.99       # Decay of LeCam's EMAs of D's mean real and fake outputs.
   c.train.clip = 0.0               # WGAN weight clipping of D's parameters to [-clip, clip] (Arjovsky et al. 2017: 0.01).
   c.train.label_smoothing = 0.0    # One-sided: real target 1 - s (Salimans et al. 2016: 0.1); cross-entropy losses only.
   c.train.instance_noise = 0.0     # Sigma of Gaussian noise on every D input (pixels in [-1, 1]).
@@ -215,7 +217,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _err(field, value, 'must be in [0, 1)')
   if not 0 <= t.ema_decay < 1:
     raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
-  for field in ('gp_weight', 'r1_weight', 'r2_weight', 'clip', 'instance_noise'):
+  if not 0 <= t.lecam_decay < 1:
+    raise _err('train.lecam_decay', t.lecam_decay, 'must be in [0, 1), e.g. 0.99')
+  for field in ('gp_weight', 'r1_weight', 'r2_weight', 'lecam_weight', 'clip', 'instance_noise'):
     value = t[field]
     if not (value >= 0 and math.isfinite(value)):
       raise _err(f'train.{field}', value, 'must be >= 0 (0 disables it)')

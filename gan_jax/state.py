@@ -42,6 +42,10 @@ class GANState:
     d_opt_state: Optax state of the discriminator optimizer.
     ema_params: exponential moving average of `g_params` (Yazici et al. 2019), used for
       sampling when `train.ema_decay > 0`; equal to `g_params` when the decay is 0.
+    extras: state of optional ingredients, {} unless one is on: with `train.lecam_weight >
+      0`, float32 scalars 'lecam_ema_real' and 'lecam_ema_fake' (the EMAs of D's mean outputs
+      that LeCam anchors to, Tseng et al. 2021). Empty, it adds nothing to a checkpoint, so
+      runs written before it existed still restore.
   """
 
   step: jax.Array
@@ -53,6 +57,7 @@ class GANState:
   g_opt_state: PyTree
   d_opt_state: PyTree
   ema_params: PyTree
+  extras: PyTree = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -117,6 +122,17 @@ class GAN:
   def sample_latents(self, rng: jax.Array, num: int) -> jax.Array:
     """Draws z ~ N(0, I), float32 `[num, latent_dim]`."""
     return jax.random.normal(rng, (num, self.latent_dim), jnp.float32)
+
+
+def initial_extras(train_config: Any) -> dict[str, jax.Array]:
+  """`GANState.extras` at step 0 for a config's `train` block: the LeCam EMAs (0) when
+  `lecam_weight > 0`, else {}."""
+  if train_config.get('lecam_weight', 0.0) > 0:
+    return {
+      'lecam_ema_real': jnp.zeros((), jnp.float32),
+      'lecam_ema_fake': jnp.zeros((), jnp.float32),
+    }
+  return {}
 
 
 def make_optimizers(
@@ -186,5 +202,6 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
     g_opt_state=g_tx.init(g_params),
     d_opt_state=d_tx.init(d_params),
     ema_params=jax.tree.map(jnp.copy, g_params),
+    extras=initial_extras(config.train),
   )
   return gan, state

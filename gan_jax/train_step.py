@@ -67,6 +67,11 @@ class Stabilizers:
     instance_noise_steps: sigma decays linearly to 0 over this many steps; 0 keeps it fixed.
     diffaugment: DiffAugment policy applied to every D input, real and generated, in the D
       and the G step (Zhao et al. 2020), e.g. 'color,translation,cutout'; '' disables.
+    lecam_weight: lambda of the LeCam regularizer on D's outputs (Tseng et al. 2021, eq. 3):
+      adds lambda * R_LC, anchored to EMAs of D's mean real and fake outputs kept in
+      `state.extras` and updated (with `lecam_decay`) from each D update's outputs first,
+      as in the authors' code.
+    lecam_decay: decay of those EMAs (0.99 in the paper).
   """
 
   gp_weight: float = 0.0
@@ -77,6 +82,8 @@ class Stabilizers:
   instance_noise: float = 0.0
   instance_noise_steps: int = 0
   diffaugment: str = ''
+  lecam_weight: float = 0.0
+  lecam_decay: float = 0.99
 
   @classmethod
   def from_config(cls, train_config: Any) -> Stabilizers:
@@ -85,7 +92,7 @@ class Stabilizers:
 
   @property
   def penalised(self) -> bool:
-    return bool(self.gp_weight or self.r1_weight or self.r2_weight)
+    return bool(self.gp_weight or self.r1_weight or self.r2_weight or self.lecam_weight)
 
 
 def make_train_step(
@@ -158,7 +165,7 @@ def make_train_step(
       images = images + sigma * jax.random.normal(k_noise, images.shape, images.dtype)
     return images
 
-  def d_loss_fn(d_params, d_stats, real, fake, key, step, hp):
+  def d_loss_fn(d_params, d_stats, real, fake, key, step, hp, extras):
     k_real, k_fake, k_gp = jax.random.split(key, 3)
     real, fake = d_input(real, k_real, step), d_input(fake, k_fake, step)
     stats_in = d_stats
@@ -181,7 +188,20 @@ def make_train_step(
       if st.r2_weight:
         r2 = regularizers.r2_penalty(d_apply, d_params, fake)
         penalty += 0.5 * hp.get('r2_weight', st.r2_weight) * r2
-    return d_loss + penalty, (d_stats, real_logits, fake_logits, penalty, d_loss)
+    if st.lecam_weight:
+      extras = {
+        'lecam_ema_real': regularizers.update_lecam_ema(
+          extras['lecam_ema_real'], real_logits, st.lecam_decay
+        ),
+        'lecam_ema_fake': regularizers.update_lecam_ema(
+          extras['lecam_ema_fake'], fake_logits, st.lecam_decay
+        ),
+      }
+      lecam = regularizers.lecam_penalty(
+        real_logits, fake_logits, extras['lecam_ema_real'], extras['lecam_ema_fake']
+      )
+      penalty += st.lecam_weight * lecam
+    return d_loss + penalty, (d_stats, real_logits, fake_logits, penalty, d_loss, extras)
 
   def g_loss_fn(g_params, g_stats, d_params, d_stats, z, real, key, step):
     fake, g_stats = gan.generate(g_params, g_stats, z, train=True)
@@ -227,14 +247,22 @@ def make_train_step(
     step = state.step.astype(jnp.float32)
 
     d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
+    extras = state.extras
+    if st.lecam_weight and set(extras) != {'lecam_ema_real', 'lecam_ema_fake'}:
+      raise ValueError(
+        'train.lecam_weight > 0 needs the LeCam EMAs in state.extras: build the state with '
+        'the same config (gan_jax.state.create_state).'
+      )
     d_losses = []
     for i in range(n_critic):
       z = latents(keys[i], batch_size)
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, train=True)
       fake = jax.lax.stop_gradient(fake)
-      (_, (d_stats, real_logits, fake_logits, penalty, d_loss)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True
-      )(d_params, d_stats, images[i], fake, aux[i], step, hp)
+      (_, (d_stats, real_logits, fake_logits, penalty, d_loss, extras)), d_grads = (
+        jax.value_and_grad(d_loss_fn, has_aux=True)(
+          d_params, d_stats, images[i], fake, aux[i], step, hp, extras
+        )
+      )
       updates, d_opt_state = d_tx.update(d_grads, d_opt_state, d_params)
       d_params = optax.apply_updates(d_params, updates)
       if st.clip:
@@ -261,6 +289,7 @@ def make_train_step(
       g_opt_state=g_opt_state,
       d_opt_state=d_opt_state,
       ema_params=ema_params,
+      extras=extras,
     )
     out = jax.nn.sigmoid if loss.probabilistic else (lambda x: x)
     metrics = {
