@@ -4,11 +4,15 @@ A thin layer over `orbax.checkpoint.CheckpointManager`: checkpoints live in
 `<workdir>/checkpoints/<step>/`, are written atomically (Orbax writes to a temporary folder
 and renames it on success, so a crash mid-save never leaves a half checkpoint that looks
 complete), the last `keep` are kept, and restoring places every array with the shardings of
-a target state (replicated on the current mesh), so a run can resume on another device count.
+a target state (replicated on the current mesh), so a run can resume on another device count
+or number of processes. With several processes every one of them calls `save` and `restore`
+on a folder they all see (a shared file system such as NFS, or a bucket mounted with
+gcsfuse); Orbax coordinates them, each writing its share of every replicated array once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,6 +24,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gan_jax import distributed
 from gan_jax.errors import CheckpointWriteError, UnreadableCheckpointError
 from gan_jax.sharding import make_mesh, replicate
 from gan_jax.state import GAN, GANState, create_state
@@ -104,14 +109,40 @@ class Checkpointer:
         )
     return step
 
-  def _read(self, step: int, abstract: Any) -> GANState:
+  def _restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
     restored = self._manager.restore(
       step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-      ),
+      args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
     )
-    state, meta = restored['state'], restored['meta']
+    return restored['state'], restored['meta']
+
+  def _read(self, step: int, abstract: Any) -> GANState:
+    try:
+      state, meta = self._restore(step, abstract)
+    except Exception as err:  # pylint: disable=broad-except  # TensorStore raises plain Exception
+      # A run written before a field was added to GANState (e.g. `extras`) lacks it on disk:
+      # when the target's value of such fields is empty, restore the others and keep it.
+      try:  # the on-disk tree's metadata (known to the manager once a restore was tried)
+        on_disk = set(self._manager.item_metadata(step)['state'].keys())
+      except Exception:  # pylint: disable=broad-except
+        raise err from None
+      absent = [
+        f.name
+        for f in dataclasses.fields(GANState)
+        if f.name not in on_disk and not jax.tree.leaves(getattr(abstract, f.name))
+      ]
+      if not absent:
+        raise
+      reduced = {
+        f.name: getattr(abstract, f.name)
+        for f in dataclasses.fields(GANState)
+        if f.name not in absent
+      }
+      try:
+        state, meta = self._restore(step, reduced)
+      except Exception:  # pylint: disable=broad-except
+        raise err from None
+      state = GANState(**state, **{name: getattr(abstract, name) for name in absent})
     if state_digest(state) != meta['sha256']:
       raise UnreadableCheckpointError(
         f'checkpoint {step} does not match the SHA-256 digest written with it (garbled files)'
@@ -123,10 +154,12 @@ class Checkpointer:
 
     Every checkpoint carries the SHA-256 digest of its state, checked on reading. With
     `step=None` this is the newest *readable* checkpoint: one that fails to read or to match
-    its digest (truncated or garbled files) is named in a warning, moved aside to
-    `<step>.unreadable` (never deleted, so it can be inspected) and the previous one is
-    tried. Orbax's atomic saves mean an interrupted save never looks complete; this covers
-    damage after the fact (disk errors, partial copies).
+    its digest (truncated or garbled files) while an older one reads is named in a warning
+    and moved aside to `<step>.unreadable` (never deleted, so it can be inspected). If none
+    reads, nothing is moved (the cause is then more likely a different state structure than
+    damage). Orbax's atomic saves mean an interrupted save never looks complete; this covers
+    damage after the fact (disk errors, partial copies). Checkpoints written before a field
+    was added to `GANState` restore with that field's (empty) value from `target`.
 
     Args:
       target: a state of the same structure (e.g. freshly created and replicated); only
@@ -150,33 +183,52 @@ class Checkpointer:
     steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       raise FileNotFoundError(f'no checkpoint in {self.directory}.')
+    failed: list[tuple[int, Exception]] = []
     for candidate in steps:
       try:
-        return self._read(candidate, abstract)
+        state = self._read(candidate, abstract)
       except Exception as err:  # pylint: disable=broad-except  # TensorStore raises plain Exception
+        failed.append((candidate, err))
+        continue
+      # A newer checkpoint failed where an older one of the same run reads: it is damaged.
+      for bad, err in failed:
         first_line = (str(err).strip().splitlines() or [''])[0][:160]
-        moved = self._move_aside(candidate)
+        moved = self._move_aside(bad)
         log.warning(
-          'Checkpoint %s is unreadable (%s: %s); moved it to %s and trying the previous one.',
-          os.path.join(self.directory, str(candidate)),
+          'Checkpoint %s is unreadable (%s: %s); moved it to %s and resumed from step %d.',
+          os.path.join(self.directory, str(bad)),
           type(err).__name__,
           first_line,
           moved,
+          candidate,
         )
+      return state
+    # None reads: more likely a state of another structure (another model, config or gan_jax
+    # version) than every checkpoint damaged, so nothing is moved.
+    bad, err = failed[0]
+    reason = ' '.join(str(err).split())[:300]
     raise FileNotFoundError(
-      f'none of the checkpoints in {self.directory} is readable (steps {steps}, now moved to '
-      '<step>.unreadable); start a new run with another --workdir.'
+      f'none of the checkpoints in {self.directory} (steps {steps}) can be read into this '
+      f'run\'s state; they were left in place. Checkpoint {bad}: {type(err).__name__}: '
+      f'{reason}. If they were written with another config or gan_jax version, use those, '
+      'or start a new run with another --workdir.'
     )
 
   def _move_aside(self, step: int) -> str:
-    """Renames checkpoint `step` to `<step>.unreadable[.N]` so Orbax no longer lists it."""
+    """Renames checkpoint `step` to `<step>.unreadable[.N]` so Orbax no longer lists it.
+
+    Process 0 renames; with several processes all of them wait for each other before (so
+    all name the same new folder) and after it (so none lists the old one again).
+    """
+    distributed.barrier(f'unreadable_{step}_before')
     src = os.path.join(self.directory, str(step))
     dst, n = f'{src}.unreadable', 0
     while os.path.exists(dst):
       n += 1
       dst = f'{src}.unreadable.{n}'
-    if jax.process_index() == 0:
+    if distributed.is_writer():
       os.rename(src, dst)
+    distributed.barrier(f'unreadable_{step}_after')
     self._manager.reload()
     return dst
 

@@ -1,17 +1,18 @@
 """Input pipeline: TFDS images -> [-1, 1] float batches -> sharded global jax.Arrays.
 
-The train stream is a pure function of (dataset, split, seed, batch_size, n_critic, process
-layout): the element consumed by train step ``k`` is the same in every run, in every Python
-process, so a run resumed at step ``k`` with ``start_step=k`` sees exactly the data an
-uninterrupted run would have seen.
+The train stream is a pure function of (dataset, split, seed, batch_size, n_critic): the
+global batch consumed by train step ``k`` is the same in every run, in every Python process
+and for any number of processes (each process keeps its own rows of it), so a run resumed at
+step ``k`` with ``start_step=k``, on the same or another number of hosts, sees exactly the
+data an uninterrupted run would have seen.
 
 Typical use::
 
+    mesh = jax.make_mesh((jax.device_count(),), ('data',))
     ds = build_train_dataset('mnist', 'train', data_dir=resolve_data_dir(cfg.data.data_dir),
                              image_size=28, channels=1, batch_size=64, seed=0, n_critic=1,
-                             start_step=state.step, process_index=jax.process_index(),
-                             process_count=jax.process_count())
-    mesh = jax.make_mesh((jax.device_count(),), ('data',))
+                             start_step=state.step,
+                             rows=process_rows(batch_sharding(mesh), 64))
     batches = device_prefetch(ds.as_numpy_iterator(), batch_sharding(mesh))
     for batch in batches:           # {'image': [n_critic, B, H, W, C], 'label': [n_critic, B]}
         state, metrics = train_step(state, batch)
@@ -29,7 +30,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -50,6 +51,7 @@ __all__ = [
   'device_prefetch',
   'load_images',
   'measure_throughput',
+  'process_rows',
   'resolve_data_dir',
 ]
 
@@ -162,15 +164,13 @@ def _builder(
   name_field, split_field = fields
   try:
     builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
-    raise DatasetNotFoundError(
-      name,
-      split,
-      searched,
-      reason='no registered TFDS builder and no prepared folder',
-      field=name_field,
-    ) from None
+  except ValueError as err:  # tfds' DatasetNotFoundError is a ValueError too
+    if isinstance(err, tfds.core.registered.DatasetNotFoundError):
+      # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
+      reason = 'no registered TFDS builder and no prepared folder'
+    else:  # not a TFDS name at all, e.g. '_' or 'a b'
+      reason = 'not a TFDS dataset name (letters, digits and _, optionally /config:version)'
+    raise DatasetNotFoundError(name, split, searched, reason=reason, field=name_field) from None
   if not builder.is_prepared():
     if not download:
       raise DatasetNotFoundError(name, split, searched, field=name_field) from None
@@ -406,6 +406,33 @@ def load_images(
   return ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def process_rows(
+  sharding: jax.sharding.Sharding, batch_size: int, batch_axis: int = 1
+) -> np.ndarray:
+  """The rows of a global batch that this process's devices hold under `sharding`.
+
+  What `jax.make_array_from_process_local_data(sharding, local)` expects as `local`: these
+  rows of the global batch, in this (ascending) order. With one process that is every row.
+  With several it is usually one contiguous block per process, but it follows the mesh's
+  device order (which `jax.make_mesh` may permute, e.g. on TPU), so it is read from the
+  sharding rather than assumed.
+
+  Args:
+    sharding: the batch's sharding, e.g. `batch_sharding(mesh)` (batch on axis 1).
+    batch_size: the global batch size B.
+    batch_axis: the dimension of the batch in the arrays `sharding` places.
+
+  Returns:
+    int64 `[B_local]`: ascending indices in [0, B), `B_local = B / process_count` for a
+    data-parallel mesh.
+  """
+  shape = (1,) * batch_axis + (batch_size,)
+  rows: set[int] = set()
+  for index in sharding.addressable_devices_indices_map(shape).values():
+    rows.update(range(batch_size)[index[batch_axis]])
+  return np.array(sorted(rows), np.int64)
+
+
 def build_train_dataset(
   name: str,
   split: str,
@@ -419,26 +446,33 @@ def build_train_dataset(
   start_step: int = 0,
   process_index: int = 0,
   process_count: int = 1,
+  rows: Sequence[int] | None = None,
   cache: bool = True,
   shuffle_buffer: int | None = None,
   download: bool = False,
 ) -> tf.data.Dataset:
   """Builds the infinite, deterministic, resumable training stream of this process.
 
-  Pipeline: this process's shard (``tfds.even_splits(split, process_count)[process_index]``,
-  i.e. TFDS split slicing, so each process reads only its own contiguous 1/process_count of
-  the split, before any shuffling) -> decode, resize, convert channels -> ``cache()`` in
-  memory (values still in [0, 255]; uint8 when no resizing was needed, 4x smaller than
-  float32) -> ``shuffle(buffer, seed=seed, reshuffle_each_iteration=True)`` -> ``repeat()``
-  -> ``skip(start_step * n_critic * B_local)`` -> ``batch(B_local, drop_remainder=True)``
-  -> ``batch(n_critic, drop_remainder=True)`` -> scale to [-1, 1] (vectorised over the
-  whole step) -> ``prefetch(AUTOTUNE)``, with ``tf.data.Options.deterministic = True``.
+  Pipeline: the whole split -> decode, resize, convert channels -> ``cache()`` in memory
+  (values still in [0, 255]; uint8 when no resizing was needed, 4x smaller than float32)
+  -> ``shuffle(buffer, seed=seed, reshuffle_each_iteration=True)`` -> ``repeat()`` ->
+  ``skip(start_step * n_critic * B)`` -> ``batch(B, drop_remainder=True)`` -> this
+  process's ``rows`` of each global batch -> ``batch(n_critic, drop_remainder=True)`` ->
+  scale to [-1, 1] (vectorised over the whole step) -> ``prefetch(AUTOTUNE)``, with
+  ``tf.data.Options.deterministic = True``.
+
+  Every process builds the same global stream and keeps its own rows of each global batch,
+  so the global batches do not depend on the number of processes: a run on 2 hosts trains on
+  exactly the batches of a run on 1, and a checkpoint resumes on any number of hosts with
+  the data an uninterrupted run would have seen. The price is that every process decodes
+  and caches the whole split (not 1/process_count of it) and shuffles and batches B
+  examples per step, of which it converts and transfers only B_local.
 
   Resuming: element ``k`` of the stream is a pure function of (dataset, split, seed,
-  batch_size, n_critic, process layout). ``start_step=k`` makes element 0 equal to element
-  ``k`` of the stream built with ``start_step=0``; the skip is done on single examples
-  before batching (equivalent, since the stream is infinite) so it is cheap, but it still
-  replays the shuffles, costing roughly ``k * n_critic * B_local`` cached examples of work.
+  batch_size, n_critic) and of the rows kept. ``start_step=k`` makes element 0 equal to
+  element ``k`` of the stream built with ``start_step=0``; the skip is done on single
+  examples before batching (equivalent, since the stream is infinite) so it is cheap, but it
+  still replays the shuffles, costing roughly ``k * n_critic * B`` cached examples of work.
   The order depends on TF's global seed only if someone calls ``tf.random.set_seed``
   (gan_jax never does); without it the op seed alone fixes the order in every process.
   Each *new* dataset object restarts the stream; iterating the same object twice in one
@@ -450,28 +484,32 @@ def build_train_dataset(
     data_dir: TFDS data directory, or None (``TFDS_DATA_DIR`` / TFDS default).
     image_size: Output H = W.
     channels: Output C, 1 or 3.
-    batch_size: Global batch size per discriminator step; each process yields
-      ``B_local = batch_size // process_count`` examples per step.
+    batch_size: Global batch size B per discriminator step.
     seed: Shuffle seed (the run's seed).
     n_critic: Discriminator steps per train step; every element carries that many batches.
     start_step: Train steps already taken (the restored ``state.step``), >= 0.
     process_index: This process's index, ``jax.process_index()``.
     process_count: Number of processes, ``jax.process_count()``.
+    rows: The rows of each global batch this process keeps, ascending indices in [0, B)
+      (``process_rows(batch_sharding(mesh), B)``); None: the contiguous block
+      ``[process_index * B_local, (process_index + 1) * B_local)`` with
+      ``B_local = B // process_count``.
     cache: Cache decoded examples in memory (recommended unless the split is too large).
-    shuffle_buffer: Shuffle buffer size; None = this process's whole shard (a full
-      uniform shuffle every epoch).
+    shuffle_buffer: Shuffle buffer size; None = the whole split (a full uniform shuffle
+      every epoch).
     download: Passed to ``load_images``; False never touches the network.
 
   Returns:
-    An infinite ``tf.data.Dataset`` whose elements are one train step's data:
-    ``{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1],
-    'label': int32 [n_critic, B_local]}`` (label -1 for unlabelled datasets).
+    An infinite ``tf.data.Dataset`` whose elements are one train step's data for this
+    process: ``{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1],
+    'label': int32 [n_critic, B_local]}`` (label -1 for unlabelled datasets), with
+    ``B_local = len(rows)``.
 
   Raises:
     ValueError: ``train.batch_size`` <= 0 or not divisible by ``process_count``,
       ``train.n_critic`` < 1, ``start_step`` < 0, ``data.image_size`` < 1,
-      ``data.channels`` not in (1, 3), a bad ``process_index``/``process_count`` or
-      ``shuffle_buffer``, an unknown split, or a shard too small for one batch.
+      ``data.channels`` not in (1, 3), a bad ``process_index``/``process_count``, ``rows``
+      or ``shuffle_buffer``, an unknown split, or a split smaller than one batch.
     DatasetNotFoundError: As in ``load_images``.
   """
   if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -492,24 +530,27 @@ def build_train_dataset(
   if shuffle_buffer is not None and shuffle_buffer < 1:
     raise ConfigError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
   _validate_image_args(image_size, channels)
-  local_batch = batch_size // process_count
+  if rows is None:
+    local_batch = batch_size // process_count
+    rows = range(process_index * local_batch, (process_index + 1) * local_batch)
+  rows = [int(r) for r in rows]
+  if not rows or rows != sorted(set(rows)) or rows[0] < 0 or rows[-1] >= batch_size:
+    raise ValueError(
+      f'rows={rows!r} must be distinct ascending indices in [0, {batch_size}) (the batch).'
+    )
 
-  shard = split
-  if process_count > 1:
-    shard = tfds.even_splits(split, n=process_count)[process_index]
   ds, num_examples = _raw_images(
     name,
-    shard,
+    split,
     data_dir=data_dir,
     image_size=image_size,
     channels=channels,
     download=download,
   )
-  if num_examples < local_batch:
+  if num_examples < batch_size:
     raise ConfigError(
-      f"Split '{split}' of '{name}' gives process {process_index} only {num_examples} "
-      f'examples, fewer than its per-process batch of {local_batch} '
-      f'(train.batch_size={batch_size}, process_count={process_count}).'
+      f"Split '{split}' of '{name}' has only {num_examples} examples, fewer than one batch "
+      f'(train.batch_size={batch_size}).'
     )
   if cache:
     ds = ds.cache()
@@ -517,8 +558,13 @@ def build_train_dataset(
   ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat()
   if start_step:
-    ds = ds.skip(start_step * n_critic * local_batch)
-  ds = ds.batch(local_batch, drop_remainder=True)
+    ds = ds.skip(start_step * n_critic * batch_size)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if rows != list(range(rows[0], rows[-1] + 1)):  # scattered rows (an unusual mesh)
+    ds = ds.map(lambda b: {k: tf.gather(v, rows) for k, v in b.items()})
+  elif len(rows) < batch_size:  # one block: a slice
+    lo, hi = rows[0], rows[-1] + 1
+    ds = ds.map(lambda b: {k: v[lo:hi] for k, v in b.items()})
   ds = ds.batch(n_critic, drop_remainder=True)
   ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
@@ -597,8 +643,9 @@ def device_prefetch(
 
   Each leaf becomes a global ``jax.Array`` via
   ``jax.make_array_from_process_local_data(sharding, local_array)``, which is correct for
-  one process and for several (each process passes its own ``B_local`` rows; the global
-  batch dimension is ``B_local * process_count``).
+  one process and for several (each process passes its own ``B_local`` rows of the global
+  batch, ``process_rows(sharding, B)``; the global batch dimension is
+  ``B_local * process_count``).
 
   The producer is a daemon thread, started at once (so loading overlaps e.g. the first
   compilation). It stops when ``iterator`` is exhausted, when it raises (the exception is

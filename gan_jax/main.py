@@ -2,6 +2,7 @@
 
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/mnist_dcgan \
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
+        [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
     gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
@@ -154,11 +155,39 @@ def apply_overrides(
   return config
 
 
+def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
+  """Checks the multi-process flags of `train` (connect=False), or joins the run they
+  describe (connect=True: `gan_jax.distributed.initialize`, before anything starts JAX).
+
+  Raises:
+    UsageError: only some of --coordinator/--num-processes/--process-id, a bad value, or
+      --distributed outside a cluster it can detect.
+  """
+  from gan_jax import distributed  # pylint: disable=g-import-not-at-top
+
+  step = distributed.initialize if connect else distributed.check_launch
+  try:
+    step(
+      args.coordinator,
+      args.num_processes,
+      args.process_id,
+      auto=args.distributed,
+      timeout_s=args.distributed_timeout,
+    )
+  except distributed.LaunchError as e:
+    raise UsageError(str(e)) from None
+
+
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
+  _join_processes(args, connect=False)  # bad flags fail before the config is even read
   config = apply_overrides(load_config_file(args.config), overrides)
+  _join_processes(args, connect=True)
+  import jax  # pylint: disable=g-import-not-at-top
   from gan_jax import train  # pylint: disable=g-import-not-at-top
 
   state = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+  if jax.process_index() != 0:  # one process speaks for a multi-process run
+    return
   step = min(_step_values(state.step))  # [K] steps with num_replicas = K
   where = args.workdir
   if config.num_replicas > 1:
@@ -394,6 +423,34 @@ def build_parser() -> argparse.ArgumentParser:
     action='store_true',
     help='start a new run even if workdir holds one (deletes its checkpoints, samples and '
     'logs once the config has passed every check); without it, a run resumes',
+  )
+  m = t.add_argument_group(
+    'several processes (multi-host)',
+    'Start the same command once per process (per host of a TPU pod slice, per node or GPU '
+    'of a cluster); they train one run together, on a --workdir they all see. Give all of '
+    '--coordinator, --num-processes and --process-id, or --distributed to detect them.',
+  )
+  m.add_argument(
+    '--coordinator',
+    metavar='HOST:PORT',
+    help='address of process 0 and a free port there, reachable from every process '
+    '(e.g. 10.0.0.1:12345; localhost:12345 on one machine)',
+  )
+  m.add_argument('--num-processes', type=int, metavar='N', help='number of processes')
+  m.add_argument('--process-id', type=int, metavar='I', help='this process, 0 to N-1')
+  m.add_argument(
+    '--distributed',
+    action='store_true',
+    help='detect the processes from the environment (Cloud TPU VM, SLURM srun, Open MPI '
+    'mpirun, Kubernetes); flags given above take precedence',
+  )
+  m.add_argument(
+    '--distributed-timeout',
+    type=float,
+    default=300.0,
+    metavar='SECONDS',
+    help='give up (exit status 1) when not all processes have connected after this long '
+    '(default 300)',
   )
   s = sub.add_parser('sample', help='write a grid of samples from a run\'s latest checkpoint')
   s.add_argument('--workdir', required=True, help='run folder written by `gan-jax train`')

@@ -36,6 +36,7 @@ import tqdm
 
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
+from gan_jax import distributed
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -95,10 +96,13 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   # run behaved as the field's default does.
   defaults = _flatten(config_lib.base_config().to_dict())
   old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
+  # LeCam on or off changes the state's structure (its EMAs live in GANState.extras).
+  for flat in (old, new):
+    flat['train.lecam (on)'] = bool(flat.get('train.lecam_weight') or 0)
   changed = [
     f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
     for k in sorted(set(old) | set(new))
-    if k.startswith(SHAPE_FIELDS) and old.get(k) != new.get(k)
+    if (k.startswith(SHAPE_FIELDS) or k == 'train.lecam (on)') and old.get(k) != new.get(k)
   ]
   if changed:
     raise ConfigError(
@@ -184,9 +188,10 @@ def _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar, raw_too=
   if best is not None:
     best.offer(state, step, results)
   shown = {**results, **{f'raw_{k}': v for k, v in raw.items()}}
-  bar.write(
-    f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in shown.items() if 'eval_' not in k)
-  )
+  if distributed.is_writer():
+    bar.write(
+      f'step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in shown.items() if 'eval_' not in k)
+    )
   return time.perf_counter() - t0
 
 
@@ -197,8 +202,13 @@ def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
 
 def _write_grid(gan: GAN, state: GANState, z: jax.Array, path: str, use_ema: bool) -> None:
   """Writes a sample grid; a failed write (e.g. a full disk) is a warning, not the end of
-  the run: grids are a view of training, checkpoints are what must not be lost."""
+  the run: grids are a view of training, checkpoints are what must not be lost.
+
+  Every process samples (a computation over all devices); process 0 alone writes the PNG.
+  """
   images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))
+  if not distributed.is_writer():
+    return
   try:
     sampling.save_grid(path, images, scale=2)
   except OSError as err:
@@ -206,12 +216,17 @@ def _write_grid(gan: GAN, state: GANState, z: jax.Array, path: str, use_ema: boo
 
 
 class _ScalarLog:
-  """Buffers per-step metrics on device, checks them for NaN/Inf, writes TB + JSONL."""
+  """Buffers per-step metrics on device, checks them for NaN/Inf, writes TB + JSONL.
+
+  Every process checks the metrics (so all of them stop or roll back at the same step);
+  process 0 alone writes metrics.jsonl and the TensorBoard events.
+  """
 
   def __init__(self, workdir: str, start_step: int):
     self.workdir = workdir
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.writer = None
+    self.is_writer = distributed.is_writer()
     self.eval_steps: set[int] = set()
     self.rewind(start_step)
 
@@ -233,14 +248,16 @@ class _ScalarLog:
             kept.append(line if line.endswith('\n') else line + '\n')
             if any(k.startswith('eval/') for k in entry):
               self.eval_steps.add(entry['step'])
-      tmp = self.path + '.tmp'
-      with open(tmp, 'w') as f:
-        f.writelines(kept)
-      os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new log
+      if self.is_writer:
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+          f.writelines(kept)
+        os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new log
     self.eval_steps = {s for s in self.eval_steps if s <= step}
     if self.writer is not None:
       self.writer.close()
-    self.writer = SummaryWriter(self.workdir, purge_step=step + 1 if step else None)
+    if self.is_writer:
+      self.writer = SummaryWriter(self.workdir, purge_step=step + 1 if step else None)
 
   def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
     self.pending.append((step, metrics))
@@ -267,13 +284,16 @@ class _ScalarLog:
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if any(k.startswith('eval/') for k in scalars):
       self.eval_steps.add(step)
+    if not self.is_writer:
+      return
     for name, value in scalars.items():
       self.writer.add_scalar(name, value, step)
     with open(self.path, 'a') as f:
       f.write(json.dumps({'step': step, **scalars}) + '\n')
 
   def close(self) -> None:
-    self.writer.close()
+    if self.writer is not None:
+      self.writer.close()
 
 
 def _has_checkpoints(workdir: str) -> bool:
@@ -358,12 +378,11 @@ def preflight(
     data_dir=config.data.data_dir,
     download=config.data.download,
   )
-  per_process = config.train.batch_size // jax.process_count()
-  if num_examples is not None and num_examples // jax.process_count() < per_process:
+  if num_examples is not None and num_examples < config.train.batch_size:
     raise ConfigError(
       f'train.batch_size={config.train.batch_size} is invalid: data.split='
       f"{config.data.split!r} has only {num_examples} examples; use a batch of at most "
-      f'{num_examples // jax.process_count() * jax.process_count()} or a larger split.'
+      f'{num_examples} or a larger split.'
     )
   if not overwrite and _has_checkpoints(workdir):
     check_resumable(workdir, config)
@@ -371,11 +390,14 @@ def preflight(
   return config, mesh
 
 
-def host_batches(config: ml_collections.ConfigDict, start_step: int):
+def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
   """The run's training batches from step `start_step` on, as numpy dicts on this host.
 
   Yields `{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1], 'label': ...}`, this
-  process's share of each global batch, in the order fixed by `config.seed`.
+  process's share of each global batch, in the order fixed by `config.seed`: its `rows`
+  (`gan_jax.data.process_rows` of the batch sharding; None: block `jax.process_index()` of
+  `jax.process_count()` equal blocks). The global batches do not depend on the number of
+  processes.
   """
   ds = data_lib.build_train_dataset(
     config.data.name,
@@ -389,6 +411,7 @@ def host_batches(config: ml_collections.ConfigDict, start_step: int):
     start_step=start_step,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
+    rows=rows,
     cache=config.data.cache,
     shuffle_buffer=config.data.shuffle_buffer,
     download=config.data.download,
@@ -469,10 +492,12 @@ def train_and_evaluate(
       overwrite=overwrite,
     )
   config, mesh = preflight(config, workdir, overwrite=overwrite)
-  if overwrite and jax.process_index() == 0:
+  if overwrite and distributed.is_writer():
     removed = _clear_run(workdir)
     if removed:
       log.warning('overwrite: removed the previous run in %s (%s)', workdir, ', '.join(removed))
+  if overwrite:
+    distributed.barrier('overwrite')  # no process may read the old run's files any more
 
   gan, state = create_state(config)
   state = replicate(state, mesh)
@@ -482,9 +507,12 @@ def train_and_evaluate(
     state = ckpt.restore(state)
     start_step = int(state.step)
     log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+  if distributed.is_writer():
+    # Atomic: the other processes of a multi-process run may be reading it (preflight).
+    path = os.path.join(workdir, 'config.json')
+    with open(path + '.tmp', 'w') as f:
       f.write(config.to_json(indent=2))
+    os.replace(path + '.tmp', path)
 
   rollbacks = _read_rollbacks(workdir)
   lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
@@ -502,8 +530,11 @@ def train_and_evaluate(
       mesh,
     )
 
+  sharding = data_lib.batch_sharding(mesh)
+  rows = data_lib.process_rows(sharding, config.train.batch_size)
+
   def open_batches(start: int):
-    return data_lib.device_prefetch(host_batches(config, start), data_lib.batch_sharding(mesh))
+    return data_lib.device_prefetch(host_batches(config, start, rows), sharding)
 
   train_step = compile_step(lr_scale)
   total = config.train.steps
@@ -525,7 +556,7 @@ def train_and_evaluate(
   bar = tqdm.tqdm(
     total=total,
     initial=start_step,
-    disable=not config.progress_bar,
+    disable=not config.progress_bar or not distributed.is_writer(),
     unit='step',
     dynamic_ncols=True,
   )
@@ -535,6 +566,7 @@ def train_and_evaluate(
   step = start_step
   in_flight = None
   metrics = None
+  stop_vote, stopping = distributed.StopVote(mesh), False
   with StopOnSignal() as stopper:
     try:
       if (
@@ -564,7 +596,8 @@ def train_and_evaluate(
         scalars.add(step, metrics)
         bar.update(1)
 
-        stopping = stopper.received is not None
+        # With several processes, all stop together, one step after any got a signal.
+        stopping = stop_vote.update(stopper.received is not None)
         is_last = step == total
         save = step % config.checkpoint_every == 0 or is_last or stopping
         if step % config.log_every == 0 or save:
@@ -642,7 +675,7 @@ def train_and_evaluate(
           log.warning(
             'Received %s: stopped after step %d and saved a checkpoint in %s; run the same '
             'command again to resume.',
-            stopper.received,
+            stopper.received or 'a stop signal in another process',
             step,
             ckpt.directory,
           )
@@ -656,7 +689,7 @@ def train_and_evaluate(
         best.close()
 
   wall = time.perf_counter() - t_run
-  if jax.process_index() == 0 and step > start_step and metrics is not None:
+  if distributed.is_writer() and step > start_step and metrics is not None:
     final = {k: float(v) for k, v in jax.device_get(metrics).items()}
     summary = {
       'start_step': start_step,
@@ -668,7 +701,7 @@ def train_and_evaluate(
       'devices': len(jax.devices()),
       'platform': jax.devices()[0].platform,
       'final_metrics': final,
-      'stopped_by_signal': stopper.received,
+      'stopped_by_signal': stopper.received or ('in another process' if stopping else None),
       'rollbacks': len(rollbacks),
       'lr_scale': lr_scale,
     }
