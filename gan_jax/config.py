@@ -28,6 +28,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_replicas = 1               # K > 1: K GANs in one vmapped step (gan_jax/replicas.py), in <workdir>/replica_<i>/.
   c.replica_seeds = True           # Replica i gets seed + i; False: every replica uses seed.
   c.replica_values = ''            # Per-replica values, K each: 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10' (see REPLICA_FIELDS).
+  # Mixed precision (as in Flax / big_vision): 'bfloat16' runs G's and D's layers in bfloat16,
+  # while parameters, optimizer state, EMA and BatchNorm statistics stay float32, and G's images
+  # and D's logits are cast to float32 before any loss, penalty or metric. It changes results
+  # but not the checkpoint (float32 either way), so a float32 run may resume in bfloat16.
+  c.dtype = 'float32'              # Compute dtype of G and D: 'float32' (default) or 'bfloat16'.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...) or 'sngan32' (32x32 ResNet).
@@ -188,11 +193,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ConfigError: (a ValueError) for the first invalid field found.
   """
   from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
-  from gan_jax.models import MODELS  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import DTYPES, MODELS  # pylint: disable=g-import-not-at-top
 
   t, d, m = config.train, config.data, config.model
   if m.name not in MODELS:
     raise _err('model.name', m.name, f'choose one of {sorted(MODELS)}')
+  dtype = config.get('dtype', 'float32')  # missing in configs written before the field
+  if not isinstance(dtype, str) or dtype not in DTYPES:
+    raise _err('dtype', dtype, "choose 'float32' or 'bfloat16' (mixed precision)")
   if t.loss not in LOSSES:
     raise _err('train.loss', t.loss, f'choose one of {sorted(LOSSES)}')
   for field, value in (('model.latent_dim', m.latent_dim), ('model.g_width', m.g_width),

@@ -7,6 +7,11 @@
 transformations. Together they give G and D as pure functions (`GAN.generate`,
 `GAN.discriminate`): `nnx.merge(graphdef, params, batch_stats)` happens at trace time inside
 the jitted step, the module is called, and the new BatchNorm statistics are split out again.
+
+With `config.dtype='bfloat16'` (mixed precision) the graph definitions compute in bfloat16
+while every array of `GANState` stays float32; `GAN.generate` and `GAN.discriminate` cast
+G's images and D's logits to float32, so that losses, penalties, metrics, sampling and
+evaluation all work in float32.
 """
 
 from __future__ import annotations
@@ -93,10 +98,11 @@ class GAN:
         averages); False uses the running averages.
 
     Returns:
-      (images float32 `[B, H, W, C]` in [-1, 1], new batch_stats).
+      (images float32 `[B, H, W, C]` in [-1, 1], new batch_stats). With mixed precision G
+      computes in bfloat16 and its images are cast to float32 here (a no-op for float32).
     """
     model = nnx.merge(self.g_graphdef, params, batch_stats, copy=True)
-    images = model(z, train=train)
+    images = model(z, train=train).astype(jnp.float32)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return images, nnx.to_pure_dict(new_stats)
 
@@ -112,10 +118,11 @@ class GAN:
       train: as in `generate`.
 
     Returns:
-      (logits float32 `[B]`, new batch_stats).
+      (logits float32 `[B]`, new batch_stats). With mixed precision D computes in bfloat16
+      and its logits are cast to float32 here (a no-op for float32).
     """
     model = nnx.merge(self.d_graphdef, params, batch_stats, copy=True)
-    logits = model(images, train=train)
+    logits = model(images, train=train).astype(jnp.float32)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return logits, nnx.to_pure_dict(new_stats)
 
@@ -167,18 +174,21 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
 
   Args:
     config: a full run config (`gan_jax.config.base_config()` layout): uses `seed`,
-      `model`, `data.image_size`, `data.channels` and `train`.
+      `model`, `data.image_size`, `data.channels`, `train` and `dtype` ('float32' when the
+      config has none, e.g. an older run's config.json). The dtype changes the graph
+      definitions only: the state is float32 and bitwise the same for either dtype.
 
   Returns:
     (GAN, GANState) with `state.step == 0`.
 
   Raises:
-    ValueError: for an unknown model name or an image shape the model cannot make.
+    ValueError: for an unknown model name or dtype, or an image shape the model cannot make.
   """
   image_shape = image_shape_of(config)
   init_rng, run_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   param_seed = int(jax.random.randint(init_rng, (), 0, 2**31 - 1))
-  g, d = build_models(config.model, image_shape, param_seed)
+  dtype = config.get('dtype', 'float32')
+  g, d = build_models(config.model, image_shape, param_seed, dtype=dtype)
   g_graphdef, g_params, g_stats = nnx.split(g, nnx.Param, ...)
   d_graphdef, d_params, d_stats = nnx.split(d, nnx.Param, ...)
   g_params, g_stats = nnx.to_pure_dict(g_params), nnx.to_pure_dict(g_stats)

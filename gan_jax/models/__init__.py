@@ -1,7 +1,7 @@
 """Generator and discriminator registry.
 
-`build_models(model_config, image_shape, seed)` returns a `(G, D)` pair of Flax NNX modules;
-the training code turns them into pure functions with `nnx.split` / `nnx.merge`
+`build_models(model_config, image_shape, seed, dtype=...)` returns a `(G, D)` pair of Flax
+NNX modules; the training code turns them into pure functions with `nnx.split` / `nnx.merge`
 (see `gan_jax.state`).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax.numpy as jnp
 from flax import nnx
 
 from gan_jax.models.dcgan import (
@@ -32,37 +33,43 @@ def _d_options(cfg):
   )
 
 
-def _mlp(cfg, shape, rngs):
+def _mlp(cfg, shape, rngs, dtype):
   hidden = tuple(cfg.get('hidden', (256, 256)))
   return (
-    MLPGenerator(shape, cfg.latent_dim, hidden, rngs=rngs),
-    MLPDiscriminator(shape, hidden, rngs=rngs),
+    MLPGenerator(shape, cfg.latent_dim, hidden, dtype=dtype, rngs=rngs),
+    MLPDiscriminator(shape, hidden, dtype=dtype, rngs=rngs),
   )
 
 
-def _dcgan28(cfg, shape, rngs):
+def _dcgan28(cfg, shape, rngs, dtype):
   return (
-    DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGAN28Discriminator(shape, cfg.d_width, rngs=rngs, **_d_options(cfg)),
+    DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
+    DCGAN28Discriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg)),
   )
 
 
-def _dcgan(cfg, shape, rngs):
+def _dcgan(cfg, shape, rngs, dtype):
   return (
-    DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    DCGANDiscriminator(shape, cfg.d_width, rngs=rngs, **_d_options(cfg)),
+    DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
+    DCGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg)),
   )
 
 
-def _sngan32(cfg, shape, rngs):
+def _sngan32(cfg, shape, rngs, dtype):
   return (
-    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, rngs=rngs),
-    SNGANDiscriminator(shape, cfg.d_width, rngs=rngs),
+    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
+    SNGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs),
   )
 
+
+# `config.dtype` -> the layers' computation dtype. None is Flax's default (the dtype of the
+# inputs and parameters: float32), so 'float32' builds exactly the models it always did.
+# 'bfloat16' is mixed precision: float32 parameters (and so optimizer state and EMA),
+# BatchNorm statistics and spectral-norm state; bfloat16 layers and activations.
+DTYPES: dict[str, Any] = {'float32': None, 'bfloat16': jnp.bfloat16}
 
 MODELS: dict[
-  str, Callable[[Any, tuple[int, int, int], nnx.Rngs], tuple[nnx.Module, nnx.Module]]
+  str, Callable[[Any, tuple[int, int, int], nnx.Rngs, Any], tuple[nnx.Module, nnx.Module]]
 ] = {
   'mlp': _mlp,
   'dcgan28': _dcgan28,
@@ -72,7 +79,7 @@ MODELS: dict[
 
 
 def build_models(
-  model_config: Any, image_shape: tuple[int, int, int], seed: int
+  model_config: Any, image_shape: tuple[int, int, int], seed: int, *, dtype: str = 'float32'
 ) -> tuple[nnx.Module, nnx.Module]:
   """Builds the generator and discriminator named by `model_config.name`.
 
@@ -89,22 +96,32 @@ def build_models(
       128, latent_dim 128.
     image_shape: (H, W, C) of the training images.
     seed: integer seed of the parameter initialisation.
+    dtype: the run's `config.dtype`, a key of `DTYPES`: 'float32' (default) or 'bfloat16'
+      (mixed precision: the layers compute in bfloat16 and the models return bfloat16;
+      parameters and BatchNorm / spectral-norm state are float32 either way, and they are
+      initialised to the same values). `gan_jax.state.GAN` casts G's images and D's logits
+      to float32.
 
   Returns:
     `(generator, discriminator)`, NNX modules with freshly initialised parameters.
 
   Raises:
-    ValueError: for an unknown model name (listing the valid ones) or an image shape the
-      architecture cannot produce, or an invalid `pack` / `minibatch_std`.
+    ValueError: for an unknown model name (listing the valid ones) or dtype, an image shape
+      the architecture cannot produce, or an invalid `pack` / `minibatch_std`.
   """
   if model_config.name not in MODELS:
     raise ValueError(
       f'model.name={model_config.name!r} is not a known model; choose one of {sorted(MODELS)}.'
     )
-  return MODELS[model_config.name](model_config, tuple(image_shape), nnx.Rngs(params=seed))
+  if dtype not in DTYPES:
+    raise ValueError(f'dtype={dtype!r} is not a known dtype; choose one of {sorted(DTYPES)}.')
+  return MODELS[model_config.name](
+    model_config, tuple(image_shape), nnx.Rngs(params=seed), DTYPES[dtype]
+  )
 
 
 __all__ = [
+  'DTYPES',
   'MODELS',
   'build_models',
   'MLPGenerator',

@@ -31,6 +31,12 @@ packing; no sigmoid). BatchNorm uses batch statistics when `train=True` (synchro
 the whole global batch when the batch is sharded across devices) and its running averages
 when `train=False`; spectral normalization advances and stores its power iteration when
 `train=True` only.
+
+Every model takes `dtype`, the computation dtype of its layers: None (the default) computes
+in float32; jnp.bfloat16 is mixed precision (`config.dtype`): parameters, BatchNorm
+statistics and spectral-norm state stay float32, the layers and activations are bfloat16,
+and the model returns bfloat16 images or logits (`gan_jax.state.GAN` casts them to float32).
+Minibatch stddev computes its statistic in float32 either way.
 """
 
 from __future__ import annotations
@@ -42,15 +48,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gan_jax.models.sngan import SpectralNorm
+from gan_jax.models.sngan import Dtype, SpectralNorm, batch_norm
 
 _INIT = nnx.initializers.normal(0.02)
-# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
-_BN_MOMENTUM = 0.9
-
-
-def _bn(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
 
 
 def _maybe_sn(layer: nnx.Module, spectral_norm: bool, rngs: nnx.Rngs) -> nnx.Module:
@@ -180,10 +180,12 @@ class DCGAN28Generator(nnx.Module):
     image_shape: (28, 28, C).
     latent_dim: size of z (default 100).
     width: channels of the 14x14 feature map; the 7x7 map has 2 * width (default 64).
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
+      precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> images float32 `[B, 28, 28, C]`
-  in [-1, 1].
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> images `[B, 28, 28, C]` in
+  [-1, 1] (float32, or `dtype`).
 
   Raises:
     ValueError: if image_shape is not (28, 28, C).
@@ -195,21 +197,30 @@ class DCGAN28Generator(nnx.Module):
     latent_dim: int = 100,
     width: int = 64,
     *,
+    dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_28(image_shape)
     c = image_shape[2]
     self.width = width
     self.fc = nnx.Linear(
-      latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT, rngs=rngs
+      latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT, dtype=dtype, rngs=rngs
     )
-    self.bn0 = _bn(7 * 7 * 2 * width, rngs)
+    self.bn0 = batch_norm(7 * 7 * 2 * width, rngs, dtype)
     self.up1 = nnx.ConvTranspose(
-      2 * width, width, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
+      2 * width,
+      width,
+      (4, 4),
+      (2, 2),
+      padding='SAME',
+      use_bias=False,
+      kernel_init=_INIT,
+      dtype=dtype,
+      rngs=rngs,
     )
-    self.bn1 = _bn(width, rngs)
+    self.bn1 = batch_norm(width, rngs, dtype)
     self.up2 = nnx.ConvTranspose(
-      width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
+      width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs
     )
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
@@ -234,11 +245,13 @@ class DCGAN28Discriminator(nnx.Module):
     minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
       et al. 2018, section 3; they use 4), adding one channel to the 7x7 map; 0 (default)
       leaves it out.
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
+      precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits float32
-  `[B / pack]`. `train` matters only with spectral_norm: True advances and stores the power
-  iteration.
+  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits `[B / pack]`
+  (float32, or `dtype`). `train` matters only with spectral_norm: True advances and stores
+  the power iteration.
 
   Raises:
     ValueError: if image_shape is not (28, 28, C) or pack < 1 or minibatch_std < 0; at call
@@ -253,6 +266,7 @@ class DCGAN28Discriminator(nnx.Module):
     spectral_norm: bool = False,
     pack: int = 1,
     minibatch_std: int = 0,
+    dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_28(image_shape)
@@ -261,16 +275,11 @@ class DCGAN28Discriminator(nnx.Module):
     self.minibatch_std = int(minibatch_std)
     c = pack * image_shape[2]
     sn = spectral_norm
-    self.conv1 = _maybe_sn(
-      nnx.Conv(c, width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs), sn, rngs
-    )
-    self.conv2 = _maybe_sn(
-      nnx.Conv(width, 2 * width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs),
-      sn,
-      rngs,
-    )
+    conv = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
+    self.conv1 = _maybe_sn(nnx.Conv(c, width, (4, 4), (2, 2), **conv), sn, rngs)
+    self.conv2 = _maybe_sn(nnx.Conv(width, 2 * width, (4, 4), (2, 2), **conv), sn, rngs)
     fc_in = 7 * 7 * (2 * width + (1 if minibatch_std else 0))
-    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
+    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, dtype=dtype, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
     x = pack_images(x, self.pack)
@@ -289,9 +298,12 @@ class DCGANGenerator(nnx.Module):
     latent_dim: size of z (default 100).
     width: channels just before the output layer; the 4x4 map has
       width * 2^(n-1) channels with n = log2(R / 4) (R=32, width=128: 512 -> 256 -> 128 -> C).
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
+      precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> float32 `[B, R, R, C]` in [-1, 1].
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> `[B, R, R, C]` in [-1, 1]
+  (float32, or `dtype`).
 
   Raises:
     ValueError: if R is not a power of two >= 8.
@@ -303,29 +315,27 @@ class DCGANGenerator(nnx.Module):
     latent_dim: int = 100,
     width: int = 64,
     *,
+    dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     n = _check_resolution(image_shape[0])
     if image_shape[0] != image_shape[1]:
       raise ValueError(f'DCGAN needs square images, got {image_shape}.')
     self.c0 = width * 2 ** (n - 1)
-    self.fc = nnx.Linear(latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT, rngs=rngs)
-    self.bn0 = _bn(4 * 4 * self.c0, rngs)
+    self.fc = nnx.Linear(
+      latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT, dtype=dtype, rngs=rngs
+    )
+    self.bn0 = batch_norm(4 * 4 * self.c0, rngs, dtype)
     ups, bns = [], []
     c = self.c0
+    up = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
     for _ in range(n - 1):
-      ups.append(
-        nnx.ConvTranspose(
-          c, c // 2, (4, 4), (2, 2), padding='SAME', use_bias=False, kernel_init=_INIT, rngs=rngs
-        )
-      )
-      bns.append(_bn(c // 2, rngs))
+      ups.append(nnx.ConvTranspose(c, c // 2, (4, 4), (2, 2), use_bias=False, **up))
+      bns.append(batch_norm(c // 2, rngs, dtype))
       c //= 2
     self.ups = nnx.List(ups)
     self.bns = nnx.List(bns)
-    self.out = nnx.ConvTranspose(
-      c, image_shape[2], (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
-    )
+    self.out = nnx.ConvTranspose(c, image_shape[2], (4, 4), (2, 2), **up)
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
     ura = not train
@@ -354,10 +364,12 @@ class DCGANDiscriminator(nnx.Module):
     minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
       et al. 2018, section 3; they use 4), adding one channel to the 4x4 map; 0 (default)
       leaves it out.
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
+      precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits float32
-  `[B / pack]`. `train=True` uses (and updates) BatchNorm batch statistics (over the packed
+  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits `[B / pack]`
+  (float32, or `dtype`). `train=True` uses (and updates) BatchNorm batch statistics (over the packed
   batch), or with spectral_norm advances and stores the power iteration; `train=False`
   changes no state.
 
@@ -374,6 +386,7 @@ class DCGANDiscriminator(nnx.Module):
     spectral_norm: bool = False,
     pack: int = 1,
     minibatch_std: int = 0,
+    dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     n = _check_resolution(image_shape[0])
@@ -381,27 +394,20 @@ class DCGANDiscriminator(nnx.Module):
     self.pack = int(pack)
     self.minibatch_std = int(minibatch_std)
     sn = spectral_norm
-    self.first = _maybe_sn(
-      nnx.Conv(
-        pack * image_shape[2], width, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, rngs=rngs
-      ),
-      sn,
-      rngs,
-    )
+    kw = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
+    self.first = _maybe_sn(nnx.Conv(pack * image_shape[2], width, (4, 4), (2, 2), **kw), sn, rngs)
     convs, bns = [], []
     c = width
     for _ in range(n - 1):
-      conv = nnx.Conv(
-        c, 2 * c, (4, 4), (2, 2), padding='SAME', use_bias=sn, kernel_init=_INIT, rngs=rngs
-      )
+      conv = nnx.Conv(c, 2 * c, (4, 4), (2, 2), use_bias=sn, **kw)
       convs.append(_maybe_sn(conv, sn, rngs))
       if not sn:
-        bns.append(_bn(2 * c, rngs))
+        bns.append(batch_norm(2 * c, rngs, dtype))
       c *= 2
     self.convs = nnx.List(convs)
     self.bns = nnx.List(bns)
     fc_in = 4 * 4 * (c + (1 if minibatch_std else 0))
-    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, rngs=rngs), sn, rngs)
+    self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, dtype=dtype, rngs=rngs), sn, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
     x = pack_images(x, self.pack)

@@ -2,11 +2,14 @@
 
 G: z(100) -> 256 -> 256 -> H*W*C (ReLU, tanh out); D: H*W*C -> 256 -> 256 -> 1 (LeakyReLU
 0.2). Architecture of Goodfellow et al. 2014's MNIST experiments, as in the common tutorials.
+Both take `dtype`, the computation dtype of their layers: None (float32) or jnp.bfloat16
+(mixed precision, `config.dtype`: float32 parameters, bfloat16 layers and output).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +23,11 @@ class MLPGenerator(nnx.Module):
     image_shape: (H, W, C) of the images produced, e.g. (28, 28, 1).
     latent_dim: size of z (default 100).
     hidden: widths of the hidden layers (default (256, 256)).
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16.
     rngs: `nnx.Rngs` for parameter initialisation.
 
-  Call: `G(z, train=True)` with z float32 `[B, latent_dim]` returns images float32
-  `[B, H, W, C]` in [-1, 1] (tanh). `train` is accepted for a uniform interface (no
+  Call: `G(z, train=True)` with z float32 `[B, latent_dim]` returns images `[B, H, W, C]` in
+  [-1, 1] (tanh; float32, or `dtype`). `train` is accepted for a uniform interface (no
   batch-dependent layers here).
   """
 
@@ -33,13 +37,16 @@ class MLPGenerator(nnx.Module):
     latent_dim: int = 100,
     hidden: tuple[int, ...] = (256, 256),
     *,
+    dtype: Any = None,
     rngs: nnx.Rngs,
   ):
     self.image_shape = tuple(image_shape)
     self.latent_dim = latent_dim
     dims = (latent_dim, *hidden)
-    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
-    self.out = nnx.Linear(dims[-1], math.prod(self.image_shape), rngs=rngs)
+    self.hidden = nnx.List(
+      [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
+    )
+    self.out = nnx.Linear(dims[-1], math.prod(self.image_shape), dtype=dtype, rngs=rngs)
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
     del train
@@ -56,19 +63,27 @@ class MLPDiscriminator(nnx.Module):
   Args:
     image_shape: (H, W, C) of the input images.
     hidden: widths of the hidden layers (default (256, 256)).
+    dtype: computation dtype of the layers: None (float32) or jnp.bfloat16.
     rngs: `nnx.Rngs` for parameter initialisation.
 
-  Call: `D(x, train=True)` with x float32 `[B, H, W, C]` in [-1, 1] returns logits float32
-  `[B]`.
+  Call: `D(x, train=True)` with x float32 `[B, H, W, C]` in [-1, 1] returns logits `[B]`
+  (float32, or `dtype`).
   """
 
   def __init__(
-    self, image_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256), *, rngs: nnx.Rngs
+    self,
+    image_shape: tuple[int, int, int],
+    hidden: tuple[int, ...] = (256, 256),
+    *,
+    dtype: Any = None,
+    rngs: nnx.Rngs,
   ):
     self.image_shape = tuple(image_shape)
     dims = (math.prod(self.image_shape), *hidden)
-    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
-    self.out = nnx.Linear(dims[-1], 1, rngs=rngs)
+    self.hidden = nnx.List(
+      [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
+    )
+    self.out = nnx.Linear(dims[-1], 1, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
     del train

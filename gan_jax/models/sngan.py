@@ -13,13 +13,16 @@
   Glorot-uniform weights, gain sqrt(2) in the residual branches and 1 elsewhere.
 
 Images are float32 `[B, 32, 32, C]` in [-1, 1]; the discriminator returns logits float32 `[B]`.
+With `dtype=jnp.bfloat16` (mixed precision, `config.dtype`) the layers compute in bfloat16
+and the models return bfloat16; parameters, power-iteration vectors and BatchNorm statistics
+stay float32 (`batch_norm`), and `gan_jax.state.GAN` casts the outputs back to float32.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +30,10 @@ from flax import nnx
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
 _BN_MOMENTUM = 0.9
+
+# A layer's computation dtype: None computes in the dtype of the inputs and parameters
+# (float32 here); jnp.bfloat16 gives mixed precision (float32 parameters, bfloat16 layers).
+Dtype = Any
 
 
 def _glorot(gain: float = 1.0) -> Callable:
@@ -69,7 +76,9 @@ class SpectralNorm(nnx.Module):
     sigma: `nnx.BatchStat`, float32 scalar: the last stored estimate of the spectral norm of
       the (reshaped) kernel; 1 until the first training call.
 
-  Call: `layer(x, update_stats=bool)`, with the wrapped layer's input and output.
+  Call: `layer(x, update_stats=bool)`, with the wrapped layer's input and output. With a
+  low-precision layer (`dtype=jnp.bfloat16`) the power iteration and `W / sigma` stay
+  float32; the layer casts the normalised kernel to its dtype as it does its own kernel.
 
   Raises:
     ValueError: if the layer has no kernel of rank >= 2 or n_steps < 1.
@@ -130,12 +139,48 @@ def _sn(layer: nnx.Module, rngs: nnx.Rngs) -> SpectralNorm:
   return SpectralNorm(layer, rngs=rngs)
 
 
-def _conv(cin: int, cout: int, k: int, gain: float, rngs: nnx.Rngs) -> nnx.Conv:
-  return nnx.Conv(cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), rngs=rngs)
+def _conv(
+  cin: int, cout: int, k: int, gain: float, rngs: nnx.Rngs, dtype: Dtype = None
+) -> nnx.Conv:
+  return nnx.Conv(
+    cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), dtype=dtype, rngs=rngs
+  )
 
 
-def _bn(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+def _no_promotion(arrays: tuple, *, dtype: Dtype = None, inexact: bool = True) -> tuple:
+  """BatchNorm's `promote_dtype` for mixed precision: casts nothing.
+
+  `nnx.BatchNorm`'s default casts its input, running mean and variance, scale and bias to
+  the layer's dtype before normalising, which would round the float32 running statistics to
+  bfloat16 in evaluation mode. Without it BatchNorm behaves as Flax Linen's does: the batch
+  statistics are computed in float32 (always), the normalisation runs in float32 with the
+  float32 statistics, scale and bias, and only the result is cast to the layer's dtype.
+  """
+  del dtype, inexact
+  return arrays
+
+
+def batch_norm(features: int, rngs: nnx.Rngs, dtype: Dtype = None) -> nnx.BatchNorm:
+  """`nnx.BatchNorm` over the last axis with PyTorch's defaults (momentum 0.1, eps 1e-5).
+
+  Args:
+    features: size of the last axis.
+    rngs: `nnx.Rngs` for initialisation.
+    dtype: output dtype. None (float32 models) is Flax's default. A low precision such as
+      jnp.bfloat16 returns that dtype, while the scale and bias (float32 Params), the running
+      mean and variance (float32 `nnx.BatchStat`) and the normalisation itself stay float32
+      (`_no_promotion`).
+  """
+  if dtype is None:
+    return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+  return nnx.BatchNorm(
+    features,
+    momentum=_BN_MOMENTUM,
+    epsilon=1e-5,
+    dtype=dtype,
+    promote_dtype=_no_promotion,
+    rngs=rngs,
+  )
 
 
 def _upsample(x: jax.Array) -> jax.Array:
@@ -164,12 +209,12 @@ class GBlock(nnx.Module):
   Shortcut: nearest upsample x2, conv1x1. Output: their sum, `[B, 2H, 2W, cout]`.
   """
 
-  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
-    self.bn1 = _bn(cin, rngs)
-    self.conv1 = _conv(cin, cout, 3, math.sqrt(2), rngs)
-    self.bn2 = _bn(cout, rngs)
-    self.conv2 = _conv(cout, cout, 3, math.sqrt(2), rngs)
-    self.shortcut = _conv(cin, cout, 1, 1.0, rngs)
+  def __init__(self, cin: int, cout: int, *, dtype: Dtype = None, rngs: nnx.Rngs):
+    self.bn1 = batch_norm(cin, rngs, dtype)
+    self.conv1 = _conv(cin, cout, 3, math.sqrt(2), rngs, dtype)
+    self.bn2 = batch_norm(cout, rngs, dtype)
+    self.conv2 = _conv(cout, cout, 3, math.sqrt(2), rngs, dtype)
+    self.shortcut = _conv(cin, cout, 1, 1.0, rngs, dtype)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     ura = not train
@@ -190,14 +235,21 @@ class DBlock(nnx.Module):
   """
 
   def __init__(
-    self, cin: int, cout: int, *, downsample: bool, optimized: bool = False, rngs: nnx.Rngs
+    self,
+    cin: int,
+    cout: int,
+    *,
+    downsample: bool,
+    optimized: bool = False,
+    dtype: Dtype = None,
+    rngs: nnx.Rngs,
   ):
     self.downsample = downsample or optimized
     self.optimized = optimized
-    self.conv1 = _sn(_conv(cin, cout, 3, math.sqrt(2), rngs), rngs)
-    self.conv2 = _sn(_conv(cout, cout, 3, math.sqrt(2), rngs), rngs)
+    self.conv1 = _sn(_conv(cin, cout, 3, math.sqrt(2), rngs, dtype), rngs)
+    self.conv2 = _sn(_conv(cout, cout, 3, math.sqrt(2), rngs, dtype), rngs)
     learnable = optimized or downsample or cin != cout
-    self.shortcut = _sn(_conv(cin, cout, 1, 1.0, rngs), rngs) if learnable else None
+    self.shortcut = _sn(_conv(cin, cout, 1, 1.0, rngs, dtype), rngs) if learnable else None
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     h = x if self.optimized else jax.nn.relu(x)
@@ -225,10 +277,14 @@ class SNGANGenerator(nnx.Module):
     image_shape: (32, 32, C).
     latent_dim: size of z (128 in the paper).
     width: channels of every block (256 in the paper).
+    dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
+      precision: float32 parameters and BatchNorm statistics, bfloat16 activations and
+      output).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> float32 `[B, 32, 32, C]` in
-  [-1, 1]. `train` selects batch (True) or running (False) BatchNorm statistics.
+  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> `[B, 32, 32, C]` in [-1, 1]
+  (float32, or `dtype`). `train` selects batch (True) or running (False) BatchNorm
+  statistics.
 
   Raises:
     ValueError: if image_shape is not (32, 32, C).
@@ -240,14 +296,15 @@ class SNGANGenerator(nnx.Module):
     latent_dim: int = 128,
     width: int = 256,
     *,
+    dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_32(image_shape)
     self.width = width
-    self.fc = nnx.Linear(latent_dim, 4 * 4 * width, kernel_init=_glorot(), rngs=rngs)
-    self.blocks = nnx.List([GBlock(width, width, rngs=rngs) for _ in range(3)])
-    self.bn = _bn(width, rngs)
-    self.out = _conv(width, image_shape[2], 3, 1.0, rngs)
+    self.fc = nnx.Linear(latent_dim, 4 * 4 * width, kernel_init=_glorot(), dtype=dtype, rngs=rngs)
+    self.blocks = nnx.List([GBlock(width, width, dtype=dtype, rngs=rngs) for _ in range(3)])
+    self.bn = batch_norm(width, rngs, dtype)
+    self.out = _conv(width, image_shape[2], 3, 1.0, rngs, dtype)
 
   def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
     x = self.fc(z).reshape((z.shape[0], 4, 4, self.width))
@@ -268,27 +325,38 @@ class SNGANDiscriminator(nnx.Module):
   Args:
     image_shape: (32, 32, C).
     width: channels of every block (128 in the paper).
+    dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
+      precision: float32 parameters and power-iteration state, bfloat16 activations and
+      logits).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, 32, 32, C]` in [-1, 1] -> logits float32 `[B]`.
+  Call: `D(x, train=True)`, x float32 `[B, 32, 32, C]` in [-1, 1] -> logits `[B]` (float32,
+  or `dtype`).
   `train=True` advances every layer's power iteration by one step and stores it.
 
   Raises:
     ValueError: if image_shape is not (32, 32, C).
   """
 
-  def __init__(self, image_shape: tuple[int, int, int], width: int = 128, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    image_shape: tuple[int, int, int],
+    width: int = 128,
+    *,
+    dtype: Dtype = None,
+    rngs: nnx.Rngs,
+  ):
     _check_32(image_shape)
     c = image_shape[2]
     self.blocks = nnx.List(
       [
-        DBlock(c, width, downsample=True, optimized=True, rngs=rngs),
-        DBlock(width, width, downsample=True, rngs=rngs),
-        DBlock(width, width, downsample=False, rngs=rngs),
-        DBlock(width, width, downsample=False, rngs=rngs),
+        DBlock(c, width, downsample=True, optimized=True, dtype=dtype, rngs=rngs),
+        DBlock(width, width, downsample=True, dtype=dtype, rngs=rngs),
+        DBlock(width, width, downsample=False, dtype=dtype, rngs=rngs),
+        DBlock(width, width, downsample=False, dtype=dtype, rngs=rngs),
       ]
     )
-    self.fc = _sn(nnx.Linear(width, 1, kernel_init=_glorot(), rngs=rngs), rngs)
+    self.fc = _sn(nnx.Linear(width, 1, kernel_init=_glorot(), dtype=dtype, rngs=rngs), rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
     for block in self.blocks:
