@@ -27,7 +27,7 @@ import string
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, find, given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,12 @@ def _set(field: str, values: st.SearchStrategy, kind: str = ''):
 
 
 def hostile(data_dir: str) -> st.SearchStrategy:
+  """Any one kind of hostile change (see `hostile_kinds`)."""
+  return st.one_of(*hostile_kinds(data_dir))
+
+
+def hostile_kinds(data_dir: str) -> list[st.SearchStrategy]:
+  """One strategy per kind of hostile change: (flags, fields the error must name, kind)."""
   from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
   from gan_jax.models import MODELS  # pylint: disable=g-import-not-at-top
 
@@ -56,7 +62,7 @@ def hostile(data_dir: str) -> st.SearchStrategy:
     st.floats(max_value=0, allow_nan=False),
     st.sampled_from(['nan', 'inf', '-inf', '0', '-2e-4']),
   )
-  return st.one_of(
+  return [
     _set('train.batch_size', non_positive, 'train.batch_size <= 0'),
     # Not divisible over the 2 devices, or larger than the 1,024-image split.
     _set('train.batch_size', st.integers(0, 500).map(lambda k: 2 * k + 1), 'batch % devices'),
@@ -105,10 +111,12 @@ def hostile(data_dir: str) -> st.SearchStrategy:
       )
     ),
     _set('on_nonfinite', names.filter(lambda n: n not in ('stop', 'rollback'))),
+    _set('dtype', names.filter(lambda n: n not in ('float32', 'bfloat16'))),
+    _set('num_replicas', non_positive),
     st.tuples(names).map(lambda n: ([f'--config.train.{n[0]}x=1'], ('train.',), 'unknown key')),
     # The workdir: inside a regular file, so it cannot be created (even by root).
     st.just((['WORKDIR_IN_FILE'], ('workdir',), 'workdir')),
-  )
+  ]
 
 
 harmless = st.lists(
@@ -189,6 +197,12 @@ def main() -> None:
     if not use_existing:
       assert not (scratch / f'new_{count[0] - 1}').exists(), f'created the workdir: {where}'
 
+  # Every kind once, in its simplest form (hypothesis.find: deterministic), whatever the
+  # random draws below favour; then the generated examples.
+  simplest = settings(database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+  for kind in reversed(hostile_kinds(args.data_dir)):
+    change = find(kind, lambda _: True, settings=simplest)
+    check = example(changes=[change], noise=[], use_existing=False)(check)
   check()
   print(json.dumps({'examples': count[0], 'kinds': dict(sorted(tried.items()))}))
 
