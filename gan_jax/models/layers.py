@@ -1,0 +1,177 @@
+"""Layers shared by the models: a transposed convolution computed as sub-pixel convolutions.
+
+`ConvTranspose` is `flax.nnx.ConvTranspose` with the same parameters (`kernel` [kh, kw, C_in,
+C_out], `bias` [C_out]), initialisation and outputs (to float32 rounding), computed
+differently: a stride-s transposed convolution is s * s ordinary stride-1 convolutions of the
+input, one per output phase (r_h, r_w), each with the kernel taps of that phase
+(`kernel[k0_h::s, k0_w::s]`), whose outputs interleave into the s-times larger image
+(depth-to-space; the "sub-pixel convolution" view of Shi et al. 2016, section 2.2).
+
+Why: XLA's CPU backend computes `lax.conv_transpose` as a convolution of the zero-dilated
+input (`lhs_dilation`), and the kernel gradient of that convolution has no fast CPU kernel.
+On a 2-core CPU the kernel gradient of DCGAN-28's first transposed convolution (7x7x128 ->
+14x14x64, batch 64) took 217 ms against 5 ms for an ordinary convolution of the same size,
+two thirds of the whole train step, and it grew as batch^1.7 (2.1 s at batch 256). The phase
+convolutions are ordinary convolutions in both directions of autodiff, and they skip the 3/4
+of the multiply-adds that the dilated form spends on zeros. (`benchmarks/throughput.py`
+measures the step; `tests/test_models.py` checks the equality.)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+
+def _transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]:
+  """The (low, high) padding `lax.conv_transpose` gives the dilated input (its own rule)."""
+  if padding == 'SAME':
+    pad_len = kernel + stride - 2
+    low = kernel - 1 if stride > kernel - 1 else -(-pad_len // 2)
+  elif padding == 'VALID':
+    pad_len = kernel + stride - 2 + max(kernel - stride, 0)
+    low = kernel - 1
+  else:
+    raise ValueError(f'padding={padding!r}: sub-pixel transposed convolution supports SAME, VALID.')
+  return low, pad_len - low
+
+
+def conv_transpose_subpixel(
+  x: jax.Array,
+  kernel: jax.Array,
+  strides: tuple[int, int],
+  padding: str = 'SAME',
+  precision: lax.PrecisionLike = None,
+) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, HWIO, no kernel transpose) as
+  one stride-1 convolution per output phase, interleaved.
+
+  Output position o = s * p + r of one spatial axis reads the dilated, padded input at
+  o + k - low for taps k = 0..K-1; only taps with k = (low - r) mod s land on input samples,
+  at input index p + (r + k - low) / s. So phase r is a stride-1 convolution of x with taps
+  k0 = (low - r) mod s, k0 + s, ... and padding (-d0, d0 + m - 1), d0 = (r + k0 - low) / s,
+  m = the phase's tap count; a negative padding crops.
+
+  Args:
+    x: float [B, H, W, C_in].
+    kernel: float [KH, KW, C_in, C_out] (Flax's ConvTranspose kernel).
+    strides: (s_h, s_w), >= 1.
+    padding: 'SAME' (output [B, s_h H, s_w W, C_out]) or 'VALID' (as lax.conv_transpose).
+    precision: passed to each convolution.
+
+  Returns:
+    [B, H', W', C_out], equal to lax.conv_transpose's result up to float rounding (the sums
+    run in another order).
+
+  Raises:
+    ValueError: for another padding, or a stride larger than the kernel (a phase without
+      taps: use lax.conv_transpose).
+  """
+  (kh, kw), (sh, sw) = kernel.shape[:2], strides
+  if sh > kh or sw > kw:
+    raise ValueError(f'strides {strides} exceed the kernel {kernel.shape[:2]}.')
+  pads = [_transpose_padding(kh, sh, padding), _transpose_padding(kw, sw, padding)]
+  # Output length per axis: (n - 1) * s + 1 + low + high - K + 1.
+  out_hw = [
+    (n - 1) * s + 1 + lo + hi - k + 1
+    for n, s, (lo, hi), k in zip(x.shape[1:3], strides, pads, (kh, kw))
+  ]
+
+  def phase_axis(r, s, k, low, n, out_len):
+    k0 = (low - r) % s
+    m = len(range(k0, k, s))
+    d0 = (r + k0 - low) // s
+    # This phase's outputs: p = 0 .. ceil((out_len - r) / s) - 1.
+    count = -(-(out_len - r) // s)
+    return k0, (-d0, d0 + m - 1 + count - n), count
+
+  rows = []
+  for rh in range(sh):
+    k0h, pad_h, nh = phase_axis(rh, sh, kh, pads[0][0], x.shape[1], out_hw[0])
+    row = []
+    for rw in range(sw):
+      k0w, pad_w, nw = phase_axis(rw, sw, kw, pads[1][0], x.shape[2], out_hw[1])
+      row.append(
+        lax.conv_general_dilated(
+          x,
+          kernel[k0h::sh, k0w::sw],
+          (1, 1),
+          [pad_h, pad_w],
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+          precision=precision,
+        )
+      )
+    rows.append(row)
+  h, w = out_hw
+  if all(r.shape[1:3] == rows[0][0].shape[1:3] for row in rows for r in row) and (
+    h == sh * rows[0][0].shape[1] and w == sw * rows[0][0].shape[2]
+  ):
+    # Every phase has the same size: stack to [B, n_h, s_h, n_w, s_w, C] and merge.
+    y = jnp.stack([jnp.stack(row, axis=3) for row in rows], axis=2)
+    return y.reshape(x.shape[0], h, w, kernel.shape[3])
+  # Uneven phases (odd output lengths): scatter each phase into its strided positions.
+  y = jnp.zeros((x.shape[0], h, w, kernel.shape[3]), rows[0][0].dtype)
+  for rh, row in enumerate(rows):
+    for rw, phase in enumerate(row):
+      y = y.at[:, rh::sh, rw::sw].set(phase)
+  return y
+
+
+def _pair(value) -> tuple[int, int]:
+  """Flax's int-or-sequence (None = 1) stride / dilation as a pair."""
+  if value is None:
+    return (1, 1)
+  return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class ConvTranspose(nnx.ConvTranspose):
+  """`flax.nnx.ConvTranspose` (same constructor, parameters and results), computed with
+  `conv_transpose_subpixel` when it applies: 2D, NHWC with one batch axis, 'SAME' or
+  'VALID' padding, strides no larger than the kernel, no kernel dilation, mask or
+  transposed kernel, no `preferred_element_type`. Otherwise it is Flax's layer unchanged.
+
+  With `impl='auto'` (the default) the sub-pixel form is used on the CPU backend only, and
+  not for one output channel: there XLA's own form was faster (14x14x64 -> 28x28x1 at batch
+  64, forward and both gradients: 8 ms against 13 ms), while with 3 output channels the
+  sub-pixel form was 3x faster and with 64 some 16x. GPU and TPU compilers have fast
+  transposed convolutions, so 'auto' leaves them to XLA there.
+
+  Input [B, H, W, C_in] float; output [B, s_h H, s_w W, C_out] for 'SAME' padding, in
+  `dtype` (default: the promoted dtype of input and kernel).
+  """
+
+  # Which computation: 'auto' (default) is the sub-pixel form on the CPU backend for layers
+  # with more than one output channel, `lax.conv_transpose` otherwise; 'subpixel' and 'lax'
+  # force one (for comparisons). Set on the class (`ConvTranspose.impl = 'lax'`) before the
+  # step is traced.
+  impl: str = 'auto'
+
+  def _subpixel_applies(self, inputs: jax.Array) -> bool:
+    if self.impl not in ('auto', 'subpixel', 'lax'):
+      raise ValueError(f"ConvTranspose.impl={self.impl!r}: use 'auto', 'subpixel' or 'lax'.")
+    if self.impl == 'lax' or (
+      self.impl == 'auto' and (jax.default_backend() != 'cpu' or self.out_features == 1)
+    ):
+      return False
+    return (
+      len(self.kernel_size) == 2
+      and inputs.ndim == 4
+      and self.padding in ('SAME', 'VALID')
+      and all(s <= k for s, k in zip(_pair(self.strides), self.kernel_size))
+      and _pair(self.kernel_dilation) == (1, 1)
+      and self.mask is None
+      and not self.transpose_kernel
+      and self.preferred_element_type is None
+    )
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if not self._subpixel_applies(inputs):
+      return super().__call__(inputs)
+    bias = self.bias[...] if self.bias is not None else None
+    inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
+    y = conv_transpose_subpixel(inputs, kernel, _pair(self.strides), self.padding, self.precision)
+    if bias is not None:
+      y = y + bias.reshape(1, 1, 1, -1)
+    return y
