@@ -1,0 +1,234 @@
+"""What each XLA CPU option and gan_jax's transposed-convolution choice do to the train step.
+
+Each option runs in a fresh process (XLA reads `XLA_FLAGS` once, at start-up) that compiles
+the train step of one case (the cases of benchmarks/throughput.py: the same configs, a fixed
+random batch already on the device, n_critic 1, EMA on), runs `--warmup` untimed steps and then
+`--steps` timed ones, and reports the median images/s and the metrics after its last step.
+The options take turns for `--rounds` rounds (each round runs every option once, in a rotated
+order), so that load from other work hits them alike; the table shows the median over rounds
+and the speed relative to the baseline (the first option). "same result" says whether the
+step's metrics after the same number of steps are bitwise equal to the baseline's (an
+option that changes the arithmetic, such as fast math, shows "no" with the largest relative
+difference).
+
+Options (name: what the child process sets):
+
+  baseline        nothing: gan_jax's defaults (sub-pixel transposed convolutions on CPU).
+  lax_conv_t      gan_jax.models.layers.ConvTranspose.impl = 'lax' (XLA's own transposed
+                  convolution, the zero-dilated form; the default before the sub-pixel layer).
+  subpixel_all    ConvTranspose.impl = 'subpixel' (also the 1-channel output layer).
+  fast_math       XLA_FLAGS=--xla_cpu_enable_fast_math=true
+  xnnpack         XLA_FLAGS=--xla_cpu_use_xnnpack=true
+  xnn_greedy      XLA_FLAGS=--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY
+  onednn          XLA_FLAGS=--xla_cpu_use_onednn=true
+  no_fusion_emit  XLA_FLAGS=--xla_cpu_use_fusion_emitters=false
+  one_thread      XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (one intra-op thread)
+
+Run from the repository root (venv active):
+
+    python benchmarks/xla_options.py --case dcgan28 --batch-size 64 --rounds 3
+    python benchmarks/xla_options.py --options baseline,lax_conv_t --batch-size 256
+
+Output: a markdown table on stdout and JSON (default
+benchmarks/results/xla_options_<case>_<batch>.json) with every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+OPTIONS: dict[str, dict[str, str]] = {
+  'baseline': {},
+  'lax_conv_t': {'impl': 'lax'},
+  'subpixel_all': {'impl': 'subpixel'},
+  'fast_math': {'flags': '--xla_cpu_enable_fast_math=true'},
+  'xnnpack': {'flags': '--xla_cpu_use_xnnpack=true'},
+  'xnn_greedy': {
+    'flags': '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY'
+  },
+  'onednn': {'flags': '--xla_cpu_use_onednn=true'},
+  'no_fusion_emit': {'flags': '--xla_cpu_use_fusion_emitters=false'},
+  'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--case', default='dcgan28', help='A case of benchmarks/throughput.py.')
+  p.add_argument('--batch-size', type=int, default=64)
+  p.add_argument(
+    '--options',
+    default=','.join(OPTIONS),
+    help=f'Comma-separated, the first is the baseline (default all: {",".join(OPTIONS)}).',
+  )
+  p.add_argument('--rounds', type=int, default=3, help='Rounds over all options (default 3).')
+  p.add_argument('--steps', type=int, default=20, help='Timed steps per process (default 20).')
+  p.add_argument('--warmup', type=int, default=2, help='Untimed steps first (default 2).')
+  p.add_argument('--tiny', action='store_true', help='Width-8 models (smoke tests).')
+  p.add_argument('--json', default=None, help='Output JSON path.')
+  p.add_argument('--child', default=None, help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  args.options = [o for o in args.options.split(',') if o]
+  unknown = [o for o in args.options if o not in OPTIONS]
+  if unknown or not args.options:
+    p.error(f'--options: unknown {unknown}; choose from {sorted(OPTIONS)}.')
+  if args.rounds < 1 or args.steps < 1 or args.warmup < 1:
+    p.error('--rounds, --steps and --warmup must be >= 1.')
+  return args
+
+
+def child(args: argparse.Namespace) -> dict:
+  """Runs in the option's process: compile, warm up, time; returns the measurement."""
+  import importlib.util  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+
+  from gan_jax.losses import get_loss  # noqa: PLC0415
+  from gan_jax.models import layers  # noqa: PLC0415
+  from gan_jax.sharding import make_mesh, replicate  # noqa: PLC0415
+  from gan_jax.state import create_state  # noqa: PLC0415
+  from gan_jax.train_step import jit_train_step, make_train_step  # noqa: PLC0415
+
+  option = OPTIONS[args.child]
+  if 'impl' in option:
+    layers.ConvTranspose.impl = option['impl']
+  spec = importlib.util.spec_from_file_location('_throughput', REPO / 'benchmarks/throughput.py')
+  throughput = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(throughput)
+  mesh = make_mesh()
+  config = throughput.make_config(args.case, args.batch_size, 0, tiny=args.tiny)
+  gan, state = create_state(config)
+  step = make_train_step(
+    gan,
+    get_loss(config.train.loss),
+    n_critic=1,
+    ema_decay=config.train.ema_decay,
+    mesh=mesh,
+  )
+  jitted = jit_train_step(step, mesh)
+  state = replicate(state, mesh)
+  batch = throughput.fixed_batch(mesh, args.batch_size, gan.image_shape, 0)
+  t0 = time.perf_counter()
+  compiled = jitted.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  for _ in range(args.warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  times = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  return {
+    'option': args.child,
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'compile_s': compile_s,
+    'step_times_s': times,
+    'images_per_s': args.batch_size / float(np.median(times)),
+    'metrics': {k: float(v) for k, v in jax.device_get(metrics).items()},
+  }
+
+
+def run_option(args: argparse.Namespace, name: str) -> dict:
+  env = dict(os.environ)
+  flags = OPTIONS[name].get('flags')
+  if flags:
+    env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + flags).strip()
+  cmd = [
+    sys.executable,
+    __file__,
+    '--child',
+    name,
+    '--case',
+    args.case,
+    '--batch-size',
+    str(args.batch_size),
+    '--steps',
+    str(args.steps),
+    '--warmup',
+    str(args.warmup),
+  ] + (['--tiny'] if args.tiny else [])
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+  if proc.returncode or not lines:
+    raise RuntimeError(f'option {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}')
+  return json.loads(lines[-1])
+
+
+def relative_difference(a: dict, b: dict) -> float:
+  return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in b)
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  if args.child:
+    print(json.dumps(child(args)))
+    return {}
+  runs: dict[str, list[dict]] = {o: [] for o in args.options}
+  for r in range(args.rounds):
+    order = args.options[r % len(args.options) :] + args.options[: r % len(args.options)]
+    for name in order:
+      runs[name].append(run_option(args, name))
+      print(f'round {r + 1}: {name}: {runs[name][-1]["images_per_s"]:.1f} img/s', flush=True)
+  base = args.options[0]
+  base_ips = float(np.median([m['images_per_s'] for m in runs[base]]))
+  rows = []
+  for name in args.options:
+    ips = float(np.median([m['images_per_s'] for m in runs[name]]))
+    diff = relative_difference(runs[name][0]['metrics'], runs[base][0]['metrics'])
+    rows.append(
+      {
+        'option': name,
+        'settings': OPTIONS[name],
+        'images_per_s_median': ips,
+        'images_per_s_rounds': [m['images_per_s'] for m in runs[name]],
+        'speed_vs_baseline': ips / base_ips,
+        'same_result': diff == 0.0,
+        'max_relative_metric_difference': diff,
+        'compile_s_median': float(np.median([m['compile_s'] for m in runs[name]])),
+      }
+    )
+  print(f'\n{args.case}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps\n')
+  print('| option | settings | img/s | vs baseline | same result | compile s |')
+  print('|---|---|---|---|---|---|')
+  for row in rows:
+    same = 'yes' if row['same_result'] else f'no ({row["max_relative_metric_difference"]:.1e})'
+    settings = ' '.join(f'{k}={v}' for k, v in row['settings'].items()) or '(defaults)'
+    print(
+      f'| {row["option"]} | `{settings}` | {row["images_per_s_median"]:.1f} | '
+      f'{row["speed_vs_baseline"]:.2f}x | {same} | {row["compile_s_median"]:.1f} |'
+    )
+  report = {
+    'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+    'command': ' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    'case': args.case,
+    'batch_size': args.batch_size,
+    'rounds': args.rounds,
+    'steps': args.steps,
+    'tiny': args.tiny,
+    'results': rows,
+    'runs': runs,
+  }
+  out = Path(
+    args.json or REPO / 'benchmarks' / 'results' / f'xla_options_{args.case}_{args.batch_size}.json'
+  )
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1))
+  print(f'\nwrote {out}')
+  return report
+
+
+if __name__ == '__main__':
+  main()
