@@ -88,22 +88,43 @@ def accuracy(apply, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
   return correct / len(images)
 
 
-def train(dataset: str, data_dir: str | None, epochs: int, seed: int) -> tuple[bytes, float]:
-  """Trains a LeNet; returns (serialised parameters, test-split accuracy of exactly those)."""
-  shift, flip = _DATASETS[dataset]['shift'], _DATASETS[dataset]['flip']
-  t0 = time.perf_counter()
-  train_x, train_y = load_split(dataset, 'train', data_dir)
-  test_x, test_y = load_split(dataset, 'test', data_dir)
-  print(
-    f'loaded {dataset}: train {train_x.shape}, test {test_x.shape} '
-    f'in {time.perf_counter() - t0:.1f} s',
-    flush=True,
-  )
+def fit(
+  train_x: np.ndarray,
+  train_y: np.ndarray,
+  *,
+  epochs: int | None = None,
+  steps: int | None = None,
+  seed: int = 0,
+  shift: int = 2,
+  flip: bool = False,
+  test: tuple[np.ndarray, np.ndarray] | None = None,
+  log=print,
+) -> LeNet:
+  """Trains a LeNet from scratch on arrays; returns the trained model.
 
+  Args:
+    train_x: float32 [N, 28, 28, 1] in [-1, 1], N >= 128 (one batch).
+    train_y: int32 [N] class labels in [0, 10).
+    epochs: passes over the data (batch 128, the last partial batch of each epoch dropped).
+    steps: instead of epochs, this many optimizer steps (epochs as needed; for small sets).
+    seed: initialisation, epoch order, augmentation and dropout all derive from it.
+    shift, flip: augmentation (random +-shift px translations; horizontal flips).
+    test: optional (images, labels) whose accuracy is logged after each epoch.
+    log: where the per-epoch lines go (None: nowhere).
+
+  Raises:
+    ValueError: for fewer than 128 images, or neither / both of epochs and steps.
+  """
+  if (epochs is None) == (steps is None):
+    raise ValueError('give exactly one of epochs and steps.')
+  steps_per_epoch = len(train_x) // _BATCH
+  if steps_per_epoch < 1:
+    raise ValueError(f'{len(train_x)} training images: need at least one batch of {_BATCH}.')
+  total = epochs * steps_per_epoch if steps is None else steps
+  epochs = -(-total // steps_per_epoch)
   model = LeNet(rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model)
-  steps_per_epoch = len(train_x) // _BATCH
-  schedule = optax.cosine_decay_schedule(_LR, epochs * steps_per_epoch)
+  schedule = optax.cosine_decay_schedule(_LR, total)
   optimizer = optax.adam(schedule)
   opt_state = optimizer.init(params)
   base_key = jax.random.key(seed)
@@ -131,22 +152,47 @@ def train(dataset: str, data_dir: str | None, epochs: int, seed: int) -> tuple[b
     t_epoch = time.perf_counter()
     order = rng.permutation(len(train_x))
     losses = []
-    for i in range(steps_per_epoch):
+    for i in range(min(steps_per_epoch, total - step)):
       idx = np.sort(order[i * _BATCH : (i + 1) * _BATCH])
       params, opt_state, loss = train_step(
         params, opt_state, train_x[idx], train_y[idx], np.int32(step)
       )
       losses.append(loss)
       step += 1
-    mean_loss = float(np.mean(jax.device_get(losses)))
-    test_acc = accuracy(functools.partial(eval_apply, params), test_x, test_y)
-    print(
-      f'epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}, test accuracy {test_acc:.4f}, '
-      f'{time.perf_counter() - t_epoch:.1f} s',
-      flush=True,
-    )
-
+    if log is not None:
+      mean_loss = float(np.mean(jax.device_get(losses)))
+      test_acc = ''
+      if test is not None:
+        test_acc = f', test accuracy {accuracy(functools.partial(eval_apply, params), *test):.4f}'
+      log(
+        f'epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}{test_acc}, '
+        f'{time.perf_counter() - t_epoch:.1f} s'
+      )
   nnx.update(model, params)
+  return model
+
+
+def train(dataset: str, data_dir: str | None, epochs: int, seed: int) -> tuple[bytes, float]:
+  """Trains a LeNet; returns (serialised parameters, test-split accuracy of exactly those)."""
+  shift, flip = _DATASETS[dataset]['shift'], _DATASETS[dataset]['flip']
+  t0 = time.perf_counter()
+  train_x, train_y = load_split(dataset, 'train', data_dir)
+  test_x, test_y = load_split(dataset, 'test', data_dir)
+  print(
+    f'loaded {dataset}: train {train_x.shape}, test {test_x.shape} '
+    f'in {time.perf_counter() - t0:.1f} s',
+    flush=True,
+  )
+  model = fit(
+    train_x,
+    train_y,
+    epochs=epochs,
+    seed=seed,
+    shift=shift,
+    flip=flip,
+    test=(test_x, test_y),
+    log=functools.partial(print, flush=True),
+  )
   data = params_to_bytes(model)
   # Evaluate exactly what is written, through the same path as load_lenet.
   restored = model_from_bytes(data)
