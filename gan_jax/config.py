@@ -43,6 +43,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
   c.model.pack = 1                 # DCGAN D judges packs of this many images, stacked on channels (PacGAN, Lin et al. 2018: 2).
   c.model.minibatch_std = 0        # DCGAN D: minibatch-stddev group size, min(it, batch / pack) (Karras et al. 2018: 4); 0 = off.
+  # Class-conditional GANs (gan_jax/models/conditional.py; dcgan28, dcgan and sngan32): G makes
+  # images of a given class, D judges (image, class) pairs; the data's labels must be 0..K-1.
+  c.model.num_classes = 0          # K classes (10 for MNIST); 0 = unconditional (the models are then exactly the unconditional ones).
+  c.model.g_conditioning = 'cbn'   # 'cbn': conditional BatchNorm (Miyato & Koyama 2018); 'concat': labels concatenated to z (Mirza & Osindero 2014).
+  c.model.d_conditioning = 'projection'  # 'projection' (Miyato & Koyama 2018), 'concat' (label maps on the image) or 'acgan' (Odena et al. 2017).
+  c.model.label_embed_dim = 0      # 'concat': 0 = one-hot labels, > 0 = a learned label embedding of this size.
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
@@ -75,12 +81,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.instance_noise = 0.0     # Sigma of Gaussian noise on every D input (pixels in [-1, 1]).
   c.train.instance_noise_steps = 0 # Linear decay of that sigma to 0 over these steps; 0 keeps it fixed.
   c.train.diffaugment = ''         # DiffAugment policy on every D input (Zhao et al. 2020), e.g. 'color,translation,cutout'.
+  c.train.aux_weight = 1.0         # AC-GAN (model.d_conditioning='acgan'): weight of the class cross-entropies in D's and G's losses.
 
   c.log_every = 50                 # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
   c.sample_every = 500             # Steps between PNG sample grids (and one at the end).
   c.checkpoint_every = 1000        # Steps between Orbax checkpoints (and one at the end).
   c.keep_checkpoints = 3           # How many latest checkpoints to keep.
-  c.num_samples = 64               # Images in each sample grid (from one fixed latent batch).
+  c.num_samples = 64               # Images in each sample grid (from one fixed latent batch); conditional: one row per class.
   c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
   c.on_nonfinite = 'stop'          # NaN/Inf in a loss or gradient norm: 'stop' (error, keep checkpoints) or 'rollback'.
   c.rollback_lr_factor = 0.5       # 'rollback': reload the last good checkpoint, multiply both learning rates by this.
@@ -181,6 +188,36 @@ def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]
 
 def _err(field: str, value: Any, need: str) -> ConfigError:
   return ConfigError(f'{field}={value!r} is invalid: {need}.')
+
+
+def _validate_conditioning(config: ml_collections.ConfigDict) -> None:
+  """The class-conditioning fields (missing ones, in configs written before them, are off)."""
+  from gan_jax.models import D_CONDITIONINGS, G_CONDITIONINGS  # pylint: disable=g-import-not-at-top
+
+  m, t = config.model, config.train
+  k = m.get('num_classes', 0)
+  if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+    raise _err('model.num_classes', k, 'must be an integer >= 0 (0: unconditional; 10 for MNIST)')
+  g_cond = m.get('g_conditioning', 'cbn')
+  if g_cond not in G_CONDITIONINGS:
+    raise _err('model.g_conditioning', g_cond, f'choose one of {", ".join(G_CONDITIONINGS)}')
+  d_cond = m.get('d_conditioning', 'projection')
+  if d_cond not in D_CONDITIONINGS:
+    raise _err('model.d_conditioning', d_cond, f'choose one of {", ".join(D_CONDITIONINGS)}')
+  embed_dim = m.get('label_embed_dim', 0)
+  if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 0:
+    raise _err('model.label_embed_dim', embed_dim, 'must be an integer >= 0 (0: one-hot labels)')
+  aux_weight = t.get('aux_weight', 1.0)
+  if not (aux_weight >= 0 and math.isfinite(aux_weight)):
+    raise _err('train.aux_weight', aux_weight, 'must be >= 0, e.g. 1 (AC-GAN, Odena et al. 2017)')
+  if not k:
+    return
+  if m.name not in ('dcgan28', 'dcgan', 'sngan32'):
+    raise _err('model.num_classes', k, f'model "{m.name}" has no class conditioning; use '
+               'model.name=dcgan28, dcgan or sngan32, or set model.num_classes=0')
+  if m.pack > 1:
+    raise _err('model.pack', m.pack, f'a pack would mix classes, so it cannot be combined with '
+               f'model.num_classes={k}; set model.pack=1 or model.num_classes=0')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -295,6 +332,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _err('model.minibatch_std', m.minibatch_std, f'its group size must divide the '
                  f'batch D sees, train.batch_size / model.pack = {packs}; use a divisor of '
                  f'{packs}, e.g. {math.gcd(packs, m.minibatch_std)}, or change train.batch_size')
+  _validate_conditioning(config)
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:

@@ -244,6 +244,37 @@ def check_dataset(
   return builder.info.splits[split].num_examples
 
 
+def label_classes(
+  name: str, split: str = 'train', *, data_dir: str | None, download: bool = False
+) -> int | None:
+  """How many classes the labels of dataset `name` have, from its TFDS metadata.
+
+  Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
+  builds anything (`gan_jax.train.preflight`).
+
+  Args:
+    name: a TFDS dataset name, or 'stacked_mnist' (labels are its 1,000 modes).
+    split: a split of it (checked as in `check_dataset`).
+    data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
+    download: let TFDS download a missing dataset.
+
+  Returns:
+    K when the dataset has a 'label' feature with K classes (labels 0..K-1); 0 when it has a
+    'label' feature whose number of classes TFDS does not know; None when it has no 'label'
+    feature (the batches then carry label -1).
+
+  Raises:
+    DatasetNotFoundError, ConfigError: as `check_dataset`.
+  """
+  if name == stacked_mnist.NAME:
+    return 1000
+  searched = _searched_dir(resolve_data_dir(data_dir))
+  info = _builder(name, split, searched, download, ('data.name', 'data.split')).info
+  if 'label' not in info.features:
+    return None
+  return int(getattr(info.features['label'], 'num_classes', 0) or 0)
+
+
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
   """[H, W, C_in] float32 -> [H, W, channels]; works with a static or a dynamic C_in."""
 

@@ -17,6 +17,9 @@ Losses are registered in `LOSSES` as `GANLoss(d, g, g_needs_real)` pairs:
   * 'least_squares': Mao et al. 2017 (LSGAN), eq. 2 with a=0, b=1, c=1.
   * 'relativistic_average': Jolicoeur-Martineau 2018 (RaSGAN), section 4.3.
 
+`class_cross_entropy` is the auxiliary classification loss of AC-GAN (Odena et al. 2017),
+added by the train step for `model.d_conditioning='acgan'`.
+
 All discriminator losses are `d(real_logits, fake_logits)`; all generator losses are
 `g(fake_logits, real_logits=None)`. Only the relativistic generator loss reads
 `real_logits` (its `GANLoss.g_needs_real` is True); the others accept and ignore it, so a
@@ -331,6 +334,35 @@ def smoothed_d_minimax_loss(smoothing: float) -> Callable[[Array, Array], Array]
     return jnp.mean(real_term) + jnp.mean(jax.nn.softplus(fake))
 
   return d
+
+
+def class_cross_entropy(class_logits: Array, labels: Array) -> Array:
+  """Mean softmax cross-entropy of class logits against integer labels (AC-GAN).
+
+  The auxiliary classifier loss of AC-GAN (Odena et al. 2017, section 3): the
+  log-likelihood of the correct class is `L_C = E[log P(C = c | X)]`; D maximises
+  `L_S + L_C` and G maximises `L_C - L_S`, i.e. both minimise this cross-entropy,
+  `-mean_i log softmax(class_logits_i)[labels_i]`, D on real and generated images, G on
+  generated ones.
+
+  Args:
+    class_logits: float `[B, K]`, unnormalised class scores.
+    labels: int `[B]` in [0, K).
+
+  Returns:
+    float32 scalar in [0, inf); log(K) for uniform logits.
+
+  Raises:
+    ValueError: if the shapes are not `[B, K]` and `[B]`.
+  """
+  class_logits = jnp.asarray(class_logits)
+  labels = jnp.asarray(labels)
+  if class_logits.ndim != 2 or labels.shape != class_logits.shape[:1]:
+    raise ValueError(
+      f'class_logits must be [B, K] and labels [B], got {class_logits.shape} and {labels.shape}.'
+    )
+  log_p = jax.nn.log_softmax(class_logits.astype(jnp.float32), axis=-1)
+  return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None].astype(jnp.int32), axis=-1))
 
 
 def get_loss(name: str) -> GANLoss:

@@ -266,6 +266,7 @@ def train_replicas(
         n_critic=config.train.n_critic,
         ema_decay=config.train.ema_decay,
         stabilizers=Stabilizers.from_config(shared_step_config(configs).train),
+        aux_weight=config.train.get('aux_weight', 1.0),
       )
     ),
     mesh,
@@ -274,6 +275,7 @@ def train_replicas(
     _stacked_batches(configs, start_step), batch_sharding(mesh, batch_axis=2)
   )
   z_fixed = [train_lib._fixed_latents(gan, c) for c in configs]  # pylint: disable=protected-access
+  labels_fixed = train_lib._fixed_labels(gan, config)  # pylint: disable=protected-access
   use_ema = config.train.ema_decay > 0
   raw_too = bool(config.eval.get('raw_generator', False))
   evaluator, bests = None, [None] * k
@@ -349,7 +351,9 @@ def train_replicas(
         if step % config.sample_every == 0 or is_last:
           for i, w in enumerate(workdirs):
             path = os.path.join(w, 'samples', f'step_{step:07d}.png')
-            train_lib._write_grid(gan, unstack(state, i), z_fixed[i], path, use_ema)  # pylint: disable=protected-access
+            train_lib._write_grid(  # pylint: disable=protected-access
+              gan, unstack(state, i), z_fixed[i], path, use_ema, labels_fixed
+            )
         if save:
           for i, c in enumerate(ckpts):
             c.save(unstack(state, i))

@@ -1,4 +1,10 @@
-"""Sampling from a trained generator and writing image grids."""
+"""Sampling from a trained generator and writing image grids.
+
+A class-conditional generator (`gan.num_classes = K > 0`) samples given classes:
+`sample(gan, state, z, labels)`; `per_class_inputs` gives the latents and labels of a grid
+with one row per class, the same latent in each column (so a column shows one "style" across
+the classes).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,111 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from gan_jax.state import GAN, GANState
 
 
-def sample(gan: GAN, state: GANState, z: jax.Array, *, use_ema: bool = True) -> jax.Array:
+def sample(
+  gan: GAN,
+  state: GANState,
+  z: jax.Array,
+  labels: jax.Array | None = None,
+  *,
+  use_ema: bool = True,
+) -> jax.Array:
   """Generates images from latents with G in inference mode (BatchNorm running averages).
 
   Args:
     gan: static G/D definitions.
     state: training state; its `ema_params` are used when `use_ema`, else `g_params`.
     z: float32 `[N, latent_dim]`.
+    labels: int `[N]` classes in [0, num_classes) for a class-conditional GAN (required
+      there); None for an unconditional one.
     use_ema: sample from the EMA generator (Yazici et al. 2019).
 
   Returns:
     float32 `[N, H, W, C]` in [-1, 1].
+
+  Raises:
+    ValueError: labels missing for a conditional GAN, given to an unconditional one, not
+      `[N]`, or outside [0, num_classes) (checked here when they are concrete values).
   """
   params = state.ema_params if use_ema else state.g_params
-  images, _ = gan.generate(params, state.g_batch_stats, z, train=False)
+  if labels is not None:
+    labels = check_class_labels(gan, labels, len(z))
+  images, _ = gan.generate(params, state.g_batch_stats, z, labels, train=False)
   return images
+
+
+def check_class_labels(gan: GAN, labels: Any, num: int) -> jax.Array:
+  """Labels for `num` samples of a conditional GAN, as int32 `[num]`.
+
+  Raises:
+    ValueError: the GAN is unconditional, or the labels are not `[num]` integers in
+      [0, num_classes) (values are checked unless traced).
+  """
+  if not gan.conditional:
+    raise ValueError('labels were given, but this GAN is unconditional (model.num_classes=0).')
+  labels = jnp.asarray(labels)
+  if labels.shape != (num,) or not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(
+      f'labels must be int [{num}] (one per latent), got {labels.dtype} {labels.shape}.'
+    )
+  if not isinstance(labels, jax.core.Tracer) and labels.size:
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= gan.num_classes:
+      bad = lo if lo < 0 else hi
+      raise ValueError(
+        f'label {bad} is out of range: this GAN has {gan.num_classes} classes, 0 to '
+        f'{gan.num_classes - 1}.'
+      )
+  return labels.astype(jnp.int32)
+
+
+def per_class_labels(num_classes: int, per_class: int, classes: Any = None) -> jax.Array:
+  """Labels of a grid with one row per class: `[c0] * per_class + [c1] * per_class + ...`.
+
+  Args:
+    num_classes: K.
+    per_class: images per class (the grid's columns), >= 1.
+    classes: the classes, one row each (default: all, 0 to K - 1).
+
+  Returns:
+    int32 `[len(classes) * per_class]`.
+  """
+  classes = jnp.arange(num_classes) if classes is None else jnp.asarray(classes)
+  return jnp.repeat(classes.astype(jnp.int32), per_class)
+
+
+def per_class_inputs(
+  gan: GAN, key: jax.Array, per_class: int, classes: Any = None
+) -> tuple[jax.Array, jax.Array]:
+  """Latents and labels of a grid with one row per class and one latent per column.
+
+  Draws `per_class` latents from `key` and gives every class the same ones, so that the
+  images of a column differ in their class only.
+
+  Args:
+    gan: a conditional GAN.
+    key: PRNG key of the latents.
+    per_class: images per class, >= 1.
+    classes: the classes (default: all).
+
+  Returns:
+    (z float32 `[R * per_class, latent_dim]`, labels int32 `[R * per_class]`), R classes;
+    row r of the grid (`save_grid(..., ncol=per_class)`) is class `classes[r]`.
+
+  Raises:
+    ValueError: per_class < 1.
+  """
+  if per_class < 1:
+    raise ValueError(f'per_class={per_class} must be >= 1.')
+  labels = per_class_labels(gan.num_classes, per_class, classes)
+  z = gan.sample_latents(key, per_class)
+  return jnp.tile(z, (len(labels) // per_class, 1)), labels
 
 
 def to_uint8(images: Any) -> np.ndarray:

@@ -8,6 +8,12 @@ transformations. Together they give G and D as pure functions (`GAN.generate`,
 `GAN.discriminate`): `nnx.merge(graphdef, params, batch_stats)` happens at trace time inside
 the jitted step, the module is called, and the new BatchNorm statistics are split out again.
 
+A class-conditional GAN (`model.num_classes = K > 0`) takes labels: `GAN.generate(..., z,
+labels)` makes images of the given classes, `GAN.discriminate(..., images, labels)` judges
+(image, label) pairs ('concat' and 'projection' discriminators), and
+`GAN.discriminate_with_classes` also returns the class logits of an AC-GAN discriminator.
+Unconditional GANs are called exactly as before (labels None).
+
 With `config.dtype='bfloat16'` (mixed precision) the graph definitions compute in bfloat16
 while every array of `GANState` stays float32; `GAN.generate` and `GAN.discriminate` cast
 G's images and D's logits to float32, so that losses, penalties, metrics, sampling and
@@ -76,6 +82,9 @@ class GAN:
     d_tx: Optax transformation of the discriminator.
     latent_dim: size of z.
     image_shape: (H, W, C) of generated and real images.
+    num_classes: K > 0 for a class-conditional GAN (`model.num_classes`), 0 otherwise.
+    d_conditioning: how D uses the class (`model.d_conditioning`: 'concat', 'projection'
+      or 'acgan'); '' for an unconditional GAN.
   """
 
   g_graphdef: nnx.GraphDef
@@ -84,9 +93,27 @@ class GAN:
   d_tx: optax.GradientTransformation
   latent_dim: int
   image_shape: tuple[int, int, int]
+  num_classes: int = 0
+  d_conditioning: str = ''
+
+  @property
+  def conditional(self) -> bool:
+    """True for a class-conditional GAN (num_classes > 0)."""
+    return self.num_classes > 0
+
+  @property
+  def acgan(self) -> bool:
+    """True when D has an auxiliary classifier (AC-GAN, Odena et al. 2017)."""
+    return self.conditional and self.d_conditioning == 'acgan'
 
   def generate(
-    self, params: PyTree, batch_stats: PyTree, z: jax.Array, *, train: bool
+    self,
+    params: PyTree,
+    batch_stats: PyTree,
+    z: jax.Array,
+    labels: jax.Array | None = None,
+    *,
+    train: bool,
   ) -> tuple[jax.Array, PyTree]:
     """Runs G as a pure function.
 
@@ -94,20 +121,36 @@ class GAN:
       params: generator parameters (`GANState.g_params` or `.ema_params`).
       batch_stats: generator BatchNorm statistics.
       z: latent vectors, float32 `[B, latent_dim]`, usually N(0, I).
+      labels: the classes to generate, int32 `[B]` in [0, num_classes); required for a
+        conditional GAN, must be None for an unconditional one.
       train: True uses batch statistics in BatchNorm (and returns updated running
         averages); False uses the running averages.
 
     Returns:
       (images float32 `[B, H, W, C]` in [-1, 1], new batch_stats). With mixed precision G
       computes in bfloat16 and its images are cast to float32 here (a no-op for float32).
+
+    Raises:
+      ValueError: labels missing for a conditional GAN, or given to an unconditional one.
     """
+    self._check_labels(labels, 'generate')
     model = nnx.merge(self.g_graphdef, params, batch_stats, copy=True)
-    images = model(z, train=train).astype(jnp.float32)
+    if labels is None:
+      images = model(z, train=train)
+    else:
+      images = model(z, labels, train=train)
+    images = images.astype(jnp.float32)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return images, nnx.to_pure_dict(new_stats)
 
   def discriminate(
-    self, params: PyTree, batch_stats: PyTree, images: jax.Array, *, train: bool
+    self,
+    params: PyTree,
+    batch_stats: PyTree,
+    images: jax.Array,
+    labels: jax.Array | None = None,
+    *,
+    train: bool,
   ) -> tuple[jax.Array, PyTree]:
     """Runs D as a pure function.
 
@@ -115,20 +158,77 @@ class GAN:
       params: discriminator parameters.
       batch_stats: discriminator BatchNorm statistics.
       images: float32 `[B, H, W, C]` in [-1, 1].
+      labels: the classes the images are judged as, int32 `[B]` in [0, num_classes):
+        required for a conditional GAN (an AC-GAN discriminator ignores them), must be None
+        for an unconditional one.
       train: as in `generate`.
 
     Returns:
       (logits float32 `[B]`, new batch_stats). With mixed precision D computes in bfloat16
       and its logits are cast to float32 here (a no-op for float32).
+
+    Raises:
+      ValueError: labels missing for a conditional GAN, or given to an unconditional one.
     """
+    self._check_labels(labels, 'discriminate')
     model = nnx.merge(self.d_graphdef, params, batch_stats, copy=True)
-    logits = model(images, train=train).astype(jnp.float32)
+    if labels is None:
+      logits = model(images, train=train)
+    else:
+      logits = model(images, labels, train=train)
+    logits = logits.astype(jnp.float32)
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return logits, nnx.to_pure_dict(new_stats)
+
+  def discriminate_with_classes(
+    self, params: PyTree, batch_stats: PyTree, images: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array, PyTree]:
+    """Runs an AC-GAN D (Odena et al. 2017): real/fake logits and class logits, one pass.
+
+    Args:
+      params, batch_stats, images, train: as in `discriminate`.
+
+    Returns:
+      (logits float32 `[B]`, class logits float32 `[B, num_classes]` (softmax gives
+      P(C = c | x)), new batch_stats).
+
+    Raises:
+      ValueError: if D has no auxiliary classifier (`model.d_conditioning != 'acgan'`).
+    """
+    if not self.acgan:
+      raise ValueError(
+        'discriminate_with_classes needs an AC-GAN discriminator: model.num_classes > 0 '
+        "and model.d_conditioning='acgan'."
+      )
+    model = nnx.merge(self.d_graphdef, params, batch_stats, copy=True)
+    logits, class_logits = model(images, train=train, with_class_logits=True)
+    _, _, new_stats = nnx.split(model, nnx.Param, ...)
+    return (
+      logits.astype(jnp.float32),
+      class_logits.astype(jnp.float32),
+      nnx.to_pure_dict(new_stats),
+    )
+
+  def _check_labels(self, labels: jax.Array | None, method: str) -> None:
+    if self.conditional and labels is None and not (method == 'discriminate' and self.acgan):
+      raise ValueError(
+        f'GAN.{method} of a class-conditional GAN (model.num_classes={self.num_classes}) '
+        f'needs labels, int32 [B] in [0, {self.num_classes}).'
+      )
+    if not self.conditional and labels is not None:
+      raise ValueError(
+        f'GAN.{method} got labels, but this GAN is unconditional (model.num_classes=0).'
+      )
 
   def sample_latents(self, rng: jax.Array, num: int) -> jax.Array:
     """Draws z ~ N(0, I), float32 `[num, latent_dim]`."""
     return jax.random.normal(rng, (num, self.latent_dim), jnp.float32)
+
+  def sample_labels(self, rng: jax.Array, num: int) -> jax.Array:
+    """Draws classes uniformly from [0, num_classes), int32 `[num]` (conditional GANs)."""
+    if not self.conditional:
+      raise ValueError('sample_labels needs a class-conditional GAN (model.num_classes > 0).')
+    return jax.random.randint(rng, (num,), 0, self.num_classes, jnp.int32)
 
 
 def initial_extras(train_config: Any) -> dict[str, jax.Array]:
@@ -176,7 +276,9 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
     config: a full run config (`gan_jax.config.base_config()` layout): uses `seed`,
       `model`, `data.image_size`, `data.channels`, `train` and `dtype` ('float32' when the
       config has none, e.g. an older run's config.json). The dtype changes the graph
-      definitions only: the state is float32 and bitwise the same for either dtype.
+      definitions only: the state is float32 and bitwise the same for either dtype. The
+      conditioning fields (`model.num_classes`, ...) may be missing too (older runs):
+      unconditional.
 
   Returns:
     (GAN, GANState) with `state.step == 0`.
@@ -201,6 +303,10 @@ def create_state(config: Any) -> tuple[GAN, GANState]:
     d_tx=d_tx,
     latent_dim=config.model.latent_dim,
     image_shape=image_shape,
+    num_classes=int(config.model.get('num_classes', 0)),
+    d_conditioning=(
+      config.model.get('d_conditioning', 'projection') if config.model.get('num_classes', 0) else ''
+    ),
   )
   state = GANState(
     step=jnp.zeros((), jnp.int32),

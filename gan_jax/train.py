@@ -196,21 +196,42 @@ def _evaluate(evaluator, gan, state, step, use_ema, scalars, best, bar, raw_too=
 
 
 def _fixed_latents(gan: GAN, config: Any) -> jax.Array:
+  """The sample grids' latents: `num_samples` of them; for a conditional GAN
+  `max(1, num_samples // K)` latents repeated for each class (see `_fixed_labels`)."""
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3D1E)
+  if gan.conditional:
+    return sampling.per_class_inputs(gan, key, max(1, config.num_samples // gan.num_classes))[0]
   return gan.sample_latents(key, config.num_samples)
 
 
-def _write_grid(gan: GAN, state: GANState, z: jax.Array, path: str, use_ema: bool) -> None:
+def _fixed_labels(gan: GAN, config: Any) -> jax.Array | None:
+  """The sample grids' labels: one row per class (None for an unconditional GAN)."""
+  if not gan.conditional:
+    return None
+  per_class = max(1, config.num_samples // gan.num_classes)
+  return sampling.per_class_labels(gan.num_classes, per_class)
+
+
+def _write_grid(
+  gan: GAN,
+  state: GANState,
+  z: jax.Array,
+  path: str,
+  use_ema: bool,
+  labels: jax.Array | None = None,
+) -> None:
   """Writes a sample grid; a failed write (e.g. a full disk) is a warning, not the end of
-  the run: grids are a view of training, checkpoints are what must not be lost.
+  the run: grids are a view of training, checkpoints are what must not be lost. With labels
+  (a conditional GAN) the grid has one row per class.
 
   Every process samples (a computation over all devices); process 0 alone writes the PNG.
   """
-  images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))
+  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
   if not distributed.is_writer():
     return
+  ncol = len(z) // gan.num_classes if labels is not None else None
   try:
-    sampling.save_grid(path, images, scale=2)
+    sampling.save_grid(path, images, ncol=ncol, scale=2)
   except OSError as err:
     log.warning('Could not write the sample grid %s: %s', path, err)
 
@@ -384,10 +405,57 @@ def preflight(
       f"{config.data.split!r} has only {num_examples} examples; use a batch of at most "
       f'{num_examples} or a larger split.'
     )
+  check_dataset_labels(config)
   if not overwrite and _has_checkpoints(workdir):
     check_resumable(workdir, config)
   _prepare_workdir(workdir)
   return config, mesh
+
+
+def check_dataset_labels(config: ml_collections.ConfigDict) -> None:
+  """A conditional config (`model.num_classes = K > 0`) needs a dataset labelled 0..K-1.
+
+  Reads the dataset's metadata only (`gan_jax.data.label_classes`); the labels themselves
+  are checked batch by batch as they are read (`host_batches`).
+
+  Raises:
+    ConfigError: the dataset has no labels, or another number of classes than K.
+  """
+  k = config.model.get('num_classes', 0)
+  if not k:
+    return
+  name = config.data.name
+  classes = data_lib.label_classes(
+    name, config.data.split, data_dir=config.data.data_dir, download=config.data.download
+  )
+  if classes is None:
+    raise ConfigError(
+      f'model.num_classes={k} is invalid: data.name={name!r} has no labels; set '
+      'model.num_classes=0 (unconditional) or use a labelled dataset (e.g. mnist).'
+    )
+  if classes and classes != k:
+    raise ConfigError(
+      f'model.num_classes={k} is invalid: data.name={name!r} has {classes} classes (labels '
+      f'0..{classes - 1}); set model.num_classes={classes}.'
+    )
+
+
+def _checked_labels(batches, num_classes: int, dataset: str):
+  """Passes host batches through, raising ConfigError at a label outside [0, num_classes)."""
+  for batch in batches:
+    labels = batch['label']
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      if labels.min() < 0:
+        raise ConfigError(
+          f'model.num_classes={num_classes} is invalid: data.name={dataset!r} gives '
+          'unlabelled images (label -1); set model.num_classes=0 or use a labelled dataset.'
+        )
+      raise ConfigError(
+        f'model.num_classes={num_classes} is invalid: data.name={dataset!r} has label '
+        f'{int(labels.max())}, outside [0, {num_classes}); set model.num_classes to its number '
+        'of classes.'
+      )
+    yield batch
 
 
 def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
@@ -397,7 +465,8 @@ def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
   process's share of each global batch, in the order fixed by `config.seed`: its `rows`
   (`gan_jax.data.process_rows` of the batch sharding; None: block `jax.process_index()` of
   `jax.process_count()` equal blocks). The global batches do not depend on the number of
-  processes.
+  processes. For a conditional config (`model.num_classes = K > 0`) every batch's labels
+  are checked to lie in [0, K) (a ConfigError, raised by `next`, otherwise).
   """
   ds = data_lib.build_train_dataset(
     config.data.name,
@@ -416,6 +485,9 @@ def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
     shuffle_buffer=config.data.shuffle_buffer,
     download=config.data.download,
   )
+  k = config.model.get('num_classes', 0)
+  if k:
+    return _checked_labels(ds.as_numpy_iterator(), k, config.data.name)
   return ds.as_numpy_iterator()
 
 
@@ -526,6 +598,7 @@ def train_and_evaluate(
         ema_decay=config.train.ema_decay,
         mesh=mesh,
         stabilizers=Stabilizers.from_config(config.train),
+        aux_weight=config.train.get('aux_weight', 1.0),
       ),
       mesh,
     )
@@ -540,6 +613,7 @@ def train_and_evaluate(
   total = config.train.steps
   batches = open_batches(start_step)
   z_fixed = _fixed_latents(gan, config)
+  labels_fixed = _fixed_labels(gan, config)
   use_ema = config.train.ema_decay > 0
   raw_too = bool(config.eval.get('raw_generator', False))
   evaluator = best = None
@@ -663,7 +737,12 @@ def train_and_evaluate(
           t_window, wait_window, steps_window = time.perf_counter(), 0.0, 0
         if step % config.sample_every == 0 or is_last:
           _write_grid(
-            gan, state, z_fixed, os.path.join(sample_dir, f'step_{step:07d}.png'), use_ema
+            gan,
+            state,
+            z_fixed,
+            os.path.join(sample_dir, f'step_{step:07d}.png'),
+            use_ema,
+            labels_fixed,
           )
         if save:
           ckpt.save(state)  # before evaluating: a failing evaluation never costs a step

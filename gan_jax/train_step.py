@@ -6,6 +6,18 @@ discriminator updates, then one generator update (Goodfellow et al. 2014, Algori
 its batch dimension, the state is replicated and donated. Under `jax.jit` with sharded
 inputs XLA inserts the gradient all-reduce and synchronises BatchNorm statistics over the
 global batch, so the result equals the single-device step up to float32 reduction order.
+
+Class-conditional GANs (`gan.num_classes = K > 0`, `model.num_classes`): the batch carries
+the real images' labels (`batch['label']`, int32 in [0, K), from TFDS); G's labels are drawn
+uniformly over the K classes from the step's key (`fold_in(fold_in(rng, step), _LABEL_SALT)`,
+so the latents are those of the unconditional step), D judges real images with their labels
+and generated ones with the labels they were made for, and with an AC-GAN discriminator
+(Odena et al. 2017) D's loss adds `aux_weight * (CE(real) + CE(fake))` and G's loss
+`aux_weight * CE(fake)`, the cross-entropies of D's class predictions
+(`gan_jax.losses.class_cross_entropy`). Penalties see the same labels: GP and R1 the real
+images' labels (WGAN-GP interpolates are judged as the real image's class, as in
+StudioGAN), R2 the generated images'. Unconditional GANs run exactly the step they always
+did.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from jax.sharding import Mesh
 
 from gan_jax import regularizers
 from gan_jax.augment import diff_augment
-from gan_jax.losses import GANLoss, smoothed_d_minimax_loss
+from gan_jax.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
 from gan_jax.sharding import batch_sharding, replicated
 from gan_jax.state import GAN, GANState, make_optimizers
 
@@ -37,6 +49,8 @@ METRIC_NAMES = (
   'd_grad_norm',
   'g_grad_norm',
   'd_penalty',
+  'd_aux_loss',
+  'g_aux_loss',
 )
 
 # Continuous hyperparameters that `train_step(state, batch, hparams)` takes as (traced) inputs,
@@ -46,6 +60,8 @@ HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', 'gp_weight', 'r1_weight', 'r2_weigh
 # Folded into the step's key for the stabilizers' randomness, so that turning them on leaves
 # the latents of every step (drawn from the step's key as before) unchanged.
 _AUX_SALT = 0x57AB
+# Folded into the step's key for G's class labels (conditional GANs only), for the same reason.
+_LABEL_SALT = 0x1ABE1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +119,7 @@ def make_train_step(
   ema_decay: float = 0.0,
   mesh: Mesh | None = None,
   stabilizers: Stabilizers = Stabilizers(),
+  aux_weight: float = 1.0,
 ) -> TrainStep:
   """Builds the (unjitted) train step.
 
@@ -119,6 +136,8 @@ def make_train_step(
       of the fakes; without it XLA may compute G on the full batch on every device.
     stabilizers: penalties, clipping, label smoothing, instance noise and DiffAugment
       (`Stabilizers`; all off by default).
+    aux_weight: weight of the AC-GAN classification losses (Odena et al. 2017 add them with
+      weight 1), >= 0; used only when D is an AC-GAN discriminator (`gan.acgan`).
 
   Returns:
     `train_step(state, batch, hparams=None) -> (new_state, metrics)`. `hparams` optionally
@@ -128,19 +147,26 @@ def make_train_step(
     weight in `stabilizers` is non-zero; the value here then multiplies it, 0 included).
     `gan_jax.replicas` vmaps over them to give each replica its own. `batch['image']` is float32
     `[n_critic, B, H, W, C]` in [-1, 1] (one real batch per D update; `[B, H, W, C]` is
-    accepted when n_critic == 1) and metrics are float32 scalars:
+    accepted when n_critic == 1); a conditional GAN also needs `batch['label']`, int32
+    `[n_critic, B]` (or `[B]`) in [0, K). Metrics are float32 scalars:
     d_loss (the adversarial part, mean over the n_critic D updates), g_loss,
     d_real = mean D(x) and d_fake = mean D(G(z)) (last D update: probabilities in [0, 1] for
     the cross-entropy losses, mean raw scores for the others), d_grad_norm, g_grad_norm
     (global L2 norms of the last D gradient and of the G gradient), and d_penalty (the
-    weighted penalties added to the last D loss) when a penalty is on.
+    weighted penalties added to the last D loss) when a penalty is on; with an AC-GAN D,
+    d_aux_loss (CE of D's class predictions on the real plus the generated images, last D
+    update) and g_aux_loss (CE on G's images in the G update), unweighted.
 
   Raises:
-    ValueError: if n_critic < 1, ema_decay is outside [0, 1), or label smoothing is asked
-      of a loss that is not a cross-entropy.
+    ValueError: if n_critic < 1, ema_decay is outside [0, 1), aux_weight < 0, or label
+      smoothing is asked of a loss that is not a cross-entropy; at trace time, a conditional
+      GAN's batch without labels of shape `[n_critic, B]`.
   """
   if n_critic < 1:
     raise ValueError(f'train.n_critic={n_critic} must be >= 1.')
+  if not aux_weight >= 0:
+    raise ValueError(f'train.aux_weight={aux_weight} must be >= 0 (AC-GAN uses 1).')
+  conditional, acgan = gan.conditional, gan.acgan
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f'train.ema_decay={ema_decay} must be in [0, 1); 0 disables the EMA.')
   st = stabilizers
@@ -165,20 +191,32 @@ def make_train_step(
       images = images + sigma * jax.random.normal(k_noise, images.shape, images.dtype)
     return images
 
-  def d_loss_fn(d_params, d_stats, real, fake, key, step, hp, extras):
+  def d_loss_fn(d_params, d_stats, real, fake, y_real, y_fake, key, step, hp, extras):
+    # y_real, y_fake: int32 [B] labels of a conditional GAN, None otherwise.
     k_real, k_fake, k_gp = jax.random.split(key, 3)
     real, fake = d_input(real, k_real, step), d_input(fake, k_fake, step)
     stats_in = d_stats
-    real_logits, d_stats = gan.discriminate(d_params, d_stats, real, train=True)
-    fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake, train=True)
+    d_aux = jnp.float32(0.0)
+    if acgan:
+      real_logits, real_cls, d_stats = gan.discriminate_with_classes(
+        d_params, d_stats, real, train=True
+      )
+      fake_logits, fake_cls, d_stats = gan.discriminate_with_classes(
+        d_params, d_stats, fake, train=True
+      )
+      d_aux = class_cross_entropy(real_cls, y_real) + class_cross_entropy(fake_cls, y_fake)
+    else:
+      real_logits, d_stats = gan.discriminate(d_params, d_stats, real, y_real, train=True)
+      fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake, y_fake, train=True)
     d_loss = d_loss_of(real_logits, fake_logits)
     penalty = jnp.float32(0.0)
     if st.penalised:
       # Input gradients of D as a function of its parameters (statistics of this pass are
       # discarded; with BatchNorm in train mode the samples of a batch are coupled).
-      def d_apply(p, x):
-        return gan.discriminate(p, stats_in, x, train=True)[0]
+      def d_apply_as(labels):
+        return lambda p, x: gan.discriminate(p, stats_in, x, labels, train=True)[0]
 
+      d_apply = d_apply_as(y_real)
       if st.gp_weight:
         gp = regularizers.gradient_penalty(d_apply, d_params, real, fake, k_gp)
         penalty += hp.get('gp_weight', st.gp_weight) * gp
@@ -186,7 +224,7 @@ def make_train_step(
         r1 = regularizers.r1_penalty(d_apply, d_params, real)
         penalty += 0.5 * hp.get('r1_weight', st.r1_weight) * r1
       if st.r2_weight:
-        r2 = regularizers.r2_penalty(d_apply, d_params, fake)
+        r2 = regularizers.r2_penalty(d_apply_as(y_fake), d_params, fake)
         penalty += 0.5 * hp.get('r2_weight', st.r2_weight) * r2
     if st.lecam_weight:
       extras = {
@@ -201,23 +239,42 @@ def make_train_step(
         real_logits, fake_logits, extras['lecam_ema_real'], extras['lecam_ema_fake']
       )
       penalty += st.lecam_weight * lecam
-    return d_loss + penalty, (d_stats, real_logits, fake_logits, penalty, d_loss, extras)
+    total = d_loss + penalty
+    if acgan:
+      total = total + aux_weight * d_aux
+    return total, (d_stats, real_logits, fake_logits, penalty, d_loss, extras, d_aux)
 
-  def g_loss_fn(g_params, g_stats, d_params, d_stats, z, real, key, step):
-    fake, g_stats = gan.generate(g_params, g_stats, z, train=True)
+  def g_loss_fn(g_params, g_stats, d_params, d_stats, z, y_fake, real, y_real, key, step):
+    fake, g_stats = gan.generate(g_params, g_stats, z, y_fake, train=True)
     k_fake, k_real = jax.random.split(key)
+    fake = d_input(fake, k_fake, step)
+    g_aux = jnp.float32(0.0)
     # D's statistics from this pass are discarded: the G step does not change D.
-    fake_logits, _ = gan.discriminate(d_params, d_stats, d_input(fake, k_fake, step), train=True)
+    if acgan:
+      fake_logits, fake_cls, _ = gan.discriminate_with_classes(d_params, d_stats, fake, train=True)
+      g_aux = class_cross_entropy(fake_cls, y_fake)
+    else:
+      fake_logits, _ = gan.discriminate(d_params, d_stats, fake, y_fake, train=True)
     real_logits = None
     if loss.g_needs_real:
-      real_logits, _ = gan.discriminate(d_params, d_stats, d_input(real, k_real, step), train=True)
-    return loss.g(fake_logits, real_logits), g_stats
+      real_in = d_input(real, k_real, step)
+      real_logits, _ = gan.discriminate(d_params, d_stats, real_in, y_real, train=True)
+    g_loss = loss.g(fake_logits, real_logits)
+    total = g_loss + aux_weight * g_aux if acgan else g_loss
+    return total, (g_stats, g_loss, g_aux)
 
   def latents(key: jax.Array, batch_size: int) -> jax.Array:
     z = gan.sample_latents(key, batch_size)
     if mesh is not None:  # threefry is partitionable: same values, generated in shards
       z = jax.lax.with_sharding_constraint(z, batch_sharding(mesh, batch_axis=0))
     return z
+
+  def fake_labels(key: jax.Array, batch_size: int) -> jax.Array:
+    """G's classes, uniform over [0, K), int32 [B] (sharded as the latents)."""
+    y = gan.sample_labels(key, batch_size)
+    if mesh is not None:
+      y = jax.lax.with_sharding_constraint(y, batch_sharding(mesh, batch_axis=0))
+    return y
 
   def train_step(
     state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
@@ -245,6 +302,23 @@ def make_train_step(
     keys = jax.random.split(rng, n_critic + 1)
     aux = jax.random.split(jax.random.fold_in(rng, _AUX_SALT), n_critic + 1)
     step = state.step.astype(jnp.float32)
+    real_labels = [None] * n_critic
+    label_keys = None
+    if conditional:
+      labels = batch.get('label')
+      if labels is not None and labels.ndim == 1 and n_critic == 1:
+        labels = labels[None]
+      if labels is None or labels.shape != images.shape[:2]:
+        got = 'none' if labels is None else labels.shape
+        raise ValueError(
+          f"a class-conditional GAN (model.num_classes={gan.num_classes}) needs batch['label'] "
+          f'int32 [n_critic={n_critic}, B={batch_size}] in [0, {gan.num_classes}), got {got}.'
+        )
+      real_labels = [labels[i].astype(jnp.int32) for i in range(n_critic)]
+      label_keys = jax.random.split(jax.random.fold_in(rng, _LABEL_SALT), n_critic + 1)
+
+    def g_labels(i: int) -> jax.Array | None:
+      return fake_labels(label_keys[i], batch_size) if conditional else None
 
     d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
     extras = state.extras
@@ -256,11 +330,12 @@ def make_train_step(
     d_losses = []
     for i in range(n_critic):
       z = latents(keys[i], batch_size)
-      fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, train=True)
+      y_fake = g_labels(i)
+      fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
       fake = jax.lax.stop_gradient(fake)
-      (_, (d_stats, real_logits, fake_logits, penalty, d_loss, extras)), d_grads = (
+      (_, (d_stats, real_logits, fake_logits, penalty, d_loss, extras, d_aux)), d_grads = (
         jax.value_and_grad(d_loss_fn, has_aux=True)(
-          d_params, d_stats, images[i], fake, aux[i], step, hp, extras
+          d_params, d_stats, images[i], fake, real_labels[i], y_fake, aux[i], step, hp, extras
         )
       )
       updates, d_opt_state = d_tx.update(d_grads, d_opt_state, d_params)
@@ -270,8 +345,17 @@ def make_train_step(
       d_losses.append(d_loss)
 
     z = latents(keys[n_critic], batch_size)
-    (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-      state.g_params, state.g_batch_stats, d_params, d_stats, z, images[-1], aux[n_critic], step
+    (_, (g_stats, g_loss, g_aux)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      state.g_params,
+      state.g_batch_stats,
+      d_params,
+      d_stats,
+      z,
+      g_labels(n_critic),
+      images[-1],
+      real_labels[-1],
+      aux[n_critic],
+      step,
     )
     updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
@@ -302,6 +386,9 @@ def make_train_step(
     }
     if st.penalised:
       metrics['d_penalty'] = penalty
+    if acgan:
+      metrics['d_aux_loss'] = d_aux
+      metrics['g_aux_loss'] = g_aux
     return new_state, metrics
 
   return train_step

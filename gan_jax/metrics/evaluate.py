@@ -302,12 +302,24 @@ class Evaluator:
     return max(n, self.modes_num_samples if 'modes' in self.metrics else 0)
 
   def generator_batches(self, gan: Any, params: Any, batch_stats: Any) -> Iterator[jax.Array]:
-    """Yields `total_samples` generated images in batches (the last one may be smaller)."""
-    generate = jax.jit(lambda p, s, z: gan.generate(p, s, z, train=False)[0])
+    """Yields `total_samples` generated images in batches (the last one may be smaller).
+
+    A class-conditional generator (`gan.num_classes = K > 0`) makes sample i of class i % K,
+    so the classes are balanced (and sample i does not depend on the batch size either).
+    """
+    k = getattr(gan, 'num_classes', 0)
+    if k:
+      generate = jax.jit(lambda p, s, z, y: gan.generate(p, s, z, y, train=False)[0])
+    else:
+      generate = jax.jit(lambda p, s, z: gan.generate(p, s, z, train=False)[0])
     for lo in range(0, self.total_samples, self.batch_size):
       n = min(self.batch_size, self.total_samples - lo)
       z = latents(self.seed, lo, self.batch_size, gan.latent_dim)  # full batch: one compile
-      yield generate(params, batch_stats, z)[:n]
+      if k:
+        y = jnp.arange(lo, lo + self.batch_size, dtype=jnp.int32) % k
+        yield generate(params, batch_stats, z, y)[:n]
+      else:
+        yield generate(params, batch_stats, z)[:n]
 
   def evaluate_state(self, gan: Any, state: Any, *, use_ema: bool = True) -> dict[str, Any]:
     """Evaluates the generator of a `GANState` (the EMA generator when `use_ema`)."""

@@ -12,6 +12,12 @@ from typing import Any, Callable
 import jax.numpy as jnp
 from flax import nnx
 
+from gan_jax.models.conditional import (
+  D_CONDITIONINGS,
+  G_CONDITIONINGS,
+  ConditionalBatchNorm,
+  LabelEmbed,
+)
 from gan_jax.models.dcgan import (
   DCGAN28Discriminator,
   DCGAN28Generator,
@@ -33,7 +39,30 @@ def _d_options(cfg):
   )
 
 
+def _g_cond(cfg):
+  """The generators' conditioning fields (`gan_jax.models.conditional`), with defaults."""
+  return dict(
+    num_classes=cfg.get('num_classes', 0),
+    conditioning=cfg.get('g_conditioning', 'cbn'),
+    embed_dim=cfg.get('label_embed_dim', 0),
+  )
+
+
+def _d_cond(cfg):
+  """The discriminators' conditioning fields, with defaults."""
+  return dict(
+    num_classes=cfg.get('num_classes', 0),
+    conditioning=cfg.get('d_conditioning', 'projection'),
+    embed_dim=cfg.get('label_embed_dim', 0),
+  )
+
+
 def _mlp(cfg, shape, rngs, dtype):
+  if cfg.get('num_classes', 0):
+    raise ValueError(
+      f'model.num_classes={cfg.num_classes}: model "mlp" has no class conditioning; use '
+      'model.name=dcgan28 (or dcgan, sngan32), or set model.num_classes=0.'
+    )
   hidden = tuple(cfg.get('hidden', (256, 256)))
   return (
     MLPGenerator(shape, cfg.latent_dim, hidden, dtype=dtype, rngs=rngs),
@@ -43,22 +72,26 @@ def _mlp(cfg, shape, rngs, dtype):
 
 def _dcgan28(cfg, shape, rngs, dtype):
   return (
-    DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
-    DCGAN28Discriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg)),
+    DCGAN28Generator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs, **_g_cond(cfg)),
+    DCGAN28Discriminator(
+      shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg), **_d_cond(cfg)
+    ),
   )
 
 
 def _dcgan(cfg, shape, rngs, dtype):
   return (
-    DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
-    DCGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg)),
+    DCGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs, **_g_cond(cfg)),
+    DCGANDiscriminator(
+      shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_options(cfg), **_d_cond(cfg)
+    ),
   )
 
 
 def _sngan32(cfg, shape, rngs, dtype):
   return (
-    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs),
-    SNGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs),
+    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs, **_g_cond(cfg)),
+    SNGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_cond(cfg)),
   )
 
 
@@ -94,6 +127,10 @@ def build_models(
       (`gan_jax.config.validate` rejects pack > 1 and minibatch_std > 0 for them). 'sngan32'
       (SNGAN ResNet, 32x32 only) always normalises D; the paper uses g_width 256, d_width
       128, latent_dim 128.
+      Class conditioning (`gan_jax.models.conditional`; 'dcgan28', 'dcgan', 'sngan32'):
+      `num_classes` (default 0: unconditional, exactly the models without these fields),
+      `g_conditioning` ('cbn' default, or 'concat'), `d_conditioning` ('projection' default,
+      'concat' or 'acgan') and `label_embed_dim` (default 0: one-hot labels for 'concat').
     image_shape: (H, W, C) of the training images.
     seed: integer seed of the parameter initialisation.
     dtype: the run's `config.dtype`, a key of `DTYPES`: 'float32' (default) or 'bfloat16'
@@ -107,7 +144,8 @@ def build_models(
 
   Raises:
     ValueError: for an unknown model name (listing the valid ones) or dtype, an image shape
-      the architecture cannot produce, or an invalid `pack` / `minibatch_std`.
+      the architecture cannot produce, an invalid `pack` / `minibatch_std`, or invalid
+      conditioning fields (including num_classes > 0 for 'mlp', or with pack > 1).
   """
   if model_config.name not in MODELS:
     raise ValueError(
@@ -121,6 +159,10 @@ def build_models(
 
 
 __all__ = [
+  'D_CONDITIONINGS',
+  'G_CONDITIONINGS',
+  'ConditionalBatchNorm',
+  'LabelEmbed',
   'DTYPES',
   'MODELS',
   'build_models',

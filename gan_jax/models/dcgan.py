@@ -25,6 +25,14 @@ They also take two remedies for mode collapse that let D look at several samples
   deviation of the features over a group of G samples. With packing it acts on the packed
   batch (groups of G packs).
 
+All four take `num_classes=K > 0` to become class-conditional (`gan_jax.models.conditional`):
+generators by `conditioning='concat'` (one-hot or learned label vectors concatenated to z,
+Mirza & Osindero 2014) or 'cbn' (every BatchNorm gets per-class gains and biases, Miyato &
+Koyama 2018); discriminators by 'concat' (label maps concatenated to the image), 'projection'
+(logit + <V[y], phi(x)> with phi(x) the input of the dense logit, Miyato & Koyama 2018) or
+'acgan' (an auxiliary classifier head over the classes, Odena et al. 2017). With
+`num_classes=0` (default) they are exactly the unconditional models.
+
 All weights start from N(0, 0.02) as in Radford et al. 2016, section 4. Images are float32
 `[B, H, W, C]` in [-1, 1]; discriminators return logits float32 `[B]` (`[B / pack]` with
 packing; no sigmoid). BatchNorm uses batch statistics when `train=True` (synchronised over
@@ -48,6 +56,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gan_jax.models import conditional as cond
 from gan_jax.models.sngan import Dtype, SpectralNorm, batch_norm
 
 _INIT = nnx.initializers.normal(0.02)
@@ -180,15 +189,22 @@ class DCGAN28Generator(nnx.Module):
     image_shape: (28, 28, C).
     latent_dim: size of z (default 100).
     width: channels of the 14x14 feature map; the 7x7 map has 2 * width (default 64).
+    num_classes: K > 0 makes G class-conditional; 0 (default) is the unconditional G.
+    conditioning: with K > 0, 'cbn' (conditional BatchNorm in both BatchNorms, default) or
+      'concat' (label vectors concatenated to z; see `gan_jax.models.conditional`).
+    embed_dim: 'concat' only: 0 (default) concatenates one-hot labels, > 0 a learned
+      embedding of this size.
     dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
       precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> images `[B, 28, 28, C]` in
-  [-1, 1] (float32, or `dtype`).
+  Call: `G(z, y=None, train=True)`, z float32 `[B, latent_dim]`, y int32 `[B]` in [0, K)
+  (required when K > 0, ignored otherwise) -> images `[B, 28, 28, C]` in [-1, 1] (float32,
+  or `dtype`).
 
   Raises:
-    ValueError: if image_shape is not (28, 28, C).
+    ValueError: if image_shape is not (28, 28, C) or the conditioning options are invalid;
+      at call time, if a conditional G gets no labels.
   """
 
   def __init__(
@@ -197,16 +213,28 @@ class DCGAN28Generator(nnx.Module):
     latent_dim: int = 100,
     width: int = 64,
     *,
+    num_classes: int = 0,
+    conditioning: str = 'cbn',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_28(image_shape)
     c = image_shape[2]
     self.width = width
-    self.fc = nnx.Linear(
-      latent_dim, 7 * 7 * 2 * width, use_bias=False, kernel_init=_INIT, dtype=dtype, rngs=rngs
+    extra = cond.init_generator_conditioning(
+      self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
     )
-    self.bn0 = batch_norm(7 * 7 * 2 * width, rngs, dtype)
+    k = cond.bn_classes(self)
+    self.fc = nnx.Linear(
+      latent_dim + extra,
+      7 * 7 * 2 * width,
+      use_bias=False,
+      kernel_init=_INIT,
+      dtype=dtype,
+      rngs=rngs,
+    )
+    self.bn0 = cond.make_batch_norm(7 * 7 * 2 * width, k, rngs, dtype)
     self.up1 = nnx.ConvTranspose(
       2 * width,
       width,
@@ -218,16 +246,17 @@ class DCGAN28Generator(nnx.Module):
       dtype=dtype,
       rngs=rngs,
     )
-    self.bn1 = batch_norm(width, rngs, dtype)
+    self.bn1 = cond.make_batch_norm(width, k, rngs, dtype)
     self.up2 = nnx.ConvTranspose(
       width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs
     )
 
-  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
+  def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     ura = not train
-    x = jax.nn.relu(self.bn0(self.fc(z), use_running_average=ura))
+    h, y = cond.generator_input(self, z, y)
+    x = jax.nn.relu(cond.apply_batch_norm(self.bn0, self.fc(h), y, ura))
     x = x.reshape((z.shape[0], 7, 7, 2 * self.width))
-    x = jax.nn.relu(self.bn1(self.up1(x), use_running_average=ura))
+    x = jax.nn.relu(cond.apply_batch_norm(self.bn1, self.up1(x), y, ura))
     return jnp.tanh(self.up2(x))
 
 
@@ -245,17 +274,25 @@ class DCGAN28Discriminator(nnx.Module):
     minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
       et al. 2018, section 3; they use 4), adding one channel to the 7x7 map; 0 (default)
       leaves it out.
+    num_classes: K > 0 makes D class-conditional; 0 (default) is the unconditional D.
+    conditioning: with K > 0, 'projection' (default; V `[K, F]` on the dense layer's input,
+      spectrally normalised with spectral_norm), 'concat' (label maps concatenated to the
+      image) or 'acgan' (an auxiliary classifier head F -> K); needs pack == 1.
+    embed_dim: 'concat' only: 0 (default) one-hot label maps, > 0 a learned embedding.
     dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
       precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, 28, 28, C]` in [-1, 1] -> logits `[B / pack]`
-  (float32, or `dtype`). `train` matters only with spectral_norm: True advances and stores
-  the power iteration.
+  Call: `D(x, y=None, train=True, with_class_logits=False)`, x float32 `[B, 28, 28, C]` in
+  [-1, 1], y int32 `[B]` in [0, K) ('concat' and 'projection' need it; otherwise ignored)
+  -> logits `[B / pack]` (float32, or `dtype`); with `with_class_logits` ('acgan' only)
+  `(logits [B], class logits [B, K])`. `train` matters only with spectral_norm: True
+  advances and stores the power iteration.
 
   Raises:
-    ValueError: if image_shape is not (28, 28, C) or pack < 1 or minibatch_std < 0; at call
-      time, if B is not a multiple of pack, or B / pack of min(minibatch_std, B / pack).
+    ValueError: if image_shape is not (28, 28, C) or pack < 1 or minibatch_std < 0 or the
+      conditioning options are invalid; at call time, if B is not a multiple of pack, or
+      B / pack of min(minibatch_std, B / pack), or labels are missing.
   """
 
   def __init__(
@@ -266,6 +303,9 @@ class DCGAN28Discriminator(nnx.Module):
     spectral_norm: bool = False,
     pack: int = 1,
     minibatch_std: int = 0,
+    num_classes: int = 0,
+    conditioning: str = 'projection',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
@@ -273,21 +313,43 @@ class DCGAN28Discriminator(nnx.Module):
     _check_d_options(pack, minibatch_std)
     self.pack = int(pack)
     self.minibatch_std = int(minibatch_std)
-    c = pack * image_shape[2]
+    extra = cond.init_discriminator_conditioning(
+      self, num_classes, conditioning, embed_dim, pack=pack, dtype=dtype, rngs=rngs
+    )
+    c = pack * image_shape[2] + extra
     sn = spectral_norm
     conv = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
     self.conv1 = _maybe_sn(nnx.Conv(c, width, (4, 4), (2, 2), **conv), sn, rngs)
     self.conv2 = _maybe_sn(nnx.Conv(width, 2 * width, (4, 4), (2, 2), **conv), sn, rngs)
     fc_in = 7 * 7 * (2 * width + (1 if minibatch_std else 0))
     self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, dtype=dtype, rngs=rngs), sn, rngs)
+    cond.init_discriminator_heads(
+      self, fc_in, kernel_init=_INIT, wrap=lambda m: _maybe_sn(m, sn, rngs), dtype=dtype, rngs=rngs
+    )
 
-  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    train: bool = True,
+    with_class_logits: bool = False,
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    phi = self.features(x, y, train=train)
+    if not self.num_classes:
+      return _apply(self.fc, phi, train)[:, 0]
+    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
+
+  def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
+    """phi(x), the input of the dense logit: `[B / pack, 7 * 7 * (2 width (+ 1))]` (the
+    label maps join the image first with 'concat')."""
     x = pack_images(x, self.pack)
+    x, _ = cond.discriminator_input(self, x, y)
     x = jax.nn.leaky_relu(_apply(self.conv1, x, train), 0.2)
     x = jax.nn.leaky_relu(_apply(self.conv2, x, train), 0.2)
     if self.minibatch_std:
       x = minibatch_stddev(x, self.minibatch_std)
-    return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]
+    return x.reshape((x.shape[0], -1))
 
 
 class DCGANGenerator(nnx.Module):
@@ -298,15 +360,20 @@ class DCGANGenerator(nnx.Module):
     latent_dim: size of z (default 100).
     width: channels just before the output layer; the 4x4 map has
       width * 2^(n-1) channels with n = log2(R / 4) (R=32, width=128: 512 -> 256 -> 128 -> C).
+    num_classes: K > 0 makes G class-conditional; 0 (default) is the unconditional G.
+    conditioning: with K > 0, 'cbn' (conditional BatchNorm in every BatchNorm, default) or
+      'concat' (label vectors concatenated to z).
+    embed_dim: 'concat' only: 0 (default) one-hot labels, > 0 a learned embedding.
     dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
       precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> `[B, R, R, C]` in [-1, 1]
-  (float32, or `dtype`).
+  Call: `G(z, y=None, train=True)`, z float32 `[B, latent_dim]`, y int32 `[B]` in [0, K)
+  (required when K > 0) -> `[B, R, R, C]` in [-1, 1] (float32, or `dtype`).
 
   Raises:
-    ValueError: if R is not a power of two >= 8.
+    ValueError: if R is not a power of two >= 8 or the conditioning options are invalid;
+      at call time, if a conditional G gets no labels.
   """
 
   def __init__(
@@ -315,6 +382,9 @@ class DCGANGenerator(nnx.Module):
     latent_dim: int = 100,
     width: int = 64,
     *,
+    num_classes: int = 0,
+    conditioning: str = 'cbn',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
@@ -322,27 +392,37 @@ class DCGANGenerator(nnx.Module):
     if image_shape[0] != image_shape[1]:
       raise ValueError(f'DCGAN needs square images, got {image_shape}.')
     self.c0 = width * 2 ** (n - 1)
-    self.fc = nnx.Linear(
-      latent_dim, 4 * 4 * self.c0, use_bias=False, kernel_init=_INIT, dtype=dtype, rngs=rngs
+    extra = cond.init_generator_conditioning(
+      self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
     )
-    self.bn0 = batch_norm(4 * 4 * self.c0, rngs, dtype)
+    k = cond.bn_classes(self)
+    self.fc = nnx.Linear(
+      latent_dim + extra,
+      4 * 4 * self.c0,
+      use_bias=False,
+      kernel_init=_INIT,
+      dtype=dtype,
+      rngs=rngs,
+    )
+    self.bn0 = cond.make_batch_norm(4 * 4 * self.c0, k, rngs, dtype)
     ups, bns = [], []
     c = self.c0
     up = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
     for _ in range(n - 1):
       ups.append(nnx.ConvTranspose(c, c // 2, (4, 4), (2, 2), use_bias=False, **up))
-      bns.append(batch_norm(c // 2, rngs, dtype))
+      bns.append(cond.make_batch_norm(c // 2, k, rngs, dtype))
       c //= 2
     self.ups = nnx.List(ups)
     self.bns = nnx.List(bns)
     self.out = nnx.ConvTranspose(c, image_shape[2], (4, 4), (2, 2), **up)
 
-  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
+  def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     ura = not train
-    x = jax.nn.relu(self.bn0(self.fc(z), use_running_average=ura))
+    h, y = cond.generator_input(self, z, y)
+    x = jax.nn.relu(cond.apply_batch_norm(self.bn0, self.fc(h), y, ura))
     x = x.reshape((z.shape[0], 4, 4, self.c0))
     for up, bn in zip(self.ups, self.bns):
-      x = jax.nn.relu(bn(up(x), use_running_average=ura))
+      x = jax.nn.relu(cond.apply_batch_norm(bn, up(x), y, ura))
     return jnp.tanh(self.out(x))
 
 
@@ -364,18 +444,26 @@ class DCGANDiscriminator(nnx.Module):
     minibatch_std: group size G of a minibatch-stddev layer before the dense logit (Karras
       et al. 2018, section 3; they use 4), adding one channel to the 4x4 map; 0 (default)
       leaves it out.
+    num_classes: K > 0 makes D class-conditional; 0 (default) is the unconditional D.
+    conditioning: with K > 0, 'projection' (default; V `[K, F]` on the dense layer's input,
+      spectrally normalised with spectral_norm), 'concat' (label maps concatenated to the
+      image) or 'acgan' (an auxiliary classifier head F -> K); needs pack == 1.
+    embed_dim: 'concat' only: 0 (default) one-hot label maps, > 0 a learned embedding.
     dtype: computation dtype of the layers: None (float32) or jnp.bfloat16 (mixed
       precision, see the module docstring).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, R, R, C]` in [-1, 1] -> logits `[B / pack]`
-  (float32, or `dtype`). `train=True` uses (and updates) BatchNorm batch statistics (over the packed
-  batch), or with spectral_norm advances and stores the power iteration; `train=False`
-  changes no state.
+  Call: `D(x, y=None, train=True, with_class_logits=False)`, x float32 `[B, R, R, C]` in
+  [-1, 1], y int32 `[B]` in [0, K) ('concat' and 'projection' need it; otherwise ignored)
+  -> logits `[B / pack]` (float32, or `dtype`); with `with_class_logits` ('acgan' only)
+  `(logits [B], class logits [B, K])`. `train=True` uses (and updates) BatchNorm batch
+  statistics (over the packed batch), or with spectral_norm advances and stores the power
+  iteration; `train=False` changes no state.
 
   Raises:
-    ValueError: if R is not a power of two >= 8 or pack < 1 or minibatch_std < 0; at call
-      time, if B is not a multiple of pack, or B / pack of min(minibatch_std, B / pack).
+    ValueError: if R is not a power of two >= 8 or pack < 1 or minibatch_std < 0 or the
+      conditioning options are invalid; at call time, if B is not a multiple of pack, or
+      B / pack of min(minibatch_std, B / pack), or labels are missing.
   """
 
   def __init__(
@@ -386,6 +474,9 @@ class DCGANDiscriminator(nnx.Module):
     spectral_norm: bool = False,
     pack: int = 1,
     minibatch_std: int = 0,
+    num_classes: int = 0,
+    conditioning: str = 'projection',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
@@ -393,9 +484,13 @@ class DCGANDiscriminator(nnx.Module):
     _check_d_options(pack, minibatch_std)
     self.pack = int(pack)
     self.minibatch_std = int(minibatch_std)
+    extra = cond.init_discriminator_conditioning(
+      self, num_classes, conditioning, embed_dim, pack=pack, dtype=dtype, rngs=rngs
+    )
     sn = spectral_norm
     kw = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
-    self.first = _maybe_sn(nnx.Conv(pack * image_shape[2], width, (4, 4), (2, 2), **kw), sn, rngs)
+    c_in = pack * image_shape[2] + extra
+    self.first = _maybe_sn(nnx.Conv(c_in, width, (4, 4), (2, 2), **kw), sn, rngs)
     convs, bns = [], []
     c = width
     for _ in range(n - 1):
@@ -408,9 +503,28 @@ class DCGANDiscriminator(nnx.Module):
     self.bns = nnx.List(bns)
     fc_in = 4 * 4 * (c + (1 if minibatch_std else 0))
     self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, dtype=dtype, rngs=rngs), sn, rngs)
+    cond.init_discriminator_heads(
+      self, fc_in, kernel_init=_INIT, wrap=lambda m: _maybe_sn(m, sn, rngs), dtype=dtype, rngs=rngs
+    )
 
-  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    train: bool = True,
+    with_class_logits: bool = False,
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    phi = self.features(x, y, train=train)
+    if not self.num_classes:
+      return _apply(self.fc, phi, train)[:, 0]
+    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
+
+  def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
+    """phi(x), the input of the dense logit: `[B / pack, 4 * 4 * (channels (+ 1))]` (the
+    label maps join the image first with 'concat')."""
     x = pack_images(x, self.pack)
+    x, _ = cond.discriminator_input(self, x, y)
     x = jax.nn.leaky_relu(_apply(self.first, x, train), 0.2)
     for i, conv in enumerate(self.convs):
       x = _apply(conv, x, train)
@@ -419,4 +533,4 @@ class DCGANDiscriminator(nnx.Module):
       x = jax.nn.leaky_relu(x, 0.2)
     if self.minibatch_std:
       x = minibatch_stddev(x, self.minibatch_std)
-    return _apply(self.fc, x.reshape((x.shape[0], -1)), train)[:, 0]
+    return x.reshape((x.shape[0], -1))

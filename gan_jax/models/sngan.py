@@ -12,6 +12,15 @@
   (WGAN-GP), with the initialisation of the authors' code (`pfnet-research/sngan_projection`):
   Glorot-uniform weights, gain sqrt(2) in the residual branches and 1 elsewhere.
 
+With `num_classes=K > 0` both become class-conditional as in Miyato & Koyama 2018 ("cGANs
+with Projection Discriminator", their `sngan_projection` code): G's up-ResBlocks use
+conditional BatchNorm (per-class gains and biases; the last BatchNorm stays unconditional,
+as theirs) or, with `conditioning='concat'`, label vectors concatenated to z (Mirza &
+Osindero 2014); D adds the projection term `<V[y], phi(x)>` with a spectrally normalised
+class embedding V on the sum-pooled features phi(x), or concatenates label maps to the image
+('concat'), or has an AC-GAN classifier head ('acgan', Odena et al. 2017). See
+`gan_jax.models.conditional`.
+
 Images are float32 `[B, 32, 32, C]` in [-1, 1]; the discriminator returns logits float32 `[B]`.
 With `dtype=jnp.bfloat16` (mixed precision, `config.dtype`) the layers compute in bfloat16
 and the models return bfloat16; parameters, power-iteration vectors and BatchNorm statistics
@@ -27,6 +36,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from gan_jax.models import conditional as cond
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
 _BN_MOMENTUM = 0.9
@@ -160,7 +171,9 @@ def _no_promotion(arrays: tuple, *, dtype: Dtype = None, inexact: bool = True) -
   return arrays
 
 
-def batch_norm(features: int, rngs: nnx.Rngs, dtype: Dtype = None) -> nnx.BatchNorm:
+def batch_norm(
+  features: int, rngs: nnx.Rngs, dtype: Dtype = None, *, affine: bool = True
+) -> nnx.BatchNorm:
   """`nnx.BatchNorm` over the last axis with PyTorch's defaults (momentum 0.1, eps 1e-5).
 
   Args:
@@ -170,9 +183,12 @@ def batch_norm(features: int, rngs: nnx.Rngs, dtype: Dtype = None) -> nnx.BatchN
       jnp.bfloat16 returns that dtype, while the scale and bias (float32 Params), the running
       mean and variance (float32 `nnx.BatchStat`) and the normalisation itself stay float32
       (`_no_promotion`).
+    affine: learn a scale and a bias (default); False leaves them out (conditional
+      BatchNorm supplies per-class ones, `gan_jax.models.conditional`).
   """
+  flags = {} if affine else dict(use_scale=False, use_bias=False)
   if dtype is None:
-    return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+    return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs, **flags)
   return nnx.BatchNorm(
     features,
     momentum=_BN_MOMENTUM,
@@ -180,6 +196,7 @@ def batch_norm(features: int, rngs: nnx.Rngs, dtype: Dtype = None) -> nnx.BatchN
     dtype=dtype,
     promote_dtype=_no_promotion,
     rngs=rngs,
+    **flags,
   )
 
 
@@ -207,20 +224,24 @@ class GBlock(nnx.Module):
 
   Residual: BN, ReLU, nearest upsample x2, conv3x3, BN, ReLU, conv3x3.
   Shortcut: nearest upsample x2, conv1x1. Output: their sum, `[B, 2H, 2W, cout]`.
+  With `num_classes=K > 0` both BNs are conditional (`ConditionalBatchNorm`, Miyato & Koyama
+  2018) and the call needs labels y int32 `[B]`.
   """
 
-  def __init__(self, cin: int, cout: int, *, dtype: Dtype = None, rngs: nnx.Rngs):
-    self.bn1 = batch_norm(cin, rngs, dtype)
+  def __init__(
+    self, cin: int, cout: int, *, num_classes: int = 0, dtype: Dtype = None, rngs: nnx.Rngs
+  ):
+    self.bn1 = cond.make_batch_norm(cin, num_classes, rngs, dtype)
     self.conv1 = _conv(cin, cout, 3, math.sqrt(2), rngs, dtype)
-    self.bn2 = batch_norm(cout, rngs, dtype)
+    self.bn2 = cond.make_batch_norm(cout, num_classes, rngs, dtype)
     self.conv2 = _conv(cout, cout, 3, math.sqrt(2), rngs, dtype)
     self.shortcut = _conv(cin, cout, 1, 1.0, rngs, dtype)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, y: jax.Array | None = None, *, train: bool) -> jax.Array:
     ura = not train
-    h = jax.nn.relu(self.bn1(x, use_running_average=ura))
+    h = jax.nn.relu(cond.apply_batch_norm(self.bn1, x, y, ura))
     h = self.conv1(_upsample(h))
-    h = jax.nn.relu(self.bn2(h, use_running_average=ura))
+    h = jax.nn.relu(cond.apply_batch_norm(self.bn2, h, y, ura))
     return self.conv2(h) + self.shortcut(_upsample(x))
 
 
@@ -277,17 +298,23 @@ class SNGANGenerator(nnx.Module):
     image_shape: (32, 32, C).
     latent_dim: size of z (128 in the paper).
     width: channels of every block (256 in the paper).
+    num_classes: K > 0 makes G class-conditional (Miyato & Koyama 2018); 0 (default) is the
+      unconditional G.
+    conditioning: with K > 0, 'cbn' (conditional BatchNorm in every up-ResBlock, default, as
+      in Miyato & Koyama 2018) or 'concat' (label vectors concatenated to z).
+    embed_dim: 'concat' only: 0 (default) one-hot labels, > 0 a learned embedding.
     dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
       precision: float32 parameters and BatchNorm statistics, bfloat16 activations and
       output).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `G(z, train=True)`, z float32 `[B, latent_dim]` -> `[B, 32, 32, C]` in [-1, 1]
-  (float32, or `dtype`). `train` selects batch (True) or running (False) BatchNorm
-  statistics.
+  Call: `G(z, y=None, train=True)`, z float32 `[B, latent_dim]`, y int32 `[B]` in [0, K)
+  (required when K > 0) -> `[B, 32, 32, C]` in [-1, 1] (float32, or `dtype`). `train`
+  selects batch (True) or running (False) BatchNorm statistics.
 
   Raises:
-    ValueError: if image_shape is not (32, 32, C).
+    ValueError: if image_shape is not (32, 32, C) or the conditioning options are invalid;
+      at call time, if a conditional G gets no labels.
   """
 
   def __init__(
@@ -296,20 +323,32 @@ class SNGANGenerator(nnx.Module):
     latent_dim: int = 128,
     width: int = 256,
     *,
+    num_classes: int = 0,
+    conditioning: str = 'cbn',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_32(image_shape)
     self.width = width
-    self.fc = nnx.Linear(latent_dim, 4 * 4 * width, kernel_init=_glorot(), dtype=dtype, rngs=rngs)
-    self.blocks = nnx.List([GBlock(width, width, dtype=dtype, rngs=rngs) for _ in range(3)])
+    extra = cond.init_generator_conditioning(
+      self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
+    )
+    self.fc = nnx.Linear(
+      latent_dim + extra, 4 * 4 * width, kernel_init=_glorot(), dtype=dtype, rngs=rngs
+    )
+    k = cond.bn_classes(self)
+    self.blocks = nnx.List(
+      [GBlock(width, width, num_classes=k, dtype=dtype, rngs=rngs) for _ in range(3)]
+    )
     self.bn = batch_norm(width, rngs, dtype)
     self.out = _conv(width, image_shape[2], 3, 1.0, rngs, dtype)
 
-  def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
-    x = self.fc(z).reshape((z.shape[0], 4, 4, self.width))
+  def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
+    h, y = cond.generator_input(self, z, y)
+    x = self.fc(h).reshape((z.shape[0], 4, 4, self.width))
     for block in self.blocks:
-      x = block(x, train=train)
+      x = block(x, y if cond.bn_classes(self) else None, train=train)
     x = jax.nn.relu(self.bn(x, use_running_average=not train))
     return jnp.tanh(self.out(x))
 
@@ -325,17 +364,26 @@ class SNGANDiscriminator(nnx.Module):
   Args:
     image_shape: (32, 32, C).
     width: channels of every block (128 in the paper).
+    num_classes: K > 0 makes D class-conditional; 0 (default) is the unconditional D.
+    conditioning: with K > 0, 'projection' (default: `<V[y], phi(x)>` added to the logit,
+      V a spectrally normalised `[K, width]` embedding, Miyato & Koyama 2018, eq. 3),
+      'concat' (label maps concatenated to the image) or 'acgan' (a spectrally normalised
+      classifier head width -> K, Odena et al. 2017).
+    embed_dim: 'concat' only: 0 (default) one-hot label maps, > 0 a learned embedding.
     dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
       precision: float32 parameters and power-iteration state, bfloat16 activations and
       logits).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(x, train=True)`, x float32 `[B, 32, 32, C]` in [-1, 1] -> logits `[B]` (float32,
-  or `dtype`).
-  `train=True` advances every layer's power iteration by one step and stores it.
+  Call: `D(x, y=None, train=True, with_class_logits=False)`, x float32 `[B, 32, 32, C]` in
+  [-1, 1], y int32 `[B]` in [0, K) ('concat' and 'projection' need it; otherwise ignored) ->
+  logits `[B]` (float32, or `dtype`); with `with_class_logits` ('acgan' only) `(logits [B],
+  class logits [B, K])`. `train=True` advances every layer's power iteration by one step and
+  stores it.
 
   Raises:
-    ValueError: if image_shape is not (32, 32, C).
+    ValueError: if image_shape is not (32, 32, C) or the conditioning options are invalid;
+      at call time, if labels are missing.
   """
 
   def __init__(
@@ -343,11 +391,17 @@ class SNGANDiscriminator(nnx.Module):
     image_shape: tuple[int, int, int],
     width: int = 128,
     *,
+    num_classes: int = 0,
+    conditioning: str = 'projection',
+    embed_dim: int = 0,
     dtype: Dtype = None,
     rngs: nnx.Rngs,
   ):
     _check_32(image_shape)
-    c = image_shape[2]
+    extra = cond.init_discriminator_conditioning(
+      self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
+    )
+    c = image_shape[2] + extra
     self.blocks = nnx.List(
       [
         DBlock(c, width, downsample=True, optimized=True, dtype=dtype, rngs=rngs),
@@ -357,9 +411,27 @@ class SNGANDiscriminator(nnx.Module):
       ]
     )
     self.fc = _sn(nnx.Linear(width, 1, kernel_init=_glorot(), dtype=dtype, rngs=rngs), rngs)
+    cond.init_discriminator_heads(
+      self, width, kernel_init=_glorot(), wrap=lambda m: _sn(m, rngs), dtype=dtype, rngs=rngs
+    )
 
-  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    train: bool = True,
+    with_class_logits: bool = False,
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    phi = self.features(x, y, train=train)
+    if not self.num_classes:
+      return self.fc(phi, update_stats=train)[:, 0]
+    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
+
+  def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
+    """phi(x): ReLU and global sum pooling of the last block, `[B, width]` (the label maps
+    join the image first with 'concat')."""
+    x, _ = cond.discriminator_input(self, x, y)
     for block in self.blocks:
       x = block(x, train=train)
-    x = jnp.sum(jax.nn.relu(x), axis=(1, 2))
-    return self.fc(x, update_stats=train)[:, 0]
+    return jnp.sum(jax.nn.relu(x), axis=(1, 2))
