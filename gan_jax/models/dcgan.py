@@ -57,6 +57,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gan_jax.models import conditional as cond
+from gan_jax.models.layers import ConvTranspose
 from gan_jax.models.sngan import Dtype, SpectralNorm, batch_norm
 
 _INIT = nnx.initializers.normal(0.02)
@@ -235,7 +236,7 @@ class DCGAN28Generator(nnx.Module):
       rngs=rngs,
     )
     self.bn0 = cond.make_batch_norm(7 * 7 * 2 * width, k, rngs, dtype)
-    self.up1 = nnx.ConvTranspose(
+    self.up1 = ConvTranspose(
       2 * width,
       width,
       (4, 4),
@@ -247,7 +248,7 @@ class DCGAN28Generator(nnx.Module):
       rngs=rngs,
     )
     self.bn1 = cond.make_batch_norm(width, k, rngs, dtype)
-    self.up2 = nnx.ConvTranspose(
+    self.up2 = ConvTranspose(
       width, c, (4, 4), (2, 2), padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs
     )
 
@@ -409,12 +410,12 @@ class DCGANGenerator(nnx.Module):
     c = self.c0
     up = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
     for _ in range(n - 1):
-      ups.append(nnx.ConvTranspose(c, c // 2, (4, 4), (2, 2), use_bias=False, **up))
+      ups.append(ConvTranspose(c, c // 2, (4, 4), (2, 2), use_bias=False, **up))
       bns.append(cond.make_batch_norm(c // 2, k, rngs, dtype))
       c //= 2
     self.ups = nnx.List(ups)
     self.bns = nnx.List(bns)
-    self.out = nnx.ConvTranspose(c, image_shape[2], (4, 4), (2, 2), **up)
+    self.out = ConvTranspose(c, image_shape[2], (4, 4), (2, 2), **up)
 
   def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     ura = not train
