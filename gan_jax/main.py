@@ -4,10 +4,13 @@
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
         [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
+    gan-jax sample --workdir runs/mnist_cdcgan --label 3 | --per-class 8   (conditional runs)
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
     gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
     gan-jax sweep experiments/ablations/losses_fashion.py --workdir runs/losses_fashion \
         [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep.py)
+    gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
+        [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/edit_cli.py)
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -32,6 +35,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from gan_jax import edit_cli  # pylint: disable=wrong-import-position
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
   CheckpointWriteError,
   ConfigError,
@@ -231,16 +235,42 @@ def _sample(args: argparse.Namespace) -> None:
     )
   if args.num <= 0:
     raise UsageError(f'--num={args.num} must be a positive number of images.')
+  if args.label is not None and args.per_class is not None:
+    raise UsageError('give either --label (samples of one class) or --per-class (every class).')
+  if args.per_class is not None and args.per_class <= 0:
+    raise UsageError(f'--per-class={args.per_class} must be a positive number of images.')
   import jax  # pylint: disable=g-import-not-at-top
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
-  z = gan.sample_latents(jax.random.PRNGKey(args.seed), args.num)
-  images = jax.device_get(sampling.sample(gan, state, z, use_ema=use_ema))
-  sampling.save_grid(args.out, images, scale=args.scale)
-  print(f'wrote {args.num} samples from step {int(state.step)} to {args.out}')
+  key = jax.random.PRNGKey(args.seed)
+  flag = '--label' if args.label is not None else '--per-class'
+  if not gan.conditional and (args.label is not None or args.per_class is not None):
+    raise UsageError(
+      f'{flag} needs a class-conditional run (model.num_classes > 0); {args.workdir!r} is '
+      'unconditional: drop it.'
+    )
+  if args.label is not None and not 0 <= args.label < gan.num_classes:
+    raise UsageError(
+      f'--label={args.label} is out of range: the run has {gan.num_classes} classes, 0 to '
+      f'{gan.num_classes - 1}.'
+    )
+  labels, ncol, what = None, None, ''
+  if args.label is not None:
+    z = gan.sample_latents(key, args.num)
+    labels = sampling.per_class_labels(gan.num_classes, args.num, [args.label])
+    what = f' of class {args.label}'
+  elif gan.conditional:  # one row per class; --num / K per row unless --per-class
+    ncol = args.per_class or max(1, args.num // gan.num_classes)
+    z, labels = sampling.per_class_inputs(gan, key, ncol)
+    what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
+  else:
+    z = gan.sample_latents(key, args.num)
+  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
+  sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
+  print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
 
 
 def _read_png_folder(folder: str, batch_size: int, channels: int | None):
@@ -460,6 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
   s.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   s.add_argument('--scale', type=int, default=2, help='pixel upscaling of the grid (default 2)')
   s.add_argument('--no-ema', action='store_true', help='sample from the raw, not the EMA, G')
+  s.add_argument(
+    '--label',
+    type=int,
+    default=None,
+    help='class-conditional runs: all --num images of this class (0 to num_classes - 1)',
+  )
+  s.add_argument(
+    '--per-class',
+    type=int,
+    default=None,
+    metavar='N',
+    help='class-conditional runs: N images of every class, one row per class, the same '
+    'latents in each column (default for a conditional run: --num / num_classes per row)',
+  )
   e = sub.add_parser(
     'eval',
     help='evaluate a run (or a folder of PNG images) with FID, KID, IS, precision/recall',
@@ -529,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     help='train the seeds of each cell together as replicas of one vmapped program '
     '(config.num_replicas; in process)',
   )
+  edit_cli.add_parser(sub)
   return parser
 
 
@@ -580,6 +625,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
           _eval(args)
         except ValueError as e:  # bad images, too few samples, ...: a usage problem
+          raise UsageError(str(e)) from e
+      elif args.command == 'edit':
+        try:
+          edit_cli.run(args)
+        except edit_cli.EditUsageError as e:
           raise UsageError(str(e)) from e
       else:
         _sample(args)

@@ -112,3 +112,124 @@ def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
   text = '\n'.join(o.get('text', '') for o in outputs if o.output_type == 'stream')
   assert f'trained to step {STEPS}' in text, text
   assert 'TINY=True STEPS=4' in text, text
+
+
+# notebooks/editing.ipynb: a class-conditional DCGAN, sampling, slerp, inversion and an edit.
+EDITING_NOTEBOOK = REPO / 'notebooks' / 'editing.ipynb'
+EDITING_STEPS = 2
+EDITING_DIGITS = 4  # NUM_DIGITS of the notebook
+EDITING_STRENGTHS = [-2.0, -1.0, 0.0, 1.0, 2.0]
+
+
+def test_editing_notebook_is_valid_and_has_no_outputs():
+  import nbformat  # pylint: disable=g-import-not-at-top
+
+  nb = nbformat.read(str(EDITING_NOTEBOOK), as_version=4)
+  nbformat.validate(nb)
+  assert nb.metadata.kernelspec.name == 'python3'
+  code = [c for c in nb.cells if c.cell_type == 'code']
+  assert code, 'the notebook has no code cells'
+  dirty = [
+    i
+    for i, c in enumerate(nb.cells)
+    if c.cell_type == 'code' and (c.outputs or c.execution_count is not None)
+  ]
+  assert not dirty, f'clear the outputs of cells {dirty} before committing the notebook'
+  text = '\n'.join(c.source for c in nb.cells if c.cell_type == 'markdown')
+  for cite in ('Shoemake', 'White', 'Shen', 'Miyato'):
+    assert cite in text, f'the notebook no longer cites {cite}'
+
+
+@pytest.mark.slow
+def test_editing_notebook_runs_offline(tmp_path, monkeypatch):
+  """Executes notebooks/editing.ipynb on the tiny mnist_cdcgan (2 train steps, 3 Adam steps of
+  inversion from 1 start, 64 latents for the direction) and checks the arrays it saves."""
+  import nbformat  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # pylint: disable=g-import-not-at-top
+  from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
+
+  if not (TFDS_DIR / 'mnist').is_dir():
+    pytest.fail(
+      f'offline TFDS data not found at {TFDS_DIR}: this test needs ../shared/tfds '
+      '(with mnist) beside the checkout; it is never skipped.'
+    )
+  try:
+    KernelSpecManager().get_kernel_spec('python3')
+  except NoSuchKernel:
+    pytest.fail(
+      'no "python3" Jupyter kernelspec: install ipykernel in this environment or run '
+      f'`{sys.executable} -m ipykernel install --sys-prefix`.'
+    )
+
+  workdir = tmp_path / 'run'
+  for name, value in {
+    'EDITING_TINY': '1',
+    'EDITING_CONFIG': str(REPO / 'experiments' / 'mnist_cdcgan.py'),
+    'EDITING_STEPS': str(EDITING_STEPS),
+    'EDITING_WORKDIR': str(workdir),
+    'EDITING_INVERT_STEPS': '3',
+    'EDITING_RESTARTS': '1',
+    'EDITING_NUM_LATENTS': '64',
+    'TFDS_DATA_DIR': str(TFDS_DIR),
+    'TF_CPP_MIN_LOG_LEVEL': '2',
+  }.items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv('MPLBACKEND', raising=False)  # let the kernel use the inline backend
+
+  nb = nbformat.read(str(EDITING_NOTEBOOK), as_version=4)
+  nb.cells.insert(0, nbformat.v4.new_code_cell(_PROBE))
+  client = NotebookClient(
+    nb,
+    timeout=600,
+    kernel_name='python3',
+    allow_errors=False,
+    resources={'metadata': {'path': str(tmp_path)}},
+  )
+  client.execute()  # raises CellExecutionError (with the cell's traceback) on the first error
+
+  outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+  errors = [o for o in outputs if o.output_type == 'error']
+  assert not errors, f'cells raised: {[(o.ename, o.evalue) for o in errors]}'
+  probe = ''.join(o.get('text', '') for o in nb.cells[0].outputs).strip()
+  assert Path(probe).resolve() == Path(sys.prefix).resolve(), probe
+  text = '\n'.join(o.get('text', '') for o in outputs if o.output_type == 'stream')
+  assert 'TINY=True STEPS=2' in text, text
+  assert f'loaded step {EDITING_STEPS}: 10 classes' in text, text
+  assert 'reconstruction MSE' in text, text
+
+  # The run was trained here, then loaded.
+  assert (workdir / 'checkpoints' / str(EDITING_STEPS)).is_dir()
+  # Per-class grid, two interpolations, inversion, edit strip: >= 5 figures.
+  images = [
+    o
+    for o in outputs
+    if o.output_type in ('display_data', 'execute_result') and 'image/png' in o.get('data', {})
+  ]
+  assert len(images) >= 5, f'expected >= 5 images in the outputs, got {len(images)}'
+  for png in ('per_class.png', 'interpolation.png', 'edit_ink.png'):
+    assert (workdir / 'editing' / png).is_file(), png
+
+  with np.load(workdir / 'editing' / 'editing.npz') as f:
+    a = {k: f[k] for k in f.files}
+  shape = (28, 28, 1)
+  assert a['per_class'].shape == (10, 8) + shape  # one row per class
+  assert a['interpolation'].shape == (4, 8) + shape
+  assert a['cross_class'].shape == (10, 8) + shape
+  n = EDITING_DIGITS
+  assert a['inputs'].shape == a['reconstructions'].shape == (n,) + shape
+  assert a['input_labels'].dtype.kind == 'i' and set(a['input_labels'].tolist()) <= set(range(10))
+  assert a['inversion_mse'].shape == (n,) and np.all(np.isfinite(a['inversion_mse']))
+  assert np.allclose(
+    a['inversion_mse'],
+    np.mean((a['reconstructions'] - a['inputs']) ** 2, axis=(1, 2, 3)),
+    atol=1e-5,
+  )
+  assert a['ink_direction'].shape == (100,)
+  assert abs(np.linalg.norm(a['ink_direction']) - 1) < 1e-4
+  assert a['strengths'].tolist() == EDITING_STRENGTHS
+  strip = a['edit_strip']
+  assert strip.shape == (n, len(EDITING_STRENGTHS)) + shape
+  assert np.all(np.isfinite(strip)) and np.all(np.abs(strip) <= 1)
+  # Strength 0 is the inverted latent itself: its image is the reconstruction.
+  np.testing.assert_allclose(strip[:, 2], a['reconstructions'], atol=1e-4)
