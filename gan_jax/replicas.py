@@ -267,6 +267,7 @@ def train_replicas(
         ema_decay=config.train.ema_decay,
         stabilizers=Stabilizers.from_config(shared_step_config(configs).train),
         aux_weight=config.train.get('aux_weight', 1.0),
+        reuse_fakes=config.train.get('reuse_fakes', False),
       )
     ),
     mesh,

@@ -599,6 +599,7 @@ def train_and_evaluate(
         mesh=mesh,
         stabilizers=Stabilizers.from_config(config.train),
         aux_weight=config.train.get('aux_weight', 1.0),
+        reuse_fakes=config.train.get('reuse_fakes', False),
       ),
       mesh,
     )
