@@ -21,8 +21,10 @@ No global state is kept here beyond what `jax.distributed` itself keeps.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 import threading
 
@@ -41,6 +43,36 @@ _JAX_TIMEOUT_MARGIN_S = 30
 
 class LaunchError(ValueError):
   """Bad or incomplete multi-process settings; the one-line message says what to give."""
+
+
+def _bind_error(bind_address: str) -> OSError | None:
+  """The error binding 'HOST:PORT' (host '[::]', an IP or a name) would raise, or None.
+
+  Binds and at once closes a listening socket with the options gRPC's server uses
+  (SO_REUSEADDR, and SO_REUSEPORT where it exists), so that a port gRPC could share is not
+  reported. Only 'address in use' and 'permission denied' are returned; anything else (no
+  IPv6 on this host, an unresolvable name) is left for JAX itself to report.
+  """
+  host, _, port = bind_address.rpartition(':')
+  host = host.strip('[]') or '::'
+  try:
+    infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+  except (OSError, ValueError):
+    return None
+  for family, kind, proto, _, address in infos[:1]:
+    try:
+      with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, 'SO_REUSEPORT'):
+          s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:  # '[::]' takes the IPv4 port too, as gRPC's does
+          s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(address)
+        s.listen()
+    except OSError as err:
+      if err.errno in (errno.EADDRINUSE, errno.EACCES):
+        return err
+  return None
 
 
 def check_launch(
@@ -147,6 +179,18 @@ def initialize(
   who = 'this process' if process_id is None else f'process {process_id}'
   if num_processes is not None:
     who += f' of {num_processes}'
+  if process_id == 0 and coordinator:
+    # jaxlib 0.10's coordinator service crashes the process (SIGSEGV, no Python error) when
+    # it cannot listen on its port: find out first. (Another program can still take the port
+    # in between; that race is JAX's to fix.)
+    bind = os.environ.get('JAX_COORDINATOR_BIND_ADDRESS') or f'[::]:{coordinator.rsplit(":", 1)[1]}'
+    err = _bind_error(bind)
+    if err is not None:
+      raise LaunchError(
+        f'{who} could not start the multi-process run with {where}: process 0 cannot listen '
+        f'on {bind} ({err.strerror}); choose another port in --coordinator (one that no other '
+        'program uses), on every process.'
+      )
   done = threading.Event()
 
   def give_up() -> None:

@@ -653,9 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   # Out of the except blocks nothing references the failed run's frames any more: collect
   # what a failed training run left behind now, so that our error stays the last line
-  # printed. Only after training started (status 1): usage errors (status 2) left nothing,
-  # and a collection there, after a failed jax.distributed start, once crashed the process
-  # (SIGSEGV) before the error was printed.
+  # printed. Only after training started (status 1): usage errors (status 2) leave nothing.
   if status == 1:
     _collect_orphaned_writes()
   print(f'gan-jax: error: {error}', file=sys.stderr)

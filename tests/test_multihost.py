@@ -8,6 +8,7 @@ and device count) to the uninterrupted run's final state. And the launch flags f
 bad flags in one line with exit status 2, an unreachable coordinator within its timeout.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -277,6 +278,22 @@ def test_bad_launch_flags_are_one_line_usage_errors(flags, message, tmp_path, ca
   assert not workdir.exists()
 
 
+@pytest.mark.parametrize('host', ['127.0.0.1', ''])
+def test_the_coordinator_port_check_finds_a_port_in_use(host):
+  """jaxlib's coordinator service crashes (SIGSEGV) on a port in use, so process 0 checks
+  the port first: taken on one interface or all of them, and free again once closed."""
+  from gan_jax.distributed import _bind_error
+
+  with socket.socket() as taken:
+    taken.bind((host, 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    err = _bind_error(f'[::]:{port}')
+    assert err is not None and err.errno == errno.EADDRINUSE
+    assert _bind_error(f'0.0.0.0:{port}') is not None
+  assert _bind_error(f'[::]:{port}') is None
+
+
 def test_launch_failures_are_one_line_errors_in_bounded_time(tmp_path):
   """`--distributed` with no cluster to detect, and process 0 on a port already taken: exit
   2 at once. Process 0 whose peer never starts, and process 1 whose coordinator never
@@ -309,6 +326,7 @@ def test_launch_failures_are_one_line_errors_in_bounded_time(tmp_path):
     (clash, 'gan-jax: error: process 0 of 2 could not start the multi-process run'),
   ):
     assert code == 2 and err.strip().splitlines()[-1].startswith(start), err[-2000:]
+  assert f'cannot listen on [::]:{busy}' in clash[2], clash[2][-2000:]
   for name, (code, _, err) in (('process 0', waits), ('process 1', knocks)):
     last = err.strip().splitlines()[-1]
     assert code == 1, err[-2000:]
