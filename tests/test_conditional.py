@@ -416,6 +416,41 @@ def test_sample_cli_by_label_and_per_class(mnist_run, tmp_path, capsys):
     sampling.sample(gan, state, z, jnp.full((4,), 12))
 
 
+def test_edit_cli_on_a_conditional_run_needs_and_uses_the_label(mnist_run, tmp_path, capsys):
+  """`gan-jax edit --label K` inverts and edits a real digit within class K of a conditional
+  G; without --label, or with a label out of range, it stops with one line."""
+  _, workdir, _ = mnist_run
+  tfds_dir = load_run(workdir)[0].data.data_dir
+  ds = data_lib.build_eval_dataset(
+    'mnist', 'test[:1]', data_dir=tfds_dir, image_size=28, channels=1, batch_size=1
+  )
+  digit = sampling.to_uint8(next(ds.as_numpy_iterator())['image'])[0, ..., 0]
+  image, out = str(tmp_path / 'digit.png'), str(tmp_path / 'strip.png')
+  Image.fromarray(digit).save(image)
+  argv = ['edit', '--workdir', workdir, '--image', image, '--attribute', 'ink', '--out', out]
+  fast = ['--num-latents', '100', '--inversion-steps', '5', '--restarts', '1', '--scale', '1']
+  # The raw G: after 4 steps the EMA G is still nearly the initial one, whose conditional
+  # BatchNorm (gains 1, biases 0 for every class) ignores the label.
+  fast.append('--no-ema')
+  _one_line_cli_error(capsys, argv + fast, 'this run is class-conditional: give --label K')
+  _one_line_cli_error(capsys, [*argv, *fast, '--label', '10'], '--label=10 is out of range')
+  strips = {}
+  for label in (3, 5):
+    status = cli.main([*argv, *fast, '--label', str(label), '--strengths', '-1,1'])
+    assert status == 0, capsys.readouterr().err
+    # One row: input | reconstruction | 2 edits, 28x28 tiles with 2-pixel borders.
+    strips[label] = np.asarray(Image.open(out))
+    assert strips[label].shape[:2] == (30 + 2, 4 * 30 + 2)
+    from gan_jax.editing import load_direction
+
+    _, meta = load_direction(os.path.join(workdir, 'directions', 'ink.npz'))
+    assert meta['label'] == label  # the direction was fitted on G's class-`label` images
+  capsys.readouterr()
+  # The input tile is the same; G's reconstruction depends on the class it was asked for.
+  np.testing.assert_array_equal(strips[3][:, :32], strips[5][:, :32])
+  assert not np.array_equal(strips[3][:, 32:], strips[5][:, 32:])
+
+
 def test_eval_conditional_reports_accuracy_and_fid_per_class(mnist_run, tmp_path, capsys):
   _, workdir, _ = mnist_run
   script = runpy.run_path(str(REPO / 'experiments' / 'eval_conditional.py'))
