@@ -23,6 +23,8 @@ Options (name: what the child process sets):
   onednn          XLA_FLAGS=--xla_cpu_use_onednn=true
   no_fusion_emit  XLA_FLAGS=--xla_cpu_use_fusion_emitters=false
   one_thread      XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (one intra-op thread)
+  bf16            config.dtype = 'bfloat16': mixed precision (layers compute in bfloat16;
+                  parameters, optimizer state, EMA and BatchNorm statistics stay float32).
 
 Run from the repository root (venv active):
 
@@ -60,6 +62,7 @@ OPTIONS: dict[str, dict[str, str]] = {
   'onednn': {'flags': '--xla_cpu_use_onednn=true'},
   'no_fusion_emit': {'flags': '--xla_cpu_use_fusion_emitters=false'},
   'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
+  'bf16': {'dtype': 'bfloat16'},
 }
 
 
@@ -108,6 +111,8 @@ def child(args: argparse.Namespace) -> dict:
   spec.loader.exec_module(throughput)
   mesh = make_mesh()
   config = throughput.make_config(args.case, args.batch_size, 0, tiny=args.tiny)
+  if 'dtype' in option:
+    config.dtype = option['dtype']
   gan, state = create_state(config)
   step = make_train_step(
     gan,
