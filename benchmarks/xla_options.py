@@ -23,6 +23,10 @@ Options (name: what the child process sets):
   onednn          XLA_FLAGS=--xla_cpu_use_onednn=true
   no_fusion_emit  XLA_FLAGS=--xla_cpu_use_fusion_emitters=false
   one_thread      XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (one intra-op thread)
+  lax_conv        gan_jax.models.layers.Conv.impl = 'lax' (XLA's own input gradient of D's
+                  strided convolutions, the default before the sub-pixel one).
+  subpixel_conv_all  Conv.impl = 'subpixel' (also D's first layer, whose input has one
+                  channel).
   bf16            config.dtype = 'bfloat16': mixed precision (layers compute in bfloat16;
                   parameters, optimizer state, EMA and BatchNorm statistics stay float32).
 
@@ -63,6 +67,8 @@ OPTIONS: dict[str, dict[str, str]] = {
   'no_fusion_emit': {'flags': '--xla_cpu_use_fusion_emitters=false'},
   'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
   'bf16': {'dtype': 'bfloat16'},
+  'lax_conv': {'conv_impl': 'lax'},
+  'subpixel_conv_all': {'conv_impl': 'subpixel'},
 }
 
 
@@ -79,6 +85,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--steps', type=int, default=20, help='Timed steps per process (default 20).')
   p.add_argument('--warmup', type=int, default=2, help='Untimed steps first (default 2).')
   p.add_argument('--tiny', action='store_true', help='Width-8 models (smoke tests).')
+  p.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='KEY=VALUE',
+    help='A config override for every option, e.g. train.gp_weight=10 (repeatable).',
+  )
   p.add_argument('--json', default=None, help='Output JSON path.')
   p.add_argument('--child', default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
@@ -101,11 +114,13 @@ def child(args: argparse.Namespace) -> dict:
   from gan_jax.models import layers  # noqa: PLC0415
   from gan_jax.sharding import make_mesh, replicate  # noqa: PLC0415
   from gan_jax.state import create_state  # noqa: PLC0415
-  from gan_jax.train_step import jit_train_step, make_train_step  # noqa: PLC0415
+  from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: PLC0415
 
   option = OPTIONS[args.child]
   if 'impl' in option:
     layers.ConvTranspose.impl = option['impl']
+  if 'conv_impl' in option:
+    layers.Conv.impl = option['conv_impl']
   spec = importlib.util.spec_from_file_location('_throughput', REPO / 'benchmarks/throughput.py')
   throughput = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(throughput)
@@ -113,6 +128,13 @@ def child(args: argparse.Namespace) -> dict:
   config = throughput.make_config(args.case, args.batch_size, 0, tiny=args.tiny)
   if 'dtype' in option:
     config.dtype = option['dtype']
+  for item in args.set:
+    key, _, value = item.partition('=')
+    *path, name = key.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    node[name] = type(node[name])(value)
   gan, state = create_state(config)
   step = make_train_step(
     gan,
@@ -120,6 +142,7 @@ def child(args: argparse.Namespace) -> dict:
     n_critic=1,
     ema_decay=config.train.ema_decay,
     mesh=mesh,
+    stabilizers=Stabilizers.from_config(config.train),  # e.g. --set train.gp_weight=10
   )
   jitted = jit_train_step(step, mesh)
   state = replicate(state, mesh)
@@ -165,6 +188,8 @@ def run_option(args: argparse.Namespace, name: str) -> dict:
     '--warmup',
     str(args.warmup),
   ] + (['--tiny'] if args.tiny else [])
+  for item in args.set:
+    cmd += ['--set', item]
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
   lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
   if proc.returncode or not lines:

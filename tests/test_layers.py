@@ -1,4 +1,5 @@
-"""gan_jax.models.layers: the sub-pixel transposed convolution equals Flax's / lax's."""
+"""gan_jax.models.layers: the sub-pixel transposed convolution equals Flax's / lax's; so do the
+strided convolution and its derivatives to second order."""
 
 import itertools
 
@@ -9,7 +10,7 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from gan_jax.models.layers import ConvTranspose, conv_transpose_subpixel
+from gan_jax.models.layers import Conv, ConvTranspose, conv_transpose_subpixel, strided_conv
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 
@@ -124,3 +125,91 @@ def test_auto_uses_subpixel_on_cpu_except_for_one_output_channel(impl):
   ConvTranspose.impl = 'fast'
   with pytest.raises(ValueError, match="use 'auto', 'subpixel' or 'lax'"):
     wide(x)
+
+
+# --- Conv / strided_conv: XLA's strided convolution with a fast derivative of its input
+# gradient (what gradient penalties differentiate).
+
+
+def _conv_lax(x, w, strides, padding):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+
+
+STRIDED = [
+  (4, (2, 2), 'SAME', (28, 28), 1),  # DCGAN-28's D: the image layer ...
+  (4, (2, 2), 'SAME', (14, 14), 3),  # ... and the next one
+  (3, (2, 2), 'VALID', (9, 8), 2),  # odd sizes: a row of the input is never read
+  (3, (3, 2), 'SAME', (7, 10), 2),  # non-square stride, kernel no multiple of it
+  (2, (3, 3), 'VALID', (8, 8), 2),  # stride larger than the kernel: skipped pixels
+]
+
+
+@pytest.mark.parametrize('k,strides,padding,hw,c_in', STRIDED)
+def test_strided_conv_equals_lax_to_second_order(k, strides, padding, hw, c_in):
+  """Forward and first derivatives bitwise; the gradient-penalty gradient (the derivative of
+  a function of the input gradient, Gulrajani et al. 2017, eq. 3) to fp32 rounding."""
+  kx, kw, kc = jax.random.split(jax.random.PRNGKey(k * 100 + strides[0] * 10 + hw[0]), 3)
+  x = jax.random.normal(kx, (3, *hw, c_in))
+  w = jax.random.normal(kw, (k, k, c_in, 4)) * 0.3
+  pads = tuple(lax.padtype_to_pads(hw, (k, k), strides, padding))
+  ref, got = _conv_lax(x, w, strides, pads), strided_conv(x, w, strides, pads)
+  np.testing.assert_array_equal(got, ref)
+  c = jax.random.normal(kc, ref.shape)
+
+  def first(conv):  # d/dx and d/dw of a loss that weighs every output differently
+    return jax.grad(lambda a, b: jnp.sum(c * jnp.tanh(conv(a, b, strides, pads))), (0, 1))(x, w)
+
+  for a, b in zip(first(strided_conv), first(_conv_lax)):
+    np.testing.assert_array_equal(a, b)
+
+  def penalty_grad(conv):  # per-sample input-gradient norms, then d/dw and d/dx of them
+    def penalty(a, b):
+      gx = jax.grad(lambda a: jnp.sum(c * jnp.tanh(conv(a, b, strides, pads))))(a)
+      norms = jnp.sqrt(jnp.sum(gx**2, axis=(1, 2, 3)))
+      return jnp.mean((norms - 1.0) ** 2)
+
+    return jax.grad(penalty, (0, 1))(x, w)
+
+  for a, b in zip(penalty_grad(strided_conv), penalty_grad(_conv_lax)):
+    assert float(jnp.max(jnp.abs(b))) > 0
+    np.testing.assert_allclose(a, b, atol=2e-5 * float(jnp.max(jnp.abs(b))), rtol=1e-4)
+
+
+@pytest.fixture
+def conv_impl():
+  before = Conv.impl
+  yield
+  Conv.impl = before
+
+
+@pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
+def test_conv_layer_has_flax_parameters_and_outputs(conv_impl, dtype):
+  ours = Conv(3, 8, (4, 4), (2, 2), padding='SAME', dtype=dtype, rngs=nnx.Rngs(0))
+  flax_layer = nnx.Conv(3, 8, (4, 4), (2, 2), padding='SAME', dtype=dtype, rngs=nnx.Rngs(0))
+  a, b = nnx.state(ours, nnx.Param), nnx.state(flax_layer, nnx.Param)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(p, q)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 9, 9, 3))
+  for choice in ('custom', 'auto', 'lax'):
+    Conv.impl = choice
+    y = ours(x)
+    assert y.dtype == flax_layer(x).dtype and y.shape == (2, 5, 5, 8)
+    np.testing.assert_array_equal(y, flax_layer(x))
+
+
+def test_conv_auto_applies_to_strided_layers_on_cpu(conv_impl):
+  x = jnp.zeros((2, 8, 8, 3))
+  Conv.impl = 'auto'
+  assert Conv(3, 4, (4, 4), (2, 2), rngs=nnx.Rngs(0))._strided_applies(x) == (
+    jax.default_backend() == 'cpu'
+  )
+  Conv.impl = 'custom'
+  assert Conv(3, 4, (4, 4), (2, 2), rngs=nnx.Rngs(0))._strided_applies(x)
+  # Stride 1 and what strided_conv does not cover stay Flax's computation.
+  assert not Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))._strided_applies(x)
+  assert not Conv(3, 4, (3, 3), (2, 2), kernel_dilation=2, rngs=nnx.Rngs(0))._strided_applies(x)
+  assert not Conv(3, 4, (3, 3), (2, 2), padding='CIRCULAR', rngs=nnx.Rngs(0))._strided_applies(x)
+  Conv.impl = 'fast'
+  with pytest.raises(ValueError, match="use 'auto', 'custom' or 'lax'"):
+    Conv(3, 4, (4, 4), (2, 2), rngs=nnx.Rngs(0))(x)

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gan_jax.models import conditional as cond
-from gan_jax.models.layers import ConvTranspose
+from gan_jax.models.layers import Conv, ConvTranspose
 from gan_jax.models.sngan import Dtype, SpectralNorm, batch_norm
 
 _INIT = nnx.initializers.normal(0.02)
@@ -320,8 +320,8 @@ class DCGAN28Discriminator(nnx.Module):
     c = pack * image_shape[2] + extra
     sn = spectral_norm
     conv = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
-    self.conv1 = _maybe_sn(nnx.Conv(c, width, (4, 4), (2, 2), **conv), sn, rngs)
-    self.conv2 = _maybe_sn(nnx.Conv(width, 2 * width, (4, 4), (2, 2), **conv), sn, rngs)
+    self.conv1 = _maybe_sn(Conv(c, width, (4, 4), (2, 2), **conv), sn, rngs)
+    self.conv2 = _maybe_sn(Conv(width, 2 * width, (4, 4), (2, 2), **conv), sn, rngs)
     fc_in = 7 * 7 * (2 * width + (1 if minibatch_std else 0))
     self.fc = _maybe_sn(nnx.Linear(fc_in, 1, kernel_init=_INIT, dtype=dtype, rngs=rngs), sn, rngs)
     cond.init_discriminator_heads(
@@ -491,11 +491,11 @@ class DCGANDiscriminator(nnx.Module):
     sn = spectral_norm
     kw = dict(padding='SAME', kernel_init=_INIT, dtype=dtype, rngs=rngs)
     c_in = pack * image_shape[2] + extra
-    self.first = _maybe_sn(nnx.Conv(c_in, width, (4, 4), (2, 2), **kw), sn, rngs)
+    self.first = _maybe_sn(Conv(c_in, width, (4, 4), (2, 2), **kw), sn, rngs)
     convs, bns = [], []
     c = width
     for _ in range(n - 1):
-      conv = nnx.Conv(c, 2 * c, (4, 4), (2, 2), use_bias=sn, **kw)
+      conv = Conv(c, 2 * c, (4, 4), (2, 2), use_bias=sn, **kw)
       convs.append(_maybe_sn(conv, sn, rngs))
       if not sn:
         bns.append(batch_norm(2 * c, rngs, dtype))
