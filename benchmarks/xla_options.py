@@ -23,10 +23,9 @@ Options (name: what the child process sets):
   onednn          XLA_FLAGS=--xla_cpu_use_onednn=true
   no_fusion_emit  XLA_FLAGS=--xla_cpu_use_fusion_emitters=false
   one_thread      XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (one intra-op thread)
-  lax_conv        gan_jax.models.layers.Conv.impl = 'lax' (XLA's own input gradient of D's
-                  strided convolutions, the default before the sub-pixel one).
-  subpixel_conv_all  Conv.impl = 'subpixel' (also D's first layer, whose input has one
-                  channel).
+  lax_conv        gan_jax.models.layers.Conv.impl = 'lax' (D's strided convolutions without
+                  the custom VJP; the same step unless a penalty differentiates D's input
+                  gradient: try it with --set train.gp_weight=10).
   bf16            config.dtype = 'bfloat16': mixed precision (layers compute in bfloat16;
                   parameters, optimizer state, EMA and BatchNorm statistics stay float32).
 
@@ -34,6 +33,7 @@ Run from the repository root (venv active):
 
     python benchmarks/xla_options.py --case dcgan28 --batch-size 64 --rounds 3
     python benchmarks/xla_options.py --options baseline,lax_conv_t --batch-size 256
+    python benchmarks/xla_options.py --options baseline,lax_conv --set train.gp_weight=10
 
 Output: a markdown table on stdout and JSON (default
 benchmarks/results/xla_options_<case>_<batch>.json) with every measurement.
@@ -68,7 +68,6 @@ OPTIONS: dict[str, dict[str, str]] = {
   'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
   'bf16': {'dtype': 'bfloat16'},
   'lax_conv': {'conv_impl': 'lax'},
-  'subpixel_conv_all': {'conv_impl': 'subpixel'},
 }
 
 
