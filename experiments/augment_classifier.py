@@ -9,7 +9,8 @@ each seed s (`--seeds`, default 0, 1, 2):
 2. A class-conditional GAN (`--config`, default experiments/mnist_cdcgan.py: conditional
    BatchNorm in G, projection D) is trained on that subset only, `--gan-steps` steps
    (default 3,000) with seed s, in `<out>/<dataset>/f<f>/seed<s>/gan` (a normal run folder;
-   a finished one is reused when the command is run again).
+   a finished one is reused when the command is run again, as is a finished cell's row of
+   results, `row.json`, when the settings are the same).
 3. Its EMA generator makes `--per-class` samples of every class (default 500).
 4. The same LeNet as FID (LeNet)'s (experiments/train_classifier.py: Adam 1e-3 cosine to 0,
    batch 128, dropout, +-2 px translations; flips for Fashion-MNIST) is trained from scratch,
@@ -205,6 +206,15 @@ def main(argv=None) -> dict:
     for seed in args.seeds:
       split = subset_split(fraction, seed)
       run = out / f'f{fraction:g}' / f'seed{seed}'
+      settings = {k: getattr(args, k) for k in ('gan_steps', 'per_class', 'clf_steps', 'tiny')}
+      settings['config'] = Path(args.config).name
+      cached = run / 'row.json'
+      if cached.is_file():  # a cell finished by an earlier, interrupted command
+        row = json.loads(cached.read_text())
+        if row.pop('settings', None) == settings:
+          results.append(row)
+          print(f'{split}: reused {cached}', flush=True)
+          continue
       gan_s = train_gan(args, split, seed, str(run / 'gan'))
       real_x, real_y = train_classifier.load_split(args.dataset, split, args.data_dir)
       fake_x, fake_y = gan_samples(str(run / 'gan'), args.per_class, seed)
@@ -230,6 +240,7 @@ def main(argv=None) -> dict:
         row[f'{name}_s'] = time.perf_counter() - t0
       row['gan_test'] = gan_test(args.dataset, fake_x, fake_y)
       results.append(row)
+      cached.write_text(json.dumps({**row, 'settings': settings}, indent=1))
       print(
         f'{split} ({len(real_x)} real): '
         + ', '.join(f'{TITLES[k]} {100 * row[k]:.2f}%' for k in (*CONDITIONS, 'gan_test')),

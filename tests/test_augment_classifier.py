@@ -62,6 +62,11 @@ def test_tiny_run_trains_the_gan_on_the_subset_and_scores_all_conditions(augment
   assert config['data']['split'] == 'train[0%:1%]' and config['model']['num_classes'] == 10
   assert json.loads((tmp_path / 'mnist' / 'results.json').read_text())['results'] == [row]
   assert '| 1% | 600 |' in (tmp_path / 'mnist' / 'results.md').read_text()
-  # Run again: the finished GAN is reused, not retrained.
+  # Run again: the finished GAN is reused, not retrained ...
   args = augment.parse_args(argv)
   assert augment.train_gan(args, row['split'], 0, str(run)) == 0.0
+  # ... and so is the finished cell's row, unless a setting changed.
+  assert augment.main(argv)['results'] == [row]
+  augment.main([*argv[:-3], '21', *argv[-2:]])  # --clf-steps 21: the classifiers again
+  cached = json.loads((tmp_path / 'mnist' / 'f1' / 'seed0' / 'row.json').read_text())
+  assert cached['settings']['clf_steps'] == 21 and cached['real_s'] != row['real_s']
