@@ -38,8 +38,9 @@ Run from the repository root (offline: `export TFDS_DATA_DIR=../shared/tfds`):
     python experiments/augment_classifier.py --out runs/augment \\
         --config experiments/fashion_mnist_cdcgan.py --dataset fashion_mnist
 
-Budget on a 2-core CPU: 9 GANs of 3,000 steps (a few minutes each) and 27 classifiers of
-2,000 steps (under a minute each). Output: `<out>/<dataset>/results.json` (every run) and
+Budget on a 2-core CPU: 9 GANs of 3,000 steps (about 5 minutes each) and 27 classifiers of
+2,000 steps (about 150 s each), some 2 hours in all; an interrupted command resumes where it
+stopped (finished GANs and cells are reused). Output: `<out>/<dataset>/results.json` (every run) and
 `results.md` (the table), both also printed. `--tiny` runs a seconds-long version (tests).
 """
 
