@@ -79,10 +79,10 @@ def test_subpixel_refuses_what_it_cannot_compute():
 
 @pytest.fixture
 def impl():
-  """Restores the class-wide choice after a test changes it."""
-  before = ConvTranspose.impl
+  """Restores the class-wide choices (ConvTranspose.impl, Conv.impl) after a test."""
+  before = ConvTranspose.impl, Conv.impl
   yield
-  ConvTranspose.impl = before
+  ConvTranspose.impl, Conv.impl = before
 
 
 @pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
@@ -175,15 +175,8 @@ def test_strided_conv_equals_lax_to_second_order(k, strides, padding, hw, c_in):
     np.testing.assert_allclose(a, b, atol=2e-5 * float(jnp.max(jnp.abs(b))), rtol=1e-4)
 
 
-@pytest.fixture
-def conv_impl():
-  before = Conv.impl
-  yield
-  Conv.impl = before
-
-
 @pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
-def test_conv_layer_has_flax_parameters_and_outputs(conv_impl, dtype):
+def test_conv_layer_has_flax_parameters_and_outputs(impl, dtype):
   ours = Conv(3, 8, (4, 4), (2, 2), padding='SAME', dtype=dtype, rngs=nnx.Rngs(0))
   flax_layer = nnx.Conv(3, 8, (4, 4), (2, 2), padding='SAME', dtype=dtype, rngs=nnx.Rngs(0))
   a, b = nnx.state(ours, nnx.Param), nnx.state(flax_layer, nnx.Param)
@@ -198,7 +191,7 @@ def test_conv_layer_has_flax_parameters_and_outputs(conv_impl, dtype):
     np.testing.assert_array_equal(y, flax_layer(x))
 
 
-def test_conv_auto_applies_to_strided_layers_on_cpu(conv_impl):
+def test_conv_auto_applies_to_strided_layers_on_cpu(impl):
   x = jnp.zeros((2, 8, 8, 3))
   Conv.impl = 'auto'
   assert Conv(3, 4, (4, 4), (2, 2), rngs=nnx.Rngs(0))._strided_applies(x) == (
