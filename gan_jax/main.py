@@ -593,16 +593,12 @@ def _collect_orphaned_writes() -> None:
   each with a traceback, and Python each never-awaited coroutine with a warning, whenever
   they are collected: at exit, after our one-line error that already names the cause, unless
   they are collected here first (call it once nothing references the failed run's frames).
+  A write still running now is collected later, at exit, so the filters stay installed for
+  the rest of the process (it is about to exit with the error).
   """
-  asyncio_log = logging.getLogger('asyncio')
-  drop = _DropOrphanedWriteErrors()
-  asyncio_log.addFilter(drop)
-  try:
-    with warnings.catch_warnings():
-      warnings.filterwarnings('ignore', r"coroutine '.*' was never awaited", RuntimeWarning)
-      gc.collect()
-  finally:
-    asyncio_log.removeFilter(drop)
+  logging.getLogger('asyncio').addFilter(_DropOrphanedWriteErrors())
+  warnings.filterwarnings('ignore', r"coroutine '.*' was never awaited", RuntimeWarning)
+  gc.collect()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -660,5 +656,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   return status
 
 
+def cli() -> None:
+  """The `gan-jax` console script (and `python -m gan_jax.main`): `main`, then exit.
+
+  After a failed run (status 1) the process exits at once when the error is printed:
+  TensorStore's threads may still be finishing the writes of the failed checkpoint, and
+  their callbacks, finding Orbax's event loop closed, would print tracebacks after our
+  one-line error. Nothing of gan_jax's is lost: training has closed its checkpoint manager
+  (waiting for every save) and its log writers before `main` returns.
+  """
+  status = main()
+  if status == 1:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(1)
+  sys.exit(status)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli()
