@@ -88,7 +88,8 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
   sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
-from throughput import _csv, _fmt, _jaxlib_version, flops_of  # noqa: E402
+from bench_util import package_version  # noqa: E402
+from throughput import _csv, _fmt, flops_of  # noqa: E402
 
 from gan_jax.config import validate  # noqa: E402
 from gan_jax.losses import LOSSES, get_loss  # noqa: E402
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
     'command': shlex.join(['python', 'benchmarks/ingredients.py', *argv_list]),
     'jax_version': jax.__version__,
-    'jaxlib_version': _jaxlib_version(),
+    'jaxlib_version': package_version('jaxlib'),
     'platform': plat,
     'device_kind': devices[0].device_kind,
     'device_count': len(devices),

@@ -98,13 +98,17 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_REFERENCE = Path(__file__).resolve().parent / 'torch_reference.py'
+HERE = Path(__file__).resolve().parent
+TORCH_REFERENCE = HERE / 'torch_reference.py'
+if str(HERE) not in sys.path:  # bench_util is a sibling file, not a package module.
+  sys.path.insert(0, str(HERE))
 try:
   import gan_jax  # noqa: F401
 except ImportError:  # Run from a checkout without `pip install -e .`.
   sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
+from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
 
 from gan_jax.config import base_config, validate  # noqa: E402
 from gan_jax.losses import get_loss  # noqa: E402
@@ -141,14 +145,6 @@ def _csv(kind):
     return [kind(x) for x in text.split(',') if x.strip()]
 
   return parse
-
-
-def default_threads() -> int:
-  """The cores this process may run on (the affinity mask), else os.cpu_count()."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # Not on Linux.
-    return os.cpu_count() or 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -507,7 +503,7 @@ class JaxCase:
     }
 
 
-class TorchWorker:
+class TorchWorker(JsonLinesWorker):
   """benchmarks/torch_reference.py --worker as a subprocess: one case in one PyTorch variant
   (`torch_variants`: key, label, threads, compile)."""
 
@@ -515,12 +511,7 @@ class TorchWorker:
     self, variant: dict[str, Any], spec: dict[str, Any], batch_size: int, args: argparse.Namespace
   ) -> None:
     self.variant, self.name, self.batch_size = variant, variant['key'], batch_size
-    self.proc = subprocess.Popen(
-      [sys.executable, str(TORCH_REFERENCE), '--worker'],
-      stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE,
-      text=True,
-    )
+    super().__init__(TORCH_REFERENCE, '--worker')
     self.rounds: list[list[float]] = []
     self.final: dict[str, Any] = {}
     self.info = self.call(
@@ -533,43 +524,11 @@ class TorchWorker:
       compile=variant['compile'],
     )
 
-  def call(self, **msg: Any) -> dict[str, Any]:
-    self.proc.stdin.write(json.dumps(msg) + '\n')
-    self.proc.stdin.flush()
-    line = self.proc.stdout.readline()
-    if not line:
-      self.proc.wait()
-      raise RuntimeError(
-        f'the PyTorch worker exited (status {self.proc.returncode}) during {msg["cmd"]!r}; '
-        'see its stderr above.'
-      )
-    reply = json.loads(line)
-    if 'error' in reply:
-      self.close()
-      raise RuntimeError(f'the PyTorch worker failed in {msg["cmd"]!r}: {reply["error"]}')
-    return reply
-
   def warmup(self, n: int) -> None:
     self.first_step_s = self.call(cmd='warmup', n=n)['first_step_s']
 
   def run(self, n: int) -> None:
     self.rounds.append(self.call(cmd='run', n=n)['times'])
-
-  def close(self) -> dict[str, Any]:
-    """Ends the worker; returns its last reply (final metrics, peak RSS)."""
-    reply: dict[str, Any] = {}
-    if self.proc.returncode is None:
-      try:
-        self.proc.stdin.write(json.dumps({'cmd': 'exit'}) + '\n')
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        reply = json.loads(line) if line else {}
-      except (BrokenPipeError, json.JSONDecodeError):
-        pass
-      self.proc.stdin.close()
-      self.proc.stdout.close()
-      self.proc.wait()
-    return reply
 
   def summary(self, args: argparse.Namespace, step_flops: float | None, peak: float | None):
     times = [t for r in self.rounds for t in r]
@@ -866,10 +825,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   pipeline_cache: dict[tuple, dict[str, Any]] = {}
   for case in args.models:
     for batch_size in args.batch_sizes:
-      t0, load0 = time.perf_counter(), _loadavg()
+      t0, load0 = time.perf_counter(), loadavg()
       r = bench_case(case, batch_size, args, mesh, others, log)
       # Other processes on the machine during the case (1-minute load average, start / end).
-      r['loadavg_1min_start_end'] = [load0, _loadavg()]
+      r['loadavg_1min_start_end'] = [load0, loadavg()]
       if args.pipeline:
         key = (batch_size, *r['image_shape'])
         if key not in pipeline_cache:
@@ -903,7 +862,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   if others and results:
     first = results[0][others[0]['key']]
     torch_info = {
-      'version': _torch_version(),
+      'version': package_version('torch'),
       'threads': first['threads'],
       'interop_threads': first['interop_threads'],
       'adam': args.torch_adam,
@@ -915,7 +874,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
     'command': shlex.join(['python', 'benchmarks/throughput.py', *argv_list]),
     'jax_version': jax.__version__,
-    'jaxlib_version': _jaxlib_version(),
+    'jaxlib_version': package_version('jaxlib'),
     'platform': plat,
     'device_kind': devices[0].device_kind,
     'device_count': len(devices),
@@ -962,32 +921,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     path.write_text(json.dumps(report, indent=2) + '\n')
     print(f'\nwrote {path}')
   return report
-
-
-def _loadavg() -> float | None:
-  try:
-    return os.getloadavg()[0]
-  except OSError:
-    return None
-
-
-def _jaxlib_version() -> str | None:
-  try:
-    import jaxlib  # noqa: PLC0415
-
-    return jaxlib.__version__
-  except Exception:  # noqa: BLE001
-    return None
-
-
-def _torch_version() -> str | None:
-  """torch's version from its metadata (torch itself is never imported in this process)."""
-  try:
-    from importlib.metadata import version  # noqa: PLC0415
-
-    return version('torch')
-  except Exception:  # noqa: BLE001
-    return None
 
 
 if __name__ == '__main__':

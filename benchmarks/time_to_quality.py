@@ -115,7 +115,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -126,6 +125,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:  # bench_util is a sibling file, not a package module.
+  sys.path.insert(0, str(BENCH))
+
+from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
+
 FRAMEWORKS = ('jax', 'torch')
 LABELS = {'jax': 'gan_jax', 'torch': 'PyTorch'}
 # --model -> the experiment whose config is trained.
@@ -151,14 +155,6 @@ TINY_DEFAULTS = {
 TINY_MODEL = {'g_width': 8, 'd_width': 8, 'hidden': (32, 32)}
 EVAL_BATCH = 500  # Images per generator / LeNet call (gan_jax's eval.batch_size).
 NO_TORCH = "torch is not installed (pip install -e '.[bench]')"
-
-
-def default_threads() -> int:
-  """The cores this process may run on (the affinity mask), else os.cpu_count()."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # Not on Linux.
-    return os.cpu_count() or 1
 
 
 def torch_installed() -> bool:
@@ -328,7 +324,6 @@ class TorchRun:
   def setup(self, msg: dict[str, Any]) -> dict[str, Any]:
     import torch  # noqa: PLC0415 - worker only.
 
-    sys.path.insert(0, str(BENCH))
     import torch_reference  # noqa: PLC0415
 
     self.torch, self.ref = torch, torch_reference
@@ -426,47 +421,11 @@ def serve_torch(stdin=None, stdout=None) -> None:
       return
 
 
-class TorchClient:
+class TorchClient(JsonLinesWorker):
   """This file as a `--torch-worker` subprocess."""
 
   def __init__(self) -> None:
-    self.proc = subprocess.Popen(
-      [sys.executable, str(Path(__file__).resolve()), '--torch-worker'],
-      stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE,
-      text=True,
-    )
-
-  def call(self, **msg: Any) -> dict[str, Any]:
-    self.proc.stdin.write(json.dumps(msg) + '\n')
-    self.proc.stdin.flush()
-    line = self.proc.stdout.readline()
-    if not line:
-      self.proc.wait()
-      raise RuntimeError(
-        f'the PyTorch worker exited (status {self.proc.returncode}) during {msg["cmd"]!r}; '
-        'see its stderr above.'
-      )
-    reply = json.loads(line)
-    if 'error' in reply:
-      self.close()
-      raise RuntimeError(f'the PyTorch worker failed in {msg["cmd"]!r}: {reply["error"]}')
-    return reply
-
-  def close(self) -> dict[str, Any]:
-    reply: dict[str, Any] = {}
-    if self.proc.returncode is None:
-      try:
-        self.proc.stdin.write(json.dumps({'cmd': 'exit'}) + '\n')
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        reply = json.loads(line) if line else {}
-      except (BrokenPipeError, json.JSONDecodeError):
-        pass
-      self.proc.stdin.close()
-      self.proc.stdout.close()
-      self.proc.wait()
-    return reply
+    super().__init__(Path(__file__).resolve(), '--torch-worker')
 
 
 # --- this process: config, evaluation, the two runs ----------------------------------------------
@@ -523,13 +482,6 @@ def fid_of_array(evaluator, images: np.ndarray) -> float:
   return float(evaluator.evaluate_batches(batches)['fid_lenet'])
 
 
-def _loadavg() -> float | None:
-  try:
-    return os.getloadavg()[0]
-  except OSError:
-    return None
-
-
 class Tracker:
   """Per-framework bookkeeping: training time, evaluations, the stop rule."""
 
@@ -539,7 +491,7 @@ class Tracker:
     self.evals: list[dict[str, Any]] = []
     self.reached: dict[str, Any] | None = None
     self.stopped = ''
-    self.loadavg = [_loadavg()]
+    self.loadavg = [loadavg()]
 
   def next_stop(self) -> int:
     """The step of the next evaluation."""
@@ -572,7 +524,7 @@ class Tracker:
     return False
 
   def summary(self, batch_size: int, **extra: Any) -> dict[str, Any]:
-    self.loadavg.append(_loadavg())
+    self.loadavg.append(loadavg())
     last = self.evals[-1] if self.evals else {}
     return {
       'framework': self.name,
@@ -687,7 +639,6 @@ def load_split(config) -> np.ndarray:
 
 def run_torch(config, evaluator, args: argparse.Namespace, tmp: str, log) -> dict[str, Any]:
   """The PyTorch reference in a worker; evaluated here with the same evaluator."""
-  sys.path.insert(0, str(BENCH))
   from gan_jax.metrics.evaluate import latents  # noqa: PLC0415
   from throughput import torch_spec  # noqa: PLC0415
 
@@ -806,16 +757,6 @@ def table(results: list[dict[str, Any]]) -> str:
   return '\n'.join(lines)
 
 
-def _version(package: str) -> str | None:
-  """A package's version from its metadata (torch is never imported in this process)."""
-  try:
-    from importlib.metadata import version  # noqa: PLC0415
-
-    return version(package)
-  except Exception:  # noqa: BLE001
-    return None
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   args = parse_args(argv)
   if args.torch_worker:
@@ -855,8 +796,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
     'command': shlex.join(['python', 'benchmarks/time_to_quality.py', *argv_list]),
     'jax_version': jax.__version__,
-    'jaxlib_version': _version('jaxlib'),
-    'torch_version': _version('torch') if 'torch' in args.frameworks else None,
+    'jaxlib_version': package_version('jaxlib'),
+    'torch_version': package_version('torch') if 'torch' in args.frameworks else None,
     'torch_skipped': args.torch_skipped,
     'torch_threads': args.torch_threads if 'torch' in args.frameworks else None,
     'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),

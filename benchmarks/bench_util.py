@@ -1,0 +1,96 @@
+"""Helpers shared by the benchmark scripts (not part of the gan_jax package).
+
+`JsonLinesWorker` is the parent's side of the PyTorch worker protocol that
+`throughput.py` (worker: `torch_reference.py --worker`) and `time_to_quality.py` (worker: its
+own `--torch-worker`) both speak: one JSON command per line on the worker's stdin, one JSON
+reply per line on its stdout, `{"error": "..."}` for a failed command and `{"cmd": "exit"}` to
+end it. The benchmark scripts are plain files, not a package: they put this folder on
+`sys.path` and `import bench_util`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+
+def default_threads() -> int:
+  """The cores this process may run on (the affinity mask), else os.cpu_count()."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
+def loadavg() -> float | None:
+  """The 1-minute load average, or None where the OS has none."""
+  try:
+    return os.getloadavg()[0]
+  except OSError:
+    return None
+
+
+def package_version(package: str) -> str | None:
+  """An installed package's version from its metadata, without importing it; None if absent."""
+  try:
+    return version(package)
+  except PackageNotFoundError:
+    return None
+
+
+class JsonLinesWorker:
+  """A Python script run as a subprocess that answers one JSON line per JSON command line.
+
+  Args:
+    script: the worker script, run with this interpreter.
+    *flags: its command-line flags (e.g. '--worker').
+
+  `call(cmd=..., **fields)` sends one command and returns the reply dict. It raises
+  RuntimeError (and ends the worker) if the worker replied with an error or exited; the
+  worker's own traceback is then on its stderr, which is this process's stderr.
+  """
+
+  def __init__(self, script: str | Path, *flags: str) -> None:
+    self.proc = subprocess.Popen(
+      [sys.executable, str(script), *flags],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+    )
+
+  def call(self, **msg: Any) -> dict[str, Any]:
+    self.proc.stdin.write(json.dumps(msg) + '\n')
+    self.proc.stdin.flush()
+    line = self.proc.stdout.readline()
+    if not line:
+      self.proc.wait()
+      raise RuntimeError(
+        f'the PyTorch worker exited (status {self.proc.returncode}) during {msg["cmd"]!r}; '
+        'see its stderr above.'
+      )
+    reply = json.loads(line)
+    if 'error' in reply:
+      self.close()
+      raise RuntimeError(f'the PyTorch worker failed in {msg["cmd"]!r}: {reply["error"]}')
+    return reply
+
+  def close(self) -> dict[str, Any]:
+    """Sends "exit" if the worker still runs and waits for it; returns its last reply."""
+    reply: dict[str, Any] = {}
+    if self.proc.returncode is None:
+      try:
+        self.proc.stdin.write(json.dumps({'cmd': 'exit'}) + '\n')
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        reply = json.loads(line) if line else {}
+      except (BrokenPipeError, json.JSONDecodeError):
+        pass
+      self.proc.stdin.close()
+      self.proc.stdout.close()
+      self.proc.wait()
+    return reply
