@@ -304,6 +304,35 @@ def discriminator_heads(
   return logits, apply_layer(d.classifier, phi, train)
 
 
+class Discriminator(nnx.Module):
+  """Base of the DCGAN-28, DCGAN and SNGAN-32 discriminators: logits from `features`.
+
+  A subclass builds `fc` (dense F -> 1) and calls `init_discriminator_conditioning` and
+  `init_discriminator_heads` in its `__init__`, and defines `features(x, y, train=...)`,
+  phi(x) `[B', F]`. Calling it then gives `discriminator_heads(self, phi(x), y, ...)`:
+
+  `D(x, y=None, train=True, with_class_logits=False)`, x float32 `[B, H, W, C]` in [-1, 1],
+  y int32 `[B]` in [0, K) -> logits `[B']` (B' = B, or B / pack with PacGAN packing), or
+  `(logits, class logits [B', K])` with `with_class_logits` (AC-GAN only). Errors are those
+  of `features` and `discriminator_heads`.
+  """
+
+  def __call__(
+    self,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    train: bool = True,
+    with_class_logits: bool = False,
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    phi = self.features(x, y, train=train)
+    return discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
+
+  def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
+    """phi(x), the input of the dense logit `[B', F]`; every subclass defines it."""
+    raise NotImplementedError(f'{type(self).__name__} must define features(x, y, train=...)')
+
+
 def init_generator_conditioning(
   g: nnx.Module,
   num_classes: int,

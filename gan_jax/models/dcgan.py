@@ -67,13 +67,6 @@ def _maybe_sn(layer: nnx.Module, spectral_norm: bool, rngs: nnx.Rngs) -> nnx.Mod
   return SpectralNorm(layer, rngs=rngs) if spectral_norm else layer
 
 
-def _apply(layer: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
-  """Calls a plain layer, or a `SpectralNorm` one with `update_stats=train`."""
-  if isinstance(layer, SpectralNorm):
-    return layer(x, update_stats=train)
-  return layer(x)
-
-
 def _check_d_options(pack: int, minibatch_std: int) -> None:
   if not isinstance(pack, numbers.Integral) or pack < 1:
     raise ValueError(f'model.pack={pack!r} must be a positive integer (1: no packing).')
@@ -261,7 +254,7 @@ class DCGAN28Generator(nnx.Module):
     return jnp.tanh(self.up2(x))
 
 
-class DCGAN28Discriminator(nnx.Module):
+class DCGAN28Discriminator(cond.Discriminator):
   """28x28 DCGAN discriminator: Conv w s2 -> Conv 2w s2 (LeakyReLU 0.2) -> Dense 1.
 
   Args:
@@ -328,26 +321,13 @@ class DCGAN28Discriminator(nnx.Module):
       self, fc_in, kernel_init=_INIT, wrap=lambda m: _maybe_sn(m, sn, rngs), dtype=dtype, rngs=rngs
     )
 
-  def __call__(
-    self,
-    x: jax.Array,
-    y: jax.Array | None = None,
-    *,
-    train: bool = True,
-    with_class_logits: bool = False,
-  ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    phi = self.features(x, y, train=train)
-    if not self.num_classes:
-      return _apply(self.fc, phi, train)[:, 0]
-    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
-
   def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     """phi(x), the input of the dense logit: `[B / pack, 7 * 7 * (2 width (+ 1))]` (the
     label maps join the image first with 'concat')."""
     x = pack_images(x, self.pack)
     x, _ = cond.discriminator_input(self, x, y)
-    x = jax.nn.leaky_relu(_apply(self.conv1, x, train), 0.2)
-    x = jax.nn.leaky_relu(_apply(self.conv2, x, train), 0.2)
+    x = jax.nn.leaky_relu(cond.apply_layer(self.conv1, x, train), 0.2)
+    x = jax.nn.leaky_relu(cond.apply_layer(self.conv2, x, train), 0.2)
     if self.minibatch_std:
       x = minibatch_stddev(x, self.minibatch_std)
     return x.reshape((x.shape[0], -1))
@@ -427,7 +407,7 @@ class DCGANGenerator(nnx.Module):
     return jnp.tanh(self.out(x))
 
 
-class DCGANDiscriminator(nnx.Module):
+class DCGANDiscriminator(cond.Discriminator):
   """DCGAN discriminator for square power-of-two images (Radford et al. 2016).
 
   Stride-2 4x4 convolutions from R x R down to 4x4 (channels width, 2 width, 4 width, ...),
@@ -508,27 +488,14 @@ class DCGANDiscriminator(nnx.Module):
       self, fc_in, kernel_init=_INIT, wrap=lambda m: _maybe_sn(m, sn, rngs), dtype=dtype, rngs=rngs
     )
 
-  def __call__(
-    self,
-    x: jax.Array,
-    y: jax.Array | None = None,
-    *,
-    train: bool = True,
-    with_class_logits: bool = False,
-  ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    phi = self.features(x, y, train=train)
-    if not self.num_classes:
-      return _apply(self.fc, phi, train)[:, 0]
-    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
-
   def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     """phi(x), the input of the dense logit: `[B / pack, 4 * 4 * (channels (+ 1))]` (the
     label maps join the image first with 'concat')."""
     x = pack_images(x, self.pack)
     x, _ = cond.discriminator_input(self, x, y)
-    x = jax.nn.leaky_relu(_apply(self.first, x, train), 0.2)
+    x = jax.nn.leaky_relu(cond.apply_layer(self.first, x, train), 0.2)
     for i, conv in enumerate(self.convs):
-      x = _apply(conv, x, train)
+      x = cond.apply_layer(conv, x, train)
       if self.bns:
         x = self.bns[i](x, use_running_average=not train)
       x = jax.nn.leaky_relu(x, 0.2)

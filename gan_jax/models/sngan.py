@@ -353,7 +353,7 @@ class SNGANGenerator(nnx.Module):
     return jnp.tanh(self.out(x))
 
 
-class SNGANDiscriminator(nnx.Module):
+class SNGANDiscriminator(cond.Discriminator):
   """SNGAN ResNet discriminator for 32x32 images (Miyato et al. 2018, Table 4b).
 
   Optimised down-ResBlock (32 -> 16), down-ResBlock (16 -> 8), two ResBlocks at 8x8, all
@@ -414,19 +414,6 @@ class SNGANDiscriminator(nnx.Module):
     cond.init_discriminator_heads(
       self, width, kernel_init=_glorot(), wrap=lambda m: _sn(m, rngs), dtype=dtype, rngs=rngs
     )
-
-  def __call__(
-    self,
-    x: jax.Array,
-    y: jax.Array | None = None,
-    *,
-    train: bool = True,
-    with_class_logits: bool = False,
-  ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    phi = self.features(x, y, train=train)
-    if not self.num_classes:
-      return self.fc(phi, update_stats=train)[:, 0]
-    return cond.discriminator_heads(self, phi, y, train=train, with_class_logits=with_class_logits)
 
   def features(self, x: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     """phi(x): ReLU and global sum pooling of the last block, `[B, width]` (the label maps
