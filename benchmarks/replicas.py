@@ -1,14 +1,17 @@
 """K GANs in one program vs K runs one after another: the speed-up of `config.num_replicas`.
 
 For each model and K, this builds K states with seeds 0..K-1 and times
-  * vmapped: one step of `jit_replicated_train_step(make_replicated_train_step(step))` on a
-    stacked state and a `[K, 1, B, H, W, C]` batch (what `num_replicas = K` runs), and
+  * one program, for each impl of `--impls`: one step of
+    `jit_replicated_train_step(make_replicated_train_step(step, impl))` on a stacked state
+    and a `[K, 1, B, H, W, C]` batch (what `num_replicas = K` runs); 'vmap' batches the K
+    replicas with `jax.vmap`, 'unroll' traces the step K times into the program, and
   * sequential: K steps of the ordinary jitted step `jit_train_step(step)`, one per replica
     state (what K separate runs cost, without their separate start-ups),
 on fixed random batches already on the devices (only the steps are measured). Timing is
-interleaved: `--rounds` rounds, each timing `--steps` vmapped steps and then `--steps` x K
-sequential steps. Speed-up = median sequential time for K steps / median vmapped step time
-(> 1: the replicated program is faster). Images/s counts all K replicas' generator images.
+interleaved: `--rounds` rounds, each timing `--steps` steps of every impl and then
+`--steps` x K sequential steps. Speed-up = median sequential time for K steps / median
+one-program step time (> 1: the one program is faster). Images/s counts all K replicas'
+generator images. The first call (compilation) of each is reported too.
 
 Run from the repository root (venv active):
 
@@ -60,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--batch-size', type=int, default=64, help='per replica')
   p.add_argument('--rounds', type=int, default=3)
   p.add_argument('--steps', type=int, default=10, help='vmapped steps timed per round')
+  p.add_argument('--impls', default='vmap,unroll', help='make_replicated_train_step impls')
   p.add_argument('--json', help='output file (default benchmarks/results/replicas_<platform>.json)')
   return p.parse_args(argv)
 
@@ -87,32 +91,28 @@ def _timed(fn, n: int) -> list[float]:
 
 def bench(model: str, k: int, args: argparse.Namespace, mesh) -> dict[str, Any]:
   b = args.batch_size
+  impls = [i for i in args.impls.split(',') if i]
   built = [create_state(_config(model, b, seed)) for seed in range(k)]
   gan = built[0][0]
   step = make_train_step(gan, get_loss('non_saturating'), ema_decay=0.999)
   single = jit_train_step(step, mesh)
-  vmapped = replicas.jit_replicated_train_step(replicas.make_replicated_train_step(step), mesh)
+  programs = {
+    i: replicas.jit_replicated_train_step(replicas.make_replicated_train_step(step, i), mesh)
+    for i in impls
+  }
   shape = (k, 1, b, *gan.image_shape)
   host = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
   stacked_batch = {'image': jax.device_put(host, batch_sharding(mesh, batch_axis=2))}
   batches = [{'image': jax.device_put(host[i], batch_sharding(mesh))} for i in range(k)]
-  v_state = replicate(replicas.stack([s for _, s in built]), mesh)
+  stacked = {i: replicate(replicas.stack([s for _, s in built]), mesh) for i in impls}
   s_states = [replicate(jax.tree.map(jnp.copy, s), mesh) for _, s in built]
 
-  t0 = time.perf_counter()
-  v_state, m = vmapped(v_state, stacked_batch)
-  jax.block_until_ready(m)
-  compile_v = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for i in range(k):
-    s_states[i], m = single(s_states[i], batches[i])
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
+  def one_program(impl):
+    def run():
+      stacked[impl], metrics = programs[impl](stacked[impl], stacked_batch)
+      return metrics
 
-  def v_step():
-    nonlocal v_state
-    v_state, metrics = vmapped(v_state, stacked_batch)
-    return metrics
+    return run
 
   def s_steps():
     out = None
@@ -120,41 +120,45 @@ def bench(model: str, k: int, args: argparse.Namespace, mesh) -> dict[str, Any]:
       s_states[i], out = single(s_states[i], batches[i])
     return out
 
-  v_times, s_times, ratios = [], [], []
+  first_call = {i: _timed(one_program(i), 1)[0] for i in impls}
+  first_call['sequential'] = _timed(s_steps, 1)[0]
+  times = {i: [] for i in [*impls, 'sequential']}
+  ratios = {i: [] for i in impls}
   for _ in range(args.rounds):
-    v = _timed(v_step, args.steps)
-    s = _timed(s_steps, args.steps)
-    v_times += v
-    s_times += s
-    ratios.append(float(np.median(s) / np.median(v)))
-  v_med, s_med = float(np.median(v_times)), float(np.median(s_times))
+    rnd = {i: _timed(one_program(i), args.steps) for i in impls}
+    rnd['sequential'] = _timed(s_steps, args.steps)
+    for i, t in rnd.items():
+      times[i] += t
+    for i in impls:
+      ratios[i].append(float(np.median(rnd['sequential']) / np.median(rnd[i])))
+  med = {i: float(np.median(t)) for i, t in times.items()}
   return {
     'model': model,
     'k': k,
     'batch_size': b,
-    'vmapped_step_s': v_med,
-    'sequential_k_steps_s': s_med,
-    'vmapped_images_per_sec': k * b / v_med,
-    'sequential_images_per_sec': k * b / s_med,
-    'speedup': s_med / v_med,
+    'step_s': med,
+    'images_per_sec': {i: k * b / t for i, t in med.items()},
+    'speedup': {i: med['sequential'] / med[i] for i in impls},
     'speedup_per_round': ratios,
-    'first_call_s': {'vmapped': compile_v, 'sequential': compile_s},
-    'vmapped_step_times_s': v_times,
-    'sequential_k_steps_times_s': s_times,
+    'first_call_s': first_call,
+    'step_times_s': times,
   }
 
 
 def table(results: list[dict[str, Any]]) -> str:
-  lines = [
-    '| model | K | B | vmapped img/s | sequential img/s | speed-up (per round) |',
-    '|---|---|---|---|---|---|',
-  ]
+  impls = list(results[0]['speedup'])
+  head = ['model', 'K', 'B', *(f'{i} img/s' for i in impls), 'K runs img/s']
+  head += [f'{i} speed-up (per round)' for i in impls]
+  head += [f'{i} first call s' for i in [*impls, 'sequential']]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for r in results:
-    rounds = ', '.join(f'{x:.2f}' for x in r['speedup_per_round'])
-    lines.append(
-      f'| {r["model"]} | {r["k"]} | {r["batch_size"]} | {r["vmapped_images_per_sec"]:.0f} | '
-      f'{r["sequential_images_per_sec"]:.0f} | {r["speedup"]:.2f}x ({rounds}) |'
-    )
+    cells = [r['model'], str(r['k']), str(r['batch_size'])]
+    cells += [f'{r["images_per_sec"][i]:.0f}' for i in [*impls, 'sequential']]
+    for i in impls:
+      rounds = ', '.join(f'{x:.2f}' for x in r['speedup_per_round'][i])
+      cells.append(f'{r["speedup"][i]:.2f}x ({rounds})')
+    cells += [f'{r["first_call_s"][i]:.1f}' for i in [*impls, 'sequential']]
+    lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
@@ -164,13 +168,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   unknown = [m for m in models if m not in MODELS]
   if unknown:
     raise SystemExit(f'unknown model(s) {unknown}; choose from {", ".join(MODELS)}')
+  bad = [i for i in args.impls.split(',') if i not in ('vmap', 'unroll')]
+  if bad or not args.impls:
+    raise SystemExit(f'--impls {args.impls!r}: give vmap, unroll or both, comma-separated')
   mesh = make_mesh()
   results = []
   for model in models:
     for k in (int(x) for x in args.ks.split(',')):
       results.append(bench(model, k, args, mesh))
       r = results[-1]
-      print(f'{model} K={k}: speed-up {r["speedup"]:.2f}x', file=sys.stderr, flush=True)
+      ups = ', '.join(f'{i} {x:.2f}x' for i, x in r['speedup'].items())
+      print(f'{model} K={k}: speed-up {ups}', file=sys.stderr, flush=True)
   device = jax.devices()[0]
   report = {
     'date': datetime.datetime.now().isoformat(timespec='seconds'),

@@ -25,9 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
   """
   c = ml_collections.ConfigDict()
   c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
-  c.num_replicas = 1               # K > 1: K GANs in one vmapped step (gan_jax/replicas.py), in <workdir>/replica_<i>/.
+  c.num_replicas = 1               # K > 1: K GANs in one compiled step (gan_jax/replicas.py), in <workdir>/replica_<i>/.
   c.replica_seeds = True           # Replica i gets seed + i; False: every replica uses seed.
   c.replica_values = ''            # Per-replica values, K each: 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10' (see REPLICA_FIELDS).
+  c.replica_impl = 'auto'          # How one program holds K replicas: 'vmap', 'unroll' (K copies of the step) or 'auto' (unroll for conv models on CPU; see gan_jax/replicas.py).
   # Mixed precision (as in Flax / big_vision): 'bfloat16' runs G's and D's layers in bfloat16,
   # while parameters, optimizer state, EMA and BatchNorm statistics stay float32, and G's images
   # and D's logits are cast to float32 before any loss, penalty or metric. It changes results
@@ -143,8 +144,11 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-# Fields whose values may differ between the replicas of one vmapped step: continuous values
-# that enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS).
+# How `num_replicas > 1` builds its one program (gan_jax.replicas.make_replicated_train_step).
+REPLICA_IMPLS = ('auto', 'vmap', 'unroll')
+
+# Fields whose values may differ between the replicas of one step: continuous values that
+# enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS).
 REPLICA_FIELDS = (
   'train.g_lr',
   'train.d_lr',
@@ -293,6 +297,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.num_replicas < 2:
       raise _err('replica_values', config.replica_values, 'needs num_replicas > 1')
     parse_replica_values(config.replica_values, config.num_replicas)
+  if config.get('replica_impl', 'auto') not in REPLICA_IMPLS:
+    raise _err('replica_impl', config.replica_impl, f"choose one of {', '.join(REPLICA_IMPLS)}")
   if config.num_replicas > 1 and config.on_nonfinite == 'rollback':
     raise _err('on_nonfinite', config.on_nonfinite, "replicas share one step, so one cannot roll "
                "back alone; use on_nonfinite='stop' with num_replicas > 1")

@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
   w.add_argument(
     '--replicas',
     action='store_true',
-    help='train the seeds of each cell together as replicas of one vmapped program '
+    help='train the seeds of each cell together as replicas of one compiled program '
     '(config.num_replicas; in process)',
   )
   edit_cli.add_parser(sub)

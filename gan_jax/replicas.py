@@ -1,15 +1,16 @@
-"""K independent GANs trained inside one compiled program: `jax.vmap` over the training state.
+"""K independent GANs trained inside one compiled program: one step over a stacked state.
 
 `train_replicas(configs, workdirs)` trains K runs whose configs differ only in `seed` and in
 continuous hyperparameters (`gan_jax.config.REPLICA_FIELDS`: learning rates, Adam betas,
-penalty weights, which enter the step as traced `[K]` inputs) with one jitted step, `jax.vmap(train_step)` over a `GANState` whose every leaf has a leading axis of
-size K, and a batch `[K, n_critic, B, H, W, C]` stacked from K input pipelines (each in its
-own seed's order). Every replica writes an ordinary run folder: its own checkpoints, samples,
-metrics.jsonl, evaluations, best-FID checkpoint, config.json (with its seed and
-`num_replicas = 1`) and summary.json. So replica i's folder is the folder the separate run
-`gan-jax train --config.seed=<seed_i>` would write (equal to float32 tolerance: vmap may
-reorder sums, e.g. batching a convolution over K weight sets into one grouped convolution),
-and it can be evaluated, sampled, or resumed on its own with `gan-jax train`.
+penalty weights, which enter the step as traced `[K]` inputs) with one jitted step over a
+`GANState` whose every leaf has a leading axis of size K, and a batch
+`[K, n_critic, B, H, W, C]` stacked from K input pipelines (each in its own seed's order).
+Every replica writes an ordinary run folder: its own checkpoints, samples, metrics.jsonl,
+evaluations, best-FID checkpoint, config.json (with its seed and `num_replicas = 1`) and
+summary.json. So replica i's folder is the folder the separate run
+`gan-jax train --config.seed=<seed_i>` would write (equal to float32 tolerance: the compiled
+program may reorder sums, e.g. batching a convolution over K weight sets into one grouped
+convolution), and it can be evaluated, sampled, or resumed on its own with `gan-jax train`.
 
 `config.num_replicas = K` in a run config does this for seeds `seed, ..., seed + K - 1`
 (`replica_seeds=False`: all `seed`) and the per-replica values of `config.replica_values`, in
@@ -20,10 +21,12 @@ and it can be evaluated, sampled, or resumed on its own with `gan-jax train`.
 
 `gan-jax sweep --replicas` trains the seeds of each ablation cell this way.
 
-Whether it is faster than K runs one after another depends on the hardware: one program
-instead of K amortises dispatch and fills wide devices (GPU, TPU) better, but on a CPU the
-batched convolutions become grouped convolutions, which XLA's CPU backend runs no faster
-than K separate ones (`benchmarks/replicas.py` measures it).
+The step is built one of two ways (`config.replica_impl`, `make_replicated_train_step`):
+`jax.vmap` over the replicas ('vmap'), or the step traced K times into one program
+('unroll'). 'auto' picks by backend and model (`resolve_replica_impl`): on a CPU, vmap turns
+the K weight sets of a convolution into one grouped convolution, which XLA's CPU backend runs
+4-5x slower than K ordinary ones, so convolutional models are unrolled there; the MLP and
+every model on GPU or TPU use vmap. `benchmarks/replicas.py` measures both against K runs.
 """
 
 from __future__ import annotations
@@ -137,24 +140,71 @@ def shared_step_config(configs: Sequence[ml_collections.ConfigDict]) -> ml_colle
   return config
 
 
-def make_replicated_train_step(train_step: TrainStep) -> TrainStep:
-  """`jax.vmap` of a train step over stacked states, batches and hyperparameters.
+def resolve_replica_impl(config: ml_collections.ConfigDict) -> str:
+  """The `make_replicated_train_step` impl for `config.replica_impl` on this backend.
+
+  'auto' is 'unroll' on the CPU backend for every model with convolutions and 'vmap'
+  otherwise: XLA's CPU backend runs the grouped convolutions that `jax.vmap` makes of K
+  weight sets 4-5x slower than K ordinary convolutions (`benchmarks/replicas.py`: DCGAN-28
+  at K = 4, 0.22x the speed of K runs with vmap, 0.9-1.0x unrolled), while it batches the
+  MLP's dense layers well (vmap 1.05-1.09x). GPUs and TPUs get vmap, which fills them.
+
+  Returns:
+    'vmap' or 'unroll'.
+
+  Raises:
+    ConfigError: an impl other than 'auto', 'vmap' or 'unroll'.
+  """
+  impl = config.get('replica_impl', 'auto')
+  if impl not in config_lib.REPLICA_IMPLS:
+    raise ConfigError(
+      f"replica_impl={impl!r} is invalid; choose one of {', '.join(config_lib.REPLICA_IMPLS)}."
+    )
+  if impl != 'auto':
+    return impl
+  if jax.default_backend() == 'cpu' and config.model.name != 'mlp':
+    return 'unroll'
+  return 'vmap'
+
+
+def make_replicated_train_step(train_step: TrainStep, impl: str = 'vmap') -> TrainStep:
+  """One step of K replicas: `jax.vmap` of a train step, or K copies of it in one program.
 
   Args:
     train_step: from `gan_jax.train_step.make_train_step` (built with `mesh=None`).
+    impl: 'vmap' (batch the K replicas into one computation: one set of kernels, each K
+      times wider; convolutions become grouped convolutions) or 'unroll' (trace the step K
+      times on replica i's slices and stack the results: K ordinary computations that XLA
+      schedules in one program; compile time grows with K). Both compute the same thing, to
+      float32 rounding (`resolve_replica_impl` picks one for a config).
 
   Returns:
     `step(states, batches, hparams=None) -> (states, metrics)`: every state leaf `[K, ...]`,
     images float32 `[K, n_critic, B, H, W, C]` in [-1, 1], hparams None or float32 `[K]`
     each (`replica_hparams`), metrics float32 `[K]` each.
-  """
 
-  def step(states, batches, hparams=None):
+  Raises:
+    ValueError: an impl other than 'vmap' or 'unroll'.
+  """
+  if impl not in ('vmap', 'unroll'):
+    raise ValueError(f"impl={impl!r} is invalid; use 'vmap' or 'unroll'.")
+
+  def vmapped(states, batches, hparams=None):
     if hparams is None:
       return jax.vmap(train_step)(states, batches)
     return jax.vmap(train_step)(states, batches, hparams)
 
-  return step
+  def unrolled(states, batches, hparams=None):
+    k = jax.tree.leaves(states)[0].shape[0]
+    outs = []
+    for i in range(k):
+      args = (unstack(states, i), unstack(batches, i))
+      if hparams is not None:
+        args += (unstack(hparams, i),)
+      outs.append(train_step(*args))
+    return stack([o[0] for o in outs]), stack([o[1] for o in outs])
+
+  return vmapped if impl == 'vmap' else unrolled
 
 
 def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True) -> TrainStep:
@@ -255,6 +305,8 @@ def train_replicas(
       with open(os.path.join(w, 'config.json'), 'w') as f:
         f.write(c.to_json(indent=2))
 
+  impl = resolve_replica_impl(config)
+  log.info('%d replicas in one program, replica_impl=%s', k, impl)
   hparams = replica_hparams(configs)
   if hparams is not None:
     hparams = replicate(hparams, mesh)
@@ -268,7 +320,8 @@ def train_replicas(
         stabilizers=Stabilizers.from_config(shared_step_config(configs).train),
         aux_weight=config.train.get('aux_weight', 1.0),
         reuse_fakes=config.train.get('reuse_fakes', False),
-      )
+      ),
+      impl=impl,
     ),
     mesh,
   )

@@ -669,7 +669,7 @@ def _train_in_process(run: Run) -> str | None:
 
 
 def _train_replicas_in_process(runs: Sequence[Run]) -> str | None:
-  """Trains the seeds of one cell as replicas of one vmapped program (`gan_jax.replicas`);
+  """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.replicas`);
   returns None, or the one-line error they failed with."""
   from gan_jax import replicas  # pylint: disable=g-import-not-at-top
 
@@ -719,7 +719,7 @@ def _run_all(
   replicas: bool = False,
 ) -> dict[str, str]:
   """Runs `todo` (index, run) in process (jobs=1; with `replicas` each cell's seeds as one
-  vmapped program) or as subprocesses; returns the failures."""
+  compiled program) or as subprocesses; returns the failures."""
   failed: dict[str, str] = {}
 
   def finished(i: int, run: Run, error: str | None, seconds: float) -> None:
@@ -1152,7 +1152,7 @@ def run_sweep(
     dry_run: only print the runs, their state and their overrides; nothing is run or written.
     cli_overrides: `--config.KEY=VALUE` arguments applied to every run, last.
     say: where progress lines go.
-    replicas: train the unfinished seeds of each cell together, as replicas of one vmapped
+    replicas: train the unfinished seeds of each cell together, as replicas of one compiled
       program (`gan_jax.replicas`; in this process, so not with jobs > 1). The run folders
       are the same as without it, to float32 tolerance.
 

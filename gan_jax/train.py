@@ -529,7 +529,7 @@ def train_and_evaluate(
     checkpoint of it is saved, and the function returns (rerun to resume).
 
   With `config.num_replicas = K > 1` this trains K GANs with seeds `seed, ..., seed + K - 1`
-  in one vmapped step (`gan_jax.replicas.train_replicas`), replica i in the run folder
+  in one compiled step (`gan_jax.replicas.train_replicas`), replica i in the run folder
   `<workdir>/replica_<i>/`, and returns their states stacked on a leading axis of size K.
 
   With `config.eval_every > 0` the configured metrics (`config.eval.metrics`) are computed on

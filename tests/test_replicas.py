@@ -16,7 +16,10 @@ import pytest
 from gan_jax import replicas, train
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError
+from gan_jax.losses import get_loss
 from gan_jax.main import main
+from gan_jax.state import create_state
+from gan_jax.train_step import Stabilizers, make_train_step
 from test_train import _lines
 
 
@@ -48,6 +51,7 @@ def replicated_run(tiny_config, tmp_path_factory):
 
 def test_each_replica_equals_the_separate_run_with_its_seed(replicated_run, tmp_path):
   config, workdir, states = replicated_run
+  assert replicas.resolve_replica_impl(config) == 'unroll'  # a conv model on the CPU
   assert np.asarray(states.step).tolist() == [6, 6, 6]
   separate = {}
   for i in (0, 2):  # the first and the last replica
@@ -137,6 +141,8 @@ def test_per_replica_learning_rates_and_penalty_weights_equal_separate_runs(tiny
   tiny_config.replica_values = (
     'train.d_lr=1e-4,4e-4,2e-4;train.b1=0.5,0.0,0.5;train.r1_weight=0,10,1'
   )
+  # The other tests run 'auto' (unrolled on a CPU); this one runs the vmapped program.
+  tiny_config.replica_impl = 'vmap'
   states = train.train_and_evaluate(tiny_config, str(tmp_path / 'replicated'))
   configs = replicas.replica_configs(tiny_config)
   assert [(c.seed, c.train.d_lr, c.train.b1, c.train.r1_weight) for c in configs] == [
@@ -179,3 +185,45 @@ def test_configs_that_differ_beyond_the_seed_are_refused(tiny_config, tmp_path):
   with pytest.raises(ConfigError, match='distinct'):
     replicas.train_replicas([tiny_config, tiny_config], [str(tmp_path / 'a')] * 2)
   assert not (tmp_path / 'a').exists()  # refused before anything was written
+
+
+def test_vmapped_and_unrolled_steps_compute_the_same_replicas(tiny_config):
+  tiny_config.num_replicas = 2
+  tiny_config.replica_values = 'train.d_lr=1e-4,4e-4;train.r1_weight=0,10'
+  configs = replicas.replica_configs(tiny_config)
+  gan = create_state(configs[0])[0]
+  step = make_train_step(
+    gan,
+    get_loss(tiny_config.train.loss),
+    ema_decay=tiny_config.train.ema_decay,
+    stabilizers=Stabilizers.from_config(replicas.shared_step_config(configs).train),
+  )
+  images = np.random.default_rng(0).uniform(-1, 1, (2, 1, 8, *gan.image_shape))
+  batches = {'image': jax.numpy.asarray(images, dtype=np.float32)}
+  hparams = replicas.replica_hparams(configs)
+  out = {}
+  for impl in ('vmap', 'unroll'):
+    states = replicas.stack([create_state(c)[1] for c in configs])
+    fn = jax.jit(replicas.make_replicated_train_step(step, impl=impl))
+    states, metrics = fn(states, batches, hparams)
+    out[impl] = (states, metrics)
+  _assert_close(out['vmap'], out['unroll'], rtol=1e-4, atol=1e-5)
+  assert out['unroll'][1]['d_loss'].shape == (2,)
+  assert not np.allclose(*(jax.tree.leaves(out['unroll'][0].d_params)[0][i] for i in (0, 1)))
+  with pytest.raises(ValueError, match="impl='pmap' is invalid"):
+    replicas.make_replicated_train_step(step, impl='pmap')
+
+
+def test_auto_replica_impl_unrolls_conv_models_on_cpu_only(tiny_config, tmp_path):
+  assert jax.default_backend() == 'cpu'
+  assert replicas.resolve_replica_impl(tiny_config) == 'unroll'
+  tiny_config.model.name = 'mlp'
+  assert replicas.resolve_replica_impl(tiny_config) == 'vmap'
+  tiny_config.replica_impl = 'unroll'
+  assert replicas.resolve_replica_impl(tiny_config) == 'unroll'
+  tiny_config.model.name = 'dcgan28'
+  tiny_config.replica_impl = 'pmap'
+  tiny_config.num_replicas = 2
+  with pytest.raises(ConfigError, match="replica_impl='pmap' is invalid.*auto, vmap, unroll"):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
