@@ -64,17 +64,13 @@ def _mtimes(folder):
 
 @pytest.fixture(scope='module')
 def tiny_sweep(tfds_dir, tmp_path_factory):
-  """The tiny ablation (2 losses x EMA off/on x 2 seeds, 2 steps each), run once in process.
-
-  Its tests are in xdist_group 'tiny_sweep' (setup.cfg runs `--dist loadgroup`), so under
-  `pytest -n 2` one worker builds it, not both."""
+  """The tiny ablation (2 losses x EMA off/on x 2 seeds, 2 steps each), run once in process."""
   workdir = tmp_path_factory.mktemp('sweep') / 'losses_tiny'
   code = cli.main(['sweep', TINY, '--workdir', str(workdir), f'--config.data.data_dir={tfds_dir}'])
   assert code == 0
   return workdir
 
 
-@pytest.mark.xdist_group('tiny_sweep')
 def test_tiny_ablation_runs_every_cell_and_summarises(tiny_sweep):
   rows = _rows(tiny_sweep)
   assert [f'{r["cell"]}/seed_{r["seed"]}' for r in rows] == RUNS
@@ -124,7 +120,6 @@ def test_tiny_ablation_runs_every_cell_and_summarises(tiny_sweep):
     assert sheet.width >= 2 * grid.width and sheet.height >= 2 * grid.height
 
 
-@pytest.mark.xdist_group('tiny_sweep')
 def test_rerun_skips_finished_runs_and_dry_run_changes_nothing(tiny_sweep, tfds_dir, capsys):
   before = _mtimes(tiny_sweep)
   code, out, _ = _sweep(capsys, tiny_sweep, data_dir=tfds_dir)
@@ -142,7 +137,6 @@ def test_rerun_skips_finished_runs_and_dry_run_changes_nothing(tiny_sweep, tfds_
   assert _mtimes(tiny_sweep) == after
 
 
-@pytest.mark.xdist_group('tiny_sweep')
 def test_replicas_train_each_cells_seeds_in_one_program_with_the_same_results(
   tiny_sweep, tfds_dir, tmp_path, capsys
 ):
@@ -172,7 +166,6 @@ def test_replicas_train_each_cells_seeds_in_one_program_with_the_same_results(
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group('tiny_sweep')
 def test_a_deleted_run_is_rerun_as_a_gan_jax_train_subprocess(tiny_sweep, tfds_dir, capsys):
   deleted = 'loss=least_squares,ema=on/seed_1'
   old = {f'{r["cell"]}/seed_{r["seed"]}': float(r['fid_lenet']) for r in _rows(tiny_sweep)}
@@ -230,7 +223,6 @@ def test_jobs_runs_at_most_n_subprocesses_at_a_time(tmp_path, capsys, monkeypatc
   assert rows['x=bad']['error'] == 'boom'
 
 
-@pytest.mark.xdist_group('tiny_sweep')
 def test_a_changed_config_is_refused_before_anything_runs(tiny_sweep, tfds_dir, capsys):
   before = _mtimes(tiny_sweep)
   _one_line_error(
@@ -293,7 +285,6 @@ def get_ablation(variant=''):
 """
 
 
-@pytest.mark.xdist_group('tiny_sweep')
 def test_failing_runs_are_recorded_and_the_others_complete(tiny_sweep, tfds_dir, capsys):
   spec = tiny_sweep.parent / 'failing.py'
   spec.write_text(FAILING.format(ablation=ABLATION, base=BASE_TINY))
