@@ -16,10 +16,7 @@ import pytest
 from gan_jax import replicas, train
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError
-from gan_jax.losses import get_loss
 from gan_jax.main import main
-from gan_jax.state import create_state
-from gan_jax.train_step import Stabilizers, make_train_step
 from test_train import _lines
 
 
@@ -38,19 +35,15 @@ def _strip(lines):
   return [{k: v for k, v in l.items() if not k.startswith('perf/')} for l in lines]
 
 
-@pytest.fixture
-def replicated_run(tiny_config, tmp_path_factory):
-  """3 replicas (seeds 5, 6, 7) of the tiny MNIST DCGAN, 6 steps, in one program."""
+def test_each_replica_equals_the_separate_run_and_resumes_alone(tiny_config, tmp_path):
+  """3 replicas (seeds 5, 6, 7) of the tiny MNIST DCGAN, 6 steps, in one program: replicas 0
+  and 2 equal the separate runs with their seeds, folder and all; replica 1's folder resumes
+  on its own, as an ordinary run, to the state of an uninterrupted 8-step run."""
   tiny_config.seed = 5
   tiny_config.num_replicas = 3
   tiny_config.train.steps = 6
-  workdir = tmp_path_factory.mktemp('replicated')
-  states = train.train_and_evaluate(tiny_config, str(workdir))
-  return tiny_config, workdir, states
-
-
-def test_each_replica_equals_the_separate_run_with_its_seed(replicated_run, tmp_path):
-  config, workdir, states = replicated_run
+  config, workdir = tiny_config, tmp_path / 'replicated'
+  states = train.train_and_evaluate(config, str(workdir))
   assert replicas.resolve_replica_impl(config) == 'unroll'  # a conv model on the CPU
   assert np.asarray(states.step).tolist() == [6, 6, 6]
   separate = {}
@@ -77,9 +70,7 @@ def test_each_replica_equals_the_separate_run_with_its_seed(replicated_run, tmp_
   g1 = jax.tree.leaves(replicas.unstack(states, 1).g_params)[0]
   assert not np.allclose(g0, g1)
 
-
-def test_a_replica_folder_resumes_alone_as_an_ordinary_run(replicated_run, tmp_path):
-  config, workdir, states = replicated_run
+  # Replica 1's folder is an ordinary run folder: `gan-jax train` resumes it alone.
   single = replicas.replica_configs(config)[1]
   single.train.steps = 8
   resumed = train.train_and_evaluate(single, str(workdir / 'replica_1'))
@@ -187,33 +178,6 @@ def test_configs_that_differ_beyond_the_seed_are_refused(tiny_config, tmp_path):
   assert not (tmp_path / 'a').exists()  # refused before anything was written
 
 
-def test_vmapped_and_unrolled_steps_compute_the_same_replicas(tiny_config):
-  tiny_config.num_replicas = 2
-  tiny_config.replica_values = 'train.d_lr=1e-4,4e-4;train.r1_weight=0,10'
-  configs = replicas.replica_configs(tiny_config)
-  gan = create_state(configs[0])[0]
-  step = make_train_step(
-    gan,
-    get_loss(tiny_config.train.loss),
-    ema_decay=tiny_config.train.ema_decay,
-    stabilizers=Stabilizers.from_config(replicas.shared_step_config(configs).train),
-  )
-  images = np.random.default_rng(0).uniform(-1, 1, (2, 1, 8, *gan.image_shape))
-  batches = {'image': jax.numpy.asarray(images, dtype=np.float32)}
-  hparams = replicas.replica_hparams(configs)
-  out = {}
-  for impl in ('vmap', 'unroll'):
-    states = replicas.stack([create_state(c)[1] for c in configs])
-    fn = jax.jit(replicas.make_replicated_train_step(step, impl=impl))
-    states, metrics = fn(states, batches, hparams)
-    out[impl] = (states, metrics)
-  _assert_close(out['vmap'], out['unroll'], rtol=1e-4, atol=1e-5)
-  assert out['unroll'][1]['d_loss'].shape == (2,)
-  assert not np.allclose(*(jax.tree.leaves(out['unroll'][0].d_params)[0][i] for i in (0, 1)))
-  with pytest.raises(ValueError, match="impl='pmap' is invalid"):
-    replicas.make_replicated_train_step(step, impl='pmap')
-
-
 def test_auto_replica_impl_unrolls_conv_models_on_cpu_only(tiny_config, tmp_path):
   assert jax.default_backend() == 'cpu'
   assert replicas.resolve_replica_impl(tiny_config) == 'unroll'
@@ -227,3 +191,5 @@ def test_auto_replica_impl_unrolls_conv_models_on_cpu_only(tiny_config, tmp_path
   with pytest.raises(ConfigError, match="replica_impl='pmap' is invalid.*auto, vmap, unroll"):
     train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+  with pytest.raises(ValueError, match="impl='pmap' is invalid"):
+    replicas.make_replicated_train_step(lambda state, batch: (state, {}), impl='pmap')
