@@ -145,21 +145,17 @@ def resolve_replica_impl(config: ml_collections.ConfigDict) -> str:
 
   'auto' is 'unroll' on the CPU backend for every model with convolutions and 'vmap'
   otherwise: XLA's CPU backend runs the grouped convolutions that `jax.vmap` makes of K
-  weight sets 4-5x slower than K ordinary convolutions (`benchmarks/replicas.py`: DCGAN-28
-  at K = 4, 0.22x the speed of K runs with vmap, 0.9-1.0x unrolled), while it batches the
-  MLP's dense layers well (vmap 1.05-1.09x). GPUs and TPUs get vmap, which fills them.
+  weight sets 4-5x slower than K ordinary convolutions (`benchmarks/replicas.py`, DCGAN-28
+  at K = 4 and 8: 0.23x and 0.19x the speed of K runs with vmap, 1.05x and 1.09x unrolled),
+  while the MLP's dense layers gain nothing either way (0.92-1.06x). GPUs and TPUs get vmap,
+  which fills them. `config` is a validated config (`gan_jax.config.validate` checks the
+  field); 'vmap' and 'unroll' are returned as they are.
 
   Returns:
-    'vmap' or 'unroll'.
-
-  Raises:
-    ConfigError: an impl other than 'auto', 'vmap' or 'unroll'.
+    'vmap' or 'unroll' (or an invalid value unchanged, which `make_replicated_train_step`
+    refuses).
   """
   impl = config.get('replica_impl', 'auto')
-  if impl not in config_lib.REPLICA_IMPLS:
-    raise ConfigError(
-      f"replica_impl={impl!r} is invalid; choose one of {', '.join(config_lib.REPLICA_IMPLS)}."
-    )
   if impl != 'auto':
     return impl
   if jax.default_backend() == 'cpu' and config.model.name != 'mlp':
