@@ -592,6 +592,7 @@ class TorchWorker(JsonLinesWorker):
       'gflops_per_s_xla_count': gflops_s,
       'percent_of_peak': 100.0 * gflops_s / peak if gflops_s is not None and peak else None,
       'worker_peak_rss_mib': self.final.get('peak_rss_mib'),
+      'device_peak_bytes_allocated': self.final.get('device_peak_bytes_allocated'),
       'final_metrics': self.final.get('final_metrics', {}),
     }
 
@@ -803,8 +804,12 @@ def bench_case(
   others: list[dict[str, Any]],
   log,
   overrides: dict[str, Any] | None = None,
+  tolerate_torch_errors: bool = False,
 ) -> dict[str, Any]:
   """Times one case: JAX here and each PyTorch variant in its worker, alternating.
+
+  `tolerate_torch_errors`: a PyTorch variant that fails to set up or warm up is left out
+  (its error kept in the result as `<key>_error`) instead of failing the case.
 
   `overrides`: more config fields for the JAX side (`make_config`); give no PyTorch variant
   with fields the reference does not model (e.g. dtype).
@@ -817,9 +822,17 @@ def bench_case(
   )
   spec = torch_spec(jx.config)
   workers = []
+  failed: dict[str, str] = {}
   for variant in others:
-    w = TorchWorker(variant, spec, batch_size, args)
-    w.warmup(args.warmup)
+    try:
+      w = TorchWorker(variant, spec, batch_size, args)
+      w.warmup(args.warmup)
+    except RuntimeError as err:
+      if not tolerate_torch_errors:
+        raise
+      failed[variant['key']] = str(err)  # Recorded; the other frameworks are still timed.
+      log(f'{case} B={batch_size}: {variant["label"]} failed: {str(err).splitlines()[0]}')
+      continue
     log(f'{case} B={batch_size}: {variant["label"]} first step {w.first_step_s:.3f} s')
     if w.info['num_params'] != jx.num_params:
       raise RuntimeError(
@@ -836,6 +849,8 @@ def bench_case(
   for w in workers:
     w.final = w.close()
   result = jx.summary(args)
+  for key, err in failed.items():
+    result[f'{key}_error'] = err
   cpu = jax.devices()[0].platform == 'cpu'
   for w in workers:
     peak = result['peak_gflops_total'] if cpu else None
