@@ -314,7 +314,7 @@ def export_run(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private (0700)
     if os.path.isdir(out):  # an empty folder (checked above): replaced by the export
       os.rmdir(out)
-    os.rename(tmp, out)
+    os.rename(tmp, os.path.abspath(out))
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -363,8 +363,8 @@ def run(args: argparse.Namespace) -> None:
   meta = export_run(
     args.workdir, args.out, step=args.step, best=args.best, raw=args.raw, platforms=platforms
   )
-  what = f'{meta["generator"].upper() if meta["generator"] == "ema" else "raw"} generator'
+  which = 'EMA' if meta['generator'] == 'ema' else 'raw'
   print(
-    f'wrote the {what} of step {meta["step"]} to {args.out}: {EXPORT_FILE}, '
+    f'wrote the {which} generator of step {meta["step"]} to {args.out}: {EXPORT_FILE}, '
     f'{SAVED_MODEL_DIR}/, {METADATA_FILE}'
   )
