@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from gan_jax import export
 from gan_jax import main as cli
@@ -102,11 +103,11 @@ def exported(runs, tmp_path_factory):
     'cdcgan': ['--workdir', runs['cdcgan']],
     'dcgan_raw3': ['--workdir', runs['dcgan'], '--step', '3', '--raw'],
   }
+  (root / 'cdcgan').mkdir()  # an existing empty --out is fine
   for name, argv in folders.items():
     assert cli.main(['export', *argv, '--out', str(root / name)]) == 0
-  rng = np.random.RandomState(0)
-  inputs = {
-    'z': rng.normal(size=(max(BATCHES), 100)).astype(np.float32),
+  inputs = {  # z: the latents of `gan-jax sample --seed 0 --num 8`
+    'z': np.asarray(jax.random.normal(jax.random.PRNGKey(0), (max(BATCHES), 100), np.float32)),
     'labels': (np.arange(max(BATCHES)) * 3 % 10).astype(np.int32),
   }
   np.savez(root / 'inputs.npz', **inputs)
@@ -152,6 +153,22 @@ def test_export_reproduces_sampling_without_gan_jax(runs, exported, name, step, 
   if name == 'dcgan':
     raw = sampling.sample(gan, state, inputs['z'][:3], use_ema=False)
     assert np.abs(np.asarray(raw) - images['dcgan/jax/3']).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_export_reproduces_the_sample_command(runs, exported, tmp_path):
+  folders, inputs, images = exported
+  _, gan, _ = load_run(runs['dcgan'])
+  np.testing.assert_array_equal(gan.sample_latents(jax.random.PRNGKey(0), 8), inputs['z'])
+  grid = tmp_path / 'grid.png'
+  argv = ['--workdir', runs['dcgan'], '--num', '8', '--seed', '0', '--scale', '1']
+  assert cli.main(['sample', *argv, '--out', str(grid)]) == 0
+  want = np.asarray(Image.open(grid)).astype(int)
+  for kind in ('jax', 'tf'):
+    got = sampling.make_grid(images[f'dcgan/{kind}/8'])[..., 0].astype(int)
+    assert got.shape == want.shape
+    # uint8 pixels: a value within 1e-5 of a rounding boundary may land on either side.
+    assert np.abs(got - want).max() <= 1 and (got == want).mean() > 0.999, kind
 
 
 @pytest.mark.slow
