@@ -11,6 +11,7 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   train       `train_and_evaluate(config, workdir)`
   checkpoint  Orbax checkpoints, `load_run`
   sampling    sampling and image grids
+  export      `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
   stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist

@@ -11,6 +11,8 @@
         [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep.py)
     gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
         [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/edit_cli.py)
+    gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
+        (see gan_jax/export.py and docs/export.md)
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -35,7 +37,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from gan_jax import edit_cli  # pylint: disable=wrong-import-position
+from gan_jax import edit_cli, export  # pylint: disable=wrong-import-position
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
   CheckpointWriteError,
   ConfigError,
@@ -574,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     '(config.num_replicas; in process)',
   )
   edit_cli.add_parser(sub)
+  export.add_parser(sub)
   return parser
 
 
@@ -626,6 +629,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
           edit_cli.run(args)
         except edit_cli.EditUsageError as e:
+          raise UsageError(str(e)) from e
+      elif args.command == 'export':
+        try:
+          export.run(args)
+        except export.ExportUsageError as e:
           raise UsageError(str(e)) from e
       else:
         _sample(args)

@@ -47,13 +47,16 @@ def sample(
   """
   params = state.ema_params if use_ema else state.g_params
   if labels is not None:
-    labels = check_class_labels(gan, labels, len(z))
+    labels = check_class_labels(gan, labels, z.shape[0])  # symbolic under jax.export
   images, _ = gan.generate(params, state.g_batch_stats, z, labels, train=False)
   return images
 
 
 def check_class_labels(gan: GAN, labels: Any, num: int) -> jax.Array:
   """Labels for `num` samples of a conditional GAN, as int32 `[num]`.
+
+  `num` may be a symbolic dimension (a batch-polymorphic `jax.export`); then only the
+  shape and dtype are checked.
 
   Raises:
     ValueError: the GAN is unconditional, or the labels are not `[num]` integers in
