@@ -89,7 +89,6 @@ def stub_missing_modules(names: tuple[str, ...] = ('tensorflow', 'tensorflow_dat
 STUBBED = stub_missing_modules()
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import throughput  # noqa: E402
 from bench_util import default_threads, package_version  # noqa: E402
@@ -138,8 +137,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     help='which sections to run, in their fixed order (default all: checks,throughput,'
     'replicas,large); --models and --batch-sizes narrow the throughput ones',
   )
-  p.add_argument('--bf16', action=argparse.BooleanOptionalAction, default=True,
-                 help='the bf16 row of section 2 (default on)')
+  p.add_argument(
+    '--bf16',
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help='the bf16 row of section 2 (default on)',
+  )
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
   args.sections = [x for x in args.sections.split(',') if x]
@@ -354,8 +357,10 @@ def check_replicas_vmap(args, mesh) -> dict[str, Any]:
         'bitwise_equal': all(np.array_equal(x, y) for x, y in zip(together, alone[i])),
       }
     )
-  ok = all(r['step1_loss_rel_diff'] <= 1e-3 and r['mean_abs_param_diff'] <= 0.01 * r[
-    'mean_abs_update'] for r in rows)
+  ok = all(
+    r['step1_loss_rel_diff'] <= 1e-3 and r['mean_abs_param_diff'] <= 0.01 * r['mean_abs_update']
+    for r in rows
+  )
   return {'status': 'pass' if ok else 'fail', 'impl': 'vmap', 'k': 2, 'replicas': rows}
 
 
@@ -379,13 +384,25 @@ def torch_variants(args, platform: str) -> tuple[list[dict[str, Any]], str | Non
     return [], f'no PyTorch reference for the {platform} backend'
   threads = default_threads()
   variants = [
-    {'key': 'torch', 'label': 'PyTorch eager', 'threads': threads, 'compile': False,
-     'memory': False, 'device': device},
+    {
+      'key': 'torch',
+      'label': 'PyTorch eager',
+      'threads': threads,
+      'compile': False,
+      'memory': False,
+      'device': device,
+    },
   ]
   if args.torch_compile:
     variants.append(
-      {'key': 'torch_compile', 'label': 'torch.compile', 'threads': threads, 'compile': True,
-       'memory': False, 'device': device}
+      {
+        'key': 'torch_compile',
+        'label': 'torch.compile',
+        'threads': threads,
+        'compile': True,
+        'memory': False,
+        'device': device,
+      }
     )
   return variants, None
 
@@ -432,9 +449,11 @@ def run_throughput(args, section: int, mesh, report: Report, budget: Budget, cos
   bargs = bench_args(args)
   for model, batch, overrides, with_compile in throughput_cases(args, section):
     name = f'{model} B={batch}' + (' bf16' if overrides else '')
-    others = [] if overrides else [
-      v for v in variants if not v['compile'] or (with_compile and section == 2)
-    ]
+    others = (
+      []
+      if overrides
+      else [v for v in variants if not v['compile'] or (with_compile and section == 2)]
+    )
     if section == 4 and with_compile and args.torch_compile:
       # torch.compile at the large batch only if the time of a compiled case is left over.
       if budget.fits(cost.get('compiled', 90.0) + cost.get('plain', 30.0)):
@@ -444,7 +463,9 @@ def run_throughput(args, section: int, mesh, report: Report, budget: Budget, cos
       report.data['skipped'].append(f'{name}: batch not a multiple of {mesh.devices.size}')
       continue
     if not budget.fits(estimate):
-      report.data['skipped'].append(f'{name}: budget ({budget.left():.0f} s left, ~{estimate:.0f} needed)')
+      report.data['skipped'].append(
+        f'{name}: budget ({budget.left():.0f} s left, ~{estimate:.0f} needed)'
+      )
       report.save()
       continue
     t0 = time.perf_counter()
@@ -533,8 +554,10 @@ def run_replicas(args, mesh, report: Report, budget: Budget) -> None:
       r['speedup_vs_k1'] = r['images_per_s'] / base if base else None
       report.data['replicas'].append(r)
       report.save()
-      log(f'{name}: {r["images_per_s"]:,.0f} img/s, {r["speedup_vs_k1"] or 0:.2f}x K=1, '
-          f'compile {compile_s:.1f} s')
+      log(
+        f'{name}: {r["images_per_s"]:,.0f} img/s, {r["speedup_vs_k1"] or 0:.2f}x K=1, '
+        f'compile {compile_s:.1f} s'
+      )
       del stacked, batch
     except Exception as err:  # noqa: BLE001 - recorded; the next K still runs.
       report.error(name, err)
@@ -559,8 +582,11 @@ def markdown(d: dict[str, Any]) -> str:
     f"`{d['command']}`, {d['date']}, {d.get('wall_s', 0):.0f} s of a {d['budget_s']:.0f} s "
     f"budget. JAX {d['jax_version']} (jaxlib {d['jaxlib_version']}, flax {d['flax_version']}), "
     f"PyTorch {d['torch_version']}, Python {d['python']}, {d['host_cpu_count']} host CPUs."
-    + (f" Placeholders for absent modules: {', '.join(d['stubbed_modules'])}."
-       if d['stubbed_modules'] else '')
+    + (
+      f" Placeholders for absent modules: {', '.join(d['stubbed_modules'])}."
+      if d['stubbed_modules']
+      else ''
+    )
     + (' Tiny models (widths 8): a smoke test, not a benchmark.' if d['tiny'] else ''),
     '',
     '## Checks',
@@ -590,21 +616,34 @@ def markdown(d: dict[str, Any]) -> str:
     e, c = r.get('torch') or {}, r.get('torch_compile') or {}
     name = r['model'] + (' bf16' if r.get('overrides', {}).get('dtype') == 'bfloat16' else '')
     lines.append(
-      '| ' + ' | '.join([
-        name,
-        str(r['batch_size']),
-        throughput._img_s(r),
-        throughput._img_s(e) if e else 'n/a',
-        _f(r.get('ratio_jax_to_torch'), '.2f'),
-        throughput._img_s(c) if c else 'n/a',
-        _f(r.get('ratio_jax_to_torch_compile'), '.2f'),
-        f"{r['lower_s'] + r['compile_s']:.1f} ({r['lower_s']:.1f}+{r['compile_s']:.1f})",
-        ' / '.join([_f(r.get('first_step_s'), '.3f'), _f(e.get('first_step_s'), '.3f'),
-                    _f(c.get('first_step_s'), '.1f')]),
-        ' / '.join([_mib((r.get('compiled_memory') or {}).get('total')),
-                    _mib(e.get('device_peak_bytes_allocated')),
-                    _mib(c.get('device_peak_bytes_allocated'))]),
-      ]) + ' |'
+      '| '
+      + ' | '.join(
+        [
+          name,
+          str(r['batch_size']),
+          throughput._img_s(r),
+          throughput._img_s(e) if e else 'n/a',
+          _f(r.get('ratio_jax_to_torch'), '.2f'),
+          throughput._img_s(c) if c else 'n/a',
+          _f(r.get('ratio_jax_to_torch_compile'), '.2f'),
+          f"{r['lower_s'] + r['compile_s']:.1f} ({r['lower_s']:.1f}+{r['compile_s']:.1f})",
+          ' / '.join(
+            [
+              _f(r.get('first_step_s'), '.3f'),
+              _f(e.get('first_step_s'), '.3f'),
+              _f(c.get('first_step_s'), '.1f'),
+            ]
+          ),
+          ' / '.join(
+            [
+              _mib((r.get('compiled_memory') or {}).get('total')),
+              _mib(e.get('device_peak_bytes_allocated')),
+              _mib(c.get('device_peak_bytes_allocated')),
+            ]
+          ),
+        ]
+      )
+      + ' |'
     )
   if d['replicas']:
     lines += [
@@ -636,14 +675,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   budget = Budget(args.budget_s)
   platform = jax.devices()[0].platform
   if platform == 'cpu' and not args.tiny:
-    log('no accelerator: JAX sees only the CPU, so this runs as a smoke test at --tiny sizes '
-        '(batch 64, K = 1 and 4, no batch 1024); benchmarks/throughput.py is the CPU benchmark.')
+    log(
+      'no accelerator: JAX sees only the CPU, so this runs as a smoke test at --tiny sizes '
+      '(batch 64, K = 1 and 4, no batch 1024); benchmarks/throughput.py is the CPU benchmark.'
+    )
     args.tiny, args.batch_sizes, args.large_batch = True, [64], 0
     args.ks = [k for k in args.ks if k <= 4] or [1]
   report = Report(args, argv, budget)
   mesh = make_mesh()
-  log(f'{len(jax.devices())} x {jax.devices()[0].device_kind} ({platform}), JAX {jax.__version__}; '
-      f'budget {args.budget_s:.0f} s; writing {report.path}')
+  log(
+    f'{len(jax.devices())} x {jax.devices()[0].device_kind} ({platform}), JAX {jax.__version__}; '
+    f'budget {args.budget_s:.0f} s; writing {report.path}'
+  )
   cost: dict[str, float] = {}
   sections: list[tuple[str, Callable[[], None]]] = []
 

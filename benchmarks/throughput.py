@@ -363,8 +363,13 @@ def memory_of(compiled: Any) -> dict[str, int] | None:
     return None
   if m is None:
     return None
-  keys = ('argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes',
-          'alias_size_in_bytes', 'generated_code_size_in_bytes')
+  keys = (
+    'argument_size_in_bytes',
+    'output_size_in_bytes',
+    'temp_size_in_bytes',
+    'alias_size_in_bytes',
+    'generated_code_size_in_bytes',
+  )
   out = {k: int(getattr(m, k)) for k in keys if getattr(m, k, None) is not None}
   if all(k in out for k in keys[:4]):
     out['total'] = out[keys[0]] + out[keys[1]] + out[keys[2]] - out[keys[3]]

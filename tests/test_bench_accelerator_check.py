@@ -18,9 +18,28 @@ import accelerator_check  # noqa: E402
 def smoke(tmp_path_factory):
   out = tmp_path_factory.mktemp('acc')
   argv = [
-    '--out', str(out), '--tiny', '--models', 'dcgan28', '--batch-sizes', '64', '--ks', '1,2',
-    '--sections', 'checks,throughput,replicas', '--torch', 'off', '--no-bf16',
-    '--steps', '3', '--round-steps', '3', '--warmup', '1', '--budget-s', '600',
+    '--out',
+    str(out),
+    '--tiny',
+    '--models',
+    'dcgan28',
+    '--batch-sizes',
+    '64',
+    '--ks',
+    '1,2',
+    '--sections',
+    'checks,throughput,replicas',
+    '--torch',
+    'off',
+    '--no-bf16',
+    '--steps',
+    '3',
+    '--round-steps',
+    '3',
+    '--warmup',
+    '1',
+    '--budget-s',
+    '600',
   ]
   report = accelerator_check.main(argv)
   return out, report
@@ -34,7 +53,10 @@ def test_smoke_run_writes_checks_tables_and_json(smoke):
   assert on_disk['errors'] == [] and on_disk['skipped'] == []
   # On the CPU every check must pass, and a repeated run of the same steps is bit-exact.
   assert {k: c['status'] for k, c in on_disk['checks'].items()} == {
-    'sharded_step': 'pass', 'bf16': 'pass', 'replicas_vmap': 'pass'}
+    'sharded_step': 'pass',
+    'bf16': 'pass',
+    'replicas_vmap': 'pass',
+  }
   assert on_disk['checks']['sharded_step']['bitwise_repeatable'] is True
   assert on_disk['checks']['bf16']['state_float_dtypes'] == ['float32']
   for row in on_disk['checks']['replicas_vmap']['replicas']:
@@ -58,14 +80,28 @@ def test_smoke_run_writes_checks_tables_and_json(smoke):
 
 @pytest.mark.slow
 def test_spent_budget_skips_and_lists_every_case(tmp_path):
-  report = accelerator_check.main([
-    '--out', str(tmp_path), '--tiny', '--models', 'dcgan28,sngan32', '--batch-sizes', '64',
-    '--ks', '1,4', '--sections', 'throughput,replicas', '--torch', 'off', '--budget-s', '0',
-  ])
+  report = accelerator_check.main(
+    [
+      '--out',
+      str(tmp_path),
+      '--tiny',
+      '--models',
+      'dcgan28,sngan32',
+      '--batch-sizes',
+      '64',
+      '--ks',
+      '1,4',
+      '--sections',
+      'throughput,replicas',
+      '--torch',
+      'off',
+      '--budget-s',
+      '0',
+    ]
+  )
   assert report['throughput'] == [] and report['replicas'] == [] and report['errors'] == []
   names = [s.split(':')[0] for s in report['skipped']]
-  assert names == [
-    'dcgan28 B=64', 'sngan32 B=64', 'replicas K=1', 'replicas K=4']
+  assert names == ['dcgan28 B=64', 'sngan32 B=64', 'replicas K=1', 'replicas K=4']
 
 
 def test_bad_arguments_exit_2(capsys):
