@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import difflib
 import gc
 import importlib.util
@@ -358,10 +359,15 @@ def _eval(args: argparse.Namespace) -> None:
       **common,
     )
     use_ema = config.train.ema_decay > 0 and not args.no_ema
+    ev = dataclasses.replace(ev, ema_batch_stats=args.ema_stats)
     results = ev.evaluate_state(gan, state, use_ema=use_ema)
     step = int(state.step)
     meta.update(
-      workdir=args.workdir, step=step, ema=use_ema, dataset=args.dataset or config.data.name
+      workdir=args.workdir,
+      step=step,
+      ema=use_ema,
+      ema_batch_stats=args.ema_stats if use_ema else None,
+      dataset=args.dataset or config.data.name,
     )
     out = args.out or os.path.join(
       args.workdir, f'eval_step{step}{"_best" if args.best else ""}.json'
@@ -533,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument('--step', type=int, help='checkpoint step (default: latest)')
   e.add_argument('--best', action='store_true', help='evaluate the best-FID checkpoint')
   e.add_argument('--no-ema', action='store_true', help='evaluate the raw, not the EMA, G')
+  e.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default='raw',
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages, default) "
+    "or 'standing' (recomputed from the EMA weights on 16 x 256 latents, Brock et al. 2019)",
+  )
   e.add_argument('--channels', type=int, choices=(1, 3), help='folder images: read as 1 or 3')
   e.add_argument('--batch-size', type=int, default=500, help='images per call (default 500)')
   e.add_argument('--kid-pr-samples', type=int, default=10000, help='features kept for KID/PR')

@@ -19,6 +19,8 @@ from PIL import Image
 
 from gan_jax.state import GAN, GANState
 
+PyTree = Any
+
 
 def sample(
   gan: GAN,
@@ -27,6 +29,7 @@ def sample(
   labels: jax.Array | None = None,
   *,
   use_ema: bool = True,
+  batch_stats: PyTree | None = None,
 ) -> jax.Array:
   """Generates images from latents with G in inference mode (BatchNorm running averages).
 
@@ -37,6 +40,9 @@ def sample(
     labels: int `[N]` classes in [0, num_classes) for a class-conditional GAN (required
       there); None for an unconditional one.
     use_ema: sample from the EMA generator (Yazici et al. 2019).
+    batch_stats: G's BatchNorm statistics to use instead of `state.g_batch_stats` (the raw
+      generator's running averages), e.g. the EMA generator's standing statistics from
+      `standing_batch_stats`.
 
   Returns:
     float32 `[N, H, W, C]` in [-1, 1].
@@ -48,8 +54,70 @@ def sample(
   params = state.ema_params if use_ema else state.g_params
   if labels is not None:
     labels = check_class_labels(gan, labels, z.shape[0])  # symbolic under jax.export
-  images, _ = gan.generate(params, state.g_batch_stats, z, labels, train=False)
+  stats = state.g_batch_stats if batch_stats is None else batch_stats
+  images, _ = gan.generate(params, stats, z, labels, train=False)
   return images
+
+
+STANDING_SALT = 0x57A4D  # Folded into the seed: standing-statistics latents differ from others.
+
+
+def standing_batch_stats(
+  gan: GAN,
+  params: PyTree,
+  batch_stats: PyTree,
+  *,
+  num_batches: int = 16,
+  batch_size: int = 256,
+  seed: int = 0,
+) -> PyTree:
+  """Standing statistics of a generator's BatchNorms ("standing statistics" of Brock et al.
+  2019, "Large Scale GAN Training for High Fidelity Natural Image Synthesis", BigGAN).
+
+  A BatchNorm's running averages belong to the weights they were collected with. The EMA
+  generator's weights are an average over many steps, while `GANState.g_batch_stats` follow
+  the raw generator's last ~10 steps, so sampling the EMA weights with them mismatches. This
+  runs G with `params` in training mode on `num_batches` batches of N(0, I) latents and
+  averages each BatchNorm's per-batch mean and (biased) variance over the batches: the
+  statistics these very weights produce.
+
+  Args:
+    gan: static G/D definitions.
+    params: generator parameters, usually `GANState.ema_params`.
+    batch_stats: the generator's current BatchNorm statistics (structure only); a generator
+      without BatchNorm (empty pytree) gets it back unchanged.
+    num_batches: forward passes, >= 1 (default 16).
+    batch_size: latents per pass, >= 2 (default 256; BatchNorm in training mode needs > 1).
+    seed: seeds the latents (folded with `STANDING_SALT`). A conditional generator gets
+      balanced classes: sample i of the passes is class i % num_classes.
+
+  Returns:
+    A pytree like `batch_stats` (float32 'mean' and 'var' per BatchNorm).
+
+  Raises:
+    ValueError: num_batches < 1 or batch_size < 2.
+  """
+  if num_batches < 1 or batch_size < 2:
+    raise ValueError(
+      f'standing statistics need num_batches >= 1 and batch_size >= 2, got {num_batches} '
+      f'and {batch_size}.'
+    )
+  if not jax.tree.leaves(batch_stats):
+    return batch_stats
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), STANDING_SALT)
+  k = gan.num_classes
+
+  @jax.jit
+  def one(params, batch_stats, i):
+    z = jax.random.normal(jax.random.fold_in(key, i), (batch_size, gan.latent_dim))
+    labels = (jnp.arange(batch_size, dtype=jnp.int32) + i * batch_size) % k if k else None
+    return gan.batch_statistics(params, batch_stats, z, labels)
+
+  total = None
+  for i in range(num_batches):
+    stats = one(params, batch_stats, i)
+    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+  return jax.tree.map(lambda x: x / num_batches, total)
 
 
 def check_class_labels(gan: GAN, labels: Any, num: int) -> jax.Array:
