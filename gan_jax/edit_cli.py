@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from typing import Any
@@ -113,9 +114,10 @@ def _strengths(args: argparse.Namespace) -> tuple[float, ...]:
     values = tuple(float(s) for s in args.strengths.split(',') if s.strip())
   except ValueError:
     values = ()
-  if not values:
+  if not values or not all(math.isfinite(v) for v in values):
     raise EditUsageError(
-      f'--strengths={args.strengths!r} must be comma-separated numbers, e.g. -3,-1.5,0,1.5,3.'
+      f'--strengths={args.strengths!r} must be comma-separated finite numbers, e.g. '
+      '-3,-1.5,0,1.5,3.'
     )
   return values
 
@@ -251,6 +253,17 @@ def run(args: argparse.Namespace) -> None:
   ):
     if value < 1:
       raise EditUsageError(f'{name}={value} must be a positive number.')
+  if args.strength is not None and not math.isfinite(args.strength):
+    raise EditUsageError(f'--strength={args.strength} must be a finite number.')
+  if not (math.isfinite(args.lr) and args.lr > 0):
+    raise EditUsageError(f'--lr={args.lr} must be a positive finite number.')
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+
+  try:
+    sampling.check_image_path(args.out)
+    sampling.check_scale(args.scale)
+  except ValueError as e:
+    raise EditUsageError(str(e)) from None
   for path in args.image:
     if not os.path.isfile(path):
       raise EditUsageError(f'--image {path!r} not found.')

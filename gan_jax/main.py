@@ -246,6 +246,11 @@ def _sample(args: argparse.Namespace) -> None:
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+  try:
+    sampling.check_image_path(args.out)
+    sampling.check_scale(args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   key = jax.random.PRNGKey(args.seed)
@@ -261,17 +266,23 @@ def _sample(args: argparse.Namespace) -> None:
       f'{gan.num_classes - 1}.'
     )
   labels, ncol, what = None, None, ''
+  if gan.conditional and args.label is None:
+    ncol = args.per_class or max(1, args.num // gan.num_classes)
+  num = gan.num_classes * ncol if ncol else args.num
+  try:  # before drawing latents or generating: the grid's size in memory
+    sampling.check_grid(num, gan.image_shape, ncol, args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   if args.label is not None:
     z = gan.sample_latents(key, args.num)
     labels = sampling.per_class_labels(gan.num_classes, args.num, [args.label])
     what = f' of class {args.label}'
   elif gan.conditional:  # one row per class; --num / K per row unless --per-class
-    ncol = args.per_class or max(1, args.num // gan.num_classes)
     z, labels = sampling.per_class_inputs(gan, key, ncol)
     what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
   else:
     z = gan.sample_latents(key, args.num)
-  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
+  images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema)
   sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
   print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
 
