@@ -41,6 +41,7 @@ from gan_jax.errors import (  # pylint: disable=wrong-import-position
   ConfigError,
   NonFiniteError,
   UnreadableCheckpointError,
+  WorkdirLockedError,
 )
 
 
@@ -635,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FileNotFoundError,
     PermissionError,
     UnreadableCheckpointError,
+    WorkdirLockedError,
   ) as e:
     error, status = str(e), 2
   except (NonFiniteError, CheckpointWriteError) as e:

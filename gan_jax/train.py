@@ -37,6 +37,7 @@ import tqdm
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import distributed
+from gan_jax import run_lock
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -510,6 +511,7 @@ def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN
   return dataclasses.replace(gan, g_tx=g_tx, d_tx=d_tx)
 
 
+@run_lock.holds_workdir('workdir')  # one writer per run folder: a second refuses at once
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
 ) -> GANState:
