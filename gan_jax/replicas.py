@@ -444,6 +444,8 @@ def train_replicas(
         'stopped_by_signal': stopper.received,
         'rollbacks': 0,
         'lr_scale': 1.0,
+        'g_lr': configs[i].train.g_lr,  # the effective rates, as in a single run's summary
+        'd_lr': configs[i].train.d_lr,
         'replica': i,
         'num_replicas': k,
         'replica_workdirs': list(workdirs),
