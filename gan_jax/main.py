@@ -183,8 +183,20 @@ def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
     raise UsageError(str(e)) from None
 
 
+def _refuse_if_locked(workdir: str) -> None:
+  """Refuses at once, before the slow imports, a workdir another process is writing (the
+  lock itself is taken by `train_and_evaluate`; see `gan_jax.run_lock`)."""
+  from gan_jax import run_lock  # pylint: disable=g-import-not-at-top
+
+  busy = run_lock.busy(workdir)
+  if busy is not None:
+    raise WorkdirLockedError(busy)
+
+
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   _join_processes(args, connect=False)  # bad flags fail before the config is even read
+  if not (args.distributed or args.num_processes):  # (the processes of one run share it)
+    _refuse_if_locked(args.workdir)
   config = apply_overrides(load_config_file(args.config), overrides)
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top

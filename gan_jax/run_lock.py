@@ -100,6 +100,12 @@ def holder(workdir: str) -> dict[str, Any] | None:
     os.close(fd)  # also drops the shared lock, if taken
 
 
+def busy(workdir: str) -> str | None:
+  """The one-line refusal a writer of `workdir` would get now, or None if it is free."""
+  details = holder(workdir)
+  return None if details is None else str(_refusal(workdir, details))
+
+
 def _wait_for_details(fd: int, timeout_s: float = 1.0) -> dict[str, Any]:
   """The holder's details; a holder that just took the lock writes them a moment later."""
   deadline = time.monotonic() + timeout_s

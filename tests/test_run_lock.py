@@ -119,3 +119,107 @@ def test_replica_folders_are_each_locked(tmp_path):
   finally:
     holder.kill()
     holder.wait()
+
+
+# ----------------------------------------------------------------------------------------------
+# Real `gan-jax train` processes on one workdir.
+
+
+def _wait_for(predicate, proc, what, timeout=240):
+  deadline = time.time() + timeout
+  while not predicate():
+    assert proc.poll() is None, f'{what}: the process ended first: {proc.communicate()}'
+    assert time.time() < deadline, f'{what}: timed out'
+    time.sleep(0.05)
+
+
+def _logged_steps(workdir):
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      return [json.loads(line)['step'] for line in f if line.endswith('\n')]
+  except FileNotFoundError:
+    return []
+
+
+@pytest.mark.slow
+def test_a_second_trainer_is_refused_at_once_and_a_killed_ones_folder_resumes(tfds_dir, tmp_path):
+  """A trains; B, on the same folder with another learning rate, exits 2 with one line
+  naming A's PID and changes nothing; A is SIGKILLed; C takes the folder over and resumes
+  from A's last checkpoint. (Before the lock both trained, each overwriting the other.)"""
+  workdir = tmp_path / 'run'
+  a = subprocess.Popen(
+    _train_command(workdir, tfds_dir, '--config.train.steps=100000', '--config.checkpoint_every=3'),
+    env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+  )  # fmt: skip
+  try:
+    _wait_for(lambda: max(_logged_steps(workdir), default=0) >= 8, a, 'A logs step 8')
+    os.kill(a.pid, signal.SIGSTOP)  # freeze A's folder, to see that B writes nothing
+    before = _tree(workdir)
+    t0 = time.time()
+    b = subprocess.run(
+      _train_command(workdir, tfds_dir, '--config.train.g_lr=0.001'),
+      env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    seconds = time.time() - t0
+    assert b.returncode == 2, b.stderr
+    err = b.stderr.strip().splitlines()[-1]  # (TensorFlow may log its oneDNN notice first)
+    assert err.startswith('gan-jax: error: workdir '), b.stderr
+    assert sum('gan-jax' in line for line in b.stderr.splitlines()) == 1, b.stderr
+    assert 'Traceback' not in b.stderr, b.stderr
+    assert f'PID {a.pid} on host {socket.gethostname()} since ' in err, err
+    assert 'is being written by another gan-jax process' in err and b.stdout == ''
+    assert _tree(workdir) == before  # not a byte written, not even config.json
+    print(f'B refused in {seconds:.1f} s: {err}')
+  finally:
+    a.kill()  # SIGKILL (also of a stopped process): no cleanup runs in A
+    a.wait()
+  with Checkpointer(str(workdir)) as ckpt:
+    resume_at = ckpt.latest_step()
+  assert resume_at >= 6
+  assert run_lock.holder(str(workdir)) is None  # the kernel released A's lock
+
+  c = subprocess.run(
+    _train_command(workdir, tfds_dir, f'--config.train.steps={resume_at + 2}'),
+    env=_env(), capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert c.returncode == 0, c.stderr
+  assert 'done: checkpoints' in c.stdout
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['start_step'] == resume_at and summary['end_step'] == resume_at + 2
+  assert not (workdir / run_lock.LOCK_NAME).exists()
+  steps = _logged_steps(workdir)
+  assert len(steps) == len(set(steps)), steps  # each step logged once
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollback state belongs to the run whose checkpoints it was made with.
+
+
+def test_a_fresh_run_after_a_run_that_failed_after_its_rollbacks_starts_clean(
+  tiny_config, tmp_path, monkeypatch
+):
+  """A NaN at step 2, before the first checkpoint, every time: 3 rollbacks to the initial
+  state, then the run fails with no checkpoint. A fresh run in the folder (the data fixed)
+  must train at the requested rates with its full rollback budget, exactly as in a new
+  folder; it used to train at 1/8 of them with no rollback left."""
+  tiny_config.on_nonfinite = 'rollback'
+  tiny_config.max_rollbacks = 3
+  tiny_config.train.steps = 3
+  workdir = tmp_path / 'run'
+  _poison(monkeypatch, steps=[2], times=100)
+  with pytest.raises(NonFiniteError, match='3 rollbacks'):
+    train.train_and_evaluate(tiny_config, str(workdir))
+  with Checkpointer(str(workdir)) as ckpt:
+    assert ckpt.latest_step() is None
+  assert [r['lr_scale'] for r in json.loads((workdir / 'rollbacks.json').read_text())] == [
+    0.5, 0.25, 0.125,
+  ]  # fmt: skip
+  monkeypatch.undo()
+
+  state = train.train_and_evaluate(tiny_config, str(workdir))
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['lr_scale'] == 1.0 and summary['rollbacks'] == 0
+  assert summary['g_lr'] == tiny_config.train.g_lr and summary['d_lr'] == tiny_config.train.d_lr
+  assert not (workdir / 'rollbacks.json').exists()  # the failed run's record is gone with it
+  reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
+  _assert_states_equal(state, reference)
