@@ -36,6 +36,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from gan_jax import edit_cli  # pylint: disable=wrong-import-position
+from gan_jax import lifeline  # pylint: disable=wrong-import-position
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
   CheckpointWriteError,
   ConfigError,
@@ -616,6 +617,7 @@ def _collect_orphaned_writes() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
+  lifeline.die_with_parent()  # a sweep's child stops (cleanly, on SIGTERM) when the sweep dies
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
 

@@ -223,3 +223,112 @@ def test_a_fresh_run_after_a_run_that_failed_after_its_rollbacks_starts_clean(
   assert not (workdir / 'rollbacks.json').exists()  # the failed run's record is gone with it
   reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
   _assert_states_equal(state, reference)
+
+
+# ----------------------------------------------------------------------------------------------
+# A sweep's children die with it; a rerun leaves a folder still being trained alone.
+
+
+def _alive(pid):
+  """Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except FileNotFoundError:
+    return False
+  except OSError:  # no /proc
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      return False
+    return True
+
+
+def _tiny_ablation(tmp_path, steps):
+  path = tmp_path / 'ablation.py'
+  spec = dict(
+    base=CONFIG,
+    overrides={'train.steps': steps, 'checkpoint_every': 3},
+    grid={'lr': {'a': {}, 'b': {'train.g_lr': 1e-4}}},
+    seeds=[0],
+  )
+  path.write_text(f'def get_ablation(variant=""):\n  return {spec!r}\n')
+  return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
+def test_the_train_children_of_a_sigkilled_sweep_stop_cleanly(tfds_dir, tmp_path):
+  """`sweep --jobs 2` is SIGKILLed while both its `train` children run (in their own
+  session): they get SIGTERM, save a checkpoint and exit. Before, they trained on."""
+  workdir = tmp_path / 'sweep'
+  sweep = subprocess.Popen(
+    [sys.executable, '-m', 'gan_jax.main', 'sweep', _tiny_ablation(tmp_path, 100000),
+     '--workdir', str(workdir), '--jobs', '2', f'--config.data.data_dir={tfds_dir}'],
+    env={**_env(), 'PYTHONUNBUFFERED': '1'}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    text=True,
+  )  # fmt: skip
+  children = {}
+  try:
+    for line in sweep.stdout:
+      if ': training in pid ' in line:
+        name = line.split('] ', 1)[1].split(':', 1)[0]
+        children[name] = int(line.split(': training in pid ', 1)[1].split()[0])
+        if len(children) == 2:
+          break
+    assert len(children) == 2, 'the sweep did not start two children'
+    for name in children:
+      _wait_for(
+        lambda n=name: max(_logged_steps(workdir / n), default=0) >= 4, sweep, f'{name} trains'
+      )
+    sweep.kill()
+    sweep.wait()
+    deadline = time.time() + 120
+    while any(_alive(pid) for pid in children.values()) and time.time() < deadline:
+      time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children.values()), 'children outlived the sweep'
+  finally:
+    sweep.kill()
+    for pid in children.values():
+      if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+  for name in children:
+    log = (workdir / name / 'train.log').read_text()
+    logged = _logged_steps(workdir / name)[-3:]
+    assert 'stopped at step' in log and 'run the same command again to resume' in log, (
+      logged,
+      sorted(os.listdir(workdir / name)),
+      log,
+    )
+    with Checkpointer(str(workdir / name)) as ckpt:
+      assert ckpt.latest_step() >= 4
+    assert run_lock.holder(str(workdir / name)) is None
+
+
+FAKE_TRAIN = 'import os, sys; open(os.path.join(sys.argv[1], "trained"), "w").close()'
+
+
+def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
+  tmp_path, capsys, monkeypatch
+):
+  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+  from gan_jax import sweep  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(
+    sweep, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
+  )
+  workdir = tmp_path / 'sweep'
+  busy = workdir / 'lr=b' / 'seed_0'
+  holder = _holder_process(busy)  # e.g. the `train` of an earlier sweep, still saving
+  try:
+    before = _tree(busy)
+    code = cli.main(['sweep', _tiny_ablation(tmp_path, 2), '--workdir', str(workdir), '--jobs', '2'])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert (workdir / 'lr=a' / 'seed_0' / 'trained').exists()
+    assert _tree(busy) == before  # not even the sweep's train.log
+    assert f'lr=b/seed_0: FAILED' in out and f'PID {holder.pid}' in out, out
+    assert f'PID {holder.pid}' in err
+  finally:
+    holder.kill()
+    holder.wait()
