@@ -72,10 +72,12 @@ def describe(holder: dict[str, Any] | None) -> str:
 def _refusal(workdir: str, holder: dict[str, Any] | None) -> WorkdirLockedError:
   pid = holder.get('pid') if holder else None
   stop = f' or stop it (kill {pid})' if pid else ''
-  return WorkdirLockedError(
+  error = WorkdirLockedError(
     f'workdir {workdir!r} is being written by another gan-jax process: {describe(holder)} '
     f'(lock {lock_path(workdir)}); wait for it to finish{stop}, or choose another --workdir.'
   )
+  error.holder = holder or {}
+  return error
 
 
 def holder(workdir: str) -> dict[str, Any] | None:

@@ -332,3 +332,38 @@ def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
   finally:
     holder.kill()
     holder.wait()
+
+
+def test_edit_caches_a_fitted_direction_only_while_it_can_hold_the_run_folder(
+  tmp_path, capsys, monkeypatch
+):
+  """`gan-jax edit` writes its direction cache into the run folder: as its one writer. While
+  a trainer holds the folder it uses the fitted direction and writes nothing there."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from gan_jax import edit_cli, editing  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(editing, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
+  args = argparse.Namespace(
+    workdir=str(tmp_path / 'run'), method='mean', num_latents=4, seed=0, label=None, refit=False
+  )
+  attrs = types.SimpleNamespace(fn=lambda name: None)
+  gan = types.SimpleNamespace(latent_dim=3)
+  (tmp_path / 'run').mkdir()
+  holder = _holder_process(tmp_path / 'run')
+  try:
+    before = _tree(tmp_path / 'run')
+    direction = edit_cli._direction(args, attrs, 'ink', gan, None, 6, True)  # pylint: disable=protected-access
+    assert direction.shape == (3,)
+    assert _tree(tmp_path / 'run') == before
+    out = capsys.readouterr().out
+    assert 'not cached' in out and f'PID {holder.pid}' in out, out
+  finally:
+    holder.kill()
+    holder.wait()
+  edit_cli._direction(args, attrs, 'ink', gan, None, 6, True)  # pylint: disable=protected-access
+  assert (tmp_path / 'run' / 'directions' / 'ink.npz').is_file()
+  assert not (tmp_path / 'run' / run_lock.LOCK_NAME).exists()
