@@ -182,7 +182,29 @@ def _acquire(workdir: str) -> int | None:
     return fd
 
 
-def _release(workdir: str, fd: int, created_dir: bool) -> None:
+def _make_folder(workdir: str) -> list[str]:
+  """Creates `workdir` (and missing parents); returns the folders created, deepest first."""
+  created, folder = [], os.path.abspath(workdir)
+  while not os.path.exists(folder):
+    created.append(folder)
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      break
+    folder = parent
+  os.makedirs(workdir, exist_ok=True)
+  return created
+
+
+def _remove_empty(created: list[str]) -> None:
+  """Removes the folders `_make_folder` created, deepest first, while they are empty."""
+  for folder in created:
+    try:
+      os.rmdir(folder)
+    except OSError:
+      return
+
+
+def _release(workdir: str, fd: int, created: list[str]) -> None:
   path = lock_path(workdir)
   try:
     if os.path.samestat(os.fstat(fd), os.stat(path)):
@@ -190,11 +212,7 @@ def _release(workdir: str, fd: int, created_dir: bool) -> None:
   except OSError:
     pass
   os.close(fd)
-  if created_dir:  # a run that failed its checks leaves no empty folder behind
-    try:
-      os.rmdir(workdir)
-    except OSError:
-      pass
+  _remove_empty(created)  # a run that failed its checks leaves no empty folder behind
 
 
 @contextlib.contextmanager
@@ -214,32 +232,26 @@ def hold(workdirs: str | Sequence[str]) -> Iterator[None]:
   if fcntl is None or not _is_writer():
     yield
     return
-  taken: list[tuple[str, str, int | None, bool]] = []
+  taken: list[tuple[str, str, int | None, list[str]]] = []
   try:
     for workdir in workdirs:
       workdir = os.fspath(workdir)
       key = os.path.realpath(workdir)
       if key in _held:
         _held[key][1] += 1
-        taken.append((key, workdir, None, False))
+        taken.append((key, workdir, None, []))
         continue
-      created = not os.path.exists(workdir)
-      if created:
-        try:
-          os.makedirs(workdir)
-        except OSError:
-          continue  # reported by the run's writability check
+      try:
+        created = _make_folder(workdir)
+      except OSError:
+        continue  # reported by the run's writability check
       try:
         fd = _acquire(workdir)
       except BaseException:
-        if created:
-          with contextlib.suppress(OSError):
-            os.rmdir(workdir)
+        _remove_empty(created)
         raise
       if fd is None:
-        if created:
-          with contextlib.suppress(OSError):
-            os.rmdir(workdir)
+        _remove_empty(created)
         continue
       _held[key] = [fd, 1]
       taken.append((key, workdir, fd, created))

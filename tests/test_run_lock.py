@@ -99,12 +99,12 @@ def test_the_lock_names_its_holder_refuses_a_second_and_dies_with_its_holder(tmp
 
 
 def test_a_folder_created_for_a_run_that_failed_its_checks_is_removed(tmp_path):
-  workdir = tmp_path / 'new'
+  workdir = tmp_path / 'new' / 'run'
   with pytest.raises(ValueError):
     with run_lock.hold(str(workdir)):
       assert workdir.is_dir()
       raise ValueError('a bad config')
-  assert not workdir.exists()
+  assert not (tmp_path / 'new').exists()  # nor the parent it created
 
 
 def test_replica_folders_are_each_locked(tmp_path):
