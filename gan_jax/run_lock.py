@@ -171,7 +171,7 @@ def _acquire(workdir: str) -> int | None:
       details = {
         'pid': os.getpid(),
         'host': socket.gethostname(),
-        'since': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'),
+        'since': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M:%S UTC'),
         'command': ' '.join(sys.argv)[:1000],
       }
       try:

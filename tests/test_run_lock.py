@@ -322,12 +322,14 @@ def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
   holder = _holder_process(busy)  # e.g. the `train` of an earlier sweep, still saving
   try:
     before = _tree(busy)
-    code = cli.main(['sweep', _tiny_ablation(tmp_path, 2), '--workdir', str(workdir), '--jobs', '2'])
+    code = cli.main(
+      ['sweep', _tiny_ablation(tmp_path, 2), '--workdir', str(workdir), '--jobs', '2']
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert (workdir / 'lr=a' / 'seed_0' / 'trained').exists()
     assert _tree(busy) == before  # not even the sweep's train.log
-    assert f'lr=b/seed_0: FAILED' in out and f'PID {holder.pid}' in out, out
+    assert 'lr=b/seed_0: FAILED' in out and f'PID {holder.pid}' in out, out
     assert f'PID {holder.pid}' in err
   finally:
     holder.kill()
