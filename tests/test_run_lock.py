@@ -121,6 +121,28 @@ def test_replica_folders_are_each_locked(tmp_path):
     holder.wait()
 
 
+def test_a_replica_run_is_refused_when_one_replica_folder_is_being_written(
+  tfds_dir, tmp_path, capsys
+):
+  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path / 'run'
+  holder = _holder_process(workdir / 'replica_1')  # e.g. `train --workdir run/replica_1`
+  try:
+    before = _tree(tmp_path)
+    code = cli.main(
+      ['train', '--config', CONFIG, '--workdir', str(workdir), '--config.num_replicas=2',
+       f'--config.data.data_dir={tfds_dir}'],
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('gan-jax: error: ') and '\n' not in err, err
+    assert 'replica_1' in err and f'PID {holder.pid}' in err, err
+    assert _tree(tmp_path) == before and sorted(os.listdir(workdir)) == ['replica_1']
+  finally:
+    holder.kill()
+    holder.wait()
+
+
 # ----------------------------------------------------------------------------------------------
 # Real `gan-jax train` processes on one workdir.
 
