@@ -28,6 +28,9 @@ import os
 import re
 from typing import Any
 
+from gan_jax import run_lock
+from gan_jax.errors import WorkdirLockedError
+
 DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
 
@@ -227,8 +230,15 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
     )
   except ValueError as e:  # e.g. an attribute that no sampled image has
     raise EditUsageError(f'cannot fit the direction of {name!r}: {e}') from None
-  editing.save_direction(path, direction, **meta)
-  print(f'fitted the direction of {name!r} ({args.method}, {args.num_latents} latents): {path}')
+  fitted = f'fitted the direction of {name!r} ({args.method}, {args.num_latents} latents)'
+  try:
+    with run_lock.hold(args.workdir):  # the run folder's one writer while it caches
+      editing.save_direction(path, direction, **meta)
+  except WorkdirLockedError as e:  # being trained: use the direction, write nothing there
+    print(f'{fitted}; not cached in {path}: the run folder is being written by '
+          f'{run_lock.describe(e.holder)}')  # fmt: skip
+    return direction
+  print(f'{fitted}: {path}')
   return direction
 
 

@@ -38,12 +38,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from gan_jax import edit_cli, export  # pylint: disable=wrong-import-position
+from gan_jax import edit_cli, export, lifeline  # pylint: disable=wrong-import-position
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
   CheckpointWriteError,
   ConfigError,
   NonFiniteError,
   UnreadableCheckpointError,
+  WorkdirLockedError,
 )
 
 
@@ -185,8 +186,20 @@ def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
     raise UsageError(str(e)) from None
 
 
+def _refuse_if_locked(workdir: str) -> None:
+  """Refuses at once, before the slow imports, a workdir another process is writing (the
+  lock itself is taken by `train_and_evaluate`; see `gan_jax.run_lock`)."""
+  from gan_jax import run_lock  # pylint: disable=g-import-not-at-top
+
+  busy = run_lock.busy(workdir)
+  if busy is not None:
+    raise WorkdirLockedError(busy)
+
+
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   _join_processes(args, connect=False)  # bad flags fail before the config is even read
+  if not (args.distributed or args.num_processes):  # (the processes of one run share it)
+    _refuse_if_locked(args.workdir)
   config = apply_overrides(load_config_file(args.config), overrides)
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top
@@ -630,6 +643,7 @@ def _collect_orphaned_writes() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
+  lifeline.die_with_parent()  # a sweep's child stops (cleanly, on SIGTERM) when the sweep dies
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
 
@@ -667,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FileNotFoundError,
     PermissionError,
     UnreadableCheckpointError,
+    WorkdirLockedError,
   ) as e:
     error, status = str(e), 2
   except (NonFiniteError, CheckpointWriteError) as e:
