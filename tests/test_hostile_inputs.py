@@ -1,8 +1,11 @@
-"""What `gan-jax sample` and `gan-jax edit` refuse before they allocate or write: grids over
+"""What `gan-jax sample`, `eval` and `edit` refuse before they allocate or write: grids over
 the memory limit, scales out of range, output paths Pillow cannot write, non-finite edit
-values (issue 17, items 6-8). Each is one line and exit status 2, with nothing written."""
+values, a garbled config.json in the run folder (issue 17, items 6-8). Each is one line and
+exit status 2, with nothing written and nothing in the run folder changed."""
 
+import hashlib
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -107,3 +110,40 @@ def test_edit_refuses_non_finite_values(run, tmp_path, capsys):
     _refused(capsys, base + argv, message)
   _refused(capsys, base[:-1] + [str(tmp_path / 'e.txt')], '.txt is not an image format')
   assert not os.path.exists(out)
+
+
+def _digest(folder):
+  """SHA-256 of every file's relative path and bytes under `folder`."""
+  h = hashlib.sha256()
+  for root, _, files in sorted(os.walk(folder)):
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      h.update(os.path.relpath(path, folder).encode())
+      with open(path, 'rb') as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+  'content, message',
+  [
+    (b'{"model": ', 'is not valid JSON (Expecting value'),
+    (b'[1, 2]', 'holds a JSON list, not the object gan-jax train writes'),
+    (b'{"model": {"name": "dcgan28"}}', 'does not describe a model gan-jax can build'),
+    (b'\xff\xfe', "is not valid JSON ('utf-8' codec"),
+  ],
+)
+def test_garbled_config_json_is_one_line(run, tmp_path, capsys, content, message):
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(run, workdir)
+  with open(os.path.join(workdir, 'config.json'), 'wb') as f:
+    f.write(content)
+  before = _digest(workdir)
+  out = str(tmp_path / 's.png')
+  for argv in (
+    ['sample', '--workdir', workdir, '--out', out],
+    ['eval', '--workdir', workdir, '--num-samples', '100', '--out', str(tmp_path / 'e.json')],
+  ):
+    err = _refused(capsys, argv, message)
+    assert 'config.json' in err and 'Traceback' not in err
+  assert _digest(workdir) == before and not os.path.exists(out)
