@@ -311,21 +311,37 @@ def _read_png_folder(folder: str, batch_size: int, channels: int | None):
   files = sorted(
     os.path.join(folder, f)
     for f in os.listdir(folder)
-    if f.lower().endswith(('.png', '.jpg', '.jpeg'))
+    if f.lower().endswith(('.png', '.jpg', '.jpeg')) and os.path.isfile(os.path.join(folder, f))
   )
   if not files:
     raise UsageError(f'--images {folder!r} holds no .png/.jpg files.')
-  with Image.open(files[0]) as first:
-    c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
-    shape = (first.height, first.width, c)
+
+  def unreadable(path: str, e: Exception) -> UsageError:
+    return UsageError(
+      f'--images: {path} cannot be read as an image ({type(e).__name__}: {e}); remove or '
+      'replace it.'
+    )
+
+  # Pillow's errors for a truncated, corrupt or decompression-bomb file (the last is no
+  # OSError); each is reported naming the file.
+  bad_image = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+  try:
+    with Image.open(files[0]) as first:
+      c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
+      shape = (first.height, first.width, c)
+  except bad_image as e:
+    raise unreadable(files[0], e) from None
   mode = 'L' if c == 1 else 'RGB'
 
   def batches():
     for lo in range(0, len(files), batch_size):
       out = []
       for path in files[lo : lo + batch_size]:
-        with Image.open(path) as img:
-          x = np.asarray(img.convert(mode), np.float32)
+        try:
+          with Image.open(path) as img:
+            x = np.asarray(img.convert(mode), np.float32)
+        except bad_image as e:
+          raise unreadable(path, e) from None
         x = x[..., None] if x.ndim == 2 else x
         if x.shape != shape:
           raise UsageError(
@@ -687,11 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (NonFiniteError, CheckpointWriteError) as e:
     error, status = str(e), 1
   except OSError as e:  # e.g. a full disk while writing logs
-    error, status = (
-      f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
-      'again to resume.',
-      1,
-    )
+    if args.command in ('train', 'sweep'):
+      error = (
+        f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
+        'again to resume.'
+      )
+    else:  # sample, eval, edit, export: nothing to resume
+      error = f'{e}. Fix the cause and run the command again.'
+    status = 1
   else:
     return 0
   # Out of the except blocks nothing references the failed run's frames any more: collect

@@ -147,3 +147,27 @@ def test_garbled_config_json_is_one_line(run, tmp_path, capsys, content, message
     err = _refused(capsys, argv, message)
     assert 'config.json' in err and 'Traceback' not in err
   assert _digest(workdir) == before and not os.path.exists(out)
+
+
+def test_eval_images_names_the_unreadable_file(tfds_dir, tmp_path, capsys, monkeypatch):
+  folder = tmp_path / 'imgs'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(200):  # FID (LeNet, 128 features) needs more than 128 images
+    Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8)).save(folder / f'{i:03d}.png')
+  (folder / 'dir.png').mkdir()  # a folder named like an image is not an image
+  good = (folder / '150.png').read_bytes()
+  (folder / '150.png').write_bytes(good[: len(good) // 2])  # cut short
+  base = ['eval', '--images', str(folder), '--dataset', 'mnist', '--data-dir', tfds_dir,
+          '--split', 'train[:1000]', '--metrics', 'fid', '--out', str(tmp_path / 'e.json')]  # fmt: skip
+  err = _refused(capsys, base, f'--images: {folder / "150.png"} cannot be read as an image')
+  assert 'truncated' in err or 'OSError' in err
+  (folder / '150.png').write_bytes(good)
+  # A decompression bomb (here: any image over twice a lowered pixel limit) is refused too,
+  # naming the file, instead of Pillow's traceback.
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)
+  _refused(capsys, base, f'--images: {folder / "000.png"} cannot be read as an image '
+           '(DecompressionBombError')  # fmt: skip
+  monkeypatch.undo()
+  assert cli.main(base) == 0, capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'imgs' / 'e.json')
