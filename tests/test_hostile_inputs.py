@@ -171,3 +171,25 @@ def test_eval_images_names_the_unreadable_file(tfds_dir, tmp_path, capsys, monke
   monkeypatch.undo()
   assert cli.main(base) == 0, capsys.readouterr().err
   assert not os.path.exists(tmp_path / 'imgs' / 'e.json')
+
+
+@pytest.mark.parametrize(
+  'seed, replicas, ok',
+  [(2**63 - 1, 1, True), (2**63, 1, False), (2**64, 1, False), (-(2**63), 1, True),
+   (-(2**63) - 1, 1, False), (2**63 - 4, 4, True), (2**63 - 3, 4, False)],
+)  # fmt: skip
+def test_seed_must_fit_in_64_bits(seed, replicas, ok):
+  """jax.random.PRNGKey overflows past int64; replica i uses seed + i."""
+  from gan_jax.config import validate
+  from gan_jax.errors import ConfigError
+  from tests.conftest import load_experiment
+
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.seed = seed
+  config.num_replicas = replicas
+  if ok:
+    validate(config)
+    jax.random.PRNGKey(seed + replicas - 1)  # the largest seed a replica gets
+  else:
+    with pytest.raises(ConfigError, match=r'^seed=.* is invalid'):
+      validate(config)
