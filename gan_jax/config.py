@@ -192,6 +192,10 @@ def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]
   return out
 
 
+# Bounds that keep a run within memory, checked before anything is allocated.
+MAX_GRID_IMAGES = 10_000  # num_samples: images in one training sample grid
+MAX_PARAMS = 2**30  # parameters of G + D (about 20 GiB of float32 training state)
+
 # eval.ema_batch_stats: which BatchNorm statistics the EMA generator is evaluated with.
 EMA_BATCH_STATS = ('raw', 'standing')
 
@@ -368,3 +372,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):
     raise _err('data.data_dir', d.data_dir, 'no such folder; point it at a TFDS data dir '
                '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR')
+  if config.num_samples > MAX_GRID_IMAGES:
+    raise _err('num_samples', config.num_samples, f'a sample grid holds at most '
+               f'{MAX_GRID_IMAGES:,} images (they are generated in one batch); use fewer, and '
+               '`gan-jax sample` for more')
+  _check_model_size(config)
+
+
+def _check_model_size(config: ml_collections.ConfigDict) -> None:
+  """Refuses G + D over MAX_PARAMS parameters, counted from shapes alone (nothing is
+  allocated): a huge model.latent_dim or width otherwise dies in XLA's allocator."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from gan_jax.models import build_models  # pylint: disable=g-import-not-at-top
+
+  d, m = config.data, config.model
+  shape = (d.image_size, d.image_size, d.channels)
+  try:
+    g, dis = nnx.eval_shape(lambda: build_models(m, shape, 0))
+  except (ValueError, TypeError, KeyError, AttributeError):
+    return  # an invalid model: building it reports that in its own words
+  n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state((g, dis), nnx.Param)))
+  if n > MAX_PARAMS:
+    fields = 'model.latent_dim, model.g_width, model.d_width' + (
+      ', model.hidden' if m.name == 'mlp' else '')
+    raise ConfigError(
+      f'the model would have {n:,} parameters (G + D), over the {MAX_PARAMS:,} gan-jax trains '
+      f'(about {5 * 4 * n / 2**30:,.0f} GiB of training state in float32): use smaller '
+      f'{fields} (model.latent_dim={m.latent_dim}).'
+    )

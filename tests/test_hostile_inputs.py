@@ -193,3 +193,25 @@ def test_seed_must_fit_in_64_bits(seed, replicas, ok):
   else:
     with pytest.raises(ConfigError, match=r'^seed=.* is invalid'):
       validate(config)
+
+
+def test_oversized_models_and_grids_are_refused_before_allocation():
+  """A latent_dim of 1e8 gives G a 1e8 x 6,272 first layer: counted from shapes, refused
+  in one line instead of an XLA out-of-memory traceback."""
+  from gan_jax.config import MAX_GRID_IMAGES, MAX_PARAMS, validate
+  from gan_jax.errors import ConfigError
+  from tests.conftest import load_experiment
+
+  config = load_experiment('mnist_dcgan', 'tiny')
+  validate(config)
+  config.model.latent_dim = 100_000_000
+  # DCGAN-28's fc layer alone: latent_dim x (7 * 7 * 2 * g_width) weights.
+  fc = 100_000_000 * 7 * 7 * 2 * config.model.g_width
+  assert fc > MAX_PARAMS
+  with pytest.raises(ConfigError, match=r'^the model would have [\d,]+ parameters .* use '
+                     r'smaller model.latent_dim'):  # fmt: skip
+    validate(config)
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.num_samples = MAX_GRID_IMAGES + 1
+  with pytest.raises(ConfigError, match=r'^num_samples=10001 is invalid: a sample grid holds'):
+    validate(config)
