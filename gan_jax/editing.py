@@ -46,6 +46,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import zipfile
 from typing import Any, Callable, Sequence
 
 import jax
@@ -1020,13 +1022,29 @@ def load_direction(path: str) -> tuple[np.ndarray, dict[str, Any]]:
   """Reads `save_direction`'s file: (direction float32 `[d]`, metadata dict).
 
   Raises:
-    FileNotFoundError: no such file. ValueError: the file holds no 1-D 'direction'.
+    FileNotFoundError: no such file. ValueError: the file is no .npz archive (garbled, cut
+      short), holds no 1-D 'direction', or its direction is non-finite or zero (it would
+      turn every edit into NaN or into no edit).
   """
-  with np.load(path) as f:
-    if 'direction' not in f or f['direction'].ndim != 1:
-      raise ValueError(f'{path} holds no 1-D array named "direction".')
-    meta = {k: f[k].item() for k in f.files if k != 'direction' and f[k].ndim == 0}
-    return np.asarray(f['direction'], np.float32), meta
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such file.')
+  try:
+    f = np.load(path)
+  except (EOFError, OSError, zipfile.BadZipFile) as e:
+    raise ValueError(f'{path} is not a readable .npz file ({type(e).__name__}: {e}).') from None
+  if not isinstance(f, np.lib.npyio.NpzFile):
+    raise ValueError(f'{path} is a .npy array, not the .npz file save_direction writes.')
+  try:
+    with f:
+      if 'direction' not in f or f['direction'].ndim != 1:
+        raise ValueError(f'{path} holds no 1-D array named "direction".')
+      meta = {k: f[k].item() for k in f.files if k != 'direction' and f[k].ndim == 0}
+      direction = np.asarray(f['direction'], np.float32)
+  except (EOFError, OSError, zipfile.BadZipFile) as e:
+    raise ValueError(f'{path} is not a readable .npz file ({type(e).__name__}: {e}).') from None
+  if not np.all(np.isfinite(direction)) or not np.any(direction):
+    raise ValueError(f'{path}: the direction is non-finite or zero; fit it again.')
+  return direction, meta
 
 
 # ------------------------------------------------------------------------------------------

@@ -215,3 +215,29 @@ def test_oversized_models_and_grids_are_refused_before_allocation():
   config.num_samples = MAX_GRID_IMAGES + 1
   with pytest.raises(ConfigError, match=r'^num_samples=10001 is invalid: a sample grid holds'):
     validate(config)
+
+
+def test_hostile_direction_files_are_one_line(run, tmp_path, capsys):
+  """`edit --direction`: a NaN, zero, garbled or non-.npz direction file is refused in one
+  line (a NaN direction wrote black images and exited 0)."""
+  from gan_jax import editing
+
+  digit = str(tmp_path / 'digit.png')
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(digit)
+  out = str(tmp_path / 'edit.png')
+  d = 100  # the tiny run's latent_dim
+  files = {}
+  for name, vector in (('nan', np.full(d, np.nan)), ('zero', np.zeros(d))):
+    files[name] = str(tmp_path / f'{name}.npz')
+    np.savez(files[name], direction=vector.astype(np.float32))
+  files['garbled'] = str(tmp_path / 'garbled.npz')
+  open(files['garbled'], 'wb').write(b'PK\x03\x04 not really a zip')
+  files['npy'] = str(tmp_path / 'plain.npy')
+  np.save(files['npy'], np.ones(d, np.float32))
+  for name, message in (('nan', 'non-finite or zero'), ('zero', 'non-finite or zero'),
+                        ('garbled', 'not a readable .npz file'), ('npy', 'is a .npy array')):  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+      editing.load_direction(files[name])
+    argv = ['edit', '--workdir', run, '--image', digit, '--direction', files[name], '--out', out]
+    _refused(capsys, argv, f'cannot read --direction {files[name]!r}')
+  assert not os.path.exists(out)
