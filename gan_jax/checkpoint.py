@@ -54,15 +54,21 @@ class Checkpointer:
       successful save), >= 1.
     subdir: the folder under workdir: 'checkpoints' (the latest ones) or 'best' (the
       best-FID one, kept by the training loop with keep=1).
+    read_only: for commands that only read a run (sample, eval, edit, export): the folder
+      is not created, and an unreadable newest checkpoint is skipped but left where it is
+      (training moves it aside).
   """
 
-  def __init__(self, workdir: str, keep: int = 3, subdir: str = 'checkpoints'):
+  def __init__(
+    self, workdir: str, keep: int = 3, subdir: str = 'checkpoints', *, read_only: bool = False
+  ):
     self.directory = os.path.join(os.path.abspath(workdir), subdir)
+    self.read_only = read_only
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(
         max_to_keep=keep,
-        create=True,
+        create=not read_only,
         # Synchronous saves: the train step donates the state's buffers, so nothing may
         # still be reading them once `save` returns.
         enable_async_checkpointing=False,
@@ -193,6 +199,15 @@ class Checkpointer:
       # A newer checkpoint failed where an older one of the same run reads: it is damaged.
       for bad, err in failed:
         first_line = (str(err).strip().splitlines() or [''])[0][:160]
+        if self.read_only:  # a reader never changes the run folder
+          log.warning(
+            'Checkpoint %s is unreadable (%s: %s); read step %d instead and left it in place.',
+            os.path.join(self.directory, str(bad)),
+            type(err).__name__,
+            first_line,
+            candidate,
+          )
+          continue
         moved = self._move_aside(bad)
         log.warning(
           'Checkpoint %s is unreadable (%s: %s); moved it to %s and resumed from step %d.',
@@ -303,7 +318,13 @@ def load_run(
     ) from None
   state = replicate(state, make_mesh())
   subdir = 'best' if best else 'checkpoints'
-  with Checkpointer(workdir, keep=1 if best else config.keep_checkpoints, subdir=subdir) as ckpt:
+  if not os.path.isdir(os.path.join(workdir, subdir)):
+    raise FileNotFoundError(
+      f'{workdir!r} has no {"best-FID " if best else ""}checkpoint yet; '
+      + ('train with evaluation on (eval_every > 0, metrics with fid).' if best else 'train first.')
+    )
+  keep = 1 if best else config.keep_checkpoints
+  with Checkpointer(workdir, keep=keep, subdir=subdir, read_only=True) as ckpt:
     if ckpt.latest_step() is None:
       raise FileNotFoundError(
         f'{workdir!r} has no {"best-FID " if best else ""}checkpoint yet; '

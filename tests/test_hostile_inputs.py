@@ -241,3 +241,24 @@ def test_hostile_direction_files_are_one_line(run, tmp_path, capsys):
     argv = ['edit', '--workdir', run, '--image', digit, '--direction', files[name], '--out', out]
     _refused(capsys, argv, f'cannot read --direction {files[name]!r}')
   assert not os.path.exists(out)
+
+
+def test_sample_reads_past_a_damaged_checkpoint_without_moving_it(run, tmp_path, capsys, caplog):
+  """A read-only command never changes the run folder: with the newest checkpoint damaged,
+  `sample` reads the previous one and leaves the damaged one where it is (training moves it
+  aside to <step>.unreadable, tests/test_train.py)."""
+  import glob
+
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(run, workdir)
+  data = glob.glob(os.path.join(workdir, 'checkpoints', '6', 'state', '**', 'd', '*'))
+  biggest = max(data, key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    f.truncate(os.path.getsize(biggest) // 3)
+  before = _digest(workdir)
+  out = str(tmp_path / 's.png')
+  assert cli.main(['sample', '--workdir', workdir, '--num', '4', '--out', out]) == 0
+  assert 'from step 3' in capsys.readouterr().out
+  assert 'checkpoints/6 is unreadable' in caplog.text and 'left it in place' in caplog.text
+  assert _digest(workdir) == before
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6']
