@@ -12,6 +12,7 @@ Config in, a `GANState` threaded through the jitted train step, files out:
     <workdir>/best/<step>/            the checkpoint with the lowest FID so far (eval.keep_best)
     <workdir>/best.json               its step and FID
     <workdir>/summary.json            wall time, images/s, evaluation time and final metrics
+    <workdir>/classes.json            for a folder dataset: its class names (label i = classes[i])
 
 Running the same command again resumes from the latest checkpoint: the state, the RNG (a
 function of the step) and the data order (the stream skips the steps already consumed) all
@@ -37,6 +38,7 @@ import tqdm
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import distributed
+from gan_jax import image_folder
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -351,6 +353,7 @@ RUN_FILES = (
   'summary.json',
   'best.json',
   'rollbacks.json',
+  'classes.json',
 )
 
 
@@ -585,6 +588,8 @@ def train_and_evaluate(
     with open(path + '.tmp', 'w') as f:
       f.write(config.to_json(indent=2))
     os.replace(path + '.tmp', path)
+    if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
+      image_folder.write_classes(config.data.name, workdir)
 
   rollbacks = _read_rollbacks(workdir)
   lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
