@@ -416,7 +416,8 @@ def load_images(
     name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
       e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``; or ``'stacked_mnist'``
       (``gan_jax.stacked_mnist``, built from ``'mnist'``; its split slices the stacked
-      examples, label = mode in [0, 1000)).
+      examples, label = mode in [0, 1000)); or ``'folder:/path'``, a folder or .zip of
+      images (``gan_jax.image_folder``; labels from its class subfolders, split 'train').
     split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
       ``'train[:90%]'``.
     data_dir: TFDS data directory, or None (environment / TFDS default).

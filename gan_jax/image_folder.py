@@ -502,43 +502,57 @@ def load_cached(
   tag += f'-v{_FORMAT_VERSION}'
   path = os.path.join(_cache_dir(cache_dir), tag)
   images_path = os.path.join(path, 'images.npy')
-  if not os.path.exists(images_path):
-    n = len(listing.files)
-    tmp = f'{path}.tmp{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+  shape = (len(listing.files), image_size, image_size, channels)
+  if os.path.exists(images_path):
     try:
-      out = np.lib.format.open_memmap(
-        os.path.join(tmp, 'images.npy'),
-        mode='w+',
-        dtype=np.uint8,
-        shape=(n, image_size, image_size, channels),
-      )
-      _decode_all(spec, listing, out, image_size, channels)
-      out.flush()
-      del out
-      np.save(os.path.join(tmp, 'labels.npy'), listing.labels)
-      meta = {
-        'source': spec.path,
-        'content_key': listing.key,
-        'count': n,
-        'shape': [image_size, image_size, channels],
-        'options': {k: getattr(spec, k) for k in _OPTIONS},
-        'classes': list(listing.classes),
-        'format_version': _FORMAT_VERSION,
-      }
-      with open(os.path.join(tmp, 'meta.json'), 'w') as f:
-        json.dump(meta, f, indent=2)
-      try:
-        os.rename(tmp, path)
-      except OSError:  # another process finished first: use its (identical) cache
-        if not os.path.exists(images_path):
-          raise
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
-    log.info('Cached %s as %s', spec.path, path)
-  images = np.load(images_path, mmap_mode='r')
+      cached = _open(path, listing, shape)
+    except Exception as err:  # noqa: BLE001 - e.g. a file damaged after it was written
+      log.warning('Cached folder %s is unreadable (%s); decoding the images again.', path, err)
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      return cached
+  n = len(listing.files)  # not cached yet: decode into a temporary folder, then rename it
+  tmp = f'{path}.tmp{os.getpid()}'
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    out = np.lib.format.open_memmap(
+      os.path.join(tmp, 'images.npy'),
+      mode='w+',
+      dtype=np.uint8,
+      shape=shape,
+    )
+    _decode_all(spec, listing, out, image_size, channels)
+    out.flush()
+    del out
+    np.save(os.path.join(tmp, 'labels.npy'), listing.labels)
+    meta = {
+      'source': spec.path,
+      'content_key': listing.key,
+      'count': n,
+      'shape': [image_size, image_size, channels],
+      'options': {k: getattr(spec, k) for k in _OPTIONS},
+      'classes': list(listing.classes),
+      'format_version': _FORMAT_VERSION,
+    }
+    with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+      json.dump(meta, f, indent=2)
+    try:
+      os.rename(tmp, path)
+    except OSError:  # another process finished first: use its (identical) cache
+      if not os.path.exists(images_path):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  log.info('Cached %s as %s', spec.path, path)
+  return _open(path, listing, shape)
+
+
+def _open(path: str, listing: Listing, shape: tuple[int, ...]) -> CachedFolder:
+  images = np.load(os.path.join(path, 'images.npy'), mmap_mode='r')
   labels = np.load(os.path.join(path, 'labels.npy'))
+  if images.shape != shape or images.dtype != np.uint8 or labels.shape != shape[:1]:
+    raise ValueError(f'holds {images.dtype} {images.shape}, expected uint8 {shape}')
   return CachedFolder(images, labels, listing.classes, listing.key, path)
 
 

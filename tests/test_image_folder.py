@@ -159,7 +159,16 @@ def test_cache_is_keyed_by_content(folders, tmp_path):
   key = image_folder.content_key(name)
   assert key == image_folder.content_key(f'folder:{folders / "flat"}')  # not the path
   first = image_folder.load_cached(name, image_size=28, channels=1)
-  assert image_folder.load_cached(name, image_size=28, channels=1).path == first.path
+  first_path, expected = first.path, np.array(first.images)  # a copy: no map on the damage
+  del first
+  assert image_folder.load_cached(name, image_size=28, channels=1).path == first_path
+  # A damaged cache is decoded again, into the same place.
+  stored = os.path.join(first_path, 'images.npy')
+  with open(stored, 'r+b') as f:
+    f.truncate(os.path.getsize(stored) // 2)
+  again = image_folder.load_cached(name, image_size=28, channels=1)
+  assert again.path == first_path
+  np.testing.assert_array_equal(again.images, expected)
 
   @dataclasses.dataclass
   class Net:  # what reference_key reads of a feature network
@@ -181,7 +190,7 @@ def test_cache_is_keyed_by_content(folders, tmp_path):
   added = image_folder.content_key(name)
   assert added not in (key, touched)
   cached = image_folder.load_cached(name, image_size=28, channels=1)
-  assert cached.path != first.path and len(cached.images) == N + 1
+  assert cached.path != first_path and len(cached.images) == N + 1
   (folder / 'notes.txt').write_text('ignored')  # other files do not count
   assert image_folder.content_key(name) == added
 
