@@ -250,11 +250,12 @@ def test_errors_are_one_line(folders, mnist, tmp_path):
   for i in range(7):
     path = broken / f'{i:05d}.png'
     path.write_bytes(path.read_bytes()[:60])  # truncated
-  (broken / 'garbage.jpg').write_bytes(b'not a jpeg at all')
+  (broken / '00000_garbage.jpg').write_bytes(b'not a jpeg at all')
   with pytest.raises(ConfigError, match=r'8 of 301 images cannot be read') as e:
     _all(f'folder:{broken}')
   message = _one_line(e)
-  assert "'00000.png (" in message and '(8 in all)' in message
+  assert '00000.png (OSError: image file is truncated)' in message and '(8 in all)' in message
+  assert '00000_garbage.jpg (not an image Pillow can decode)' in message
 
   # Grayscale mixed with colour, with channels=3.
   mixed = tmp_path / 'mixed'
@@ -270,7 +271,7 @@ def test_errors_are_one_line(folders, mnist, tmp_path):
   loose = tmp_path / 'loose'
   shutil.copytree(folders / 'classes', loose)
   shutil.copy(folders / 'flat' / '00000.png', loose / 'stray.png')
-  with pytest.raises(ConfigError, match="1 images lie directly in the folder.*'stray.png'") as e:
+  with pytest.raises(ConfigError, match='1 images lie directly in the folder.*stray.png') as e:
     data.label_classes(f'folder:{loose}', data_dir=None)
   _one_line(e)
 
