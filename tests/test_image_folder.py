@@ -287,6 +287,29 @@ def test_config_validates_the_folder_name(tmp_path):
   validate(config)
 
 
+def test_mnist_to_pngs_script(mnist, tfds_dir, tmp_path):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location(
+    'mnist_to_pngs', REPO / 'scripts' / 'mnist_to_pngs.py'
+  )
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  out = tmp_path / 'pngs'
+  assert script.main(['--out', str(out), '--split', 'train[:40]', '--data-dir', tfds_dir]) == 0
+  images, labels = _all(f'folder:{out}')
+  order = np.lexsort((np.arange(40), mnist[1][:40]))
+  np.testing.assert_array_equal(images, mnist[0][:40][order])
+  # Labels index the class folders present (here digit 5 has none): classes[label] is the digit.
+  classes = image_folder.load_cached(f'folder:{out}', image_size=28, channels=1).classes
+  assert '5' not in classes and len(classes) == 9
+  digits = np.array([int(c) for c in classes])[labels]
+  np.testing.assert_array_equal(digits, mnist[1][:40][order])
+  assert script.main(['--out', str(out), '--split', 'train[:1]', '--data-dir', tfds_dir]) == 2
+
+
 @pytest.mark.slow
 def test_gan_jax_train_on_a_class_folder(folders, tmp_path):
   """A tiny conditional run on the class folders: the labels flow into the model, the run
