@@ -218,8 +218,14 @@ def _walk(spec: FolderSpec) -> tuple[list[tuple[str, Any]], int, str]:
     if len(tops) == 1 and all('/' in name for name, _ in entries):
       root = tops.pop() + '/'
   else:
+    seen = set()  # real paths of the folders walked: linked folders are followed once
     for dirpath, dirnames, filenames in os.walk(spec.path, followlinks=True):
-      dirnames[:] = [d for d in dirnames if not d.startswith('.')]
+      real = os.path.realpath(dirpath)
+      if real in seen:  # a link back up the tree (or a second link to one folder)
+        dirnames[:] = []
+        continue
+      seen.add(real)
+      dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
       rel_dir = os.path.relpath(dirpath, spec.path)
       for filename in filenames:
         if filename.startswith('.'):

@@ -192,7 +192,12 @@ def test_cache_is_keyed_by_content(folders, tmp_path):
   cached = image_folder.load_cached(name, image_size=28, channels=1)
   assert cached.path != first_path and len(cached.images) == N + 1
   (folder / 'notes.txt').write_text('ignored')  # other files do not count
-  assert image_folder.content_key(name) == added
+  (folder / '.hidden.png').write_bytes(b'skipped')  # nor do hidden ones
+  os.symlink(folder, folder / 'loop')  # a link back up the tree is walked once
+  os.symlink(folders / 'webp', folder / 'linked')  # a linked folder counts
+  listing = image_folder.list_images(image_folder.parse_name(name))
+  assert len(listing.files) == N + 1 + 50 and listing.files[-1] == 'zz_new.png'
+  assert sum(f.startswith('loop/') for f in listing.files) == 0
 
 
 def test_reference_statistics_of_a_folder_equal_tfds(folders, tfds_dir, tmp_path):
