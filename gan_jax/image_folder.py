@@ -72,6 +72,7 @@ __all__ = [
   'CachedFolder',
   'is_folder_name',
   'parse_name',
+  'absolute_name',
   'list_images',
   'content_key',
   'reference_name',
@@ -188,6 +189,16 @@ def parse_name(name: str, field: str = 'data.name') -> FolderSpec:
       f'{field}={name!r} is invalid: no such folder {path} (give a folder of images or a .zip).'
     )
   return spec
+
+
+def absolute_name(name: str) -> str:
+  """The name with its path made absolute (options kept), as a run records it in config.json,
+  so that it resumes and evaluates from any working folder."""
+  spec = parse_name(name)
+  options = '&'.join(
+    f'{k}={getattr(spec, k)}' for k, values in _OPTIONS.items() if getattr(spec, k) != values[0]
+  )
+  return PREFIX + spec.path + (f'?{options}' if options else '')
 
 
 def _is_image(relpath: str) -> bool:

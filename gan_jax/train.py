@@ -54,8 +54,9 @@ log = logging.getLogger(__name__)
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Returns a copy with environment-dependent fields filled in (`data.data_dir`).
 
-  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, so the run's config.json
-  records where the data came from. Then `gan_jax.config.validate` checks every field.
+  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, and a relative
+  'folder:' path becomes absolute, so the run's config.json records where the data came
+  from. Then `gan_jax.config.validate` checks every field.
 
   Raises:
     ValueError: from `validate`, naming the bad field.
@@ -63,6 +64,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked deep copy
   config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
   config_lib.validate(config)
+  if image_folder.is_folder_name(config.data.name):  # recorded absolute: resumable from anywhere
+    config.data.name = image_folder.absolute_name(config.data.name)
   return config
 
 

@@ -281,7 +281,7 @@ def test_errors_are_one_line(folders, mnist, tmp_path):
   _one_line(e)
 
 
-def test_config_validates_the_folder_name(tmp_path):
+def test_config_validates_the_folder_name(tmp_path, monkeypatch):
   from gan_jax.config import base_config, validate
 
   config = base_config()
@@ -290,6 +290,13 @@ def test_config_validates_the_folder_name(tmp_path):
     validate(config)
   config.data.name = f'folder:{tmp_path}'
   validate(config)
+  # A run records the path absolute, options kept (defaults dropped).
+  from gan_jax.train import resolve_config  # pylint: disable=g-import-not-at-top
+
+  (tmp_path / 'sub').mkdir()
+  monkeypatch.chdir(tmp_path)
+  config.data.name = 'folder:sub?upscale=yes&resize=crop'
+  assert resolve_config(config).data.name == f'folder:{tmp_path / "sub"}?upscale=yes'
 
 
 def test_mnist_to_pngs_script(mnist, tfds_dir, tmp_path):
