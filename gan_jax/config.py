@@ -246,6 +246,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from gan_jax.models import DTYPES, MODELS  # pylint: disable=g-import-not-at-top
 
   t, d, m = config.train, config.data, config.model
+  seed, k = config.get('seed', 0), config.get('num_replicas', 1)
+  if isinstance(seed, bool) or not isinstance(seed, int):
+    raise _err('seed', seed, 'must be an integer')
+  if isinstance(k, int) and not -(2**63) <= seed <= 2**63 - max(k, 1):
+    raise _err('seed', seed, f'must fit in 64 bits, from -2**63 to 2**63 - {max(k, 1)}')
   if m.name not in MODELS:
     raise _err('model.name', m.name, f'choose one of {sorted(MODELS)}')
   dtype = config.get('dtype', 'float32')  # missing in configs written before the field

@@ -38,12 +38,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from gan_jax import edit_cli, export  # pylint: disable=wrong-import-position
+from gan_jax import edit_cli, export, lifeline  # pylint: disable=wrong-import-position
 from gan_jax.errors import (  # pylint: disable=wrong-import-position
   CheckpointWriteError,
   ConfigError,
   NonFiniteError,
   UnreadableCheckpointError,
+  WorkdirLockedError,
 )
 
 
@@ -185,8 +186,20 @@ def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
     raise UsageError(str(e)) from None
 
 
+def _refuse_if_locked(workdir: str) -> None:
+  """Refuses at once, before the slow imports, a workdir another process is writing (the
+  lock itself is taken by `train_and_evaluate`; see `gan_jax.run_lock`)."""
+  from gan_jax import run_lock  # pylint: disable=g-import-not-at-top
+
+  busy = run_lock.busy(workdir)
+  if busy is not None:
+    raise WorkdirLockedError(busy)
+
+
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   _join_processes(args, connect=False)  # bad flags fail before the config is even read
+  if not (args.distributed or args.num_processes):  # (the processes of one run share it)
+    _refuse_if_locked(args.workdir)
   config = apply_overrides(load_config_file(args.config), overrides)
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top
@@ -246,6 +259,11 @@ def _sample(args: argparse.Namespace) -> None:
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+  try:
+    sampling.check_image_path(args.out)
+    sampling.check_scale(args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   key = jax.random.PRNGKey(args.seed)
@@ -261,17 +279,23 @@ def _sample(args: argparse.Namespace) -> None:
       f'{gan.num_classes - 1}.'
     )
   labels, ncol, what = None, None, ''
+  if gan.conditional and args.label is None:
+    ncol = args.per_class or max(1, args.num // gan.num_classes)
+  num = gan.num_classes * ncol if ncol else args.num
+  try:  # before drawing latents or generating: the grid's size in memory
+    sampling.check_grid(num, gan.image_shape, ncol, args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   if args.label is not None:
     z = gan.sample_latents(key, args.num)
     labels = sampling.per_class_labels(gan.num_classes, args.num, [args.label])
     what = f' of class {args.label}'
   elif gan.conditional:  # one row per class; --num / K per row unless --per-class
-    ncol = args.per_class or max(1, args.num // gan.num_classes)
     z, labels = sampling.per_class_inputs(gan, key, ncol)
     what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
   else:
     z = gan.sample_latents(key, args.num)
-  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
+  images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema)
   sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
   print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
 
@@ -287,21 +311,37 @@ def _read_png_folder(folder: str, batch_size: int, channels: int | None):
   files = sorted(
     os.path.join(folder, f)
     for f in os.listdir(folder)
-    if f.lower().endswith(('.png', '.jpg', '.jpeg'))
+    if f.lower().endswith(('.png', '.jpg', '.jpeg')) and os.path.isfile(os.path.join(folder, f))
   )
   if not files:
     raise UsageError(f'--images {folder!r} holds no .png/.jpg files.')
-  with Image.open(files[0]) as first:
-    c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
-    shape = (first.height, first.width, c)
+
+  def unreadable(path: str, e: Exception) -> UsageError:
+    return UsageError(
+      f'--images: {path} cannot be read as an image ({type(e).__name__}: {e}); remove or '
+      'replace it.'
+    )
+
+  # Pillow's errors for a truncated, corrupt or decompression-bomb file (the last is no
+  # OSError); each is reported naming the file.
+  bad_image = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+  try:
+    with Image.open(files[0]) as first:
+      c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
+      shape = (first.height, first.width, c)
+  except bad_image as e:
+    raise unreadable(files[0], e) from None
   mode = 'L' if c == 1 else 'RGB'
 
   def batches():
     for lo in range(0, len(files), batch_size):
       out = []
       for path in files[lo : lo + batch_size]:
-        with Image.open(path) as img:
-          x = np.asarray(img.convert(mode), np.float32)
+        try:
+          with Image.open(path) as img:
+            x = np.asarray(img.convert(mode), np.float32)
+        except bad_image as e:
+          raise unreadable(path, e) from None
         x = x[..., None] if x.ndim == 2 else x
         if x.shape != shape:
           raise UsageError(
@@ -619,6 +659,7 @@ def _collect_orphaned_writes() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
+  lifeline.die_with_parent()  # a sweep's child stops (cleanly, on SIGTERM) when the sweep dies
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
 
@@ -656,16 +697,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     FileNotFoundError,
     PermissionError,
     UnreadableCheckpointError,
+    WorkdirLockedError,
   ) as e:
     error, status = str(e), 2
   except (NonFiniteError, CheckpointWriteError) as e:
     error, status = str(e), 1
   except OSError as e:  # e.g. a full disk while writing logs
-    error, status = (
-      f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
-      'again to resume.',
-      1,
-    )
+    if args.command in ('train', 'sweep'):
+      error = (
+        f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
+        'again to resume.'
+      )
+    else:  # sample, eval, edit, export: nothing to resume
+      error = f'{e}. Fix the cause and run the command again.'
+    status = 1
   else:
     return 0
   # Out of the except blocks nothing references the failed run's frames any more: collect

@@ -226,6 +226,90 @@ def make_grid(images: Any, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   return grid
 
 
+# Bounds of what `gan-jax sample` / `edit` write, checked before anything is generated.
+MAX_SCALE = 64  # pixel upscaling of a grid
+MAX_GRID_BYTES = 1 << 30  # 1 GiB of uint8 pixels in one grid picture
+
+
+def grid_bytes(num: int, image_shape: tuple[int, int, int], ncol: int | None, scale: int) -> int:
+  """Bytes of the uint8 picture `save_grid` makes of `num` images of `image_shape`
+  (H, W, C), `ncol` per row (default ceil(sqrt(num))), upscaled `scale` times."""
+  h, w, c = image_shape
+  ncol = ncol or math.ceil(math.sqrt(num))
+  nrow = math.ceil(num / ncol)
+  pad = 2
+  return (nrow * (h + pad) + pad) * scale * (ncol * (w + pad) + pad) * scale * c
+
+
+def check_scale(scale: int) -> None:
+  """Raises ValueError unless the pixel upscaling `scale` is in [1, MAX_SCALE]."""
+  if not 1 <= scale <= MAX_SCALE:
+    raise ValueError(f'--scale={scale} must be an integer from 1 to {MAX_SCALE}.')
+
+
+def check_grid(num: int, image_shape: tuple[int, int, int], ncol: int | None, scale: int) -> None:
+  """Refuses a grid too large to build in memory, before any image is generated.
+
+  Raises:
+    ValueError: scale outside [1, MAX_SCALE], or the picture over MAX_GRID_BYTES (one line
+      naming the limit and what to lower).
+  """
+  check_scale(scale)
+  size = grid_bytes(num, image_shape, ncol, scale)
+  if size > MAX_GRID_BYTES:
+    raise ValueError(
+      f'a grid of {num} images of {image_shape[0]}x{image_shape[1]} at scale {scale} would '
+      f'take {size / 2**30:.1f} GiB, over the {MAX_GRID_BYTES / 2**30:g} GiB limit: lower '
+      '--num or --scale.'
+    )
+
+
+def check_image_path(path: str) -> str:
+  """`path` if Pillow can write a picture there (by its extension), else ValueError.
+
+  Raises:
+    ValueError: `path` is a folder, or has no extension Pillow writes (.png, .jpg, .webp,
+      ...).
+  """
+  if os.path.isdir(path):
+    raise ValueError(f'--out {path!r} is a folder; name an image file, e.g. {path}/grid.png.')
+  ext = os.path.splitext(path)[1].lower()
+  fmt = Image.registered_extensions().get(ext)
+  if fmt is None or fmt not in Image.SAVE:
+    raise ValueError(
+      f'--out {path!r}: {ext or "no extension"} is not an image format gan-jax can write; '
+      'use .png (lossless), .jpg or .webp.'
+    )
+  return path
+
+
+def sample_in_chunks(
+  gan: GAN,
+  state: GANState,
+  z: jax.Array,
+  labels: jax.Array | None = None,
+  *,
+  use_ema: bool = True,
+  chunk: int = 1024,
+) -> np.ndarray:
+  """`sample`, `chunk` latents at a time, gathered on the host: device memory stays bounded
+  by one chunk whatever the number of latents. float32 `[N, H, W, C]` in [-1, 1]; the same
+  images as `sample` (one call when N <= chunk).
+
+  Raises:
+    ValueError: as `sample`, or chunk < 1.
+  """
+  if chunk < 1:
+    raise ValueError(f'chunk={chunk} must be >= 1.')
+  n = z.shape[0]
+  parts = []
+  for lo in range(0, n, chunk):
+    part_labels = None if labels is None else labels[lo : lo + chunk]
+    images = sample(gan, state, z[lo : lo + chunk], part_labels, use_ema=use_ema)
+    parts.append(np.asarray(jax.device_get(images)))
+  return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def save_grid(path: str, images: Any, ncol: int | None = None, scale: int = 1) -> str:
   """Writes `make_grid(images, ncol)` as a PNG (grayscale or RGB), upscaled by `scale`.
 

@@ -39,6 +39,8 @@ from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import distributed
 from gan_jax import image_folder
+from gan_jax import rollback_state
+from gan_jax import run_lock
 from gan_jax import sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -497,14 +499,6 @@ def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
   return ds.as_numpy_iterator()
 
 
-def _read_rollbacks(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, 'rollbacks.json')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return json.load(f)
-
-
 def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN:
   """`gan` with both Adam learning rates multiplied by `lr_scale` (same optimizer state)."""
   if lr_scale == 1.0:
@@ -516,6 +510,7 @@ def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN
   return dataclasses.replace(gan, g_tx=g_tx, d_tx=d_tx)
 
 
+@run_lock.holds_workdir('workdir')  # one writer per run folder: a second refuses at once
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
 ) -> GANState:
@@ -546,7 +541,9 @@ def train_and_evaluate(
   A NaN or Inf in a loss or gradient norm stops the run (`on_nonfinite='stop'`), or with
   `on_nonfinite='rollback'` reloads the last good checkpoint, multiplies both learning rates
   by `rollback_lr_factor` and goes on, at most `max_rollbacks` times. Each rollback is
-  recorded in `<workdir>/rollbacks.json`, and a resumed run keeps the lowered rates.
+  recorded in `<workdir>/rollbacks.json`; a run resumed from a checkpoint keeps the lowered
+  rates, a new run (no checkpoint restored) starts at the requested ones
+  (`gan_jax.rollback_state`).
 
   Raises:
     ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
@@ -594,8 +591,10 @@ def train_and_evaluate(
     if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
       image_folder.write_classes(config.data.name, workdir)
 
-  rollbacks = _read_rollbacks(workdir)
-  lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
+  # Rollback state belongs to the restored checkpoint's run: a new run starts clean.
+  rollbacks, lr_scale = rollback_state.load(
+    workdir, resumed=start_step > 0, writer=distributed.is_writer()
+  )
 
   def compile_step(lr_scale: float):
     return jit_train_step(
@@ -792,6 +791,8 @@ def train_and_evaluate(
       'stopped_by_signal': stopper.received or ('in another process' if stopping else None),
       'rollbacks': len(rollbacks),
       'lr_scale': lr_scale,
+      'g_lr': config.train.g_lr * lr_scale,  # the effective rates (config.json: requested)
+      'd_lr': config.train.d_lr * lr_scale,
     }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
