@@ -378,10 +378,11 @@ def preflight(
   """Every check a run can fail before it builds a model or changes a file.
 
   In order: the config's fields (`validate`), the batch over the devices, the dataset and
-  split in the data dir (no image is read), the batch against the split's size, that an
-  existing run in `workdir` has the same model and image shape (skipped with `overwrite`),
-  and last that `workdir` is (or can be created as) a writable folder. Nothing in an existing
-  workdir changes before all of them pass.
+  split in the data dir (no image is read), the batch against the split's size (an image
+  folder is then decoded into its cache, see `gan_jax.image_folder`), that an existing run in
+  `workdir` has the same model and image shape (skipped with `overwrite`), and last that
+  `workdir` is (or can be created as) a writable folder. Nothing in an existing workdir
+  changes before all of them pass.
 
   Args:
     config: a run config.
@@ -414,6 +415,11 @@ def preflight(
       f'{num_examples} or a larger split.'
     )
   check_dataset_labels(config)
+  if image_folder.is_folder_name(config.data.name):  # decode (or reuse) its cache now, so a
+    # bad image fails here, before any file is written, rather than after the model is built
+    image_folder.load_cached(
+      config.data.name, image_size=config.data.image_size, channels=config.data.channels
+    )
   if not overwrite and _has_checkpoints(workdir):
     check_resumable(workdir, config)
   _prepare_workdir(workdir)

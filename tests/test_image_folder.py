@@ -322,6 +322,21 @@ def test_mnist_to_pngs_script(mnist, tfds_dir, tmp_path):
   assert script.main(['--out', str(out), '--split', 'train[:1]', '--data-dir', tfds_dir]) == 2
 
 
+def test_a_bad_image_fails_the_preflight_before_the_workdir_exists(folders, tmp_path):
+  from conftest import load_experiment  # pylint: disable=g-import-not-at-top
+
+  from gan_jax import train  # pylint: disable=g-import-not-at-top
+
+  broken = tmp_path / 'broken'
+  shutil.copytree(folders / 'flat', broken)
+  (broken / '00003.png').write_bytes(b'')
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.data.name = f'folder:{broken}'
+  with pytest.raises(ConfigError, match=r'1 of 300 images cannot be read.*00003.png'):
+    train.preflight(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 @pytest.mark.slow
 def test_gan_jax_train_on_a_class_folder(folders, tmp_path):
   """A tiny conditional run on the class folders: the labels flow into the model, the run
