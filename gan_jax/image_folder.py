@@ -313,8 +313,9 @@ def split_range(split: str, n: int, name: str = '') -> tuple[int, int]:
   m = _SPLIT.match(split.replace(' ', ''))
   if not m or m.group(1) != 'train':
     raise ConfigError(
-      f'data.split={split!r} is invalid for {name or "an image folder"}: a folder is one '
-      "split, 'train', sliced like TFDS ('train', 'train[:1000]', 'train[10%:90%]')."
+      f'split {split!r} (data.split or eval.split) is invalid for {name or "an image folder"}: '
+      "a folder is one split, 'train', sliced like TFDS ('train', 'train[:1000]', "
+      "'train[10%:90%]')."
     )
 
   def bound(text: str | None, default: int) -> int:

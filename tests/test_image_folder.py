@@ -228,6 +228,31 @@ def test_centre_crop_and_stretch(mnist, tmp_path):
   assert up.shape == (1, 32, 32, 1)
 
 
+def test_modes_decode_to_the_same_pixels(mnist, tmp_path):
+  import io  # pylint: disable=g-import-not-at-top
+
+  digit = mnist[0][1][..., 0]
+  rgb = np.stack([digit, digit, digit], -1)
+  encoded = {
+    'L': Image.fromarray(digit),
+    'LA': Image.fromarray(np.stack([digit, np.full_like(digit, 7)], -1), 'LA'),
+    'RGBA': Image.fromarray(np.concatenate([rgb, np.full_like(rgb[..., :1], 9)], -1), 'RGBA'),
+    'P': Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE, colors=256),
+    'I;16': Image.fromarray(digit.astype(np.uint16) * 257),  # 16-bit: v * 257 -> v
+  }
+  for mode, img in encoded.items():
+    buffer = io.BytesIO()
+    img.save(buffer, 'PNG')
+    for channels in (1, 3):
+      arr, gray, size = image_folder.decode_image(buffer.getvalue(), 28, channels)
+      assert size == (28, 28) and gray == (mode in ('L', 'LA', 'I;16')), mode
+      expected = digit[..., None] if channels == 1 else rgb
+      if mode == 'P':  # a 256-colour palette of a grayscale image keeps every level
+        np.testing.assert_allclose(arr, expected, atol=1)
+      else:
+        np.testing.assert_array_equal(arr, expected, err_msg=f'{mode} -> {channels}')
+
+
 def _one_line(excinfo):
   message = str(excinfo.value)
   assert '\n' not in message, message
