@@ -52,8 +52,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.label_embed_dim = 0      # 'concat': 0 = one-hot labels, > 0 = a learned label embedding of this size.
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...).
-  c.data.split = 'train'           # TFDS split, slicing allowed ('train[:10%]').
+  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...), or 'folder:/path' (a folder or .zip of images, see gan_jax/image_folder.py).
+  # A folder's options follow '?': 'folder:/path?resize=stretch&upscale=yes&mixed=convert' (defaults:
+  # resize=crop, a centre square; upscale=no, smaller images are an error; mixed=error, gray + colour
+  # images with channels=3 are an error). Labels are the sorted first-level subfolder names (classes.json).
+  c.data.split = 'train'           # TFDS split, slicing allowed ('train[:10%]'); a folder is one split, 'train'.
   c.data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: $TFDS_DATA_DIR, else TFDS's default.
   c.data.image_size = 28           # Images are resized to image_size x image_size if stored otherwise.
   c.data.channels = 1              # 1 (grayscale) or 3 (RGB); converted if the dataset differs.
@@ -369,6 +372,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       evaluate.resolve_feature_net_name(config.eval.feature_net, d.name)
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None
+  if isinstance(d.name, str) and d.name.startswith('folder:'):
+    from gan_jax.image_folder import parse_name  # pylint: disable=g-import-not-at-top
+
+    parse_name(d.name)  # the options, and that the folder or zip exists
   if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):
     raise _err('data.data_dir', d.data_dir, 'no such folder; point it at a TFDS data dir '
                '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR')

@@ -41,6 +41,7 @@ import tensorflow_datasets as tfds
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
 from gan_jax import stacked_mnist  # the 'stacked_mnist' name, see _raw_images
+from gan_jax import image_folder  # 'folder:/path' names, see _raw_images
 
 __all__ = [
   'DatasetNotFoundError',
@@ -236,6 +237,8 @@ def check_dataset(
       no 'image' feature.
   """
   _keep_tensorflow_on_cpu()
+  if image_folder.is_folder_name(name):
+    return image_folder.check_folder(name, split)
   searched = _searched_dir(resolve_data_dir(data_dir))
   if name == stacked_mnist.NAME:
     _builder('mnist', 'train', searched, download, (fields[0], ''))
@@ -268,6 +271,8 @@ def label_classes(
   """
   if name == stacked_mnist.NAME:
     return 1000
+  if image_folder.is_folder_name(name):
+    return image_folder.label_classes(name)
   searched = _searched_dir(resolve_data_dir(data_dir))
   info = _builder(name, split, searched, download, ('data.name', 'data.split')).info
   if 'label' not in info.features:
@@ -373,6 +378,10 @@ def _raw_images(
     ds, num_examples = stacked_mnist.stacked_mnist_dataset(
       split, data_dir=data_dir, download=download
     )
+  elif image_folder.is_folder_name(name):  # decoded once into a memory-mapped uint8 cache
+    ds, num_examples = image_folder.folder_dataset(
+      name, split, image_size=image_size, channels=channels
+    )
   else:
     # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
     data_dir = _searched_dir(resolve_data_dir(data_dir))
@@ -407,7 +416,8 @@ def load_images(
     name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
       e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``; or ``'stacked_mnist'``
       (``gan_jax.stacked_mnist``, built from ``'mnist'``; its split slices the stacked
-      examples, label = mode in [0, 1000)).
+      examples, label = mode in [0, 1000)); or ``'folder:/path'``, a folder or .zip of
+      images (``gan_jax.image_folder``; labels from its class subfolders, split 'train').
     split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
       ``'train[:90%]'``.
     data_dir: TFDS data directory, or None (environment / TFDS default).

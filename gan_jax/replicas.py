@@ -45,6 +45,7 @@ import tqdm
 
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
+from gan_jax import image_folder
 from gan_jax import run_lock
 from gan_jax import train as train_lib
 from gan_jax.checkpoint import Checkpointer
@@ -302,6 +303,8 @@ def train_replicas(
     for c, w in zip(configs, workdirs):
       with open(os.path.join(w, 'config.json'), 'w') as f:
         f.write(c.to_json(indent=2))
+      if image_folder.is_folder_name(c.data.name):  # as train.py: the folder's class names
+        image_folder.write_classes(c.data.name, w)
 
   impl = resolve_replica_impl(config)
   log.info('%d replicas in one program, replica_impl=%s', k, impl)

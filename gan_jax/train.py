@@ -12,6 +12,7 @@ Config in, a `GANState` threaded through the jitted train step, files out:
     <workdir>/best/<step>/            the checkpoint with the lowest FID so far (eval.keep_best)
     <workdir>/best.json               its step and FID
     <workdir>/summary.json            wall time, images/s, evaluation time and final metrics
+    <workdir>/classes.json            for a folder dataset: its class names (label i = classes[i])
 
 Running the same command again resumes from the latest checkpoint: the state, the RNG (a
 function of the step) and the data order (the stream skips the steps already consumed) all
@@ -37,6 +38,7 @@ import tqdm
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import distributed
+from gan_jax import image_folder
 from gan_jax import rollback_state
 from gan_jax import run_lock
 from gan_jax import sampling
@@ -54,8 +56,9 @@ log = logging.getLogger(__name__)
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Returns a copy with environment-dependent fields filled in (`data.data_dir`).
 
-  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, so the run's config.json
-  records where the data came from. Then `gan_jax.config.validate` checks every field.
+  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, and a relative
+  'folder:' path becomes absolute, so the run's config.json records where the data came
+  from. Then `gan_jax.config.validate` checks every field.
 
   Raises:
     ValueError: from `validate`, naming the bad field.
@@ -63,6 +66,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked deep copy
   config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
   config_lib.validate(config)
+  if image_folder.is_folder_name(config.data.name):  # recorded absolute: resumable from anywhere
+    config.data.name = image_folder.absolute_name(config.data.name)
   return config
 
 
@@ -353,6 +358,7 @@ RUN_FILES = (
   'summary.json',
   'best.json',
   'rollbacks.json',
+  'classes.json',
 )
 
 
@@ -372,10 +378,11 @@ def preflight(
   """Every check a run can fail before it builds a model or changes a file.
 
   In order: the config's fields (`validate`), the batch over the devices, the dataset and
-  split in the data dir (no image is read), the batch against the split's size, that an
-  existing run in `workdir` has the same model and image shape (skipped with `overwrite`),
-  and last that `workdir` is (or can be created as) a writable folder. Nothing in an existing
-  workdir changes before all of them pass.
+  split in the data dir (no image is read), the batch against the split's size (an image
+  folder is then decoded into its cache, see `gan_jax.image_folder`), that an existing run in
+  `workdir` has the same model and image shape (skipped with `overwrite`), and last that
+  `workdir` is (or can be created as) a writable folder. Nothing in an existing workdir
+  changes before all of them pass.
 
   Args:
     config: a run config.
@@ -408,6 +415,11 @@ def preflight(
       f'{num_examples} or a larger split.'
     )
   check_dataset_labels(config)
+  if image_folder.is_folder_name(config.data.name):  # decode (or reuse) its cache now, so a
+    # bad image fails here, before any file is written, rather than after the model is built
+    image_folder.load_cached(
+      config.data.name, image_size=config.data.image_size, channels=config.data.channels
+    )
   if not overwrite and _has_checkpoints(workdir):
     check_resumable(workdir, config)
   _prepare_workdir(workdir)
@@ -582,6 +594,8 @@ def train_and_evaluate(
     with open(path + '.tmp', 'w') as f:
       f.write(config.to_json(indent=2))
     os.replace(path + '.tmp', path)
+    if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
+      image_folder.write_classes(config.data.name, workdir)
 
   # Rollback state belongs to the restored checkpoint's run: a new run starts clean.
   rollbacks, lr_scale = rollback_state.load(

@@ -60,7 +60,15 @@ def cache_root(cache_dir: str | None = None) -> str:
 def reference_key(
   dataset: str, split: str, image_shape: tuple[int, int, int], net: FeatureNet
 ) -> str:
-  """`<dataset>-<split>-<H>x<W>x<C>-<net.name>-<sha256[:16]>`, with the split made file-safe."""
+  """`<dataset>-<split>-<H>x<W>x<C>-<net.name>-<sha256[:16]>`, with the split made file-safe.
+
+  An image folder ('folder:/path') stands as 'folder-<content key[:16]>-<resize>'
+  (`gan_jax.image_folder.reference_name`): a changed folder gets new statistics.
+  """
+  from gan_jax import image_folder  # pylint: disable=g-import-not-at-top
+
+  if image_folder.is_folder_name(dataset):
+    dataset = image_folder.reference_name(dataset)
   safe_split = re.sub(r'[^A-Za-z0-9_.%]+', '_', split).strip('_')
   h, w, c = image_shape
   return f'{dataset}-{safe_split}-{h}x{w}x{c}-{net.name}-{net.weights_sha256[:16]}'
@@ -86,7 +94,7 @@ def load_reference(
   """Returns the cached reference for (dataset, split, net), computing and caching it if needed.
 
   Args:
-    dataset: TFDS name (or 'stacked_mnist'), e.g. 'mnist'.
+    dataset: TFDS name (or 'stacked_mnist', or 'folder:/path'), e.g. 'mnist'.
     split: TFDS split, slicing allowed ('train', 'test[:5000]').
     net: the feature network.
     data_dir: TFDS data dir (None: $TFDS_DATA_DIR or TFDS's default).
