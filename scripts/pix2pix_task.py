@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--task', required=True, choices=['colorize', 'superres', 'inpaint'])
   p.add_argument('--steps', type=int, required=True, help='train steps (one D + one G update)')
   p.add_argument('--out', required=True, help='output folder')
-  p.add_argument('--dataset', default=None, help="inpaint: mnist (default), fashion_mnist, cifar10_jpeg")
+  p.add_argument(
+    '--dataset', default=None, help="inpaint: mnist (default), fashion_mnist, cifar10_jpeg"
+  )
   p.add_argument('--data-dir', default=None, help='TFDS data dir (default $TFDS_DATA_DIR)')
   p.add_argument('--num-train', type=int, default=4096)
   p.add_argument('--num-test', type=int, default=512)
@@ -111,7 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
     'model': image_quality(outputs, task.test_targets),
     'baseline': {'name': task.baseline, **image_quality(task.test_baseline, task.test_targets)},
     'history': history,
-    'wall_s': {'data': round(t_data, 1), 'train': round(t_train, 1), 'total': round(time.time() - t0, 1)},
+    'wall_s': {
+      'data': round(t_data, 1),
+      'train': round(t_train, 1),
+      'total': round(time.time() - t0, 1),
+    },
     'backend': jax.default_backend(),
   }
   os.makedirs(args.out, exist_ok=True)
@@ -123,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
   ).reshape((3 * k,) + outputs.shape[1:])
   save_grid(os.path.join(args.out, 'grid.png'), rows, ncol=3, scale=4)
   print(
-    json.dumps({'model': result['model'], 'baseline': result['baseline'], 'wall_s': result['wall_s']}),
+    json.dumps(
+      {'model': result['model'], 'baseline': result['baseline'], 'wall_s': result['wall_s']}
+    ),
     flush=True,
   )
   return result

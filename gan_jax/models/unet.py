@@ -103,9 +103,7 @@ def default_patch_layers(image_size: int) -> int:
   return best
 
 
-def init_fast(
-  ctor: Callable[[], nnx.Module], key: jax.Array
-) -> tuple[nnx.GraphDef, dict, dict]:
+def init_fast(ctor: Callable[[], nnx.Module], key: jax.Array) -> tuple[nnx.GraphDef, dict, dict]:
   """Builds `ctor()`'s model and returns (graph definition, parameters, batch statistics),
   the last two as pure dicts, drawing the parameters from one normal vector.
 

@@ -238,9 +238,7 @@ def train_step(
   targets = targets.astype(jnp.float32)
 
   def generate(g_params):
-    return model.translate(
-      g_params, state.g_batch_stats, inputs, train=True, dropout_rng=rng
-    )
+    return model.translate(g_params, state.g_batch_stats, inputs, train=True, dropout_rng=rng)
 
   fakes, g_vjp, g_stats = jax.vjp(generate, state.g_params, has_aux=True)
 
@@ -329,6 +327,10 @@ def translate_batches(
   for i in range(0, shape[0], batch_size):
     key = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
     outs.append(
-      np.asarray(run(state.g_params, state.g_batch_stats, jnp.asarray(inputs[i : i + batch_size]), key))
+      np.asarray(
+        run(state.g_params, state.g_batch_stats, jnp.asarray(inputs[i : i + batch_size]), key)
+      )
     )
-  return np.concatenate(outs, axis=0) if outs else np.zeros((0, s, s, model.out_channels), np.float32)
+  return (
+    np.concatenate(outs, axis=0) if outs else np.zeros((0, s, s, model.out_channels), np.float32)
+  )

@@ -174,9 +174,7 @@ def build_task(
   if task == 'inpaint':
     dataset = dataset or 'mnist'
     if dataset not in INPAINT_DATASETS:
-      raise ValueError(
-        f'inpaint dataset {dataset!r} is not one of {sorted(INPAINT_DATASETS)}.'
-      )
+      raise ValueError(f'inpaint dataset {dataset!r} is not one of {sorted(INPAINT_DATASETS)}.')
   elif dataset not in (None, 'cifar10_jpeg'):
     raise ValueError(f"task {task!r} uses 'cifar10_jpeg', got dataset={dataset!r}.")
   else:
