@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import glob
-import os
 import queue
 import threading
 import time
@@ -36,14 +34,14 @@ from typing import Any
 import jax
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
 from gan_jax import stacked_mnist  # the 'stacked_mnist' name, see _raw_images
 # Reading TFDS builds (gan_jax.tfds_images, which stacked_mnist uses too); the first three are
 # re-exported, the rest keep the private names this module has always used for them.
-from gan_jax.tfds_images import DatasetNotFoundError, prepared_datasets, resolve_data_dir  # noqa: F401
+from gan_jax.tfds_images import DatasetNotFoundError, resolve_data_dir
+from gan_jax.tfds_images import prepared_datasets  # noqa: F401
 from gan_jax.tfds_images import deterministic_options as _options
 from gan_jax.tfds_images import keep_tensorflow_on_cpu as _keep_tensorflow_on_cpu
 from gan_jax.tfds_images import prepared_builder as _builder
@@ -77,7 +75,7 @@ def check_dataset(
   """Checks, without reading any image, that `split` of dataset `name` can be read.
 
   The cheap first thing a run does, so a wrong name, split or data dir fails in one line
-  before any model is built or file written (`gan_jax.train.preflight`).
+  before any model is built or file written (`gan_jax.run_setup.preflight`).
 
   Args:
     name: a TFDS dataset name, or 'stacked_mnist' (built from TFDS 'mnist').
@@ -111,7 +109,7 @@ def label_classes(
   """How many classes the labels of dataset `name` have, from its TFDS metadata.
 
   Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
-  builds anything (`gan_jax.train.preflight`).
+  builds anything (`gan_jax.run_setup.preflight`).
 
   Args:
     name: a TFDS dataset name, or 'stacked_mnist' (labels are its 1,000 modes).
