@@ -44,6 +44,7 @@ import numpy as np
 import tqdm
 
 from gan_jax import config as config_lib
+from gan_jax import penalties
 from gan_jax import data as data_lib
 from gan_jax import run_setup
 from gan_jax.checkpoint import Checkpointer
@@ -143,7 +144,7 @@ def shared_step_config(configs: Sequence[ml_collections.ConfigDict]) -> ml_colle
   """Replica 0's config with each penalty weight the largest of any replica's, so that the
   one compiled step computes every penalty some replica uses (weighted per replica)."""
   config = ml_collections.ConfigDict(configs[0].to_dict())
-  for f in ('gp_weight', 'r1_weight', 'r2_weight'):
+  for f in penalties.REPLICA_WEIGHT_FIELDS:
     config.train[f] = max(float(c.train[f]) for c in configs)
   return config
 

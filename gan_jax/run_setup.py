@@ -24,6 +24,7 @@ import ml_collections
 
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
+from gan_jax import penalties
 from gan_jax.errors import ConfigError
 from gan_jax.sharding import check_batch_size, make_mesh
 
@@ -77,13 +78,16 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   # run behaved as the field's default does.
   defaults = flatten_config(config_lib.base_config().to_dict())
   old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
-  # LeCam on or off changes the state's structure (its EMAs live in GANState.extras).
+  # A penalty that keeps state (LeCam: its EMAs live in GANState.extras) changes the state's
+  # structure when it is turned on or off.
+  switches = {f'train.{p.name} (on)': p.field for p in penalties.PENALTIES.values() if p.state}
   for flat in (old, new):
-    flat['train.lecam (on)'] = bool(flat.get('train.lecam_weight') or 0)
+    for key, field in switches.items():
+      flat[key] = bool(flat.get(f'train.{field}') or 0)
   changed = [
     f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
     for k in sorted(set(old) | set(new))
-    if (k.startswith(SHAPE_FIELDS) or k == 'train.lecam (on)') and old.get(k) != new.get(k)
+    if (k.startswith(SHAPE_FIELDS) or k in switches) and old.get(k) != new.get(k)
   ]
   if changed:
     raise ConfigError(
