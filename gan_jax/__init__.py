@@ -1,24 +1,33 @@
 """gan_jax: a GAN research library for JAX and Flax NNX.
 
 Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorFlow):
+  errors      the one-line errors a user can fix (ConfigError, NonFiniteError, ...)
   config      the run config (`base_config`, `validate`)
-  models      generators and discriminators (MLP, DCGAN-28, DCGAN)
-  losses      adversarial losses on logits
+  config_files  experiment config files and `--config.<field>=<value>` overrides
+  models      generators and discriminators (MLP, DCGAN-28, DCGAN, SNGAN-32; conditional)
+  losses      adversarial losses on logits (the `LOSSES` registry)
+  penalties   the registry of D penalties (GP, R1, R2, LeCam): fields, constraints, state
+  regularizers  the penalties' functions, and WGAN weight clipping
+  augment     DiffAugment
   state       `GANState` pytree, `GAN` (G and D as pure functions), `create_state`
   sharding    device mesh and shardings
+  distributed  several processes: `jax.distributed`, stop votes, barriers
+  signals     stopping a run cleanly on SIGTERM / SIGINT
   train_step  the jitted, data-parallel train step
   tfds_images  reading a prepared TFDS build (data dir, checked builder, decode and resize)
+  stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
   data        the input pipeline: batches, sharding, prefetch
+  checkpoint  Orbax checkpoints, `load_run`
+  sampling    sampling and image grids
   run_setup   before a run: `preflight` (every check), `host_batches`, clearing a run folder
   run_actions  a run's periodic outputs: scalar log, sample grids, evaluation, best checkpoint
   train       `train_and_evaluate(config, workdir)`
   replicas    K GANs in one compiled step (`num_replicas = K`)
-  checkpoint  Orbax checkpoints, `load_run`
-  sampling    sampling and image grids
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
-  stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
-  config_files  experiment config files and `--config.<field>=<value>` overrides
+  editing     latent-space tools: interpolation, inversion, attribute directions
+  sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
+  edit_cli    `gan-jax edit`
   main        the `gan-jax` command line (train, sample, eval, sweep, edit)
 """
 

@@ -192,6 +192,17 @@ def test_no_module_reaches_into_another_modules_private_names():
   assert not reaches, 'private names used across modules:\n' + '\n'.join(reaches)
 
 
+def test_the_package_docstring_names_every_top_level_module():
+  """gan_jax/__init__.py's map of modules lists each module and subpackage once."""
+  doc = ast.get_docstring(ast.parse((ROOT / '__init__.py').read_text()))
+  listed = [line.split()[0] for line in doc.splitlines() if line.startswith('  ') and
+            not line.startswith('   ')]
+  top = sorted({m.split('.')[1] for m in module_files() if m.count('.') >= 1})
+  assert sorted(listed) == top, f'missing: {sorted(set(top) - set(listed))}, ' \
+    f'unknown: {sorted(set(listed) - set(top))}'
+  assert len(listed) == len(set(listed))
+
+
 if __name__ == '__main__':
   graph = import_graph()
   cycles = import_cycles(graph)
