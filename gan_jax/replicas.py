@@ -305,10 +305,8 @@ def train_replicas(
     log.info('Resuming %d replicas from their checkpoints at step %d', k, start_step)
   state = replicate(stack(states), mesh)
   del states
-  if jax.process_index() == 0:
-    for c, w in zip(configs, workdirs):
-      with open(os.path.join(w, 'config.json'), 'w') as f:
-        f.write(c.to_json(indent=2))
+  for c, w in zip(configs, workdirs):
+    run_setup.write_run_config(c, w)  # atomic, as for one run
 
   impl = resolve_replica_impl(config)
   log.info('%d replicas in one program, replica_impl=%s', k, impl)

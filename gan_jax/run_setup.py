@@ -24,6 +24,7 @@ import ml_collections
 
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
+from gan_jax import distributed
 from gan_jax import penalties
 from gan_jax.errors import ConfigError
 from gan_jax.sharding import check_batch_size, make_mesh
@@ -152,6 +153,26 @@ def clear_run(workdir: str) -> list[str]:
       shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
       removed.append(name)
   return removed
+
+
+def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes `<workdir>/config.json` (process 0 only), atomically: the other processes of a
+  multi-process run may be reading it (`preflight`), and a crash leaves the old or the new
+  file, never half of one.
+
+  Args:
+    config: the resolved run config (`preflight`).
+    workdir: the run folder (it exists: `preflight` made it).
+
+  Raises:
+    OSError: the file could not be written.
+  """
+  if not distributed.is_writer():
+    return
+  path = os.path.join(workdir, 'config.json')
+  with open(path + '.tmp', 'w') as f:
+    f.write(config.to_json(indent=2))
+  os.replace(path + '.tmp', path)
 
 
 def preflight(

@@ -53,6 +53,7 @@ from gan_jax.run_setup import (  # noqa: F401  (all re-exported: gan_jax.train's
   host_batches,
   preflight,
   resolve_config,
+  write_run_config,
 )
 from gan_jax.signals import StopOnSignal
 from gan_jax.losses import get_loss
@@ -149,12 +150,7 @@ def train_and_evaluate(
     state = ckpt.restore(state)
     start_step = int(state.step)
     log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)
-  if distributed.is_writer():
-    # Atomic: the other processes of a multi-process run may be reading it (preflight).
-    path = os.path.join(workdir, 'config.json')
-    with open(path + '.tmp', 'w') as f:
-      f.write(config.to_json(indent=2))
-    os.replace(path + '.tmp', path)
+  write_run_config(config, workdir)
 
   rollbacks = _read_rollbacks(workdir)
   lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
