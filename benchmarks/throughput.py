@@ -291,17 +291,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return args
 
 
-def make_config(case: str, batch_size: int, seed: int, tiny: bool = False):
-  """base_config() with the case's fields (existing fields only), n_critic 1."""
+def make_config(
+  case: str,
+  batch_size: int,
+  seed: int,
+  tiny: bool = False,
+  overrides: dict[str, Any] | None = None,
+):
+  """base_config() with the case's fields (existing fields only), n_critic 1.
+
+  `overrides` sets more fields after the case's, as 'block.name' or a top-level 'name'
+  (e.g. {'dtype': 'bfloat16'}).
+  """
   config = base_config()
   config.seed = seed
   config.train.batch_size = batch_size
   config.train.n_critic = 1
   config.train.loss = 'non_saturating'
-  fields = {**CASES[case], **(TINY if tiny else {})}
+  fields = {**CASES[case], **(TINY if tiny else {}), **(overrides or {})}
   for key, value in fields.items():
-    block, name = key.split('.')
-    config[block][name] = value
+    if '.' in key:
+      block, name = key.split('.')
+      config[block][name] = value
+    else:
+      config[key] = value
   validate(config)
   return config
 
@@ -337,6 +350,30 @@ def flops_of(cost: Any) -> float | None:
     cost = [cost]
   values = [c.get('flops') for c in cost if isinstance(c, dict) and c.get('flops') is not None]
   return float(sum(values)) if values else None
+
+
+def memory_of(compiled: Any) -> dict[str, int] | None:
+  """XLA's memory analysis of a compiled step, bytes per device: its arguments, outputs,
+  temporaries, the argument bytes aliased to outputs (donated state), and `total` =
+  arguments + outputs + temporaries - aliased, the memory the step needs while it runs.
+  None where the backend does not report it."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001 - optional: not every backend implements it.
+    return None
+  if m is None:
+    return None
+  keys = (
+    'argument_size_in_bytes',
+    'output_size_in_bytes',
+    'temp_size_in_bytes',
+    'alias_size_in_bytes',
+    'generated_code_size_in_bytes',
+  )
+  out = {k: int(getattr(m, k)) for k in keys if getattr(m, k, None) is not None}
+  if all(k in out for k in keys[:4]):
+    out['total'] = out[keys[0]] + out[keys[1]] + out[keys[2]] - out[keys[3]]
+  return out
 
 
 def fixed_batch(mesh, batch_size: int, image_shape: tuple[int, int, int], seed: int):
@@ -393,9 +430,16 @@ class JaxCase:
 
   name = 'jax'
 
-  def __init__(self, case: str, batch_size: int, args: argparse.Namespace, mesh):
+  def __init__(
+    self,
+    case: str,
+    batch_size: int,
+    args: argparse.Namespace,
+    mesh,
+    overrides: dict[str, Any] | None = None,
+  ):
     self.case, self.batch_size, self.mesh = case, batch_size, mesh
-    self.config = config = make_config(case, batch_size, args.seed, args.tiny)
+    self.config = config = make_config(case, batch_size, args.seed, args.tiny, overrides)
     check_batch_size(batch_size, mesh)
     gan, state = create_state(config)
     step = make_train_step(
@@ -423,6 +467,7 @@ class JaxCase:
     t2 = time.perf_counter()
     self.lower_s, self.compile_s = t1 - t0, t2 - t1
     self.flops = flops_of(self.compiled.cost_analysis())
+    self.memory_analysis = memory_of(self.compiled)
     try:
       self.flops_unoptimized = flops_of(lowered.cost_analysis())
     except Exception:  # noqa: BLE001 - optional cross-check only.
@@ -500,6 +545,7 @@ class JaxCase:
       'peak_gflops_total': peak,
       'percent_of_peak': 100.0 * gflops_s / peak if gflops_s is not None else None,
       'final_metrics': {k: float(v) for k, v in jax.device_get(self.metrics).items()},
+      'compiled_memory': self.memory_analysis,
     }
 
 
@@ -522,6 +568,7 @@ class TorchWorker(JsonLinesWorker):
       threads=variant['threads'],
       adam=args.torch_adam,
       compile=variant['compile'],
+      device=variant.get('device', 'cpu'),
     )
 
   def warmup(self, n: int) -> None:
@@ -550,6 +597,7 @@ class TorchWorker(JsonLinesWorker):
       'gflops_per_s_xla_count': gflops_s,
       'percent_of_peak': 100.0 * gflops_s / peak if gflops_s is not None and peak else None,
       'worker_peak_rss_mib': self.final.get('peak_rss_mib'),
+      'device_peak_bytes_allocated': self.final.get('device_peak_bytes_allocated'),
       'final_metrics': self.final.get('final_metrics', {}),
     }
 
@@ -754,10 +802,24 @@ def torch_status(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str | 
 
 
 def bench_case(
-  case: str, batch_size: int, args: argparse.Namespace, mesh, others: list[dict[str, Any]], log
+  case: str,
+  batch_size: int,
+  args: argparse.Namespace,
+  mesh,
+  others: list[dict[str, Any]],
+  log,
+  overrides: dict[str, Any] | None = None,
+  tolerate_torch_errors: bool = False,
 ) -> dict[str, Any]:
-  """Times one case: JAX here and each PyTorch variant in its worker, alternating."""
-  jx = JaxCase(case, batch_size, args, mesh)
+  """Times one case: JAX here and each PyTorch variant in its worker, alternating.
+
+  `tolerate_torch_errors`: a PyTorch variant that fails to set up or warm up is left out
+  (its error kept in the result as `<key>_error`) instead of failing the case.
+
+  `overrides`: more config fields for the JAX side (`make_config`); give no PyTorch variant
+  with fields the reference does not model (e.g. dtype).
+  """
+  jx = JaxCase(case, batch_size, args, mesh, overrides)
   jx.warmup(args.warmup)
   log(
     f'{case} B={batch_size}: gan_jax compiled in {jx.lower_s + jx.compile_s:.1f} s, '
@@ -765,9 +827,17 @@ def bench_case(
   )
   spec = torch_spec(jx.config)
   workers = []
+  failed: dict[str, str] = {}
   for variant in others:
-    w = TorchWorker(variant, spec, batch_size, args)
-    w.warmup(args.warmup)
+    try:
+      w = TorchWorker(variant, spec, batch_size, args)
+      w.warmup(args.warmup)
+    except RuntimeError as err:
+      if not tolerate_torch_errors:
+        raise
+      failed[variant['key']] = str(err)  # Recorded; the other frameworks are still timed.
+      log(f'{case} B={batch_size}: {variant["label"]} failed: {str(err).splitlines()[0]}')
+      continue
     log(f'{case} B={batch_size}: {variant["label"]} first step {w.first_step_s:.3f} s')
     if w.info['num_params'] != jx.num_params:
       raise RuntimeError(
@@ -784,6 +854,8 @@ def bench_case(
   for w in workers:
     w.final = w.close()
   result = jx.summary(args)
+  for key, err in failed.items():
+    result[f'{key}_error'] = err
   cpu = jax.devices()[0].platform == 'cpu'
   for w in workers:
     peak = result['peak_gflops_total'] if cpu else None

@@ -36,10 +36,16 @@ process (threads, allocator) with JAX: one JSON object per line on stdin, one re
 on stdout:
 
   {"cmd": "setup", "spec": {...}, "batch_size": 64, "seed": 0, "threads": 2,
-   "adam": "fused", "compile": false}           -> {"num_params": ..., "setup_s": ...}
+   "adam": "fused", "compile": false, "device": "cpu"}
+                                                -> {"num_params": ..., "setup_s": ...}
   {"cmd": "warmup", "n": 3}                     -> {"first_step_s": ..., "warmup_s": ...}
   {"cmd": "run", "n": 5}                        -> {"times": [seconds per step, ...]}
-  {"cmd": "exit"}                               -> {"final_metrics": {...}, "peak_rss_mib": ...}
+  {"cmd": "exit"}                               -> {"final_metrics": {...}, "peak_rss_mib": ...,
+                                                    "device_peak_bytes_allocated": ...}
+
+`device` (default "cpu") may name a CUDA device ("cuda"): the models, Adam, EMA, latents and
+the batch then live there, cuDNN's autotuner is on (`cudnn.benchmark`, as XLA autotunes), and
+each timed step ends with `torch.cuda.synchronize()`.
 
 `spec` is `throughput.torch_spec(config)`: model name, latent_dim, widths, MLP hidden,
 image shape (H, W, C), loss, g_lr, d_lr, b1, b2, ema_decay. This module imports only torch
@@ -422,10 +428,20 @@ class TorchGAN:
     spec: `throughput.torch_spec(config)`.
     seed: seeds parameter initialisation and the latents.
     adam: 'fused' (default), 'foreach' or 'for-loop' Adam.
-    compile: wrap G and D in `torch.compile` (inductor; needs a C++ compiler).
+    compile: wrap G and D in `torch.compile` (inductor; needs a C++ compiler on a CPU, Triton
+      on a GPU).
+    device: 'cpu' (default) or a CUDA device such as 'cuda': where the models, optimizer
+      state, EMA, latents and the real batch live.
   """
 
-  def __init__(self, spec: dict[str, Any], seed: int = 0, adam: str = 'fused', compile=False):
+  def __init__(
+    self,
+    spec: dict[str, Any],
+    seed: int = 0,
+    adam: str = 'fused',
+    compile=False,
+    device: str = 'cpu',
+  ):
     if spec['loss'] not in LOSSES:
       raise ValueError(f"loss {spec['loss']!r} has no PyTorch reference; choose one of {LOSSES}.")
     torch.manual_seed(seed)
@@ -433,7 +449,8 @@ class TorchGAN:
     self.loss = spec['loss']
     self.latent_dim = spec['latent_dim']
     self.ema_decay = float(spec['ema_decay'])
-    self.G, self.D = build_models(spec)
+    self.device = torch.device(device)
+    self.G, self.D = (m.to(self.device) for m in build_models(spec))
     self.G.train()
     self.D.train()
     self.g_params = list(self.G.parameters())
@@ -445,14 +462,14 @@ class TorchGAN:
     self.gen_fn, self.disc_fn = self.G, self.D
     if compile:
       self.gen_fn, self.disc_fn = torch.compile(self.G), torch.compile(self.D)
-    self.rng = torch.Generator().manual_seed(seed + 1)
+    self.rng = torch.Generator(device=self.device).manual_seed(seed + 1)
     self.metrics: dict[str, torch.Tensor] = {}
 
   def step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
     """One train step on a real batch float32 [B, C, H, W]; returns the metric tensors."""
     b = real.shape[0]
     # Discriminator update on G's samples (no gradient to G).
-    z = torch.randn(b, self.latent_dim, generator=self.rng)
+    z = torch.randn(b, self.latent_dim, generator=self.rng, device=self.device)
     with torch.no_grad(), frozen_state(self.G):
       fake = self.gen_fn(z)
     real_logits = self.disc_fn(real)
@@ -463,7 +480,7 @@ class TorchGAN:
     d_grad_norm = _grad_norm(self.d_params)
     self.opt_d.step()
     # Generator update on fresh latents; no gradient to D's parameters, D's state unchanged.
-    z = torch.randn(b, self.latent_dim, generator=self.rng)
+    z = torch.randn(b, self.latent_dim, generator=self.rng, device=self.device)
     self.D.requires_grad_(False)
     try:
       with frozen_state(self.D):
@@ -489,11 +506,14 @@ class TorchGAN:
     return self.metrics
 
 
-def fixed_batch(spec: dict[str, Any], batch_size: int, seed: int) -> torch.Tensor:
-  """float32 [B, C, H, W] uniform in [-1, 1] (one fixed batch, as the JAX side)."""
+def fixed_batch(
+  spec: dict[str, Any], batch_size: int, seed: int, device: str = 'cpu'
+) -> torch.Tensor:
+  """float32 [B, C, H, W] uniform in [-1, 1] (one fixed batch, as the JAX side), drawn on
+  the CPU and moved to `device`."""
   h, w, c = spec['image_shape']
   gen = torch.Generator().manual_seed(seed)
-  return torch.rand(batch_size, c, h, w, generator=gen) * 2.0 - 1.0
+  return (torch.rand(batch_size, c, h, w, generator=gen) * 2.0 - 1.0).to(device)
 
 
 def peak_rss_mib() -> float:
@@ -523,15 +543,33 @@ class Worker:
   def __init__(self) -> None:
     self.gan: TorchGAN | None = None
     self.real: torch.Tensor | None = None
+    self.cuda = False
+
+  def sync(self) -> None:
+    """Waits for the device: CUDA runs asynchronously, so a step is timed up to here."""
+    if self.cuda:
+      torch.cuda.synchronize()
 
   def setup(self, msg: dict[str, Any]) -> dict[str, Any]:
     threads = int(msg.get('threads') or len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
+    device = msg.get('device') or 'cpu'
+    self.cuda = device.startswith('cuda')
+    if self.cuda:
+      if not torch.cuda.is_available():
+        raise RuntimeError(f'device {device!r} asked for, but torch.cuda.is_available() is False')
+      # Fixed shapes: let cuDNN pick its fastest algorithms, as XLA autotunes at compile time.
+      torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()
     self.gan = TorchGAN(
-      msg['spec'], seed=msg.get('seed', 0), adam=msg.get('adam', 'fused'), compile=msg['compile']
+      msg['spec'],
+      seed=msg.get('seed', 0),
+      adam=msg.get('adam', 'fused'),
+      compile=msg['compile'],
+      device=device,
     )
-    self.real = fixed_batch(msg['spec'], msg['batch_size'], msg.get('seed', 0))
+    self.real = fixed_batch(msg['spec'], msg['batch_size'], msg.get('seed', 0), device)
+    self.sync()
     return {
       'setup_s': time.perf_counter() - t0,
       'num_params': self.gan.num_params,
@@ -540,14 +578,21 @@ class Worker:
       'torch_version': torch.__version__,
       'mkldnn': torch.backends.mkldnn.is_available(),
       'peak_rss_mib': peak_rss_mib(),
+      'device': device,
+      'device_name': torch.cuda.get_device_name(self.gan.device) if self.cuda else None,
+      'cudnn_benchmark': torch.backends.cudnn.benchmark if self.cuda else None,
+      'cudnn_allow_tf32': torch.backends.cudnn.allow_tf32 if self.cuda else None,
+      'matmul_allow_tf32': torch.backends.cuda.matmul.allow_tf32 if self.cuda else None,
     }
 
   def warmup(self, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     self.gan.step(self.real)
+    self.sync()
     t1 = time.perf_counter()
     for _ in range(n - 1):
       self.gan.step(self.real)
+    self.sync()
     return {'first_step_s': t1 - t0, 'warmup_s': time.perf_counter() - t0}
 
   def run(self, n: int) -> dict[str, Any]:
@@ -555,12 +600,18 @@ class Worker:
     for _ in range(n):
       start = time.perf_counter()
       self.gan.step(self.real)  # Eager CPU: the step has finished when it returns.
+      self.sync()  # CUDA: wait for the step's kernels.
       times.append(time.perf_counter() - start)
     return {'times': times}
 
   def finish(self) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in self.gan.metrics.items()} if self.gan else {}
-    return {'final_metrics': metrics, 'peak_rss_mib': peak_rss_mib()}
+    peak_device = torch.cuda.max_memory_allocated() if self.cuda else None
+    return {
+      'final_metrics': metrics,
+      'peak_rss_mib': peak_rss_mib(),
+      'device_peak_bytes_allocated': peak_device,
+    }
 
 
 def serve(stdin=sys.stdin, stdout=None) -> None:

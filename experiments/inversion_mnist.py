@@ -1,6 +1,6 @@
 """GAN inversion and latent editing of real MNIST test digits with a trained DCGAN.
 
-Run it (from the repository root) on the README's main run:
+Run it (from the repository root) on the README's main run (docs/results.md):
 
     python experiments/inversion_mnist.py --workdir runs/mnist_dcgan --out inversion_mnist.png \
         [--num-images 100 --steps 300 --restarts 4 --data-dir ../shared/tfds]

@@ -21,14 +21,18 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   sampling    sampling and image grids
   run_setup   before a run: `preflight` (every check), `host_batches`, clearing a run folder
   run_actions  a run's periodic outputs: scalar log, sample grids, evaluation, best checkpoint
+  run_lock    one writer per run folder (a second trainer refuses at once)
+  rollback_state  the rollbacks of the run a checkpoint belongs to (rollbacks.json)
   train       `train_and_evaluate(config, workdir)`
   replicas    K GANs in one compiled step (`num_replicas = K`)
+  export      `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
   editing     latent-space tools: interpolation, inversion, attribute directions
   sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
+  lifeline    child processes that stop when their parent dies (sweep --jobs)
   edit_cli    `gan-jax edit`
-  main        the `gan-jax` command line (train, sample, eval, sweep, edit)
+  main        the `gan-jax` command line (train, sample, eval, sweep, edit, export)
 """
 
 __version__ = '0.1.0'

@@ -243,6 +243,36 @@ class Checkpointer:
     self.close()
 
 
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run folder was trained with, from its `config.json`.
+
+  Raises:
+    FileNotFoundError: the folder has no config.json (not a gan-jax run folder).
+    UnreadableCheckpointError: config.json is not a JSON object (garbled, cut short, or
+      replaced by another tool's file); one line naming the file and the parse error.
+  """
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(
+      f'{workdir!r} holds no config.json: not a gan-jax run folder (train first with '
+      '`gan-jax train --config ... --workdir ...`).'
+    )
+  try:
+    with open(config_path, encoding='utf-8') as f:
+      raw = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise UnreadableCheckpointError(
+      f'{config_path!r} is not valid JSON ({e}); it is written by gan-jax train: restore it, '
+      'or train again in a new folder.'
+    ) from None
+  if not isinstance(raw, dict):
+    raise UnreadableCheckpointError(
+      f'{config_path!r} holds a JSON {type(raw).__name__}, not the object gan-jax train '
+      'writes: restore it, or train again in a new folder.'
+    )
+  return ml_collections.ConfigDict(raw)
+
+
 def load_run(
   workdir: str, step: int | None = None, *, best: bool = False
 ) -> tuple[ml_collections.ConfigDict, GAN, GANState]:
@@ -259,16 +289,18 @@ def load_run(
 
   Raises:
     FileNotFoundError: if workdir, its config.json or the checkpoint is missing.
+    UnreadableCheckpointError: config.json is garbled or describes no buildable model, or
+      the checkpoint cannot be read.
   """
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(
-      f'{workdir!r} holds no config.json: not a gan-jax run folder (train first with '
-      '`gan-jax train --config ... --workdir ...`).'
-    )
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  gan, state = create_state(config)
+  config = read_run_config(workdir)
+  try:
+    gan, state = create_state(config)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    raise UnreadableCheckpointError(
+      f'{os.path.join(workdir, "config.json")!r} does not describe a model gan-jax can build '
+      f'({type(e).__name__}: {e}); it is written by gan-jax train: restore it, or train again '
+      'in a new folder.'
+    ) from None
   state = replicate(state, make_mesh())
   subdir = 'best' if best else 'checkpoints'
   with Checkpointer(workdir, keep=1 if best else config.keep_checkpoints, subdir=subdir) as ckpt:

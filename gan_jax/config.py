@@ -114,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.cache_dir = config_dict.placeholder(str)  # Reference-statistics cache; None: $GAN_JAX_CACHE_DIR or ~/.cache/gan_jax.
   c.eval.keep_best = True          # Keep the checkpoint with the lowest FID in <workdir>/best/.
   c.eval.raw_generator = False     # Also evaluate the raw G (EMA on), as eval/raw_<metric>: EMA off vs on from one run.
+  c.eval.ema_batch_stats = 'raw'   # BatchNorm statistics of the evaluated EMA G: 'raw' (the raw G's running averages) or 'standing' (recomputed from the EMA weights, Brock et al. 2019).
   c.lock()
   return c
 
@@ -189,6 +190,10 @@ def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]
       raise _err('replica_values', spec, f'{field} has {len(out[field])} values for '
                  f'num_replicas={num_replicas}; give one per replica')
   return out
+
+
+# eval.ema_batch_stats: which BatchNorm statistics the EMA generator is evaluated with.
+EMA_BATCH_STATS = ('raw', 'standing')
 
 
 def _err(field: str, value: Any, need: str) -> ConfigError:
@@ -339,6 +344,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.train.get('reuse_fakes', False), bool):
     raise _err('train.reuse_fakes', config.train.reuse_fakes, 'must be true or false')
   _validate_conditioning(config)
+  ema_stats = config.eval.get('ema_batch_stats', 'raw')  # missing in older configs
+  if ema_stats not in EMA_BATCH_STATS:
+    raise _err('eval.ema_batch_stats', ema_stats, f'choose one of {list(EMA_BATCH_STATS)}')
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from typing import Any
+
+from gan_jax import run_lock
+from gan_jax.errors import WorkdirLockedError
 
 DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
@@ -113,9 +117,10 @@ def _strengths(args: argparse.Namespace) -> tuple[float, ...]:
     values = tuple(float(s) for s in args.strengths.split(',') if s.strip())
   except ValueError:
     values = ()
-  if not values:
+  if not values or not all(math.isfinite(v) for v in values):
     raise EditUsageError(
-      f'--strengths={args.strengths!r} must be comma-separated numbers, e.g. -3,-1.5,0,1.5,3.'
+      f'--strengths={args.strengths!r} must be comma-separated finite numbers, e.g. '
+      '-3,-1.5,0,1.5,3.'
     )
   return values
 
@@ -225,8 +230,15 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
     )
   except ValueError as e:  # e.g. an attribute that no sampled image has
     raise EditUsageError(f'cannot fit the direction of {name!r}: {e}') from None
-  editing.save_direction(path, direction, **meta)
-  print(f'fitted the direction of {name!r} ({args.method}, {args.num_latents} latents): {path}')
+  fitted = f'fitted the direction of {name!r} ({args.method}, {args.num_latents} latents)'
+  try:
+    with run_lock.hold(args.workdir):  # the run folder's one writer while it caches
+      editing.save_direction(path, direction, **meta)
+  except WorkdirLockedError as e:  # being trained: use the direction, write nothing there
+    print(f'{fitted}; not cached in {path}: the run folder is being written by '
+          f'{run_lock.describe(e.holder)}')  # fmt: skip
+    return direction
+  print(f'{fitted}: {path}')
   return direction
 
 
@@ -251,6 +263,17 @@ def run(args: argparse.Namespace) -> None:
   ):
     if value < 1:
       raise EditUsageError(f'{name}={value} must be a positive number.')
+  if args.strength is not None and not math.isfinite(args.strength):
+    raise EditUsageError(f'--strength={args.strength} must be a finite number.')
+  if not (math.isfinite(args.lr) and args.lr > 0):
+    raise EditUsageError(f'--lr={args.lr} must be a positive finite number.')
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+
+  try:
+    sampling.check_image_path(args.out)
+    sampling.check_scale(args.scale)
+  except ValueError as e:
+    raise EditUsageError(str(e)) from None
   for path in args.image:
     if not os.path.isfile(path):
       raise EditUsageError(f'--image {path!r} not found.')

@@ -19,3 +19,7 @@ class UnreadableCheckpointError(RuntimeError):
 
 class CheckpointWriteError(OSError):
   """A checkpoint could not be written (disk full, quota, I/O error); earlier ones are intact."""
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another process is writing the run folder (`gan_jax.run_lock`); names it (PID, host)."""

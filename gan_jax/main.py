@@ -11,6 +11,8 @@
         [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep.py)
     gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
         [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/edit_cli.py)
+    gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
+        (see gan_jax/export.py and docs/export.md)
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -21,7 +23,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import ast
+import dataclasses
 import gc
 import logging
 import os
@@ -31,7 +33,7 @@ from typing import Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from gan_jax import edit_cli  # pylint: disable=wrong-import-position
+from gan_jax import edit_cli, export, lifeline  # pylint: disable=wrong-import-position
 from gan_jax.config_files import (  # noqa: F401  pylint: disable=wrong-import-position
   UsageError,  # re-exported, with the two below: the command line's config reading
   apply_overrides,
@@ -42,6 +44,7 @@ from gan_jax.errors import (  # pylint: disable=wrong-import-position
   ConfigError,
   NonFiniteError,
   UnreadableCheckpointError,
+  WorkdirLockedError,
 )
 
 
@@ -68,8 +71,20 @@ def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
     raise UsageError(str(e)) from None
 
 
+def _refuse_if_locked(workdir: str) -> None:
+  """Refuses at once, before the slow imports, a workdir another process is writing (the
+  lock itself is taken by `train_and_evaluate`; see `gan_jax.run_lock`)."""
+  from gan_jax import run_lock  # pylint: disable=g-import-not-at-top
+
+  busy = run_lock.busy(workdir)
+  if busy is not None:
+    raise WorkdirLockedError(busy)
+
+
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   _join_processes(args, connect=False)  # bad flags fail before the config is even read
+  if not (args.distributed or args.num_processes):  # (the processes of one run share it)
+    _refuse_if_locked(args.workdir)
   config = apply_overrides(load_config_file(args.config), overrides)
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top
@@ -129,6 +144,11 @@ def _sample(args: argparse.Namespace) -> None:
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+  try:
+    sampling.check_image_path(args.out)
+    sampling.check_scale(args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   key = jax.random.PRNGKey(args.seed)
@@ -144,17 +164,23 @@ def _sample(args: argparse.Namespace) -> None:
       f'{gan.num_classes - 1}.'
     )
   labels, ncol, what = None, None, ''
+  if gan.conditional and args.label is None:
+    ncol = args.per_class or max(1, args.num // gan.num_classes)
+  num = gan.num_classes * ncol if ncol else args.num
+  try:  # before drawing latents or generating: the grid's size in memory
+    sampling.check_grid(num, gan.image_shape, ncol, args.scale)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   if args.label is not None:
     z = gan.sample_latents(key, args.num)
     labels = sampling.per_class_labels(gan.num_classes, args.num, [args.label])
     what = f' of class {args.label}'
   elif gan.conditional:  # one row per class; --num / K per row unless --per-class
-    ncol = args.per_class or max(1, args.num // gan.num_classes)
     z, labels = sampling.per_class_inputs(gan, key, ncol)
     what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
   else:
     z = gan.sample_latents(key, args.num)
-  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
+  images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema)
   sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
   print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
 
@@ -170,21 +196,37 @@ def _read_png_folder(folder: str, batch_size: int, channels: int | None):
   files = sorted(
     os.path.join(folder, f)
     for f in os.listdir(folder)
-    if f.lower().endswith(('.png', '.jpg', '.jpeg'))
+    if f.lower().endswith(('.png', '.jpg', '.jpeg')) and os.path.isfile(os.path.join(folder, f))
   )
   if not files:
     raise UsageError(f'--images {folder!r} holds no .png/.jpg files.')
-  with Image.open(files[0]) as first:
-    c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
-    shape = (first.height, first.width, c)
+
+  def unreadable(path: str, e: Exception) -> UsageError:
+    return UsageError(
+      f'--images: {path} cannot be read as an image ({type(e).__name__}: {e}); remove or '
+      'replace it.'
+    )
+
+  # Pillow's errors for a truncated, corrupt or decompression-bomb file (the last is no
+  # OSError); each is reported naming the file.
+  bad_image = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+  try:
+    with Image.open(files[0]) as first:
+      c = channels or (1 if first.mode in ('L', 'I', 'I;16', '1') else 3)
+      shape = (first.height, first.width, c)
+  except bad_image as e:
+    raise unreadable(files[0], e) from None
   mode = 'L' if c == 1 else 'RGB'
 
   def batches():
     for lo in range(0, len(files), batch_size):
       out = []
       for path in files[lo : lo + batch_size]:
-        with Image.open(path) as img:
-          x = np.asarray(img.convert(mode), np.float32)
+        try:
+          with Image.open(path) as img:
+            x = np.asarray(img.convert(mode), np.float32)
+        except bad_image as e:
+          raise unreadable(path, e) from None
         x = x[..., None] if x.ndim == 2 else x
         if x.shape != shape:
           raise UsageError(
@@ -242,10 +284,15 @@ def _eval(args: argparse.Namespace) -> None:
       **common,
     )
     use_ema = config.train.ema_decay > 0 and not args.no_ema
+    ev = dataclasses.replace(ev, ema_batch_stats=args.ema_stats)
     results = ev.evaluate_state(gan, state, use_ema=use_ema)
     step = int(state.step)
     meta.update(
-      workdir=args.workdir, step=step, ema=use_ema, dataset=args.dataset or config.data.name
+      workdir=args.workdir,
+      step=step,
+      ema=use_ema,
+      ema_batch_stats=args.ema_stats if use_ema else None,
+      dataset=args.dataset or config.data.name,
     )
     out = args.out or os.path.join(
       args.workdir, f'eval_step{step}{"_best" if args.best else ""}.json'
@@ -417,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument('--step', type=int, help='checkpoint step (default: latest)')
   e.add_argument('--best', action='store_true', help='evaluate the best-FID checkpoint')
   e.add_argument('--no-ema', action='store_true', help='evaluate the raw, not the EMA, G')
+  e.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default='raw',
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages, default) "
+    "or 'standing' (recomputed from the EMA weights on 16 x 256 latents, Brock et al. 2019)",
+  )
   e.add_argument('--channels', type=int, choices=(1, 3), help='folder images: read as 1 or 3')
   e.add_argument('--batch-size', type=int, default=500, help='images per call (default 500)')
   e.add_argument('--kid-pr-samples', type=int, default=10000, help='features kept for KID/PR')
@@ -460,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     '(config.num_replicas; in process)',
   )
   edit_cli.add_parser(sub)
+  export.add_parser(sub)
   return parser
 
 
@@ -489,6 +544,7 @@ def _collect_orphaned_writes() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `gan-jax` console script; returns the exit status."""
+  lifeline.die_with_parent()  # a sweep's child stops (cleanly, on SIGTERM) when the sweep dies
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
 
@@ -513,6 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           edit_cli.run(args)
         except edit_cli.EditUsageError as e:
           raise UsageError(str(e)) from e
+      elif args.command == 'export':
+        try:
+          export.run(args)
+        except export.ExportUsageError as e:
+          raise UsageError(str(e)) from e
       else:
         _sample(args)
   except (
@@ -521,16 +582,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     FileNotFoundError,
     PermissionError,
     UnreadableCheckpointError,
+    WorkdirLockedError,
   ) as e:
     error, status = str(e), 2
   except (NonFiniteError, CheckpointWriteError) as e:
     error, status = str(e), 1
   except OSError as e:  # e.g. a full disk while writing logs
-    error, status = (
-      f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
-      'again to resume.',
-      1,
-    )
+    if args.command in ('train', 'sweep'):
+      error = (
+        f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
+        'again to resume.'
+      )
+    else:  # sample, eval, edit, export: nothing to resume
+      error = f'{e}. Fix the cause and run the command again.'
+    status = 1
   else:
     return 0
   # Out of the except blocks nothing references the failed run's frames any more: collect

@@ -46,6 +46,7 @@ import tqdm
 from gan_jax import config as config_lib
 from gan_jax import penalties
 from gan_jax import data as data_lib
+from gan_jax import run_lock
 from gan_jax import run_setup
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -251,6 +252,7 @@ def _common_start(ckpts: list[Checkpointer]) -> int:
   return max(common) if common else 0
 
 
+@run_lock.holds_workdir('workdirs')  # each replica folder has one writer, as a run's
 def train_replicas(
   configs: Sequence[ml_collections.ConfigDict],
   workdirs: Sequence[str],
@@ -449,6 +451,8 @@ def train_replicas(
         'stopped_by_signal': stopper.received,
         'rollbacks': 0,
         'lr_scale': 1.0,
+        'g_lr': configs[i].train.g_lr,  # the effective rates, as in a single run's summary
+        'd_lr': configs[i].train.d_lr,
         'replica': i,
         'num_replicas': k,
         'replica_workdirs': list(workdirs),

@@ -19,6 +19,8 @@ from PIL import Image
 
 from gan_jax.state import GAN, GANState
 
+PyTree = Any
+
 
 def sample(
   gan: GAN,
@@ -27,6 +29,7 @@ def sample(
   labels: jax.Array | None = None,
   *,
   use_ema: bool = True,
+  batch_stats: PyTree | None = None,
 ) -> jax.Array:
   """Generates images from latents with G in inference mode (BatchNorm running averages).
 
@@ -37,6 +40,9 @@ def sample(
     labels: int `[N]` classes in [0, num_classes) for a class-conditional GAN (required
       there); None for an unconditional one.
     use_ema: sample from the EMA generator (Yazici et al. 2019).
+    batch_stats: G's BatchNorm statistics to use instead of `state.g_batch_stats` (the raw
+      generator's running averages), e.g. the EMA generator's standing statistics from
+      `standing_batch_stats`.
 
   Returns:
     float32 `[N, H, W, C]` in [-1, 1].
@@ -47,13 +53,78 @@ def sample(
   """
   params = state.ema_params if use_ema else state.g_params
   if labels is not None:
-    labels = check_class_labels(gan, labels, len(z))
-  images, _ = gan.generate(params, state.g_batch_stats, z, labels, train=False)
+    labels = check_class_labels(gan, labels, z.shape[0])  # symbolic under jax.export
+  stats = state.g_batch_stats if batch_stats is None else batch_stats
+  images, _ = gan.generate(params, stats, z, labels, train=False)
   return images
+
+
+STANDING_SALT = 0x57A4D  # Folded into the seed: standing-statistics latents differ from others.
+
+
+def standing_batch_stats(
+  gan: GAN,
+  params: PyTree,
+  batch_stats: PyTree,
+  *,
+  num_batches: int = 16,
+  batch_size: int = 256,
+  seed: int = 0,
+) -> PyTree:
+  """Standing statistics of a generator's BatchNorms ("standing statistics" of Brock et al.
+  2019, "Large Scale GAN Training for High Fidelity Natural Image Synthesis", BigGAN).
+
+  A BatchNorm's running averages belong to the weights they were collected with. The EMA
+  generator's weights are an average over many steps, while `GANState.g_batch_stats` follow
+  the raw generator's last ~10 steps, so sampling the EMA weights with them mismatches. This
+  runs G with `params` in training mode on `num_batches` batches of N(0, I) latents and
+  averages each BatchNorm's per-batch mean and (biased) variance over the batches: the
+  statistics these very weights produce.
+
+  Args:
+    gan: static G/D definitions.
+    params: generator parameters, usually `GANState.ema_params`.
+    batch_stats: the generator's current BatchNorm statistics (structure only); a generator
+      without BatchNorm (empty pytree) gets it back unchanged.
+    num_batches: forward passes, >= 1 (default 16).
+    batch_size: latents per pass, >= 2 (default 256; BatchNorm in training mode needs > 1).
+    seed: seeds the latents (folded with `STANDING_SALT`). A conditional generator gets
+      balanced classes: sample i of the passes is class i % num_classes.
+
+  Returns:
+    A pytree like `batch_stats` (float32 'mean' and 'var' per BatchNorm).
+
+  Raises:
+    ValueError: num_batches < 1 or batch_size < 2.
+  """
+  if num_batches < 1 or batch_size < 2:
+    raise ValueError(
+      f'standing statistics need num_batches >= 1 and batch_size >= 2, got {num_batches} '
+      f'and {batch_size}.'
+    )
+  if not jax.tree.leaves(batch_stats):
+    return batch_stats
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), STANDING_SALT)
+  k = gan.num_classes
+
+  @jax.jit
+  def one(params, batch_stats, i):
+    z = jax.random.normal(jax.random.fold_in(key, i), (batch_size, gan.latent_dim))
+    labels = (jnp.arange(batch_size, dtype=jnp.int32) + i * batch_size) % k if k else None
+    return gan.batch_statistics(params, batch_stats, z, labels)
+
+  total = None
+  for i in range(num_batches):
+    stats = one(params, batch_stats, i)
+    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+  return jax.tree.map(lambda x: x / num_batches, total)
 
 
 def check_class_labels(gan: GAN, labels: Any, num: int) -> jax.Array:
   """Labels for `num` samples of a conditional GAN, as int32 `[num]`.
+
+  `num` may be a symbolic dimension (a batch-polymorphic `jax.export`); then only the
+  shape and dtype are checked.
 
   Raises:
     ValueError: the GAN is unconditional, or the labels are not `[num]` integers in
@@ -153,6 +224,90 @@ def make_grid(images: Any, ncol: int | None = None, pad: int = 2) -> np.ndarray:
       pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w
     ] = x[i]
   return grid
+
+
+# Bounds of what `gan-jax sample` / `edit` write, checked before anything is generated.
+MAX_SCALE = 64  # pixel upscaling of a grid
+MAX_GRID_BYTES = 1 << 30  # 1 GiB of uint8 pixels in one grid picture
+
+
+def grid_bytes(num: int, image_shape: tuple[int, int, int], ncol: int | None, scale: int) -> int:
+  """Bytes of the uint8 picture `save_grid` makes of `num` images of `image_shape`
+  (H, W, C), `ncol` per row (default ceil(sqrt(num))), upscaled `scale` times."""
+  h, w, c = image_shape
+  ncol = ncol or math.ceil(math.sqrt(num))
+  nrow = math.ceil(num / ncol)
+  pad = 2
+  return (nrow * (h + pad) + pad) * scale * (ncol * (w + pad) + pad) * scale * c
+
+
+def check_scale(scale: int) -> None:
+  """Raises ValueError unless the pixel upscaling `scale` is in [1, MAX_SCALE]."""
+  if not 1 <= scale <= MAX_SCALE:
+    raise ValueError(f'--scale={scale} must be an integer from 1 to {MAX_SCALE}.')
+
+
+def check_grid(num: int, image_shape: tuple[int, int, int], ncol: int | None, scale: int) -> None:
+  """Refuses a grid too large to build in memory, before any image is generated.
+
+  Raises:
+    ValueError: scale outside [1, MAX_SCALE], or the picture over MAX_GRID_BYTES (one line
+      naming the limit and what to lower).
+  """
+  check_scale(scale)
+  size = grid_bytes(num, image_shape, ncol, scale)
+  if size > MAX_GRID_BYTES:
+    raise ValueError(
+      f'a grid of {num} images of {image_shape[0]}x{image_shape[1]} at scale {scale} would '
+      f'take {size / 2**30:.1f} GiB, over the {MAX_GRID_BYTES / 2**30:g} GiB limit: lower '
+      '--num or --scale.'
+    )
+
+
+def check_image_path(path: str) -> str:
+  """`path` if Pillow can write a picture there (by its extension), else ValueError.
+
+  Raises:
+    ValueError: `path` is a folder, or has no extension Pillow writes (.png, .jpg, .webp,
+      ...).
+  """
+  if os.path.isdir(path):
+    raise ValueError(f'--out {path!r} is a folder; name an image file, e.g. {path}/grid.png.')
+  ext = os.path.splitext(path)[1].lower()
+  fmt = Image.registered_extensions().get(ext)
+  if fmt is None or fmt not in Image.SAVE:
+    raise ValueError(
+      f'--out {path!r}: {ext or "no extension"} is not an image format gan-jax can write; '
+      'use .png (lossless), .jpg or .webp.'
+    )
+  return path
+
+
+def sample_in_chunks(
+  gan: GAN,
+  state: GANState,
+  z: jax.Array,
+  labels: jax.Array | None = None,
+  *,
+  use_ema: bool = True,
+  chunk: int = 1024,
+) -> np.ndarray:
+  """`sample`, `chunk` latents at a time, gathered on the host: device memory stays bounded
+  by one chunk whatever the number of latents. float32 `[N, H, W, C]` in [-1, 1]; the same
+  images as `sample` (one call when N <= chunk).
+
+  Raises:
+    ValueError: as `sample`, or chunk < 1.
+  """
+  if chunk < 1:
+    raise ValueError(f'chunk={chunk} must be >= 1.')
+  n = z.shape[0]
+  parts = []
+  for lo in range(0, n, chunk):
+    part_labels = None if labels is None else labels[lo : lo + chunk]
+    images = sample(gan, state, z[lo : lo + chunk], part_labels, use_ema=use_ema)
+    parts.append(np.asarray(jax.device_get(images)))
+  return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def save_grid(path: str, images: Any, ncol: int | None = None, scale: int = 1) -> str:

@@ -144,6 +144,45 @@ class GAN:
     _, _, new_stats = nnx.split(model, nnx.Param, ...)
     return images, nnx.to_pure_dict(new_stats)
 
+  def batch_statistics(
+    self,
+    params: PyTree,
+    batch_stats: PyTree,
+    z: jax.Array,
+    labels: jax.Array | None = None,
+  ) -> PyTree:
+    """The BatchNorm statistics G computes on one batch of latents, exactly.
+
+    G runs in training mode (each BatchNorm normalises with its batch's mean and biased
+    variance) with every BatchNorm's momentum set to 0, so the returned running averages are
+    that batch's statistics and do not depend on `batch_stats`. The building block of
+    standing statistics (`gan_jax.sampling.standing_batch_stats`).
+
+    Args:
+      params: generator parameters (`GANState.g_params` or `.ema_params`).
+      batch_stats: generator BatchNorm statistics (only their structure is used).
+      z: float32 `[B, latent_dim]`.
+      labels: int32 `[B]` in [0, num_classes) for a conditional GAN, else None.
+
+    Returns:
+      A pytree like `batch_stats`: per BatchNorm, 'mean' and 'var' (float32) of its input
+      over this batch (and the spatial axes).
+
+    Raises:
+      ValueError: labels missing for a conditional GAN, or given to an unconditional one.
+    """
+    self._check_labels(labels, 'generate')
+    model = nnx.merge(self.g_graphdef, params, batch_stats, copy=True)
+    for _, module in nnx.iter_modules(model):
+      if isinstance(module, nnx.BatchNorm):
+        module.momentum = 0.0  # running average <- 0 * old + 1 * this batch's statistic
+    if labels is None:
+      model(z, train=True)
+    else:
+      model(z, labels, train=True)
+    _, _, new_stats = nnx.split(model, nnx.Param, ...)
+    return nnx.to_pure_dict(new_stats)
+
   def discriminate(
     self,
     params: PyTree,

@@ -77,6 +77,7 @@ from typing import Any
 
 import ml_collections
 
+from gan_jax import lifeline, run_lock
 from gan_jax.config_files import UsageError, apply_overrides, load_config_file
 from gan_jax.signals import StopOnSignal
 
@@ -773,6 +774,10 @@ def _run_all(
     while queue or running:
       while queue and len(running) < jobs and not stopper.received:
         i, run = queue.pop(0)
+        busy = run_lock.busy(run.workdir)  # still trained by another process: leave it be
+        if busy is not None:
+          finished(i, run, busy, 0.0)
+          continue
         what = _describe(run)
         os.makedirs(run.workdir, exist_ok=True)
         log_path = os.path.join(run.workdir, 'train.log')
@@ -787,6 +792,7 @@ def _run_all(
           stdout=log_file,
           stderr=subprocess.STDOUT,
           stdin=subprocess.DEVNULL,
+          env=lifeline.child_env(),  # the child stops when the sweep dies, even by SIGKILL
           start_new_session=True,  # a terminal's Ctrl-C reaches the sweep, which forwards it once
         )
         stopper.procs.append(proc)

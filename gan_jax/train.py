@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-from typing import Any
 
 import jax
 import ml_collections
@@ -34,6 +33,8 @@ import tqdm
 from gan_jax import data as data_lib
 from gan_jax import distributed
 from gan_jax import replicas
+from gan_jax import rollback_state
+from gan_jax import run_lock
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError  # noqa: F401  (ConfigError re-exported)
 from gan_jax.run_actions import (
@@ -64,12 +65,6 @@ from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step
 log = logging.getLogger(__name__)
 
 
-def _read_rollbacks(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, 'rollbacks.json')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return json.load(f)
 
 
 def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN:
@@ -83,6 +78,7 @@ def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN
   return dataclasses.replace(gan, g_tx=g_tx, d_tx=d_tx)
 
 
+@run_lock.holds_workdir('workdir')  # one writer per run folder: a second refuses at once
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
 ) -> GANState:
@@ -113,7 +109,9 @@ def train_and_evaluate(
   A NaN or Inf in a loss or gradient norm stops the run (`on_nonfinite='stop'`), or with
   `on_nonfinite='rollback'` reloads the last good checkpoint, multiplies both learning rates
   by `rollback_lr_factor` and goes on, at most `max_rollbacks` times. Each rollback is
-  recorded in `<workdir>/rollbacks.json`, and a resumed run keeps the lowered rates.
+  recorded in `<workdir>/rollbacks.json`; a run resumed from a checkpoint keeps the lowered
+  rates, a new run (no checkpoint restored) starts at the requested ones
+  (`gan_jax.rollback_state`).
 
   Raises:
     ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
@@ -152,8 +150,10 @@ def train_and_evaluate(
     log.info('Resuming from checkpoint at step %d in %s', start_step, ckpt.directory)
   write_run_config(config, workdir)
 
-  rollbacks = _read_rollbacks(workdir)
-  lr_scale = rollbacks[-1]['lr_scale'] if rollbacks else 1.0
+  # Rollback state belongs to the restored checkpoint's run: a new run starts clean.
+  rollbacks, lr_scale = rollback_state.load(
+    workdir, resumed=start_step > 0, writer=distributed.is_writer()
+  )
 
   def compile_step(lr_scale: float):
     return jit_train_step(
@@ -352,6 +352,8 @@ def train_and_evaluate(
       'stopped_by_signal': stopper.received or ('in another process' if stopping else None),
       'rollbacks': len(rollbacks),
       'lr_scale': lr_scale,
+      'g_lr': config.train.g_lr * lr_scale,  # the effective rates (config.json: requested)
+      'd_lr': config.train.d_lr * lr_scale,
     }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)

@@ -34,7 +34,7 @@ def tfds_dir() -> str:
   if not (TFDS_DIR / 'mnist').is_dir():
     pytest.fail(
       f'offline TFDS data not found at {TFDS_DIR}: the tests need ../shared/tfds '
-      'beside the checkout (see README, "Offline data").'
+      'beside the checkout (see docs/data.md).'
     )
   return str(TFDS_DIR)
 

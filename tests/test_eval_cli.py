@@ -72,6 +72,18 @@ def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, cap
   # Six steps of a width-8 DCGAN are far from digits: FID (LeNet) far above the real floor.
   assert report['results']['fid_lenet'] > 50
   assert 'FID (LeNet)' in out and f'wrote {workdir}' in out
+  assert report['ema_batch_stats'] == 'raw'
+  # The EMA generator with standing statistics (recomputed from its own weights): the same
+  # latents through other BatchNorm statistics give another FID, recorded as such.
+  standing_json = str(tmp_path / 'standing.json')
+  status, _, err = _eval(
+    capsys, '--workdir', workdir, '--num-samples', '500', '--metrics', 'fid,kid',
+    '--split', 'train[:10000]', '--ema-stats', 'standing', '--out', standing_json,
+  )  # fmt: skip
+  assert status == 0, err
+  standing = json.load(open(standing_json))
+  assert standing['ema_batch_stats'] == 'standing'
+  assert standing['results']['fid_lenet'] != pytest.approx(report['results']['fid_lenet'])
 
 
 @pytest.mark.parametrize(

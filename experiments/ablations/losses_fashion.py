@@ -21,7 +21,7 @@ fid_vs_step.png and samples.png.
 Budget: 3,000 steps is what fits this 2-core CPU. Measured on an idle machine, with three
 evaluations of both generators: 318-367 s per run for hinge + SN and least-squares, 400-445 s
 with R1 and 1,070-1,100 s with WGAN-GP (n_critic 5 and the penalty), about 2.1 hours for the
-15 runs. The results are in the README ("Losses on Fashion-MNIST") and in
+15 runs. The results are in docs/results.md ("Losses on Fashion-MNIST") and in
 experiments/results/losses_fashion.{csv,md}.
 
 The cells (the same step count for all; one step = n_critic D updates + one G update, so

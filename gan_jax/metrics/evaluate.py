@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import sampling
 from gan_jax.errors import ConfigError
 from gan_jax.metrics import fid as fid_lib
 from gan_jax.metrics import inception_score as is_lib
@@ -159,6 +160,9 @@ class Evaluator:
     kid_pr_samples: generated features kept for KID and precision/recall.
     seed: seeds the latents and KID's subsets.
     kid_num_subsets: KID subsets (100 as in Binkowski et al.; fewer only for quick tests).
+    ema_batch_stats: BatchNorm statistics `evaluate_state` gives the EMA generator: 'raw'
+      (`GANState.g_batch_stats`, the raw generator's running averages) or 'standing'
+      (recomputed from the EMA weights, `gan_jax.sampling.standing_batch_stats`).
   """
 
   metrics: tuple[str, ...]
@@ -171,6 +175,7 @@ class Evaluator:
   kid_pr_samples: int = 10000
   seed: int = 0
   kid_num_subsets: int = 100
+  ema_batch_stats: str = 'raw'
 
   @classmethod
   def create(
@@ -276,7 +281,7 @@ class Evaluator:
   ) -> Evaluator:
     """`create` with the run config's `data.*`, `eval.*`, `eval_num_samples` and `seed`."""
     e = config.eval
-    return cls.create(
+    evaluator = cls.create(
       dataset=config.data.name,
       split=e.split,
       data_dir=config.data.data_dir,
@@ -294,6 +299,7 @@ class Evaluator:
       cache_dir=e.cache_dir,
       download=config.data.download,
     )
+    return dataclasses.replace(evaluator, ema_batch_stats=e.get('ema_batch_stats', 'raw'))
 
   @property
   def total_samples(self) -> int:
@@ -322,9 +328,13 @@ class Evaluator:
         yield generate(params, batch_stats, z)[:n]
 
   def evaluate_state(self, gan: Any, state: Any, *, use_ema: bool = True) -> dict[str, Any]:
-    """Evaluates the generator of a `GANState` (the EMA generator when `use_ema`)."""
+    """Evaluates the generator of a `GANState` (the EMA generator when `use_ema`, with the
+    BatchNorm statistics `ema_batch_stats` says; the raw generator with its own)."""
     params = state.ema_params if use_ema else state.g_params
-    return self.evaluate_batches(self.generator_batches(gan, params, state.g_batch_stats))
+    stats = state.g_batch_stats
+    if use_ema and self.ema_batch_stats == 'standing':
+      stats = sampling.standing_batch_stats(gan, params, stats, seed=self.seed)
+    return self.evaluate_batches(self.generator_batches(gan, params, stats))
 
   def evaluate_batches(self, batches: Iterable[Any]) -> dict[str, Any]:
     """Evaluates a stream of image batches, float [B, H, W, C] in [-1, 1].

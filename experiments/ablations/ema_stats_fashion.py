@@ -1,0 +1,42 @@
+"""The losses_fashion ablation again, with the EMA generator scored with its own BatchNorm
+statistics: does the EMA generator lose to the raw one because of its weights, or because
+it was evaluated with the raw generator's BatchNorm statistics?
+
+    TFDS_DATA_DIR=../shared/tfds gan-jax sweep experiments/ablations/ema_stats_fashion.py \
+        --workdir runs/ema_stats_fashion
+
+The same 15 runs as `losses_fashion.py` (5 losses x seeds 0, 1, 2; Fashion-MNIST DCGAN-28,
+3,000 steps at batch 64, EMA decay 0.999), with one field changed:
+`eval.ema_batch_stats = 'standing'`. Every evaluation then scores
+  * the EMA generator with standing statistics (Brock et al. 2019), recomputed from its own
+    weights on 16 x 256 latents (`gan_jax.sampling.standing_batch_stats`), as `fid_lenet`, ...;
+  * the raw generator with its own running averages, as `raw_fid_lenet`, ....
+Training does not depend on how it is evaluated, and a run is bitwise reproducible, so the
+raw columns must repeat losses_fashion's (experiments/results/losses_fashion.csv) exactly:
+a built-in check. For the EMA generator with the raw generator's statistics (losses_fashion's
+EMA column), run `gan-jax eval --workdir RUN --ema-stats raw` on a checkpoint.
+
+Budget: as losses_fashion, about 2.1 hours on an idle 2-core CPU; an interrupted sweep
+resumes where it stopped. `:tiny` is the seconds-long variant of losses_fashion with the
+same change.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+  '_losses_fashion', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'losses_fashion.py')
+)
+_losses = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_losses)
+
+
+def get_ablation(variant: str = ''):
+  """losses_fashion's ablation (or its `tiny` variant) with eval.ema_batch_stats='standing'.
+
+  Raises:
+    ValueError: for an unknown variant.
+  """
+  ablation = _losses.get_ablation(variant)
+  ablation['overrides'] = {**ablation['overrides'], 'eval.ema_batch_stats': 'standing'}
+  return ablation
