@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from gan_jax import penalties
 from gan_jax.errors import ConfigError  # noqa: F401  (re-exported)
 
 
@@ -152,15 +153,14 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 REPLICA_IMPLS = ('auto', 'vmap', 'unroll')
 
 # Fields whose values may differ between the replicas of one step: continuous values that
-# enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS).
+# enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS): the optimizer's, and the
+# weights of the penalties whose registry entry allows it (gan_jax.penalties).
 REPLICA_FIELDS = (
   'train.g_lr',
   'train.d_lr',
   'train.b1',
   'train.b2',
-  'train.gp_weight',
-  'train.r1_weight',
-  'train.r2_weight',
+  *(f'train.{field}' for field in penalties.REPLICA_WEIGHT_FIELDS),
 )
 
 
@@ -286,7 +286,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
   if not 0 <= t.lecam_decay < 1:
     raise _err('train.lecam_decay', t.lecam_decay, 'must be in [0, 1), e.g. 0.99')
-  for field in ('gp_weight', 'r1_weight', 'r2_weight', 'lecam_weight', 'clip', 'instance_noise'):
+  penalties.check_weights(t)
+  for field in ('clip', 'instance_noise'):
     value = t[field]
     if not (value >= 0 and math.isfinite(value)):
       raise _err(f'train.{field}', value, 'must be >= 0 (0 disables it)')
@@ -344,11 +345,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('train.batch_size', t.batch_size, f'must be a multiple of model.pack={m.pack} '
                f'(D judges packs of {m.pack} images); e.g. train.batch_size='
                f'{max(m.pack, t.batch_size // m.pack * m.pack)}')
-  if m.pack > 1:
-    for field in ('gp_weight', 'r1_weight', 'r2_weight'):
-      if t[field] > 0:
-        raise _err('model.pack', m.pack, f'D gives one logit per pack, but train.{field}='
-                   f'{t[field]} needs one logit per image; set model.pack=1 or train.{field}=0')
+  penalties.check_pack(t, m.pack)  # the penalties that need one logit per image
   if m.minibatch_std:
     packs = t.batch_size // m.pack  # D's batch; the groups hold min(minibatch_std, packs).
     group = min(m.minibatch_std, packs)

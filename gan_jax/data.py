@@ -18,15 +18,13 @@ Typical use::
         state, metrics = train_step(state, batch)
 
 TensorFlow is only a host-side input library here: it is kept off accelerators (see
-``_keep_tensorflow_on_cpu``) so it never reserves GPU memory that JAX needs.
+``gan_jax.tfds_images.keep_tensorflow_on_cpu``) so it never reserves GPU memory that JAX needs.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import glob
-import os
 import queue
 import threading
 import time
@@ -36,12 +34,23 @@ from typing import Any
 import jax
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
 from gan_jax import stacked_mnist  # the 'stacked_mnist' name, see _raw_images
 from gan_jax import image_folder  # 'folder:/path' names, see _raw_images
+# Reading TFDS builds (gan_jax.tfds_images, which stacked_mnist uses too); the first three are
+# re-exported, the rest keep the private names this module has always used for them.
+from gan_jax.tfds_images import DatasetNotFoundError, resolve_data_dir
+from gan_jax.tfds_images import prepared_datasets  # noqa: F401
+from gan_jax.tfds_images import deterministic_options as _options
+from gan_jax.tfds_images import keep_tensorflow_on_cpu as _keep_tensorflow_on_cpu
+from gan_jax.tfds_images import prepared_builder as _builder
+from gan_jax.tfds_images import preprocess as _preprocess
+from gan_jax.tfds_images import raw_tfds_images
+from gan_jax.tfds_images import scale as _scale
+from gan_jax.tfds_images import searched_dir as _searched_dir
+from gan_jax.tfds_images import validate_image_args as _validate_image_args
 
 __all__ = [
   'DatasetNotFoundError',
@@ -56,156 +65,6 @@ __all__ = [
   'resolve_data_dir',
 ]
 
-_ENV_DATA_DIR = 'TFDS_DATA_DIR'
-_TFDS_DEFAULT_DATA_DIR = '~/tensorflow_datasets'
-
-
-class DatasetNotFoundError(FileNotFoundError):
-  """A TFDS dataset is neither prepared in the data_dir nor downloadable.
-
-  Attributes:
-    name: The TFDS dataset name, e.g. ``'mnist'``.
-    split: The requested split string, e.g. ``'train'``.
-    data_dir: The TFDS data directory that was searched (already resolved; never None).
-    reason: A short description of what went wrong (empty when the data is simply absent).
-  """
-
-  def __init__(self, name: str, split: str, data_dir: str, reason: str = '', field: str = ''):
-    self.name = name
-    self.split = split
-    self.data_dir = data_dir
-    self.reason = reason
-    self.field = field
-    detail = f' ({reason})' if reason else ''
-    prepared = prepared_datasets(data_dir)
-    choices = (
-      f'Datasets prepared there (valid names): {", ".join(prepared)}. '
-      if prepared
-      else 'No dataset is prepared there. '
-    )
-    message = (
-      (f'{field}={name!r}: ' if field else '')
-      + f"TFDS dataset '{name}' (split '{split}') was not found in the TFDS data_dir "
-      f"'{data_dir}'{detail}. {choices}Nothing is downloaded unless download=True is passed. "
-      f'To prepare it offline, on a machine with internet access run '
-      f'`python -c "import tensorflow_datasets as tfds; '
-      f"tfds.load('{name}', data_dir='{data_dir}')\"` "
-      f'(or `tfds build {name} --data_dir {data_dir}`), copy the resulting '
-      f"'{os.path.join(data_dir, name)}' folder into a data_dir on this machine, and point "
-      f'gan_jax at that data_dir with config.data.data_dir or the {_ENV_DATA_DIR} '
-      f'environment variable.'
-    )
-    super().__init__(message)
-
-  def __reduce__(self):  # Keeps the exception picklable despite the custom __init__.
-    return (type(self), (self.name, self.split, self.data_dir, self.reason, self.field))
-
-
-def prepared_datasets(data_dir: str | None) -> list[str]:
-  """Names of the TFDS datasets prepared in `data_dir` (folders holding a dataset_info.json
-  at `<name>/<version>/` or `<name>/<config>/<version>/`), sorted; [] if there are none."""
-  if not data_dir or not os.path.isdir(data_dir):
-    return []
-  names = set()
-  for pattern in ('*/*/dataset_info.json', '*/*/*/dataset_info.json'):
-    for path in glob.glob(os.path.join(glob.escape(data_dir), pattern)):
-      names.add(os.path.relpath(path, data_dir).split(os.sep)[0])
-  return sorted(names)
-
-
-def resolve_data_dir(data_dir: str | None) -> str | None:
-  """Returns the TFDS data directory to read from.
-
-  Precedence: the explicit (config) value, then the ``TFDS_DATA_DIR`` environment variable,
-  then None, which means TFDS's own default (``~/tensorflow_datasets``). Empty strings count
-  as unset. ``~`` is expanded; the path is not required to exist.
-
-  Args:
-    data_dir: The configured directory (``config.data.data_dir``) or None.
-
-  Returns:
-    The directory as an absolute-or-relative path string with ``~`` expanded, or None.
-  """
-  for candidate in (data_dir, os.environ.get(_ENV_DATA_DIR)):
-    if candidate:
-      return os.path.expanduser(os.fspath(candidate))
-  return None
-
-
-@functools.cache
-def _keep_tensorflow_on_cpu() -> None:
-  """Hides GPUs from TensorFlow (once per process) so tf.data never grabs accelerator memory."""
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:
-    # TF's devices are already initialised (someone used TF first); nothing we can change.
-    pass
-
-
-def _searched_dir(data_dir: str | None) -> str:
-  """The directory TFDS searches for a resolved data_dir: None means ~/tensorflow_datasets."""
-  return data_dir if data_dir else os.path.expanduser(_TFDS_DEFAULT_DATA_DIR)
-
-
-def _validate_image_args(image_size: int, channels: int) -> None:
-  if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-    raise ConfigError(f'data.image_size={image_size!r} must be a positive integer.')
-  if channels not in (1, 3):
-    raise ConfigError(f'data.channels={channels!r} must be 1 (grayscale) or 3 (RGB).')
-
-
-def _builder(
-  name: str, split: str, data_dir: str, download: bool, fields: tuple[str, str] = ('', '')
-):
-  """Returns a prepared TFDS builder, raising DatasetNotFoundError/ValueError otherwise.
-
-  `fields` names the config fields that gave the name and the split, for the messages.
-  """
-  searched = data_dir
-  name_field, split_field = fields
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except ValueError as err:  # tfds' DatasetNotFoundError is a ValueError too
-    if isinstance(err, tfds.core.registered.DatasetNotFoundError):
-      # Neither a registered builder nor a prepared folder `data_dir/name/<version>`.
-      reason = 'no registered TFDS builder and no prepared folder'
-    else:  # not a TFDS name at all, e.g. '_' or 'a b'
-      reason = 'not a TFDS dataset name (letters, digits and _, optionally /config:version)'
-    raise DatasetNotFoundError(name, split, searched, reason=reason, field=name_field) from None
-  if not builder.is_prepared():
-    if not download:
-      raise DatasetNotFoundError(name, split, searched, field=name_field) from None
-    try:
-      builder.download_and_prepare()
-    except Exception as err:  # Network errors take many forms (OSError, DownloadError, ...).
-      first_line = (str(err).strip().splitlines() or [''])[0][:200]
-      raise DatasetNotFoundError(
-        name,
-        split,
-        searched,
-        reason=f'download_and_prepare failed: {type(err).__name__}: {first_line}',
-        field=name_field,
-      ) from err
-  try:
-    builder.info.splits[split]  # Validates split names and slice bounds.
-  except (KeyError, ValueError) as err:
-    available = ', '.join(
-      f"'{s}' ({info.num_examples} examples)" for s, info in builder.info.splits.items()
-    )
-    raise ConfigError(
-      (f'{split_field}={split!r}: ' if split_field else '')
-      + f"Invalid split '{split}' for TFDS dataset '{name}' in '{searched}': {err} "
-      f'Available splits: {available}. TFDS slicing such as '
-      f"'train[:10%]' or 'train+test' is supported."
-    ) from None
-  if 'image' not in builder.info.features:
-    raise ConfigError(
-      f"TFDS dataset '{name}' has no 'image' feature (features: "
-      f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
-    )
-  return builder
-
-
 def check_dataset(
   name: str,
   split: str,
@@ -217,7 +76,7 @@ def check_dataset(
   """Checks, without reading any image, that `split` of dataset `name` can be read.
 
   The cheap first thing a run does, so a wrong name, split or data dir fails in one line
-  before any model is built or file written (`gan_jax.train.preflight`).
+  before any model is built or file written (`gan_jax.run_setup.preflight`).
 
   Args:
     name: a TFDS dataset name, or 'stacked_mnist' (built from TFDS 'mnist').
@@ -253,7 +112,7 @@ def label_classes(
   """How many classes the labels of dataset `name` have, from its TFDS metadata.
 
   Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
-  builds anything (`gan_jax.train.preflight`).
+  builds anything (`gan_jax.run_setup.preflight`).
 
   Args:
     name: a TFDS dataset name, or 'stacked_mnist' (labels are its 1,000 modes).
@@ -280,86 +139,6 @@ def label_classes(
   return int(getattr(info.features['label'], 'num_classes', 0) or 0)
 
 
-def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-  """[H, W, C_in] float32 -> [H, W, channels]; works with a static or a dynamic C_in."""
-
-  def convert(img: tf.Tensor, c_in: int) -> tf.Tensor:
-    if c_in == 4:  # RGBA: drop alpha.
-      img, c_in = img[..., :3], 3
-    if c_in == channels:
-      return img
-    if c_in == 1 and channels == 3:
-      return tf.tile(img, [1, 1, 3])
-    if c_in == 3 and channels == 1:
-      return tf.image.rgb_to_grayscale(img)
-    raise ValueError(f'Cannot convert images with {c_in} channels to {channels}.')
-
-  c_static = image.shape[-1]
-  if c_static is not None:
-    return convert(image, c_static)
-  c_dyn = tf.shape(image)[-1]
-
-  def unsupported() -> tf.Tensor:
-    check = tf.debugging.Assert(False, ['Unsupported number of image channels:', c_dyn])
-    with tf.control_dependencies([check]):
-      return tf.zeros(tf.concat([tf.shape(image)[:2], [channels]], 0), image.dtype)
-
-  return tf.case(
-    [(tf.equal(c_dyn, c), functools.partial(convert, image, c)) for c in (1, 3, 4)],
-    default=unsupported,
-    exclusive=True,
-  )
-
-
-def _preprocess(
-  features: Mapping[str, tf.Tensor], image_size: int, channels: int
-) -> dict[str, tf.Tensor]:
-  """Resizes and converts channels, leaving values in [0, 255] (scaling happens later).
-
-  The image stays uint8 when neither resizing nor RGB->grayscale is needed (it is then 4x
-  smaller in the cache); otherwise it becomes float32 in [0, 255].
-  """
-  image = features['image']
-  h, w = image.shape[0], image.shape[1]
-  static_ok = h == image_size and w == image_size
-  if not static_ok:
-    image = tf.cast(image, tf.float32)
-    if h is not None and w is not None:
-      image = tf.image.resize(image, (image_size, image_size), method='bilinear', antialias=True)
-    else:  # No static size: resize only the images whose stored size differs.
-      shape = tf.shape(image)
-      image = tf.cond(
-        tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
-        lambda: image,
-        lambda: tf.image.resize(image, (image_size, image_size), method='bilinear', antialias=True),
-      )
-  if image.shape[-1] is None or image.shape[-1] != channels:
-    if image.dtype == tf.uint8 and not (image.shape[-1] == 1 and channels == 3):
-      image = tf.cast(image, tf.float32)  # rgb_to_grayscale would round in uint8.
-    image = _convert_channels(image, channels)
-  if image.dtype != tf.uint8:  # Guards against float round-off of the resize kernel.
-    image = tf.clip_by_value(image, 0.0, 255.0)
-  image = tf.ensure_shape(image, (image_size, image_size, channels))
-  if 'label' in features:
-    label = tf.cast(features['label'], tf.int32)
-  else:
-    label = tf.constant(-1, tf.int32)
-  return {'image': image, 'label': label}
-
-
-def _scale(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-  """Maps images in [0, 255] (any leading batch dims) to float32 in [-1, 1] as x/127.5 - 1."""
-  # x in [0, 255] maps into [-1, 1] exactly (255 / 127.5 == 2), so no clipping is needed.
-  image = tf.cast(features['image'], tf.float32) / 127.5 - 1.0
-  return {'image': image, 'label': features['label']}
-
-
-def _options() -> tf.data.Options:
-  options = tf.data.Options()
-  options.deterministic = True
-  return options
-
-
 def _raw_images(
   name: str,
   split: str,
@@ -372,23 +151,22 @@ def _raw_images(
   """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling)."""
   _keep_tensorflow_on_cpu()
   _validate_image_args(image_size, channels)
-  if name == stacked_mnist.NAME:
-    # Stacked MNIST is no TFDS dataset: it is built from the TFDS 'mnist' build (uint8
-    # [28, 28, 3] examples, label = mode), so it then shares all of the processing below.
-    ds, num_examples = stacked_mnist.stacked_mnist_dataset(
-      split, data_dir=data_dir, download=download
-    )
-  elif image_folder.is_folder_name(name):  # decoded once into a memory-mapped uint8 cache
+  if image_folder.is_folder_name(name):  # decoded once into a memory-mapped uint8 cache
     ds, num_examples = image_folder.folder_dataset(
       name, split, image_size=image_size, channels=channels
     )
-  else:
-    # Pass TFDS an explicit directory, so what it searches is exactly what errors report.
-    data_dir = _searched_dir(resolve_data_dir(data_dir))
-    builder = _builder(name, split, data_dir, download)
-    read_config = tfds.ReadConfig(try_autocache=False, options=_options())
-    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
-    num_examples = builder.info.splits[split].num_examples
+    preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds, num_examples
+  if name != stacked_mnist.NAME:
+    return raw_tfds_images(
+      name, split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
+    )
+  # Stacked MNIST is no TFDS dataset: it is built from the TFDS 'mnist' build (uint8
+  # [28, 28, 3] examples, label = mode), so it then shares all of the processing below.
+  ds, num_examples = stacked_mnist.stacked_mnist_dataset(
+    split, data_dir=data_dir, download=download
+  )
   preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds, num_examples

@@ -1098,9 +1098,9 @@ def load_celeba_attribute(
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  from gan_jax.data import _keep_tensorflow_on_cpu  # pylint: disable=g-import-not-at-top
+  from gan_jax.tfds_images import keep_tensorflow_on_cpu  # pylint: disable=g-import-not-at-top
 
-  _keep_tensorflow_on_cpu()
+  keep_tensorflow_on_cpu()
   builder = tfds.builder('celeb_a', data_dir=data_dir)
   names = sorted(builder.info.features['attributes'].keys())
   if attribute not in names:

@@ -44,13 +44,21 @@ import numpy as np
 import tqdm
 
 from gan_jax import config as config_lib
+from gan_jax import penalties
 from gan_jax import data as data_lib
-from gan_jax import image_folder
 from gan_jax import run_lock
-from gan_jax import train as train_lib
+from gan_jax import run_setup
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.losses import get_loss
+from gan_jax.run_actions import (
+  BestCheckpoint,
+  ScalarLog,
+  evaluate_and_log,
+  fixed_labels,
+  fixed_latents,
+  write_grid,
+)
 from gan_jax.signals import StopOnSignal
 from gan_jax.sharding import batch_sharding, replicate, replicated
 from gan_jax.state import GAN, GANState, create_state
@@ -108,11 +116,11 @@ def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
       for replicas itself (`num_replicas > 1`).
   """
   free = {'seed', *config_lib.REPLICA_FIELDS}
-  base = train_lib._flatten(configs[0].to_dict())  # pylint: disable=protected-access
+  base = run_setup.flatten_config(configs[0].to_dict())
   for i, config in enumerate(configs):
     if config.get('num_replicas', 1) != 1:
       raise ConfigError(f'replica {i} has num_replicas={config.num_replicas}; each must be 1.')
-    flat = train_lib._flatten(config.to_dict())  # pylint: disable=protected-access
+    flat = run_setup.flatten_config(config.to_dict())
     differ = sorted(
       k for k in set(base) | set(flat) if k not in free and base.get(k) != flat.get(k)
     )
@@ -137,7 +145,7 @@ def shared_step_config(configs: Sequence[ml_collections.ConfigDict]) -> ml_colle
   """Replica 0's config with each penalty weight the largest of any replica's, so that the
   one compiled step computes every penalty some replica uses (weighted per replica)."""
   config = ml_collections.ConfigDict(configs[0].to_dict())
-  for f in ('gp_weight', 'r1_weight', 'r2_weight'):
+  for f in penalties.REPLICA_WEIGHT_FIELDS:
     config.train[f] = max(float(c.train[f]) for c in configs)
   return config
 
@@ -230,7 +238,7 @@ def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True
 
 def _stacked_batches(configs, start_step: int) -> Iterator[dict[str, np.ndarray]]:
   """Zips the replicas' host pipelines, stacking each leaf on a new leading axis."""
-  streams = [train_lib.host_batches(c, start_step) for c in configs]
+  streams = [run_setup.host_batches(c, start_step) for c in configs]
   for batches in zip(*streams):
     yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
@@ -268,7 +276,7 @@ def train_replicas(
 
   Raises:
     ConfigError: (a ValueError) configs that differ in other fields, workdirs not one
-      per config or repeated, and every error of `gan_jax.train.preflight`.
+      per config or repeated, and every error of `gan_jax.run_setup.preflight`.
     NonFiniteError: a loss or gradient norm of a replica became NaN or Inf (replicas stop
       together; every replica's last good checkpoint is kept); `on_nonfinite='rollback'` is
       refused for replicas by the config check.
@@ -279,14 +287,14 @@ def train_replicas(
   if len({os.path.abspath(w) for w in workdirs}) != len(workdirs):
     raise ConfigError(f'replica workdirs must be distinct, got {list(workdirs)}.')
   check_replicable(configs)
-  checked = [train_lib.preflight(c, w, overwrite=overwrite) for c, w in zip(configs, workdirs)]
+  checked = [run_setup.preflight(c, w, overwrite=overwrite) for c, w in zip(configs, workdirs)]
   configs = [c for c, _ in checked]
   mesh = checked[0][1]
   config = configs[0]
   k = len(configs)
   if overwrite and jax.process_index() == 0:
     for w in workdirs:
-      removed = train_lib._clear_run(w)  # pylint: disable=protected-access
+      removed = run_setup.clear_run(w)
       if removed:
         log.warning('overwrite: removed the previous run in %s (%s)', w, ', '.join(removed))
 
@@ -299,12 +307,8 @@ def train_replicas(
     log.info('Resuming %d replicas from their checkpoints at step %d', k, start_step)
   state = replicate(stack(states), mesh)
   del states
-  if jax.process_index() == 0:
-    for c, w in zip(configs, workdirs):
-      with open(os.path.join(w, 'config.json'), 'w') as f:
-        f.write(c.to_json(indent=2))
-      if image_folder.is_folder_name(c.data.name):  # as train.py: the folder's class names
-        image_folder.write_classes(c.data.name, w)
+  for c, w in zip(configs, workdirs):
+    run_setup.write_run_config(c, w)  # atomic, as for one run
 
   impl = resolve_replica_impl(config)
   log.info('%d replicas in one program, replica_impl=%s', k, impl)
@@ -329,8 +333,8 @@ def train_replicas(
   batches = data_lib.device_prefetch(
     _stacked_batches(configs, start_step), batch_sharding(mesh, batch_axis=2)
   )
-  z_fixed = [train_lib._fixed_latents(gan, c) for c in configs]  # pylint: disable=protected-access
-  labels_fixed = train_lib._fixed_labels(gan, config)  # pylint: disable=protected-access
+  z_fixed = [fixed_latents(gan, c) for c in configs]
+  labels_fixed = fixed_labels(gan, config)
   use_ema = config.train.ema_decay > 0
   raw_too = bool(config.eval.get('raw_generator', False))
   evaluator, bests = None, [None] * k
@@ -341,8 +345,8 @@ def train_replicas(
     evaluator = Evaluator.from_config(config)
     if evaluator.net is not None and 'fid' in evaluator.metrics and config.eval.keep_best:
       key = f'fid_{evaluator.net.label.lower()}'
-      bests = [train_lib._BestCheckpoint(w, key) for w in workdirs]  # pylint: disable=protected-access
-  scalars = [train_lib._ScalarLog(w, start_step) for w in workdirs]  # pylint: disable=protected-access
+      bests = [BestCheckpoint(w, key) for w in workdirs]
+  scalars = [ScalarLog(w, start_step) for w in workdirs]
   total = config.train.steps
   bar = tqdm.tqdm(
     total=total,
@@ -359,7 +363,7 @@ def train_replicas(
   def evaluate_all(step: int) -> float:
     seconds = 0.0
     for i in range(k):
-      seconds += train_lib._evaluate(  # pylint: disable=protected-access
+      seconds += evaluate_and_log(
         evaluator, gan, unstack(state, i), step, use_ema, scalars[i], bests[i], bar, raw_too
       )
     return seconds
@@ -406,7 +410,7 @@ def train_replicas(
         if step % config.sample_every == 0 or is_last:
           for i, w in enumerate(workdirs):
             path = os.path.join(w, 'samples', f'step_{step:07d}.png')
-            train_lib._write_grid(  # pylint: disable=protected-access
+            write_grid(
               gan, unstack(state, i), z_fixed[i], path, use_ema, labels_fixed
             )
         if save:

@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from gan_jax import tfds_images
 from gan_jax.errors import ConfigError
 
 __all__ = [
@@ -132,14 +133,12 @@ def _segments(split: str | tfds.core.AbstractSplit, lengths: Mapping[str, int]):
 @functools.lru_cache(maxsize=4)
 def _mnist(split: str, data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
   """MNIST ``split`` as (images uint8 [M, 28, 28], labels int32 [M]) in stored TFDS order."""
-  from gan_jax import data  # pylint: disable=g-import-not-at-top  (data imports this module)
-
-  ds = data.load_images(
+  ds = tfds_images.load_tfds_images(
     _SOURCE, split, data_dir=data_dir, image_size=28, channels=1, download=download
   )
   images, labels = [], []
   for batch in ds.batch(10_000).as_numpy_iterator():
-    # load_images maps uint8 u to u / 127.5 - 1 in float32; this inverts it exactly.
+    # load_tfds_images maps uint8 u to u / 127.5 - 1 in float32; this inverts it exactly.
     images.append(np.rint((batch['image'][..., 0] + 1.0) * 127.5).astype(np.uint8))
     labels.append(batch['label'].astype(np.int32))
   images, labels = np.concatenate(images), np.concatenate(labels)
@@ -177,11 +176,9 @@ def _plan(
   download: bool,
 ):
   """Per segment: (base split, MNIST images [M, 28, 28], modes [n], source indices [n, 3])."""
-  from gan_jax import data  # pylint: disable=g-import-not-at-top  (data imports this module)
-
   _check_seed(seed)
   segments = _segments(split, _lengths(num_examples))
-  data_dir = data.resolve_data_dir(data_dir)
+  data_dir = tfds_images.resolve_data_dir(data_dir)
   plans = []
   for base, start, stop in segments:
     images, labels = _mnist(base, data_dir, bool(download))

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from gan_jax import penalties
 from gan_jax.models import build_models
 
 PyTree = Any
@@ -271,14 +272,14 @@ class GAN:
 
 
 def initial_extras(train_config: Any) -> dict[str, jax.Array]:
-  """`GANState.extras` at step 0 for a config's `train` block: the LeCam EMAs (0) when
-  `lecam_weight > 0`, else {}."""
-  if train_config.get('lecam_weight', 0.0) > 0:
-    return {
-      'lecam_ema_real': jnp.zeros((), jnp.float32),
-      'lecam_ema_fake': jnp.zeros((), jnp.float32),
-    }
-  return {}
+  """`GANState.extras` at step 0 for a config's `train` block: the state entries of each
+  penalty that is on (`gan_jax.penalties.Penalty.state`, float32 scalars 0), e.g. the LeCam
+  EMAs when `lecam_weight > 0`; {} when none keeps state."""
+  return {
+    key: jnp.zeros((), jnp.float32)
+    for p in penalties.active(train_config)
+    for key in p.state
+  }
 
 
 def make_optimizers(

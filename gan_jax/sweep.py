@@ -78,7 +78,7 @@ from typing import Any
 import ml_collections
 
 from gan_jax import lifeline, run_lock
-from gan_jax.main import UsageError, apply_overrides, load_config_file
+from gan_jax.config_files import UsageError, apply_overrides, load_config_file
 from gan_jax.signals import StopOnSignal
 
 ABLATION_KEYS = ('base', 'overrides', 'grid', 'seeds', 'metrics')

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from gan_jax import regularizers
+from gan_jax import penalties, regularizers
 from gan_jax.augment import diff_augment
 from gan_jax.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
 from gan_jax.sharding import batch_sharding, replicated
@@ -55,7 +55,7 @@ METRIC_NAMES = (
 
 # Continuous hyperparameters that `train_step(state, batch, hparams)` takes as (traced) inputs,
 # so that replicas of one vmapped step can each have their own (gan_jax.replicas).
-HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', 'gp_weight', 'r1_weight', 'r2_weight')
+HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', *penalties.REPLICA_WEIGHT_FIELDS)
 
 # Folded into the step's key for the stabilizers' randomness, so that turning them on leaves
 # the latents of every step (drawn from the step's key as before) unchanged.
@@ -108,7 +108,8 @@ class Stabilizers:
 
   @property
   def penalised(self) -> bool:
-    return bool(self.gp_weight or self.r1_weight or self.r2_weight or self.lecam_weight)
+    """Whether any penalty of `gan_jax.penalties.PENALTIES` is on (weight > 0)."""
+    return any(getattr(self, p.field) for p in penalties.PENALTIES.values())
 
 
 def make_train_step(

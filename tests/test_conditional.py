@@ -22,7 +22,7 @@ from PIL import Image
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import main as cli
-from gan_jax import models, sampling, train
+from gan_jax import models, run_setup, sampling, train
 from gan_jax.checkpoint import load_run
 from gan_jax.losses import class_cross_entropy, d_minimax_loss, g_nonsaturating_loss, get_loss
 from gan_jax.state import create_state
@@ -163,11 +163,11 @@ def test_wrong_class_count_or_unlabelled_data_fails_before_training(
 
 def test_host_side_label_check():
   batches = [{'label': np.array([[0, 4]])}, {'label': np.array([[1, 7]])}]
-  it = train._checked_labels(iter(batches), 5, 'mnist')  # pylint: disable=protected-access
+  it = run_setup.checked_labels(iter(batches), 5, 'mnist')
   assert next(it) is batches[0]
   with pytest.raises(config_lib.ConfigError, match=r'has label 7, outside \[0, 5\)'):
     next(it)
-  unlabelled = train._checked_labels(iter([{'label': -np.ones((1, 2), np.int32)}]), 5, 'x')  # pylint: disable=protected-access
+  unlabelled = run_setup.checked_labels(iter([{'label': -np.ones((1, 2), np.int32)}]), 5, 'x')
   with pytest.raises(config_lib.ConfigError, match='unlabelled images'):
     next(unlabelled)
 

@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gan_jax.models.layers import SpectralNorm, batch_norm
+
 Dtype = Any
 
 G_CONDITIONINGS = ('concat', 'cbn')
@@ -192,7 +194,7 @@ class ConditionalBatchNorm(nnx.Module):
 
   `out = (x - mean) / sqrt(var + eps) * gain[y] + bias[y]`: the statistics (batch statistics
   in training, running averages otherwise, PyTorch momentum 0.1 and eps 1e-5 as
-  `gan_jax.models.sngan.batch_norm`) are shared by all classes; only the affine part depends
+  `gan_jax.models.layers.batch_norm`) are shared by all classes; only the affine part depends
   on y (de Vries et al. 2017, "Modulating early visual processing by language"; Dumoulin et
   al. 2017; the generator of Miyato & Koyama 2018, their
   `CategoricalConditionalBatchNormalization`). Gains start at 1 and biases at 0, so at
@@ -214,8 +216,6 @@ class ConditionalBatchNorm(nnx.Module):
   """
 
   def __init__(self, features: int, num_classes: int, rngs: nnx.Rngs, dtype: Dtype = None):
-    from gan_jax.models.sngan import batch_norm  # pylint: disable=g-import-not-at-top
-
     self.bn = batch_norm(features, rngs, dtype, affine=False)
     self.gain = LabelEmbed(num_classes, features, init=nnx.initializers.ones, rngs=rngs)
     self.bias = LabelEmbed(num_classes, features, init=nnx.initializers.zeros, rngs=rngs)
@@ -231,8 +231,6 @@ def make_batch_norm(
   features: int, num_classes: int, rngs: nnx.Rngs, dtype: Dtype = None
 ) -> nnx.Module:
   """`ConditionalBatchNorm` when num_classes > 0, else the plain `batch_norm`."""
-  from gan_jax.models.sngan import batch_norm  # pylint: disable=g-import-not-at-top
-
   if num_classes:
     return ConditionalBatchNorm(features, num_classes, rngs, dtype)
   return batch_norm(features, rngs, dtype)
@@ -249,8 +247,6 @@ def apply_batch_norm(
 
 def apply_layer(layer: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
   """Calls a plain layer, or a `SpectralNorm` one with `update_stats=train`."""
-  from gan_jax.models.sngan import SpectralNorm  # pylint: disable=g-import-not-at-top
-
   if isinstance(layer, SpectralNorm):
     return layer(x, update_stats=train)
   return layer(x)

@@ -29,121 +29,20 @@ stay float32 (`batch_norm`), and `gan_jax.state.GAN` casts the outputs back to f
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from gan_jax.models import conditional as cond
-
-# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9: running = 0.9 * running + 0.1 * batch.
-_BN_MOMENTUM = 0.9
-
-# A layer's computation dtype: None computes in the dtype of the inputs and parameters
-# (float32 here); jnp.bfloat16 gives mixed precision (float32 parameters, bfloat16 layers).
-Dtype = Any
+from gan_jax.models.layers import Dtype, SpectralNorm, batch_norm  # noqa: F401  (re-exported)
 
 
 def _glorot(gain: float = 1.0) -> Callable:
   """Glorot (Xavier) uniform with a gain: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
   return nnx.initializers.variance_scaling(gain**2, 'fan_avg', 'uniform')
-
-
-def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
-  return x * jax.lax.rsqrt(jnp.sum(x * x) + eps)
-
-
-class SpectralNorm(nnx.Module):
-  """Spectral normalization of a layer's kernel (Miyato et al. 2018, eq. 8 and Algorithm 1).
-
-  The wrapped layer computes with `W / sigma`, where `sigma = v^T W u` and `u`, `v` come from
-  `n_steps` power-iteration steps started at the stored `u`
-  (`v <- W u / |W u|`, `u <- W^T v / |W^T v|`, with W the kernel reshaped to
-  `[prod(kernel.shape[:-1]), out]`, i.e. Flax's `[fan_in, out]` layout, the transpose of the
-  paper's W). `u` and `v` are constants for differentiation; `sigma` is differentiated
-  through W, as in the paper's eq. 12. The bias is not normalised.
-
-  With `update_stats=True` (training) the new `u` and `sigma` are stored, so that one power
-  iteration per call refines the estimate over training; with `update_stats=False` they are
-  used but not changed (evaluation is deterministic and leaves the state alone). The layer's
-  `kernel` Param is never modified: the normalised kernel is swapped in for the call only.
-  (Unlike `flax.nnx.SpectralNorm`, which overwrites the Param with `W / sigma`, so that a
-  stateful model would normalise an already-normalised kernel on its next call.)
-
-  Args:
-    layer: an NNX module with a `kernel` Param of rank >= 2 whose last axis is the output
-      axis: `nnx.Linear`, `nnx.Conv` or `nnx.ConvTranspose`.
-    n_steps: power-iteration steps per call (1 in the paper), >= 1.
-    epsilon: added to squared norms before normalising the power-iteration vectors.
-    rngs: `nnx.Rngs` with a `params` stream for the random initial `u`.
-
-  Attributes:
-    layer: the wrapped layer (its Params keep their usual names, under `layer`).
-    u: `nnx.BatchStat`, float32 `[out]`, unit norm: the current left singular vector
-      estimate (right singular vector of the `[fan_in, out]` kernel).
-    sigma: `nnx.BatchStat`, float32 scalar: the last stored estimate of the spectral norm of
-      the (reshaped) kernel; 1 until the first training call.
-
-  Call: `layer(x, update_stats=bool)`, with the wrapped layer's input and output. With a
-  low-precision layer (`dtype=jnp.bfloat16`) the power iteration and `W / sigma` stay
-  float32; the layer casts the normalised kernel to its dtype as it does its own kernel.
-
-  Raises:
-    ValueError: if the layer has no kernel of rank >= 2 or n_steps < 1.
-  """
-
-  def __init__(
-    self, layer: nnx.Module, *, n_steps: int = 1, epsilon: float = 1e-12, rngs: nnx.Rngs
-  ):
-    kernel = getattr(layer, 'kernel', None)
-    if not isinstance(kernel, nnx.Param) or kernel[...].ndim < 2:
-      raise ValueError(
-        f'SpectralNorm needs a layer with a kernel Param of rank >= 2 (nnx.Linear, nnx.Conv, '
-        f'nnx.ConvTranspose), got {type(layer).__name__}.'
-      )
-    if n_steps < 1:
-      raise ValueError(f'SpectralNorm n_steps={n_steps} must be >= 1.')
-    self.layer = layer
-    self.n_steps = n_steps
-    self.epsilon = epsilon
-    out = kernel[...].shape[-1]
-    u = jax.random.normal(rngs.params(), (out,), jnp.float32)
-    self.u = nnx.BatchStat(_l2_normalize(u, epsilon))
-    self.sigma = nnx.BatchStat(jnp.ones((), jnp.float32))
-
-  def power_iteration(self) -> tuple[jax.Array, jax.Array]:
-    """`n_steps` power-iteration steps from the stored `u`; changes nothing.
-
-    Returns:
-      (sigma float32 scalar, the estimated largest singular value of the reshaped kernel;
-      new u float32 `[out]`, unit norm, gradient-stopped).
-    """
-    w = self.layer.kernel[...]
-    w = w.reshape((-1, w.shape[-1])).astype(jnp.float32)
-    # Full float32 precision (not TF32 on GPUs): these are cheap matrix-vector products.
-    dot = functools.partial(jnp.dot, precision=jax.lax.Precision.HIGHEST)
-    u = self.u[...]
-    for _ in range(self.n_steps):
-      v = _l2_normalize(dot(w, u), self.epsilon)
-      u = _l2_normalize(dot(w.T, v), self.epsilon)
-    u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
-    return dot(v, dot(w, u)), u
-
-  def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
-    sigma, u = self.power_iteration()
-    if update_stats:
-      self.u[...] = u
-      self.sigma[...] = jax.lax.stop_gradient(sigma)
-    kernel = self.layer.kernel
-    w = kernel[...]
-    kernel[...] = (w / jnp.where(sigma != 0, sigma, 1)).astype(w.dtype)
-    try:
-      return self.layer(x)
-    finally:
-      kernel[...] = w
 
 
 def _sn(layer: nnx.Module, rngs: nnx.Rngs) -> SpectralNorm:
@@ -155,48 +54,6 @@ def _conv(
 ) -> nnx.Conv:
   return nnx.Conv(
     cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), dtype=dtype, rngs=rngs
-  )
-
-
-def _no_promotion(arrays: tuple, *, dtype: Dtype = None, inexact: bool = True) -> tuple:
-  """BatchNorm's `promote_dtype` for mixed precision: casts nothing.
-
-  `nnx.BatchNorm`'s default casts its input, running mean and variance, scale and bias to
-  the layer's dtype before normalising, which would round the float32 running statistics to
-  bfloat16 in evaluation mode. Without it BatchNorm behaves as Flax Linen's does: the batch
-  statistics are computed in float32 (always), the normalisation runs in float32 with the
-  float32 statistics, scale and bias, and only the result is cast to the layer's dtype.
-  """
-  del dtype, inexact
-  return arrays
-
-
-def batch_norm(
-  features: int, rngs: nnx.Rngs, dtype: Dtype = None, *, affine: bool = True
-) -> nnx.BatchNorm:
-  """`nnx.BatchNorm` over the last axis with PyTorch's defaults (momentum 0.1, eps 1e-5).
-
-  Args:
-    features: size of the last axis.
-    rngs: `nnx.Rngs` for initialisation.
-    dtype: output dtype. None (float32 models) is Flax's default. A low precision such as
-      jnp.bfloat16 returns that dtype, while the scale and bias (float32 Params), the running
-      mean and variance (float32 `nnx.BatchStat`) and the normalisation itself stay float32
-      (`_no_promotion`).
-    affine: learn a scale and a bias (default); False leaves them out (conditional
-      BatchNorm supplies per-class ones, `gan_jax.models.conditional`).
-  """
-  flags = {} if affine else dict(use_scale=False, use_bias=False)
-  if dtype is None:
-    return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=1e-5, rngs=rngs, **flags)
-  return nnx.BatchNorm(
-    features,
-    momentum=_BN_MOMENTUM,
-    epsilon=1e-5,
-    dtype=dtype,
-    promote_dtype=_no_promotion,
-    rngs=rngs,
-    **flags,
   )
 
 

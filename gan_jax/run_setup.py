@@ -1,0 +1,328 @@
+"""Before a run's loop: its resolved config, every check it can fail, its folder, its batches.
+
+Shared by the single-GAN loop (`gan_jax.train.train_and_evaluate`) and the K-replica loop
+(`gan_jax.replicas.train_replicas`), which both import it (neither imports the other's
+internals):
+
+- `resolve_config`, `preflight`: the config's fields, the batch over the devices, the
+  dataset, split and labels, an existing run's model and image shape (`check_resumable`),
+  and a writable run folder, all before any model is built or file written;
+- `RUN_FILES`, `clear_run`: what a run writes into its folder, and `overwrite`'s removal of it;
+- `host_batches`: the run's training batches from a step on, in the order its seed fixes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+
+from gan_jax import config as config_lib
+from gan_jax import data as data_lib
+from gan_jax import distributed
+from gan_jax import image_folder
+from gan_jax import penalties
+from gan_jax.errors import ConfigError
+from gan_jax.sharding import check_batch_size, make_mesh
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Returns a copy with environment-dependent fields filled in (`data.data_dir`).
+
+  `data.data_dir` unset becomes `$TFDS_DATA_DIR` when that is set, and a relative
+  'folder:' path becomes absolute, so the run's config.json records where the data came
+  from. Then `gan_jax.config.validate` checks every field.
+
+  Raises:
+    ValueError: from `validate`, naming the bad field.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())  # unlocked deep copy
+  config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
+  config_lib.validate(config)
+  if image_folder.is_folder_name(config.data.name):  # recorded absolute: resumable from anywhere
+    config.data.name = image_folder.absolute_name(config.data.name)
+  return config
+
+
+# Fields that change the shapes in the checkpointed state: a run cannot resume across them.
+SHAPE_FIELDS = ('model', 'data.image_size', 'data.channels')
+
+
+def flatten_config(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """A nested config dict (`config.to_dict()`) as {'section.field': value}, tuples as lists
+  (so that it compares equal to the same config read back from config.json)."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten_config(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a run whose checkpointed config differs in a shape-changing field.
+
+  Other fields (steps, learning rates, logging intervals, ...) may change between runs.
+
+  Raises:
+    ConfigError: naming each differing field with its checkpointed and its new value.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = flatten_config(json.load(f))
+  new = flatten_config(config.to_dict())
+  # A field missing from an older run's config.json did not exist when it was written: that
+  # run behaved as the field's default does.
+  defaults = flatten_config(config_lib.base_config().to_dict())
+  old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
+  # A penalty that keeps state (LeCam: its EMAs live in GANState.extras) changes the state's
+  # structure when it is turned on or off.
+  switches = {f'train.{p.name} (on)': p.field for p in penalties.PENALTIES.values() if p.state}
+  for flat in (old, new):
+    for key, field in switches.items():
+      flat[key] = bool(flat.get(f'train.{field}') or 0)
+  changed = [
+    f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
+    for k in sorted(set(old) | set(new))
+    if (k.startswith(SHAPE_FIELDS) or k in switches) and old.get(k) != new.get(k)
+  ]
+  if changed:
+    raise ConfigError(
+      f'{workdir} holds checkpoints of a run with another model or image shape ('
+      + '; '.join(changed)
+      + '). Use a new --workdir, or set these fields back to resume.'
+    )
+
+
+def has_checkpoints(workdir: str) -> bool:
+  """Whether `<workdir>/checkpoints/` holds a step folder."""
+  folder = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates `workdir` and proves it writable (a temporary file, removed at once).
+
+  A real write, not `os.access`, so read-only mounts are caught even when running as root.
+
+  Raises:
+    PermissionError: naming the folder and the reason, asking for another --workdir.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as err:
+    raise PermissionError(
+      f'workdir {workdir!r} is not a writable folder ({err.strerror or err}); choose another '
+      '--workdir.'
+    ) from None
+
+
+# What a run writes into its workdir; `overwrite=True` removes these and nothing else.
+RUN_FILES = (
+  'checkpoints',
+  'best',
+  'samples',
+  'config.json',
+  'metrics.jsonl',
+  'summary.json',
+  'best.json',
+  'rollbacks.json',
+  'classes.json',
+)
+
+
+def clear_run(workdir: str) -> list[str]:
+  """Removes a run from `workdir` (`overwrite`): the `RUN_FILES` and TensorBoard event files,
+  nothing else.
+
+  Returns:
+    The names removed, sorted.
+
+  Raises:
+    OSError: a file could not be removed.
+  """
+  removed = []
+  for name in sorted(os.listdir(workdir)):
+    if name in RUN_FILES or name.startswith('events.out.tfevents.'):
+      path = os.path.join(workdir, name)
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+      removed.append(name)
+  return removed
+
+
+def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes `<workdir>/config.json` (process 0 only), atomically: the other processes of a
+  multi-process run may be reading it (`preflight`), and a crash leaves the old or the new
+  file, never half of one. For an image-folder dataset also `<workdir>/classes.json`, its
+  class names (`gan_jax.image_folder.write_classes`).
+
+  Args:
+    config: the resolved run config (`preflight`).
+    workdir: the run folder (it exists: `preflight` made it).
+
+  Raises:
+    OSError: the file could not be written.
+  """
+  if not distributed.is_writer():
+    return
+  path = os.path.join(workdir, 'config.json')
+  with open(path + '.tmp', 'w') as f:
+    f.write(config.to_json(indent=2))
+  os.replace(path + '.tmp', path)
+  if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
+    image_folder.write_classes(config.data.name, workdir)
+
+
+def preflight(
+  config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+) -> tuple[ml_collections.ConfigDict, Any]:
+  """Every check a run can fail before it builds a model or changes a file.
+
+  In order: the config's fields (`validate`), the batch over the devices, the dataset and
+  split in the data dir (no image is read), the batch against the split's size, that an
+  existing run in `workdir` has the same model and image shape (skipped with `overwrite`),
+  and last that `workdir` is (or can be created as) a writable folder. Nothing in an existing
+  workdir changes before all of them pass.
+
+  Args:
+    config: a run config.
+    workdir: the run folder.
+    overwrite: the caller will start a new run in `workdir`, replacing the one there.
+
+  Returns:
+    (the resolved config, the device mesh).
+
+  Raises:
+    ConfigError: (a ValueError) a bad field; the one-line message names it and a valid
+      choice.
+    gan_jax.data.DatasetNotFoundError: the dataset is not prepared in the data dir (the
+      message lists the ones that are).
+    PermissionError: the workdir cannot be created or written.
+  """
+  config = resolve_config(config)
+  mesh = make_mesh()
+  check_batch_size(config.train.batch_size, mesh)
+  num_examples = data_lib.check_dataset(
+    config.data.name,
+    config.data.split,
+    data_dir=config.data.data_dir,
+    download=config.data.download,
+  )
+  if num_examples is not None and num_examples < config.train.batch_size:
+    raise ConfigError(
+      f'train.batch_size={config.train.batch_size} is invalid: data.split='
+      f"{config.data.split!r} has only {num_examples} examples; use a batch of at most "
+      f'{num_examples} or a larger split.'
+    )
+  check_dataset_labels(config)
+  if image_folder.is_folder_name(config.data.name):  # decode (or reuse) its cache now, so a
+    # bad image fails here, before any file is written, rather than after the model is built
+    image_folder.load_cached(
+      config.data.name, image_size=config.data.image_size, channels=config.data.channels
+    )
+  if not overwrite and has_checkpoints(workdir):
+    check_resumable(workdir, config)
+  prepare_workdir(workdir)
+  return config, mesh
+
+
+def check_dataset_labels(config: ml_collections.ConfigDict) -> None:
+  """A conditional config (`model.num_classes = K > 0`) needs a dataset labelled 0..K-1.
+
+  Reads the dataset's metadata only (`gan_jax.data.label_classes`); the labels themselves
+  are checked batch by batch as they are read (`host_batches`).
+
+  Raises:
+    ConfigError: the dataset has no labels, or another number of classes than K.
+  """
+  k = config.model.get('num_classes', 0)
+  if not k:
+    return
+  name = config.data.name
+  classes = data_lib.label_classes(
+    name, config.data.split, data_dir=config.data.data_dir, download=config.data.download
+  )
+  if classes is None:
+    raise ConfigError(
+      f'model.num_classes={k} is invalid: data.name={name!r} has no labels; set '
+      'model.num_classes=0 (unconditional) or use a labelled dataset (e.g. mnist).'
+    )
+  if classes and classes != k:
+    raise ConfigError(
+      f'model.num_classes={k} is invalid: data.name={name!r} has {classes} classes (labels '
+      f'0..{classes - 1}); set model.num_classes={classes}.'
+    )
+
+
+def checked_labels(batches, num_classes: int, dataset: str):
+  """Passes host batches through, checking their labels.
+
+  Args:
+    batches: an iterator of host batches, `{'label': int32 [...], ...}` each.
+    num_classes: K, the config's `model.num_classes`.
+    dataset: the dataset's name, for the messages.
+
+  Yields:
+    The batches, unchanged.
+
+  Raises:
+    ConfigError: (raised by `next`) at a label outside [0, K): -1 (an unlabelled dataset) or
+      one >= K.
+  """
+  for batch in batches:
+    labels = batch['label']
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      if labels.min() < 0:
+        raise ConfigError(
+          f'model.num_classes={num_classes} is invalid: data.name={dataset!r} gives '
+          'unlabelled images (label -1); set model.num_classes=0 or use a labelled dataset.'
+        )
+      raise ConfigError(
+        f'model.num_classes={num_classes} is invalid: data.name={dataset!r} has label '
+        f'{int(labels.max())}, outside [0, {num_classes}); set model.num_classes to its number '
+        'of classes.'
+      )
+    yield batch
+
+
+def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
+  """The run's training batches from step `start_step` on, as numpy dicts on this host.
+
+  Yields `{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1], 'label': ...}`, this
+  process's share of each global batch, in the order fixed by `config.seed`: its `rows`
+  (`gan_jax.data.process_rows` of the batch sharding; None: block `jax.process_index()` of
+  `jax.process_count()` equal blocks). The global batches do not depend on the number of
+  processes. For a conditional config (`model.num_classes = K > 0`) every batch's labels
+  are checked to lie in [0, K) (a ConfigError, raised by `next`, otherwise).
+  """
+  ds = data_lib.build_train_dataset(
+    config.data.name,
+    config.data.split,
+    data_dir=config.data.data_dir,
+    image_size=config.data.image_size,
+    channels=config.data.channels,
+    batch_size=config.train.batch_size,
+    seed=config.seed,
+    n_critic=config.train.n_critic,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    rows=rows,
+    cache=config.data.cache,
+    shuffle_buffer=config.data.shuffle_buffer,
+    download=config.data.download,
+  )
+  k = config.model.get('num_classes', 0)
+  if k:
+    return checked_labels(ds.as_numpy_iterator(), k, config.data.name)
+  return ds.as_numpy_iterator()

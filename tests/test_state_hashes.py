@@ -1,0 +1,86 @@
+"""The final training state of tiny runs, pinned bit for bit (issue 16: "no result changes").
+
+Each case trains a `:tiny` experiment config (4 steps on real data, with its logs, grids and
+checkpoints) in-process through `gan_jax.train.train_and_evaluate`, and hashes every leaf of
+the returned `GANState`: the SHA-256 over, for each leaf in `tree_flatten_with_path` order,
+its key path, dtype, shape and the bytes of its numpy array.
+
+The hashes were recorded on main 981395f (CPU backend, the pinned jax/XLA of the shared venv).
+Any refactor of the training machinery (train.py, replicas.py, train_step.py, ...) must leave
+them unchanged; a change here means a change in results, which needs its own commit and a
+reason. They depend on the XLA version and backend: if the venv's jax changes, re-record them
+on an unchanged checkout first (print `_state_hash` of each case).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_experiment
+from gan_jax import train
+
+
+def _state_hash(state) -> str:
+  """SHA-256 of a pytree: key path, dtype, shape and bytes of every leaf, in a fixed order."""
+  h = hashlib.sha256()
+  leaves, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(state))
+  for path, leaf in leaves:
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(f'|{a.dtype.str}|{a.shape}|'.encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def _wgan_gp(c):
+  c.train.loss = 'wasserstein'
+  c.train.gp_weight = 10.0
+  c.train.n_critic = 2
+
+
+def _hinge_r1_lecam(c):
+  c.train.loss = 'hinge'
+  c.train.r1_weight = 1.0
+  c.train.lecam_weight = 0.3
+
+
+def _two_replicas(c):
+  c.num_replicas = 2
+  c.replica_values = 'train.d_lr=2e-4,1e-4'  # per-replica hyperparameters as traced inputs
+
+
+# (experiment, variant edit, SHA-256 of the final state recorded on main 981395f)
+CASES = {
+  'dcgan28': ('mnist_dcgan', None,
+    'ce028d182a42642f8e55bfcd6b9b352d4720142c2e6c1aa0d0b8fa47976ba841'),
+  'mlp': ('mnist_mlp', None,
+    'e395107ddc828dd1c9e3af5cb87b9c6e4fb68ff5bd4aaf5cfb37b6dfa1d23369'),
+  'sngan32': ('cifar10_sngan', None,
+    'f430ba3ad8987c16122c1a37aeb8bf51401d42cd94bc2d7eaeeced34fd0e45ba'),
+  'conditional_dcgan28': ('mnist_cdcgan', None,
+    'a776c168703352d9d4d1dbaaadece5fb2dca845e41106e6c3fe9ee99d33ec233'),
+  'replicas_k2': ('mnist_dcgan', _two_replicas,
+    'd44ce36f7f59160c96b9579759ce5a18915a82beb445e1e95ac9a7e181ceec63'),
+  'wgan_gp': ('mnist_dcgan', _wgan_gp,
+    '27c297371db5ae6eaac42c613219323b58a545279d1195fe3605e574ede3dc31'),
+  'hinge_r1_lecam': ('mnist_dcgan', _hinge_r1_lecam,
+    'd1865423c321b83832135b6bfbcf8f9afa030c264283fdbff1e043faf7ce9442'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_final_state_hash_is_unchanged(case, tfds_dir, tmp_path):
+  experiment, edit, want = CASES[case]
+  config = load_experiment(experiment, 'tiny')
+  config.data.data_dir = tfds_dir
+  if edit is not None:
+    edit(config)
+  state = train.train_and_evaluate(config, str(tmp_path / case))
+  assert np.asarray(state.step).tolist() == (
+    [config.train.steps] * config.num_replicas if config.num_replicas > 1 else config.train.steps
+  )
+  assert _state_hash(state) == want, f'{case}: final state changed'
