@@ -16,6 +16,7 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   train_step  the jitted, data-parallel train step
   tfds_images  reading a prepared TFDS build (data dir, checked builder, decode and resize)
   stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
+  cache_dir   where cached reference statistics and decoded image folders live
   image_folder  a folder or .zip of your own images as a dataset (`data.name='folder:/path'`)
   data        the input pipeline: batches, sharding, prefetch
   checkpoint  Orbax checkpoints, `load_run`

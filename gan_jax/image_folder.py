@@ -450,7 +450,7 @@ def _reader(spec: FolderSpec, listing: Listing):
 
 
 def _cache_dir(cache_dir: str | None) -> str:
-  from gan_jax.metrics.reference import cache_root  # pylint: disable=g-import-not-at-top
+  from gan_jax.cache_dir import cache_root  # pylint: disable=g-import-not-at-top
 
   return os.path.join(cache_root(cache_dir), 'folders')
 
@@ -529,7 +529,7 @@ def load_cached(
   Args:
     name: 'folder:PATH[?options]'.
     image_size, channels: the stored shape [image_size, image_size, channels].
-    cache_dir: overrides the cache root (`gan_jax.metrics.reference.cache_root`).
+    cache_dir: overrides the cache root (`gan_jax.cache_dir.cache_root`).
 
   Raises:
     ConfigError: a bad name, an empty folder, unreadable or truncated images, images

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from gan_jax.cache_dir import cache_root  # (also re-exported: its home before)
 from gan_jax.metrics.features import FeatureNet
 from gan_jax.metrics.stats import FeatureStats, StreamingStats
 
@@ -44,17 +45,6 @@ class Reference:
   stats: FeatureStats
   features: np.ndarray
   path: str
-
-
-def cache_root(cache_dir: str | None = None) -> str:
-  """The cache folder: `cache_dir`, else $GAN_JAX_CACHE_DIR, $XDG_CACHE_HOME/gan_jax, or
-  ~/.cache/gan_jax (user-expanded, absolute)."""
-  root = (
-    cache_dir
-    or os.environ.get('GAN_JAX_CACHE_DIR')
-    or os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'gan_jax')
-  )
-  return os.path.abspath(os.path.expanduser(root))
 
 
 def reference_key(
