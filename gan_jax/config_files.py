@@ -25,26 +25,65 @@ class UsageError(Exception):
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads `path.py` or `path.py:variant` and returns its `get_config([variant])`.
 
+  A config file is Python code, and loading it runs that code: load only files you trust.
+
   Raises:
-    UsageError: if the file is missing, has no get_config, or get_config fails.
+    UsageError: if the file is missing or not a .py file, fails to load (or exits while
+      loading), has no get_config, or get_config fails, exits, or returns something other
+      than a ConfigDict with the blocks of `gan_jax.config.base_config()`.
   """
   path, _, variant = spec.partition(':')
   if not os.path.isfile(path):
     raise UsageError(
       f'config file {path!r} not found (give a path such as experiments/mnist_dcgan.py).'
     )
+  if not path.endswith('.py'):
+    raise UsageError(
+      f'config file {path!r} is not a .py file: a config file is Python code that defines '
+      'get_config() (see experiments/mnist_dcgan.py).'
+    )
   module_spec = importlib.util.spec_from_file_location('_gan_jax_config', path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
+  except SystemExit as e:  # sys.exit() in a config file must not end gan-jax with status 0
+    raise UsageError(
+      f'config file {path!r} called sys.exit({e.code!r}) while loading; it must only define '
+      'get_config().'
+    ) from None
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError(f'config file {path!r} failed to load: {type(e).__name__}: {e}') from e
-  if not hasattr(module, 'get_config'):
+  if not callable(getattr(module, 'get_config', None)):
     raise UsageError(f'config file {path!r} defines no get_config() function.')
   try:
-    return module.get_config(variant) if variant else module.get_config()
+    config = module.get_config(variant) if variant else module.get_config()
+  except SystemExit as e:
+    raise UsageError(
+      f'{path}: get_config({variant!r}) called sys.exit({e.code!r}); it must return a config.'
+    ) from None
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError(f'{path}: get_config({variant!r}) failed: {e}') from e
+  return _checked_config(config, path, variant)
+
+
+def _checked_config(config: Any, path: str, variant: str) -> ml_collections.ConfigDict:
+  """`config` if it is a ConfigDict holding every block of `base_config()`, else UsageError."""
+  from gan_jax.config import base_config  # pylint: disable=g-import-not-at-top
+
+  call = f'{path}: get_config({variant!r})'
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UsageError(
+      f'{call} returned {type(config).__name__}, not an ml_collections.ConfigDict; start from '
+      'gan_jax.config.base_config() and return it.'
+    )
+  blocks = [k for k, v in base_config().items() if isinstance(v, ml_collections.ConfigDict)]
+  missing = [b for b in blocks if not isinstance(config.get(b), ml_collections.ConfigDict)]
+  if missing:
+    raise UsageError(
+      f'{call} returned a config without the block(s) {", ".join(missing)}; start from '
+      'gan_jax.config.base_config() and change its fields.'
+    )
+  return config
 
 
 def _all_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:

@@ -262,3 +262,25 @@ def test_sample_reads_past_a_damaged_checkpoint_without_moving_it(run, tmp_path,
   assert 'checkpoints/6 is unreadable' in caplog.text and 'left it in place' in caplog.text
   assert _digest(workdir) == before
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6']
+
+
+@pytest.mark.parametrize(
+  'name, source, message',
+  [
+    ('exits.py', 'import sys\nsys.exit(0)\n', 'called sys.exit(0) while loading'),
+    ('exits_later.py', 'import sys\ndef get_config():\n  sys.exit(3)\n', 'called sys.exit(3)'),
+    ('none.py', 'def get_config():\n  return None\n', 'returned NoneType, not an'),
+    ('no_blocks.py', 'import ml_collections\ndef get_config():\n  return '
+     'ml_collections.ConfigDict({"seed": 0})\n', 'without the block(s) data, eval, model, train'),
+    ('config.yaml', 'train: {}\n', 'is not a .py file'),
+    ('no_function.py', 'get_config = 3\n', 'defines no get_config() function'),
+  ],
+)  # fmt: skip
+def test_hostile_config_files_are_one_line(tmp_path, capsys, name, source, message):
+  """A config file is Python code run by gan-jax: one that exits (status 0 would read as
+  success), returns no config or a config without its blocks is refused in one line."""
+  path = tmp_path / name
+  path.write_text(source)
+  workdir = tmp_path / 'run'
+  _refused(capsys, ['train', '--config', str(path), '--workdir', str(workdir)], message)
+  assert not workdir.exists()
