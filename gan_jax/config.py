@@ -96,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_samples = 64               # Images in each sample grid (from one fixed latent batch); conditional: one row per class.
   c.progress_bar = True            # Show a tqdm progress bar (step, images/s, losses).
   c.on_nonfinite = 'stop'          # NaN/Inf in a loss or gradient norm: 'stop' (error, keep checkpoints) or 'rollback'.
+  c.allow_resume_changes = False   # Resume a run with another seed, data.name or data.split (else refused; the old config is kept in config_history.jsonl).
   c.rollback_lr_factor = 0.5       # 'rollback': reload the last good checkpoint, multiply both learning rates by this.
   c.max_rollbacks = 3              # 'rollback': at most this many per run, then stop as with 'stop'.
 

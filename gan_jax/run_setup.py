@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import jax
@@ -27,6 +28,7 @@ from gan_jax import data as data_lib
 from gan_jax import distributed
 from gan_jax import image_folder
 from gan_jax import penalties
+from gan_jax.checkpoint import read_run_config
 from gan_jax.errors import ConfigError
 from gan_jax.sharding import check_batch_size, make_mesh
 
@@ -51,6 +53,10 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 # Fields that change the shapes in the checkpointed state: a run cannot resume across them.
 SHAPE_FIELDS = ('model', 'data.image_size', 'data.channels')
+# Fields that change what a run is (its data and its data order): resuming across them mixes
+# two runs, so it is refused unless `allow_resume_changes` (the earlier config is then kept
+# in config_history.jsonl).
+IDENTITY_FIELDS = ('seed', 'data.name', 'data.split')
 
 
 def flatten_config(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -66,18 +72,18 @@ def flatten_config(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 
 
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a run whose checkpointed config differs in a shape-changing field.
+  """Refuses to resume a run whose checkpointed config differs in a shape-changing field,
+  or (unless `config.allow_resume_changes`) in its seed or data (`IDENTITY_FIELDS`).
 
   Other fields (steps, learning rates, logging intervals, ...) may change between runs.
 
   Raises:
     ConfigError: naming each differing field with its checkpointed and its new value.
+    UnreadableCheckpointError: the run's config.json is garbled.
   """
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
     return
-  with open(path) as f:
-    old = flatten_config(json.load(f))
+  old = flatten_config(read_run_config(workdir).to_dict())
   new = flatten_config(config.to_dict())
   # A field missing from an older run's config.json did not exist when it was written: that
   # run behaved as the field's default does.
@@ -99,6 +105,20 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
       f'{workdir} holds checkpoints of a run with another model or image shape ('
       + '; '.join(changed)
       + '). Use a new --workdir, or set these fields back to resume.'
+    )
+  if config.get('allow_resume_changes', False):
+    return
+  changed = [
+    f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
+    for k in IDENTITY_FIELDS
+    if k in new and old.get(k) != new.get(k)
+  ]
+  if changed:
+    raise ConfigError(
+      f'{workdir} holds checkpoints of a run with another seed or data ('
+      + '; '.join(changed)
+      + '). Use a new --workdir, set these fields back to resume, or resume anyway with '
+      '--config.allow_resume_changes=true (the earlier config is kept in config_history.jsonl).'
     )
 
 
@@ -138,6 +158,7 @@ RUN_FILES = (
   'best.json',
   'rollbacks.json',
   'classes.json',
+  'config_history.jsonl',
 )
 
 
@@ -176,11 +197,32 @@ def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not distributed.is_writer():
     return
   path = os.path.join(workdir, 'config.json')
+  text = config.to_json(indent=2)
+  _keep_earlier_config(workdir, path, text)
   with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json(indent=2))
+    f.write(text)
   os.replace(path + '.tmp', path)
   if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
     image_folder.write_classes(config.data.name, workdir)
+
+
+def _keep_earlier_config(workdir: str, path: str, text: str) -> None:
+  """Appends the config.json about to be replaced by a different one (a resume with more
+  steps, another learning rate, or allowed seed/data changes) to config_history.jsonl, with
+  the time it was replaced, so the record of the earlier steps is never lost."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8', errors='replace') as f:
+    earlier = f.read()
+  if earlier == text:
+    return
+  try:
+    record = json.loads(earlier)
+  except ValueError:
+    record = {'unparsable_config_json': earlier}
+  entry = {'replaced_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'config': record}
+  with open(os.path.join(workdir, 'config_history.jsonl'), 'a') as f:
+    f.write(json.dumps(entry) + '\n')
 
 
 def preflight(

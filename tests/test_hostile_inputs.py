@@ -4,6 +4,7 @@ values, a garbled config.json in the run folder (issue 17, items 6-8). Each is o
 exit status 2, with nothing written and nothing in the run folder changed."""
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -284,3 +285,36 @@ def test_hostile_config_files_are_one_line(tmp_path, capsys, name, source, messa
   workdir = tmp_path / 'run'
   _refused(capsys, ['train', '--config', str(path), '--workdir', str(workdir)], message)
   assert not workdir.exists()
+
+
+def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tmp_path):
+  """A resume that changes the seed or the data would silently mix two runs and overwrite
+  config.json: refused in one line, nothing changed; allowed explicitly, it goes on and the
+  earlier config.json is kept in config_history.jsonl."""
+  from gan_jax import train
+  from gan_jax.errors import ConfigError
+  from tests.conftest import load_experiment
+
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.data.data_dir = tfds_dir
+  config.train.steps = 3
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  saved = open(os.path.join(workdir, 'config.json')).read()
+  before = _digest(workdir)
+  for field, value in (('seed', 7), ('data.split', 'train[:512]'), ('data.name', 'fashion_mnist')):
+    changed = load_experiment('mnist_dcgan', 'tiny')
+    changed.data.data_dir = tfds_dir
+    changed.train.steps = 6
+    block, _, name = field.rpartition('.')
+    (changed[block] if block else changed)[name] = value
+    with pytest.raises(
+      ConfigError, match=rf'another seed or data \({field}: .*allow_resume_changes=true'
+    ):
+      train.train_and_evaluate(changed, workdir)
+    assert _digest(workdir) == before
+  changed.allow_resume_changes = True  # data.name=fashion_mnist, allowed
+  assert int(train.train_and_evaluate(changed, workdir).step) == 6
+  history = [json.loads(line) for line in open(os.path.join(workdir, 'config_history.jsonl'))]
+  assert len(history) == 1 and history[0]['config'] == json.loads(saved)
+  assert json.load(open(os.path.join(workdir, 'config.json')))['data']['name'] == 'fashion_mnist'
