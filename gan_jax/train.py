@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 import logging
 import os
 import time
@@ -64,8 +65,6 @@ from gan_jax.sharding import replicate
 from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step
 
 log = logging.getLogger(__name__)
-
-
 
 
 def _scaled(gan: GAN, config: ml_collections.ConfigDict, lr_scale: float) -> GAN:
@@ -358,4 +357,61 @@ def train_and_evaluate(
     }
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2)
+  elif distributed.is_writer() and start_step == total and not stopping:
+    # Killed after its last checkpoint but before its summary (the final evaluation, if it
+    # was missing, ran above): finish the run's records now, so every rerun does not find it
+    # unfinished again.
+    _finish_summary(workdir, total, wall, eval_time, rollbacks, lr_scale, config)
   return state
+
+
+def _finish_summary(
+  workdir: str,
+  total: int,
+  wall: float,
+  eval_time: float,
+  rollbacks: list[Any],
+  lr_scale: float,
+  config: ml_collections.ConfigDict,
+) -> None:
+  """Writes summary.json for a run that reached `total` steps in an earlier invocation but
+  has no summary of that end (none, or one of an earlier stop). Its final metrics are the
+  last train scalars logged at step `total` in metrics.jsonl."""
+  path = os.path.join(workdir, 'summary.json')
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    old = None
+  if isinstance(old, dict) and old.get('end_step') == total and not old.get('stopped_by_signal'):
+    return  # already finished and recorded
+  final = {}
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      for line in f:
+        try:
+          entry = json.loads(line)
+        except ValueError:
+          continue
+        if isinstance(entry, dict) and entry.get('step') == total:
+          final.update({k: v for k, v in entry.items() if '/' not in k and k != 'step'})
+  except OSError:
+    pass
+  summary = {
+    'start_step': total,
+    'end_step': total,
+    'wall_time_s': wall,
+    'eval_time_s': eval_time,
+    'devices': len(jax.devices()),
+    'platform': jax.devices()[0].platform,
+    'final_metrics': final,
+    'stopped_by_signal': None,
+    'rollbacks': len(rollbacks),
+    'lr_scale': lr_scale,
+    'g_lr': config.train.g_lr * lr_scale,
+    'd_lr': config.train.d_lr * lr_scale,
+    'finished_on_rerun': True,  # the steps ran in an earlier invocation
+  }
+  with open(path + '.tmp', 'w') as f:
+    json.dump(summary, f, indent=2)
+  os.replace(path + '.tmp', path)

@@ -318,3 +318,33 @@ def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tm
   history = [json.loads(line) for line in open(os.path.join(workdir, 'config_history.jsonl'))]
   assert len(history) == 1 and history[0]['config'] == json.loads(saved)
   assert json.load(open(os.path.join(workdir, 'config.json')))['data']['name'] == 'fashion_mnist'
+
+
+def test_a_run_killed_before_its_summary_finishes_on_rerun(tfds_dir, tmp_path):
+  """Killed after its last checkpoint (and final evaluation) but before summary.json, or
+  with the summary of an earlier stop: rerunning the same command writes the summary of the
+  finished run, so a sweep sees it done instead of 'stopped' on every rerun."""
+  from gan_jax import sweep, train
+  from tests.conftest import load_experiment
+
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.data.data_dir = tfds_dir
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  path = os.path.join(workdir, 'summary.json')
+  full = json.load(open(path))
+  stale = {**full, 'end_step': 3, 'stopped_by_signal': 'SIGTERM'}  # an earlier stop's
+  for damage in ('missing', 'stale'):
+    if damage == 'missing':
+      os.remove(path)
+    else:
+      json.dump(stale, open(path, 'w'))
+    run = sweep.Run(cell=None, seed=0, workdir=workdir, args=[], config=config)
+    assert sweep.run_state(run).status == 'unfinished'
+    state = train.train_and_evaluate(config, workdir)
+    assert int(state.step) == config.train.steps
+    summary = json.load(open(path))
+    assert summary['end_step'] == config.train.steps and summary['stopped_by_signal'] is None
+    assert summary['finished_on_rerun'] is True
+    assert summary['final_metrics'] == full['final_metrics']  # from metrics.jsonl
+    assert sweep.run_state(run).status == 'done'
