@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -68,3 +69,29 @@ def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: int 
     timeout=timeout,
     cwd=str(REPO),
   )
+
+
+def digest_folder(folder) -> str:
+  """SHA-256 of every file's relative path and bytes under `folder` (to prove a command left
+  a run folder byte for byte as it was)."""
+  h = hashlib.sha256()
+  for root, _, files in sorted(os.walk(folder)):
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      h.update(os.path.relpath(path, folder).encode())
+      with open(path, 'rb') as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+@pytest.fixture(scope='session')
+def trained_tiny_run(tmp_path_factory, tfds_dir) -> str:
+  """A finished run folder of the tiny MNIST DCGAN (6 steps, checkpoints at steps 3 and 6),
+  trained once per test process. Tests must not change it: copy it first."""
+  from gan_jax import train  # pylint: disable=g-import-not-at-top
+
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.data.data_dir = tfds_dir
+  workdir = str(tmp_path_factory.mktemp('trained_tiny') / 'run')
+  train.train_and_evaluate(config, workdir)
+  return workdir

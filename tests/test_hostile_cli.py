@@ -12,7 +12,6 @@ for config fields.
 
 import collections
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -23,33 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import digest_folder
+
 from gan_jax import main as cli
 
 EXAMPLES = 200
 
 
-def _digest(folder):
-  h = hashlib.sha256()
-  for root, _, files in sorted(os.walk(folder)):
-    for name in sorted(files):
-      path = os.path.join(root, name)
-      h.update(os.path.relpath(path, folder).encode())
-      with open(path, 'rb') as f:
-        h.update(f.read())
-  return h.hexdigest()
-
-
-@pytest.fixture(scope='module')
-def run(tmp_path_factory, tfds_dir):
-  from conftest import load_experiment
-
-  from gan_jax import train
-
-  config = load_experiment('mnist_dcgan', 'tiny')
-  config.data.data_dir = tfds_dir
-  workdir = str(tmp_path_factory.mktemp('hostile_cli') / 'run')
-  train.train_and_evaluate(config, workdir)
-  return workdir
+@pytest.fixture
+def run(trained_tiny_run):
+  return trained_tiny_run
 
 
 non_finite = st.sampled_from(['nan', 'inf', '-inf', 'NaN', '+inf'])
@@ -168,7 +150,7 @@ def test_two_hundred_hostile_inputs_each_fail_in_one_line_and_change_nothing(
   os.makedirs(scratch)
   Image.fromarray(np.zeros((28, 28), np.uint8)).save(os.path.join(scratch, 'digit.png'))
   _image_folders(scratch)
-  before = _digest(run)
+  before = digest_folder(run)
   tried = collections.Counter()
   strategies = kinds(run, scratch, tfds_dir)
 
@@ -197,6 +179,6 @@ def test_two_hundred_hostile_inputs_each_fail_in_one_line_and_change_nothing(
     assert not any(n.startswith('o.') for n in os.listdir(scratch)), where
 
   check()
-  assert _digest(run) == before
+  assert digest_folder(run) == before
   assert sum(tried.values()) >= EXAMPLES
   assert len(tried) == len(strategies), sorted(tried)

@@ -3,7 +3,6 @@ the memory limit, scales out of range, output paths Pillow cannot write, non-fin
 values, a garbled config.json in the run folder (issue 17, items 6-8). Each is one line and
 exit status 2, with nothing written and nothing in the run folder changed."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
+
+from conftest import digest_folder
 
 from gan_jax import main as cli
 from gan_jax import sampling
@@ -45,16 +46,9 @@ def test_checks_raise_one_line_value_errors(tmp_path):
       sampling.check_image_path(bad)
 
 
-@pytest.fixture(scope='module')
-def run(tmp_path_factory, tfds_dir):
-  from gan_jax import train
-  from tests.conftest import load_experiment
-
-  config = load_experiment('mnist_dcgan', 'tiny')
-  config.data.data_dir = tfds_dir
-  workdir = str(tmp_path_factory.mktemp('bounds') / 'run')
-  train.train_and_evaluate(config, workdir)
-  return workdir
+@pytest.fixture
+def run(trained_tiny_run):
+  return trained_tiny_run
 
 
 def test_chunked_sampling_gives_the_same_images(run):
@@ -113,18 +107,6 @@ def test_edit_refuses_non_finite_values(run, tmp_path, capsys):
   assert not os.path.exists(out)
 
 
-def _digest(folder):
-  """SHA-256 of every file's relative path and bytes under `folder`."""
-  h = hashlib.sha256()
-  for root, _, files in sorted(os.walk(folder)):
-    for name in sorted(files):
-      path = os.path.join(root, name)
-      h.update(os.path.relpath(path, folder).encode())
-      with open(path, 'rb') as f:
-        h.update(f.read())
-  return h.hexdigest()
-
-
 @pytest.mark.parametrize(
   'content, message',
   [
@@ -139,7 +121,7 @@ def test_garbled_config_json_is_one_line(run, tmp_path, capsys, content, message
   shutil.copytree(run, workdir)
   with open(os.path.join(workdir, 'config.json'), 'wb') as f:
     f.write(content)
-  before = _digest(workdir)
+  before = digest_folder(workdir)
   out = str(tmp_path / 's.png')
   for argv in (
     ['sample', '--workdir', workdir, '--out', out],
@@ -147,7 +129,7 @@ def test_garbled_config_json_is_one_line(run, tmp_path, capsys, content, message
   ):
     err = _refused(capsys, argv, message)
     assert 'config.json' in err and 'Traceback' not in err
-  assert _digest(workdir) == before and not os.path.exists(out)
+  assert digest_folder(workdir) == before and not os.path.exists(out)
 
 
 def test_eval_images_names_the_unreadable_file(tfds_dir, tmp_path, capsys, monkeypatch):
@@ -183,7 +165,7 @@ def test_seed_must_fit_in_64_bits(seed, replicas, ok):
   """jax.random.PRNGKey overflows past int64; replica i uses seed + i."""
   from gan_jax.config import validate
   from gan_jax.errors import ConfigError
-  from tests.conftest import load_experiment
+  from conftest import load_experiment
 
   config = load_experiment('mnist_dcgan', 'tiny')
   config.seed = seed
@@ -201,7 +183,7 @@ def test_oversized_models_and_grids_are_refused_before_allocation():
   in one line instead of an XLA out-of-memory traceback."""
   from gan_jax.config import MAX_GRID_IMAGES, MAX_PARAMS, validate
   from gan_jax.errors import ConfigError
-  from tests.conftest import load_experiment
+  from conftest import load_experiment
 
   config = load_experiment('mnist_dcgan', 'tiny')
   validate(config)
@@ -256,12 +238,12 @@ def test_sample_reads_past_a_damaged_checkpoint_without_moving_it(run, tmp_path,
   biggest = max(data, key=os.path.getsize)
   with open(biggest, 'r+b') as f:
     f.truncate(os.path.getsize(biggest) // 3)
-  before = _digest(workdir)
+  before = digest_folder(workdir)
   out = str(tmp_path / 's.png')
   assert cli.main(['sample', '--workdir', workdir, '--num', '4', '--out', out]) == 0
   assert 'from step 3' in capsys.readouterr().out
   assert 'checkpoints/6 is unreadable' in caplog.text and 'left it in place' in caplog.text
-  assert _digest(workdir) == before
+  assert digest_folder(workdir) == before
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6']
 
 
@@ -293,7 +275,7 @@ def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tm
   earlier config.json is kept in config_history.jsonl."""
   from gan_jax import train
   from gan_jax.errors import ConfigError
-  from tests.conftest import load_experiment
+  from conftest import load_experiment
 
   config = load_experiment('mnist_dcgan', 'tiny')
   config.data.data_dir = tfds_dir
@@ -301,7 +283,7 @@ def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tm
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(config, workdir)
   saved = open(os.path.join(workdir, 'config.json')).read()
-  before = _digest(workdir)
+  before = digest_folder(workdir)
   for field, value in (('seed', 7), ('data.split', 'train[:512]'), ('data.name', 'fashion_mnist')):
     changed = load_experiment('mnist_dcgan', 'tiny')
     changed.data.data_dir = tfds_dir
@@ -312,7 +294,7 @@ def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tm
       ConfigError, match=rf'another seed or data \({field}: .*allow_resume_changes=true'
     ):
       train.train_and_evaluate(changed, workdir)
-    assert _digest(workdir) == before
+    assert digest_folder(workdir) == before
   changed.allow_resume_changes = True  # data.name=fashion_mnist, allowed
   assert int(train.train_and_evaluate(changed, workdir).step) == 6
   history = [json.loads(line) for line in open(os.path.join(workdir, 'config_history.jsonl'))]
@@ -325,7 +307,7 @@ def test_a_run_killed_before_its_summary_finishes_on_rerun(tfds_dir, tmp_path):
   with the summary of an earlier stop: rerunning the same command writes the summary of the
   finished run, so a sweep sees it done instead of 'stopped' on every rerun."""
   from gan_jax import sweep, train
-  from tests.conftest import load_experiment
+  from conftest import load_experiment
 
   config = load_experiment('mnist_dcgan', 'tiny')
   config.data.data_dir = tfds_dir
