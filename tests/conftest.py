@@ -95,3 +95,20 @@ def trained_tiny_run(tmp_path_factory, tfds_dir) -> str:
   workdir = str(tmp_path_factory.mktemp('trained_tiny') / 'run')
   train.train_and_evaluate(config, workdir)
   return workdir
+
+
+def _slow_tests() -> set[str]:
+  path = Path(__file__).with_name('slow_tests.txt')
+  lines = path.read_text().splitlines() if path.exists() else []
+  return {line.strip() for line in lines if line.strip() and not line.startswith('#')}
+
+
+def pytest_collection_modifyitems(config, items):
+  """Marks the tests listed in tests/slow_tests.txt (measured at 4 s or more) as slow, so
+  `python -m pytest -m "not slow"` is the fast tier of the edit-test loop."""
+  del config
+  slow = _slow_tests()
+  for item in items:
+    name = item.nodeid.split('[', 1)[0]
+    if name in slow:
+      item.add_marker(pytest.mark.slow)
