@@ -112,3 +112,17 @@ def pytest_collection_modifyitems(config, items):
     name = item.nodeid.split('[', 1)[0]
     if name in slow:
       item.add_marker(pytest.mark.slow)
+
+
+def one_line_error(capsys, argv, *fragments) -> str:
+  """Runs `gan-jax argv` in-process and checks it failed with status 2 and one line
+  ('gan-jax: error: ...', no traceback) holding every fragment; returns that line."""
+  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('gan-jax: error: ') and '\n' not in err, err
+  assert 'Traceback' not in err
+  for fragment in fragments:
+    assert fragment in err, err
+  return err

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import one_line_error
+
 from gan_jax import main as cli
 
 from conftest import REPO
@@ -15,14 +17,7 @@ GAN_JAX = str(Path(sys.executable).parent / 'gan-jax')
 TINY = str(REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny'
 
 
-def _one_line_error(capsys, argv, *fragments):
-  assert cli.main(argv) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith('gan-jax: error: ') and '\n' not in err, err
-  assert 'Traceback' not in err
-  for fragment in fragments:
-    assert fragment in err, err
-  return err
+_one_line_error = one_line_error
 
 
 def test_console_script_trains_and_samples_real_mnist(tfds_dir, tmp_path):

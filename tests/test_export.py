@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from gan_jax import export
+from conftest import one_line_error
+
 from gan_jax import main as cli
 from gan_jax import sampling, train
 from gan_jax.checkpoint import load_run
@@ -68,14 +70,7 @@ print('ok')
 '''
 
 
-def _one_line_error(capsys, argv, *fragments):
-  assert cli.main(argv) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith('gan-jax: error: ') and '\n' not in err, err
-  assert 'Traceback' not in err
-  for fragment in fragments:
-    assert fragment in err, err
-  return err
+_one_line_error = one_line_error
 
 
 @pytest.fixture(scope='module')
