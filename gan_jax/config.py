@@ -318,9 +318,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     parse_replica_values(config.replica_values, config.num_replicas)
   if config.get('replica_impl', 'auto') not in REPLICA_IMPLS:
     raise _err('replica_impl', config.replica_impl, f"choose one of {', '.join(REPLICA_IMPLS)}")
-  if config.num_replicas > 1 and config.on_nonfinite == 'rollback':
-    raise _err('on_nonfinite', config.on_nonfinite, "replicas share one step, so one cannot roll "
-               "back alone; use on_nonfinite='stop' with num_replicas > 1")
   if config.max_rollbacks < 0:
     raise _err('max_rollbacks', config.max_rollbacks, 'must be >= 0, e.g. 3')
   if d.channels not in (1, 3):
