@@ -1,8 +1,7 @@
 """Before a run's loop: its resolved config, every check it can fail, its folder, its batches.
 
-Shared by the single-GAN loop (`gan_jax.train.train_and_evaluate`) and the K-replica loop
-(`gan_jax.replicas.train_replicas`), which both import it (neither imports the other's
-internals):
+Used by the training loop (`gan_jax.train`, for one GAN or K replicas) and by the commands
+that check a run before training:
 
 - `resolve_config`, `preflight`: the config's fields, the batch over the devices, the
   dataset, split and labels, an existing run's model and image shape (`check_resumable`),
