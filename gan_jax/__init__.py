@@ -31,7 +31,8 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
   editing     latent-space tools: interpolation, inversion, attribute directions
-  translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D), paired tasks, PSNR/SSIM
+  translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D) on paired tasks, PSNR/SSIM;
+              CycleGAN (ResNet G, image histories) on unpaired ones, accuracy/cycle/FID
   sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
   lifeline    child processes that stop when their parent dies (sweep --jobs)
   edit_cli    `gan-jax edit`
