@@ -214,17 +214,6 @@ def names() -> tuple[str, ...]:
   return tuple(_REGISTRY)
 
 
-def get(name: str) -> Metric:
-  """The metric called `name`.
-
-  Raises:
-    ConfigError: no such metric (the message lists the registered ones).
-  """
-  if name not in _REGISTRY:
-    raise ConfigError(f'metric {name!r} is unknown: choose from {",".join(_REGISTRY)}.')
-  return _REGISTRY[name]
-
-
 def metrics(selected: Iterable[str] | None = None) -> tuple[Metric, ...]:
   """The registered metrics in registry order, or those of them named in `selected`."""
   if selected is None:
