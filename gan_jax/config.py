@@ -360,10 +360,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:
-    from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
+    from gan_jax.metrics import evaluate, registry  # pylint: disable=g-import-not-at-top
 
     try:
-      evaluate.parse_metrics(config.eval.metrics)
+      registry.parse(config.eval.metrics)  # each metric is a registry entry
       evaluate.resolve_feature_net_name(config.eval.feature_net, d.name)
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None
