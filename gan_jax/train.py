@@ -66,10 +66,9 @@ from gan_jax.run_setup import (  # noqa: F401  (all re-exported: gan_jax.train's
   write_run_config,
 )
 from gan_jax.signals import StopOnSignal
-from gan_jax.losses import get_loss
 from gan_jax.state import GAN, GANState, create_state, make_optimizers
 from gan_jax.sharding import batch_sharding, replicate
-from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step
+from gan_jax.train_step import jit_train_step, make_train_step_from_config
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +249,8 @@ class _Training:
     config = self.config
     if self.stacked:
       config = replicas.shared_step_config(self.configs)
-    unjitted = make_train_step(
-      _scaled(self.gan, config, lr_scale),
-      get_loss(config.train.loss),
-      n_critic=config.train.n_critic,
-      ema_decay=config.train.ema_decay,
-      mesh=None if self.stacked else self.mesh,
-      stabilizers=Stabilizers.from_config(config.train),
-      aux_weight=config.train.get('aux_weight', 1.0),
-      reuse_fakes=config.train.get('reuse_fakes', False),
+    unjitted = make_train_step_from_config(
+      _scaled(self.gan, config, lr_scale), config, mesh=None if self.stacked else self.mesh
     )
     if not self.stacked:
       return jit_train_step(unjitted, self.mesh)
