@@ -1,5 +1,8 @@
 """Input pipeline: TFDS images -> [-1, 1] float batches -> sharded global jax.Arrays.
 
+Every `data.name` is read through its entry in the data-source registry
+(`gan_jax.data_sources`: TFDS, 'stacked_mnist', 'folder:/path'); this module does the rest.
+
 The train stream is a pure function of (dataset, split, seed, batch_size, n_critic): the
 global batch consumed by train step ``k`` is the same in every run, in every Python process
 and for any number of processes (each process keeps its own rows of it), so a run resumed at
@@ -102,7 +105,8 @@ def check_dataset(
 def label_classes(
   name: str, split: str = 'train', *, data_dir: str | None, download: bool = False
 ) -> int | None:
-  """How many classes the labels of dataset `name` have, from its TFDS metadata.
+  """How many classes the labels of dataset `name` have, from its metadata (TFDS's, a
+  folder's class subfolders).
 
   Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
   builds anything (`gan_jax.run_setup.preflight`). Asks the name's data source

@@ -6,11 +6,11 @@ every dataset through its entry (`source_for(name).load(...)`), `gan_jax.config.
 asks `check(config)`, and `gan_jax.run_setup` asks the entry what a run records and prepares,
 so none of them holds a list of names.
 
-| entry           | `data.name`                  | images                               | labels             |
-|-----------------|------------------------------|--------------------------------------|--------------------|
-| `folder`        | prefix 'folder:' (+ options) | `gan_jax.image_folder` (folder, zip) | class subfolders   |
-| `stacked_mnist` | exactly 'stacked_mnist'      | `gan_jax.stacked_mnist`, from mnist  | the mode, 0..999   |
-| `tfds`          | any other name               | a prepared TFDS build (`tfds_images`) | its 'label' feature |
+| entry           | `data.name`             | images                          | labels          |
+|-----------------|-------------------------|---------------------------------|-----------------|
+| `folder`        | 'folder:/path?options'  | `gan_jax.image_folder`          | class folders   |
+| `stacked_mnist` | exactly 'stacked_mnist' | `gan_jax.stacked_mnist` (mnist) | the mode, 0-999 |
+| `tfds`          | any other name          | a prepared TFDS build           | 'label' feature |
 
 A name is matched by an entry's exact names first, then by the longest matching prefix,
 and else by the one catch-all entry (TFDS).
@@ -110,8 +110,9 @@ def register(source: DataSource, *, replace: bool = False) -> DataSource:
       catch-all entry, or an entry that matches no name.
   """
   if source.name in SOURCES and not replace:
-    raise ValueError(f'a data source named {source.name!r} is registered already; pass '
-                     'replace=True.')
+    raise ValueError(
+      f'a data source named {source.name!r} is registered already; pass replace=True.'
+    )
   others = [s for s in SOURCES.values() if s.name != source.name]
   if source.catch_all and any(s.catch_all for s in others):
     raise ValueError(f'data source {source.name!r}: there is a catch-all entry already.')
@@ -228,22 +229,40 @@ def _folder_prepare(config: Any) -> None:
   image_folder.load_cached(d.name, image_size=d.image_size, channels=d.channels)
 
 
-register(DataSource(
-  'tfds', _tfds_load, _tfds_count, _tfds_classes, catch_all=True,
-  summary="a prepared TFDS image dataset ('mnist', 'cifar10', ...) in data.data_dir",
-))
-register(DataSource(
-  'stacked_mnist', _stacked_load, _stacked_count, lambda *a, **k: 1000,
-  exact=('stacked_mnist',), image_shape=(28, 28, 3),
-  summary='Stacked MNIST, 1,000 modes, built from TFDS mnist (Srivastava et al. 2017)',
-))
-register(DataSource(
-  'folder', _folder_load, _folder_count,
-  lambda name, split, **_: image_folder.label_classes(name),
-  prefix=image_folder.PREFIX,
-  check=lambda config: image_folder.parse_name(config.data.name),
-  record_name=image_folder.absolute_name,
-  prepare=_folder_prepare,
-  write_run_files=image_folder.write_classes,
-  summary="a folder or .zip of images, 'folder:/path?options' (gan_jax.image_folder)",
-))
+register(
+  DataSource(
+    'tfds',
+    load=_tfds_load,
+    num_examples=_tfds_count,
+    num_classes=_tfds_classes,
+    catch_all=True,
+    summary="a prepared TFDS image dataset ('mnist', 'cifar10', ...) in data.data_dir",
+  )
+)
+# 'stacked_mnist', 1000 and (28, 28, 3) are gan_jax.stacked_mnist's NAME, NUM_MODES and
+# IMAGE_SHAPE, written out because that module imports TensorFlow (a test checks they agree).
+register(
+  DataSource(
+    'stacked_mnist',
+    load=_stacked_load,
+    num_examples=_stacked_count,
+    num_classes=lambda *a, **k: 1000,
+    exact=('stacked_mnist',),
+    image_shape=(28, 28, 3),
+    summary='Stacked MNIST, 1,000 modes, built from TFDS mnist (Srivastava et al. 2017)',
+  )
+)
+register(
+  DataSource(
+    'folder',
+    load=_folder_load,
+    num_examples=_folder_count,
+    num_classes=lambda name, split, **_: image_folder.label_classes(name),
+    prefix=image_folder.PREFIX,
+    check=lambda config: image_folder.parse_name(config.data.name),
+    record_name=image_folder.absolute_name,
+    prepare=_folder_prepare,
+    write_run_files=image_folder.write_classes,
+    summary="a folder or .zip of images, 'folder:/path?options' (gan_jax.image_folder)",
+  )
+)

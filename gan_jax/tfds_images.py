@@ -207,8 +207,8 @@ def split_size(
   Raises:
     DatasetNotFoundError, ConfigError: as `prepared_builder`.
   """
-  builder = prepared_builder(name, split, searched_dir(resolve_data_dir(data_dir)), download, fields)
-  return builder.info.splits[split].num_examples
+  searched = searched_dir(resolve_data_dir(data_dir))
+  return prepared_builder(name, split, searched, download, fields).info.splits[split].num_examples
 
 
 def label_classes(

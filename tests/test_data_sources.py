@@ -56,8 +56,14 @@ def _check(config):
 
 
 TOY = data_sources.DataSource(
-  'toy', _load, _count, lambda *a, **k: K, exact=('toy_stripes',), image_shape=(28, 28, 1),
-  check=_check, summary='64 striped 28x28 images in 4 classes',
+  'toy',
+  _load,
+  _count,
+  lambda *a, **k: K,
+  exact=('toy_stripes',),
+  image_shape=(28, 28, 1),
+  check=_check,
+  summary='64 striped 28x28 images in 4 classes',
 )
 
 
@@ -95,7 +101,8 @@ def test_the_built_in_entries_agree_with_their_modules():
   assert entry.exact == (stacked_mnist.NAME,)
   assert entry.image_shape == stacked_mnist.IMAGE_SHAPE
   assert entry.num_classes('stacked_mnist', 'train', data_dir=None, download=False) == (
-    stacked_mnist.NUM_MODES)
+    stacked_mnist.NUM_MODES
+  )
   assert data_sources.SOURCES['folder'].prefix == image_folder.PREFIX
   assert [s.name for s in data_sources.SOURCES.values() if s.catch_all] == ['tfds']
 
@@ -113,9 +120,11 @@ def test_register_refuses_a_second_catch_all_and_an_entry_that_matches_nothing()
 def test_a_toy_source_is_read_and_checked_through_its_entry(toy, tiny_config):
   assert data_lib.check_dataset('toy_stripes', 'train[:40]', data_dir=None) == 40
   assert data_lib.label_classes('toy_stripes', data_dir=None) == K
-  batches = list(data_lib.build_eval_dataset(
-    'toy_stripes', 'train', data_dir=None, image_size=28, channels=3, batch_size=50
-  ).as_numpy_iterator())
+  batches = list(
+    data_lib.build_eval_dataset(
+      'toy_stripes', 'train', data_dir=None, image_size=28, channels=3, batch_size=50
+    ).as_numpy_iterator()
+  )
   images, labels = toy_images()
   got = np.concatenate([b['image'] for b in batches])
   # The reference: uint8 x -> x / 127.5 - 1, gray tiled to RGB.
@@ -129,8 +138,9 @@ def test_a_toy_source_is_read_and_checked_through_its_entry(toy, tiny_config):
     config_lib.validate(c)
 
 
-def test_a_toy_source_trains_a_conditional_gan_through_the_ordinary_path(toy, tiny_config,
-                                                                          tmp_path):
+def test_a_toy_source_trains_a_conditional_gan_through_the_ordinary_path(
+  toy, tiny_config, tmp_path
+):
   from gan_jax import run_setup, train  # pylint: disable=g-import-not-at-top
 
   c = tiny_config

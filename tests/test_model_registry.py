@@ -47,8 +47,12 @@ def _build_toy(cfg, shape, rngs, dtype):
 
 
 TOY = registry.Model(
-  'toy', _build_toy, 'one linear layer each, 28x28 grayscale only',
-  image_size=lambda s: s == 28, image_size_need='needs 28 (it is a toy)', channels=(1,),
+  'toy',
+  _build_toy,
+  'one linear layer each, 28x28 grayscale only',
+  image_size=lambda s: s == 28,
+  image_size_need='needs 28 (it is a toy)',
+  channels=(1,),
   size_fields=('latent_dim',),
 )
 
@@ -85,12 +89,16 @@ def test_a_registered_toy_model_is_validated_by_its_own_constraints(toy, tiny_co
   assert _error(c) == 'data.image_size=32 is invalid: model "toy" needs 28 (it is a toy).'
   c.data.image_size, c.model.pack = 28, 2
   # Refused, and the message offers the entries whose D packs: the two DCGANs, not the toy.
-  assert _error(c) == ('model.pack=2 is invalid: model "toy" does not support it; use '
-                       'model.name=dcgan28 or dcgan, or set model.pack=1.')
+  assert _error(c) == (
+    'model.pack=2 is invalid: model "toy" does not support it; use '
+    'model.name=dcgan28 or dcgan, or set model.pack=1.'
+  )
   c.model.pack, c.model.num_classes = 1, 10
-  assert _error(c) == ('model.num_classes=10 is invalid: model "toy" has no class '
-                       'conditioning; use model.name=dcgan28, dcgan or sngan32, or set '
-                       'model.num_classes=0.')
+  assert _error(c) == (
+    'model.num_classes=10 is invalid: model "toy" has no class '
+    'conditioning; use model.name=dcgan28, dcgan or sngan32, or set '
+    'model.num_classes=0.'
+  )
   with pytest.raises(ValueError, match='model "toy" has no class conditioning'):
     models.build_models(c.model, (28, 28, 1), 0)  # build_models refuses it too
 
@@ -111,11 +119,15 @@ def test_a_toy_model_trains_and_restores_through_the_ordinary_path(toy, tiny_con
   # Its parameters are the toy's (one [latent, 784] kernel), trained away from their init.
   assert restored.g_params['linear']['kernel'].shape == (8, 28 * 28)
   _, init = create_state(config)
-  assert not np.array_equal(init.g_params['linear']['kernel'], restored.g_params['linear']['kernel'])
-  np.testing.assert_array_equal(state.g_params['linear']['kernel'],
-                                restored.g_params['linear']['kernel'])
-  images, _ = gan.generate(restored.ema_params, restored.g_batch_stats,
-                           jnp.zeros((2, 8)), train=False)
+  assert not np.array_equal(
+    init.g_params['linear']['kernel'], restored.g_params['linear']['kernel']
+  )
+  np.testing.assert_array_equal(
+    state.g_params['linear']['kernel'], restored.g_params['linear']['kernel']
+  )
+  images, _ = gan.generate(
+    restored.ema_params, restored.g_batch_stats, jnp.zeros((2, 8)), train=False
+  )
   assert images.shape == (2, 28, 28, 1) and float(jnp.max(jnp.abs(images))) <= 1
 
 
@@ -126,8 +138,9 @@ def test_unregistering_removes_the_model_everywhere(tiny_config):
     models.register(TOY)
   models.unregister('toy')
   c = _toy_config(tiny_config)
-  assert _error(c) == ("model.name='toy' is invalid: choose one of "
-                       "['dcgan', 'dcgan28', 'mlp', 'sngan32'].")
+  assert _error(c) == (
+    "model.name='toy' is invalid: choose one of ['dcgan', 'dcgan28', 'mlp', 'sngan32']."
+  )
   with pytest.raises(ValueError, match="model.name='toy' is not a known model"):
     models.build_models(c.model, (28, 28, 1), 0)
 
@@ -142,8 +155,7 @@ def test_register_refuses_an_unknown_d_option():
 def _builds(name: str, size: int, channels: int) -> bool:
   """Whether the builder of `name` accepts (size, size, channels): shapes only, nothing
   allocated."""
-  cfg = ml_collections.ConfigDict(dict(name=name, latent_dim=8, g_width=4, d_width=4,
-                                       hidden=(8,)))
+  cfg = ml_collections.ConfigDict(dict(name=name, latent_dim=8, g_width=4, d_width=4, hidden=(8,)))
   try:
     nnx.eval_shape(lambda: models.build_models(cfg, (size, size, channels), 0))
   except ValueError:
@@ -160,7 +172,10 @@ def test_each_entry_declares_exactly_the_sizes_its_builder_accepts(name):
     declared = entry.image_size is None or entry.image_size(size)
     for channels in (1, 3):
       assert _builds(name, size, channels) == (declared and channels in entry.channels), (
-        name, size, channels)
+        name,
+        size,
+        channels,
+      )
 
 
 def test_entries_declare_the_options_their_discriminators_take():
@@ -168,8 +183,9 @@ def test_entries_declare_the_options_their_discriminators_take():
   refused by validate (see test_configs / test_pacgan for the messages)."""
   for name, entry in models.MODELS.items():
     size = 8 if name != 'dcgan28' else 28
-    cfg = ml_collections.ConfigDict(dict(name=name, latent_dim=8, g_width=4, d_width=4,
-                                         hidden=(8,), pack=2, minibatch_std=0))
+    cfg = ml_collections.ConfigDict(
+      dict(name=name, latent_dim=8, g_width=4, d_width=4, hidden=(8,), pack=2, minibatch_std=0)
+    )
     if 'pack' not in entry.d_options:
       continue
 

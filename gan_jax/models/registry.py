@@ -97,8 +97,11 @@ class Model:
     if self.image_size is not None and not self.image_size(d.image_size):
       raise _err('data.image_size', d.image_size, f'model "{self.name}" {self.image_size_need}')
     if d.channels not in self.channels:
-      raise _err('data.channels', d.channels, f'model "{self.name}" makes images of '
-                 f'{either(self.channels)} channels')
+      raise _err(
+        'data.channels',
+        d.channels,
+        f'model "{self.name}" makes images of {either(self.channels)} channels',
+      )
     for field, (off, need) in D_OPTIONS.items():
       if m.get(field, off) < off:
         raise _err(f'model.{field}', m[field], need)
@@ -106,8 +109,12 @@ class Model:
       value = m.get(field, off)
       if value != off and field not in self.d_options:
         others = either(n for n, e in MODELS.items() if field in e.d_options)
-        raise _err(f'model.{field}', value, f'model "{self.name}" does not support it; use '
-                   f'model.name={others}, or set model.{field}={off}')
+        raise _err(
+          f'model.{field}',
+          value,
+          f'model "{self.name}" does not support it; use '
+          f'model.name={others}, or set model.{field}={off}',
+        )
 
   def check_conditioning(self, config: Any) -> None:
     """A positive integer `model.num_classes` needs a model with class conditioning (the
@@ -118,8 +125,12 @@ class Model:
     """
     k = config.model.get('num_classes', 0)
     if isinstance(k, int) and not isinstance(k, bool) and k > 0 and not self.conditional:
-      raise _err('model.num_classes', k, f'model "{self.name}" has no class conditioning; use '
-                 f'model.name={either(conditional_names())}, or set model.num_classes=0')
+      raise _err(
+        'model.num_classes',
+        k,
+        f'model "{self.name}" has no class conditioning; use '
+        f'model.name={either(conditional_names())}, or set model.num_classes=0',
+      )
 
 
 # The registry, in registration order: model.name -> entry.
@@ -144,7 +155,9 @@ def register(model: Model, *, replace: bool = False) -> Model:
     raise ValueError(f'a model named {model.name!r} is registered already; pass replace=True.')
   unknown = sorted(set(model.d_options) - set(D_OPTIONS))
   if unknown:
-    raise ValueError(f'model {model.name!r}: unknown d_options {unknown}; known: {list(D_OPTIONS)}.')
+    raise ValueError(
+      f'model {model.name!r}: unknown d_options {unknown}; known: {list(D_OPTIONS)}.'
+    )
   MODELS[model.name] = model
   return model
 
