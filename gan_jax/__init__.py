@@ -4,7 +4,8 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   errors      the one-line errors a user can fix (ConfigError, NonFiniteError, ...)
   config      the run config (`base_config`, `validate`)
   config_files  experiment config files and `--config.<field>=<value>` overrides
-  models      generators and discriminators (MLP, DCGAN-28, DCGAN, SNGAN-32; conditional)
+  models      generators and discriminators (MLP, DCGAN-28, DCGAN, SNGAN-32; conditional), each
+              one entry of the model registry (`gan_jax.models.registry`)
   losses      adversarial losses on logits (the `LOSSES` registry)
   penalties   the registry of D penalties (GP, R1, R2, LeCam): fields, constraints, state
   regularizers  the penalties' functions, and WGAN weight clipping
@@ -19,6 +20,8 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
   cache_dir   where cached reference statistics and decoded image folders live
   image_folder  a folder or .zip of your own images as a dataset (`data.name='folder:/path'`)
+  data_sources  the registry of data sources (TFDS, Stacked MNIST, image folders): which
+              `data.name` each serves, how it is read, counted and checked
   data        the input pipeline: batches, sharding, prefetch
   checkpoint  Orbax checkpoints, `load_run`
   sampling    sampling and image grids

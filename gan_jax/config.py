@@ -211,6 +211,7 @@ def _err(field: str, value: Any, need: str) -> ConfigError:
 def _validate_conditioning(config: ml_collections.ConfigDict) -> None:
   """The class-conditioning fields (missing ones, in configs written before them, are off)."""
   from gan_jax.models import D_CONDITIONINGS, G_CONDITIONINGS  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import registry as models  # pylint: disable=g-import-not-at-top
 
   m, t = config.model, config.train
   k = m.get('num_classes', 0)
@@ -228,12 +229,8 @@ def _validate_conditioning(config: ml_collections.ConfigDict) -> None:
   aux_weight = t.get('aux_weight', 1.0)
   if not (aux_weight >= 0 and math.isfinite(aux_weight)):
     raise _err('train.aux_weight', aux_weight, 'must be >= 0, e.g. 1 (AC-GAN, Odena et al. 2017)')
-  if not k:
-    return
-  if m.name not in ('dcgan28', 'dcgan', 'sngan32'):
-    raise _err('model.num_classes', k, f'model "{m.name}" has no class conditioning; use '
-               'model.name=dcgan28, dcgan or sngan32, or set model.num_classes=0')
-  if m.pack > 1:
+  models.get(m.name).check_conditioning(config)  # the model's entry: has it conditioning?
+  if k and m.pack > 1:
     raise _err('model.pack', m.pack, f'a pack would mix classes, so it cannot be combined with '
                f'model.num_classes={k}; set model.pack=1 or model.num_classes=0')
 
@@ -248,7 +245,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ConfigError: (a ValueError) for the first invalid field found.
   """
   from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
-  from gan_jax.models import DTYPES, MODELS  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import DTYPES  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import registry as models  # pylint: disable=g-import-not-at-top
 
   t, d, m = config.train, config.data, config.model
   seed, k = config.get('seed', 0), config.get('num_replicas', 1)
@@ -256,8 +254,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('seed', seed, 'must be an integer')
   if isinstance(k, int) and not -(2**63) <= seed <= 2**63 - max(k, 1):
     raise _err('seed', seed, f'must fit in 64 bits, from -2**63 to 2**63 - {max(k, 1)}')
-  if m.name not in MODELS:
-    raise _err('model.name', m.name, f'choose one of {sorted(MODELS)}')
+  model = models.get(m.name)  # the registry entry (gan_jax.models.registry)
   dtype = config.get('dtype', 'float32')  # missing in configs written before the field
   if not isinstance(dtype, str) or dtype not in DTYPES:
     raise _err('dtype', dtype, "choose 'float32' or 'bfloat16' (mixed precision)")
@@ -322,23 +319,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('max_rollbacks', config.max_rollbacks, 'must be >= 0, e.g. 3')
   if d.channels not in (1, 3):
     raise _err('data.channels', d.channels, 'must be 1 (grayscale) or 3 (RGB)')
-  if m.name == 'dcgan28' and d.image_size != 28:
-    raise _err('data.image_size', d.image_size, 'model "dcgan28" needs 28; use model.name=dcgan '
-               'for power-of-two sizes')
-  if m.name == 'dcgan' and (d.image_size < 8 or d.image_size & (d.image_size - 1)):
-    raise _err('data.image_size', d.image_size, 'model "dcgan" needs a power of two >= 8, e.g. 32')
-  if m.name == 'sngan32' and d.image_size != 32:
-    raise _err('data.image_size', d.image_size, 'model "sngan32" needs 32')
-  # Discriminator options that look at several samples at once (gan_jax/models/dcgan.py).
-  if m.pack < 1:
-    raise _err('model.pack', m.pack, 'must be a positive integer (1: no packing; PacGAN uses 2)')
-  if m.minibatch_std < 0:
-    raise _err('model.minibatch_std', m.minibatch_std, 'must be >= 0 (0 disables it; Karras '
-               'et al. 2018 use 4)')
-  for field, value, off in (('model.pack', m.pack, 1), ('model.minibatch_std', m.minibatch_std, 0)):
-    if value != off and m.name not in ('dcgan28', 'dcgan'):
-      raise _err(field, value, f'model "{m.name}" does not support it; use model.name=dcgan28 '
-                 f'or dcgan, or set {field}={off}')
+  # What the model's entry declares: image size and channels, its D options (pack,
+  # minibatch_std); its class conditioning is checked with the conditioning fields below.
+  model.check_shape(config)
   if t.batch_size % m.pack:
     raise _err('train.batch_size', t.batch_size, f'must be a multiple of model.pack={m.pack} '
                f'(D judges packs of {m.pack} images); e.g. train.batch_size='
@@ -367,10 +350,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       evaluate.resolve_feature_net_name(config.eval.feature_net, d.name)
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None
-  if isinstance(d.name, str) and d.name.startswith('folder:'):
-    from gan_jax.image_folder import parse_name  # pylint: disable=g-import-not-at-top
+  from gan_jax import data_sources  # pylint: disable=g-import-not-at-top
 
-    parse_name(d.name)  # the options, and that the folder or zip exists
+  data_sources.check(config)  # the data source's own checks, e.g. a folder's options and path
   if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):
     raise _err('data.data_dir', d.data_dir, 'no such folder; point it at a TFDS data dir '
                '(e.g. ../shared/tfds) or leave it unset to use $TFDS_DATA_DIR')
@@ -388,7 +370,7 @@ def _check_model_size(config: ml_collections.ConfigDict) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
-  from gan_jax.models import build_models  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import MODELS, build_models  # pylint: disable=g-import-not-at-top
 
   d, m = config.data, config.model
   shape = (d.image_size, d.image_size, d.channels)
@@ -398,8 +380,7 @@ def _check_model_size(config: ml_collections.ConfigDict) -> None:
     return  # an invalid model: building it reports that in its own words
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state((g, dis), nnx.Param)))
   if n > MAX_PARAMS:
-    fields = 'model.latent_dim, model.g_width, model.d_width' + (
-      ', model.hidden' if m.name == 'mlp' else '')
+    fields = ', '.join(f'model.{f}' for f in MODELS[m.name].size_fields)
     raise ConfigError(
       f'the model would have {n:,} parameters (G + D), over the {MAX_PARAMS:,} gan-jax trains '
       f'(about {5 * 4 * n / 2**30:,.0f} GiB of training state in float32): use smaller '

@@ -1,5 +1,8 @@
 """Input pipeline: TFDS images -> [-1, 1] float batches -> sharded global jax.Arrays.
 
+Every `data.name` is read through its entry in the data-source registry
+(`gan_jax.data_sources`: TFDS, 'stacked_mnist', 'folder:/path'); this module does the rest.
+
 The train stream is a pure function of (dataset, split, seed, batch_size, n_critic): the
 global batch consumed by train step ``k`` is the same in every run, in every Python process
 and for any number of processes (each process keeps its own rows of it), so a run resumed at
@@ -24,7 +27,6 @@ TensorFlow is only a host-side input library here: it is kept off accelerators (
 from __future__ import annotations
 
 import atexit
-import functools
 import queue
 import threading
 import time
@@ -37,19 +39,16 @@ import tensorflow as tf
 
 from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
-from gan_jax import stacked_mnist  # the 'stacked_mnist' name, see _raw_images
-from gan_jax import image_folder  # 'folder:/path' names, see _raw_images
+# Which code reads a data.name (TFDS, 'stacked_mnist', 'folder:/path'): its registry entry.
+from gan_jax.data_sources import source_for
 # Reading TFDS builds (gan_jax.tfds_images, which stacked_mnist uses too); the first three are
 # re-exported, the rest keep the private names this module has always used for them.
 from gan_jax.tfds_images import DatasetNotFoundError, resolve_data_dir
 from gan_jax.tfds_images import prepared_datasets  # noqa: F401
 from gan_jax.tfds_images import deterministic_options as _options
 from gan_jax.tfds_images import keep_tensorflow_on_cpu as _keep_tensorflow_on_cpu
-from gan_jax.tfds_images import prepared_builder as _builder
-from gan_jax.tfds_images import preprocess as _preprocess
-from gan_jax.tfds_images import raw_tfds_images
+from gan_jax.tfds_images import preprocess as _preprocess  # noqa: F401  (tests use it)
 from gan_jax.tfds_images import scale as _scale
-from gan_jax.tfds_images import searched_dir as _searched_dir
 from gan_jax.tfds_images import validate_image_args as _validate_image_args
 
 __all__ = [
@@ -78,8 +77,10 @@ def check_dataset(
   The cheap first thing a run does, so a wrong name, split or data dir fails in one line
   before any model is built or file written (`gan_jax.run_setup.preflight`).
 
+  Asks the name's data source (`gan_jax.data_sources.source_for(name).num_examples`).
+
   Args:
-    name: a TFDS dataset name, or 'stacked_mnist' (built from TFDS 'mnist').
+    name: a TFDS dataset name, 'stacked_mnist' (built from TFDS 'mnist') or 'folder:/path'.
     split: a TFDS split string, slicing allowed.
     data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
     download: let TFDS download a missing dataset.
@@ -96,26 +97,24 @@ def check_dataset(
       no 'image' feature.
   """
   _keep_tensorflow_on_cpu()
-  if image_folder.is_folder_name(name):
-    return image_folder.check_folder(name, split)
-  searched = _searched_dir(resolve_data_dir(data_dir))
-  if name == stacked_mnist.NAME:
-    _builder('mnist', 'train', searched, download, (fields[0], ''))
-    return None
-  builder = _builder(name, split, searched, download, fields)
-  return builder.info.splits[split].num_examples
+  return source_for(name).num_examples(
+    name, split, data_dir=data_dir, download=download, fields=fields
+  )
 
 
 def label_classes(
   name: str, split: str = 'train', *, data_dir: str | None, download: bool = False
 ) -> int | None:
-  """How many classes the labels of dataset `name` have, from its TFDS metadata.
+  """How many classes the labels of dataset `name` have, from its metadata (TFDS's, a
+  folder's class subfolders).
 
   Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
-  builds anything (`gan_jax.run_setup.preflight`).
+  builds anything (`gan_jax.run_setup.preflight`). Asks the name's data source
+  (`gan_jax.data_sources.source_for(name).num_classes`).
 
   Args:
-    name: a TFDS dataset name, or 'stacked_mnist' (labels are its 1,000 modes).
+    name: a TFDS dataset name, 'stacked_mnist' (labels are its 1,000 modes) or
+      'folder:/path' (labels are its class subfolders).
     split: a split of it (checked as in `check_dataset`).
     data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
     download: let TFDS download a missing dataset.
@@ -128,15 +127,7 @@ def label_classes(
   Raises:
     DatasetNotFoundError, ConfigError: as `check_dataset`.
   """
-  if name == stacked_mnist.NAME:
-    return 1000
-  if image_folder.is_folder_name(name):
-    return image_folder.label_classes(name)
-  searched = _searched_dir(resolve_data_dir(data_dir))
-  info = _builder(name, split, searched, download, ('data.name', 'data.split')).info
-  if 'label' not in info.features:
-    return None
-  return int(getattr(info.features['label'], 'num_classes', 0) or 0)
+  return source_for(name).num_classes(name, split, data_dir=data_dir, download=download)
 
 
 def _raw_images(
@@ -148,28 +139,13 @@ def _raw_images(
   channels: int,
   download: bool,
 ) -> tuple[tf.data.Dataset, int]:
-  """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling)."""
+  """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling),
+  from the name's data source (`gan_jax.data_sources`: TFDS, Stacked MNIST, a folder)."""
   _keep_tensorflow_on_cpu()
   _validate_image_args(image_size, channels)
-  if image_folder.is_folder_name(name):  # decoded once into a memory-mapped uint8 cache
-    ds, num_examples = image_folder.folder_dataset(
-      name, split, image_size=image_size, channels=channels
-    )
-    preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds, num_examples
-  if name != stacked_mnist.NAME:
-    return raw_tfds_images(
-      name, split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
-    )
-  # Stacked MNIST is no TFDS dataset: it is built from the TFDS 'mnist' build (uint8
-  # [28, 28, 3] examples, label = mode), so it then shares all of the processing below.
-  ds, num_examples = stacked_mnist.stacked_mnist_dataset(
-    split, data_dir=data_dir, download=download
+  return source_for(name).load(
+    name, split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
   )
-  preprocess = functools.partial(_preprocess, image_size=image_size, channels=channels)
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds, num_examples
 
 
 def load_images(
@@ -331,6 +307,36 @@ def build_train_dataset(
       or ``shuffle_buffer``, an unknown split, or a split smaller than one batch.
     DatasetNotFoundError: As in ``load_images``.
   """
+  _check_stream_args(batch_size, n_critic, start_step, process_index, process_count)
+  if shuffle_buffer is not None and shuffle_buffer < 1:
+    raise ConfigError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
+  _validate_image_args(image_size, channels)
+  rows = _local_rows(rows, batch_size, process_index, process_count)
+  ds, num_examples = _raw_images(
+    name, split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
+  )
+  if num_examples < batch_size:
+    raise ConfigError(
+      f"Split '{split}' of '{name}' has only {num_examples} examples, fewer than one batch "
+      f'(train.batch_size={batch_size}).'
+    )
+  if cache:
+    ds = ds.cache()
+  buffer = num_examples if shuffle_buffer is None else shuffle_buffer
+  ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat()
+  if start_step:
+    ds = ds.skip(start_step * n_critic * batch_size)
+  ds = _keep_rows(ds.batch(batch_size, drop_remainder=True), rows, batch_size)
+  ds = ds.batch(n_critic, drop_remainder=True)
+  ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_stream_args(
+  batch_size: int, n_critic: int, start_step: int, process_index: int, process_count: int
+) -> None:
+  """Checks `build_train_dataset`'s batch and step arguments (raises as it documents)."""
   if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
     raise ConfigError(f'train.batch_size={batch_size!r} must be a positive integer.')
   if not isinstance(process_count, (int, np.integer)) or process_count < 1:
@@ -346,9 +352,13 @@ def build_train_dataset(
     raise ConfigError(f'train.n_critic={n_critic!r} must be an integer >= 1.')
   if not isinstance(start_step, (int, np.integer)) or start_step < 0:
     raise ValueError(f'start_step={start_step!r} must be an integer >= 0.')
-  if shuffle_buffer is not None and shuffle_buffer < 1:
-    raise ConfigError(f'data.shuffle_buffer={shuffle_buffer!r} must be >= 1 or None.')
-  _validate_image_args(image_size, channels)
+
+
+def _local_rows(
+  rows: Sequence[int] | None, batch_size: int, process_index: int, process_count: int
+) -> list[int]:
+  """The checked rows of each global batch this process keeps: `rows`, or when None block
+  `process_index` of `process_count` equal blocks (raises ValueError for bad rows)."""
   if rows is None:
     local_batch = batch_size // process_count
     rows = range(process_index * local_batch, (process_index + 1) * local_batch)
@@ -357,36 +367,17 @@ def build_train_dataset(
     raise ValueError(
       f'rows={rows!r} must be distinct ascending indices in [0, {batch_size}) (the batch).'
     )
+  return rows
 
-  ds, num_examples = _raw_images(
-    name,
-    split,
-    data_dir=data_dir,
-    image_size=image_size,
-    channels=channels,
-    download=download,
-  )
-  if num_examples < batch_size:
-    raise ConfigError(
-      f"Split '{split}' of '{name}' has only {num_examples} examples, fewer than one batch "
-      f'(train.batch_size={batch_size}).'
-    )
-  if cache:
-    ds = ds.cache()
-  buffer = num_examples if shuffle_buffer is None else shuffle_buffer
-  ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat()
-  if start_step:
-    ds = ds.skip(start_step * n_critic * batch_size)
-  ds = ds.batch(batch_size, drop_remainder=True)
+
+def _keep_rows(ds: tf.data.Dataset, rows: list[int], batch_size: int) -> tf.data.Dataset:
+  """Keeps `rows` (ascending) of each global batch of `batch_size` examples."""
   if rows != list(range(rows[0], rows[-1] + 1)):  # scattered rows (an unusual mesh)
-    ds = ds.map(lambda b: {k: tf.gather(v, rows) for k, v in b.items()})
-  elif len(rows) < batch_size:  # one block: a slice
+    return ds.map(lambda b: {k: tf.gather(v, rows) for k, v in b.items()})
+  if len(rows) < batch_size:  # one block: a slice
     lo, hi = rows[0], rows[-1] + 1
-    ds = ds.map(lambda b: {k: v[lo:hi] for k, v in b.items()})
-  ds = ds.batch(n_critic, drop_remainder=True)
-  ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda b: {k: v[lo:hi] for k, v in b.items()})
+  return ds
 
 
 def build_eval_dataset(

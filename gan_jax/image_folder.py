@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -82,6 +83,7 @@ __all__ = [
   'decode_image',
   'load_cached',
   'folder_dataset',
+  'raw_images',
   'write_classes',
 ]
 
@@ -637,6 +639,27 @@ def folder_dataset(
     },
   ).unbatch()
   return ds, max(stop - start, 0)
+
+
+def raw_images(name: str, split: str, *, image_size: int, channels: int):
+  """`folder_dataset` resized and channel-converted as every gan_jax dataset is
+  (`gan_jax.tfds_images.preprocess`; the cache already holds that shape, so it only
+  checks it): what the name 'folder:...' gives `gan_jax.data`.
+
+  Returns:
+    `(ds, n)`: `ds` yields `{'image': uint8 [image_size, image_size, channels] in [0, 255],
+    'label': int32 []}` in listing order; `n` examples.
+
+  Raises:
+    ConfigError: as `folder_dataset`.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from gan_jax.tfds_images import preprocess  # pylint: disable=g-import-not-at-top  (TensorFlow)
+
+  ds, num_examples = folder_dataset(name, split, image_size=image_size, channels=channels)
+  process = functools.partial(preprocess, image_size=image_size, channels=channels)
+  return ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), num_examples
 
 
 def write_classes(name: str, workdir: str) -> str:

@@ -26,7 +26,7 @@ import ml_collections
 from gan_jax import config as config_lib
 from gan_jax import data as data_lib
 from gan_jax import distributed
-from gan_jax import image_folder
+from gan_jax import data_sources
 from gan_jax import penalties
 from gan_jax import run_lock
 from gan_jax.checkpoint import read_run_config
@@ -47,8 +47,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked deep copy
   config.data.data_dir = data_lib.resolve_data_dir(config.data.data_dir)
   config_lib.validate(config)
-  if image_folder.is_folder_name(config.data.name):  # recorded absolute: resumable from anywhere
-    config.data.name = image_folder.absolute_name(config.data.name)
+  # e.g. a folder's path recorded absolute: resumable from anywhere
+  config.data.name = data_sources.record_name(config.data.name)
   return config
 
 
@@ -248,7 +248,7 @@ def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes `<workdir>/config.json` (process 0 only), atomically: the other processes of a
   multi-process run may be reading it (`preflight`), and a crash leaves the old or the new
   file, never half of one. For an image-folder dataset also `<workdir>/classes.json`, its
-  class names (`gan_jax.image_folder.write_classes`).
+  class names (`gan_jax.image_folder.write_classes`; `DataSource.write_run_files`).
 
   Args:
     config: the resolved run config (`preflight`).
@@ -270,8 +270,9 @@ def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     with open(manifest + '.tmp', 'w') as f:
       json.dump({'written_by': 'gan_jax', 'files': list(RUN_FILES)}, f, indent=2)
     os.replace(manifest + '.tmp', manifest)
-  if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
-    image_folder.write_classes(config.data.name, workdir)
+  source = data_sources.source_for(config.data.name)  # e.g. a folder's classes.json
+  if source.write_run_files is not None:
+    source.write_run_files(config.data.name, workdir)
 
 
 def _keep_earlier_config(workdir: str, path: str, text: str) -> None:
@@ -335,11 +336,9 @@ def preflight(
       f'{num_examples} or a larger split.'
     )
   check_dataset_labels(config)
-  if image_folder.is_folder_name(config.data.name):  # decode (or reuse) its cache now, so a
-    # bad image fails here, before any file is written, rather than after the model is built
-    image_folder.load_cached(
-      config.data.name, image_size=config.data.image_size, channels=config.data.channels
-    )
+  source = data_sources.source_for(config.data.name)  # e.g. decode a folder's cache now, so
+  if source.prepare is not None:  # a bad image fails before any file is written
+    source.prepare(config)
   if overwrite:
     check_overwritable(workdir)
   elif has_checkpoints(workdir):

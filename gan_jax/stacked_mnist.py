@@ -69,6 +69,8 @@ __all__ = [
   'IMAGE_SHAPE',
   'NAME',
   'NUM_MODES',
+  'check_source',
+  'raw_images',
   'stacked_mnist_arrays',
   'stacked_mnist_dataset',
 ]
@@ -283,3 +285,36 @@ def stacked_mnist_dataset(
     parts.append(part.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
   ds = functools.reduce(lambda a, b: a.concatenate(b), parts)
   return ds, sum(len(p[2]) for p in plans)
+
+
+def check_source(*, data_dir: str | None, download: bool = False, field: str = 'data.name') -> None:
+  """Checks, reading no image, that the TFDS 'mnist' build Stacked MNIST is made from exists.
+
+  Args:
+    data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
+    download: let TFDS download 'mnist' if it is missing.
+    field: the config field that named 'stacked_mnist', for the message.
+
+  Raises:
+    gan_jax.data.DatasetNotFoundError: 'mnist' is not prepared in the data dir.
+  """
+  searched = tfds_images.searched_dir(tfds_images.resolve_data_dir(data_dir))
+  tfds_images.prepared_builder(_SOURCE, 'train', searched, download, (field, ''))
+
+
+def raw_images(
+  split: str, *, data_dir: str | None, image_size: int, channels: int, download: bool = False
+) -> tuple[tf.data.Dataset, int]:
+  """`stacked_mnist_dataset` (default length, seed 0) resized and channel-converted as every
+  gan_jax dataset is (`gan_jax.tfds_images.preprocess`): what the name 'stacked_mnist' gives.
+
+  Returns:
+    `(ds, n)`: `ds` yields `{'image': uint8 or float32 [image_size, image_size, channels] in
+    [0, 255], 'label': int32 []}` (label = the mode in [0, 1000)) in order; `n` examples.
+
+  Raises:
+    As `stacked_mnist_arrays`.
+  """
+  ds, num_examples = stacked_mnist_dataset(split, data_dir=data_dir, download=download)
+  preprocess = functools.partial(tfds_images.preprocess, image_size=image_size, channels=channels)
+  return ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), num_examples

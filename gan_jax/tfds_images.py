@@ -186,6 +186,50 @@ def prepared_builder(
   return builder
 
 
+def split_size(
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  download: bool = False,
+  fields: tuple[str, str] = ('data.name', 'data.split'),
+) -> int:
+  """The number of examples of `split` of TFDS dataset `name`, from its metadata (no image
+  is read): the data-source registry's check for TFDS names (`gan_jax.data_sources`).
+
+  Args:
+    name: a TFDS dataset name.
+    split: a TFDS split string, slicing allowed.
+    data_dir: the TFDS data dir (None: `$TFDS_DATA_DIR`, else TFDS's default).
+    download: let TFDS download a missing dataset.
+    fields: the config fields holding the name and the split, named in the messages.
+
+  Raises:
+    DatasetNotFoundError, ConfigError: as `prepared_builder`.
+  """
+  searched = searched_dir(resolve_data_dir(data_dir))
+  return prepared_builder(name, split, searched, download, fields).info.splits[split].num_examples
+
+
+def label_classes(
+  name: str, split: str = 'train', *, data_dir: str | None, download: bool = False
+) -> int | None:
+  """How many classes the 'label' feature of TFDS dataset `name` has, from its metadata.
+
+  Returns:
+    K for a 'label' feature with K classes (labels 0..K-1); 0 when TFDS does not know its
+    number of classes; None when the dataset has no 'label' feature.
+
+  Raises:
+    DatasetNotFoundError, ConfigError: as `prepared_builder`.
+  """
+  searched = searched_dir(resolve_data_dir(data_dir))
+  info = prepared_builder(name, split, searched, download, ('data.name', 'data.split')).info
+  if 'label' not in info.features:
+    return None
+  return int(getattr(info.features['label'], 'num_classes', 0) or 0)
+
+
 def convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
   """[H, W, C_in] float32 -> [H, W, channels]; works with a static or a dynamic C_in."""
 

@@ -1,13 +1,15 @@
-"""Generator and discriminator registry.
+"""Generators and discriminators, and the registry entries of the built-in models.
 
-`build_models(model_config, image_shape, seed, dtype=...)` returns a `(G, D)` pair of Flax
-NNX modules; the training code turns them into pure functions with `nnx.split` / `nnx.merge`
-(see `gan_jax.state`).
+Each model is one `gan_jax.models.registry.Model` entry (its builder, image sizes, channels,
+discriminator options, class conditioning), registered here for 'mlp', 'dcgan28', 'dcgan'
+and 'sngan32'. `build_models(model_config, image_shape, seed, dtype=...)` returns the `(G,
+D)` pair of Flax NNX modules of the entry `model_config.name`; the training code turns them
+into pure functions with `nnx.split` / `nnx.merge` (see `gan_jax.state`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
@@ -27,6 +29,8 @@ from gan_jax.models.dcgan import (
   pack_images,
 )
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
+from gan_jax.models import registry
+from gan_jax.models.registry import MODELS, Model, register, unregister
 from gan_jax.models.sngan import SNGANDiscriminator, SNGANGenerator, SpectralNorm
 
 
@@ -58,11 +62,6 @@ def _d_cond(cfg):
 
 
 def _mlp(cfg, shape, rngs, dtype):
-  if cfg.get('num_classes', 0):
-    raise ValueError(
-      f'model.num_classes={cfg.num_classes}: model "mlp" has no class conditioning; use '
-      'model.name=dcgan28 (or dcgan, sngan32), or set model.num_classes=0.'
-    )
   hidden = tuple(cfg.get('hidden', (256, 256)))
   return (
     MLPGenerator(shape, cfg.latent_dim, hidden, dtype=dtype, rngs=rngs),
@@ -101,14 +100,27 @@ def _sngan32(cfg, shape, rngs, dtype):
 # BatchNorm statistics and spectral-norm state; bfloat16 layers and activations.
 DTYPES: dict[str, Any] = {'float32': None, 'bfloat16': jnp.bfloat16}
 
-MODELS: dict[
-  str, Callable[[Any, tuple[int, int, int], nnx.Rngs, Any], tuple[nnx.Module, nnx.Module]]
-] = {
-  'mlp': _mlp,
-  'dcgan28': _dcgan28,
-  'dcgan': _dcgan,
-  'sngan32': _sngan32,
-}
+register(Model(
+  'mlp', _mlp, 'fully connected G and D, any image size (`model.hidden` widths)',
+  size_fields=('latent_dim', 'g_width', 'd_width', 'hidden'),
+))
+register(Model(
+  'dcgan28', _dcgan28, 'DCGAN for 28x28 images (MNIST)',
+  image_size=lambda s: s == 28,
+  image_size_need='needs 28; use model.name=dcgan for power-of-two sizes',
+  d_options=('pack', 'minibatch_std'), conditional=True, paper='Radford et al. 2016',
+))
+register(Model(
+  'dcgan', _dcgan, 'DCGAN for power-of-two sizes >= 8 (32, 64, ...)',
+  image_size=lambda s: s >= 8 and not s & (s - 1),
+  image_size_need='needs a power of two >= 8, e.g. 32',
+  d_options=('pack', 'minibatch_std'), conditional=True, paper='Radford et al. 2016',
+))
+register(Model(
+  'sngan32', _sngan32, 'SNGAN ResNet for 32x32 images, spectrally normalised D',
+  image_size=lambda s: s == 32, image_size_need='needs 32', conditional=True,
+  paper='Miyato et al. 2018',
+))
 
 
 def build_models(
@@ -117,7 +129,7 @@ def build_models(
   """Builds the generator and discriminator named by `model_config.name`.
 
   Args:
-    model_config: the config's `model` block: `name` (one of `MODELS`), `latent_dim`, for
+    model_config: the config's `model` block: `name` (a key of `MODELS`), `latent_dim`, for
       DCGANs and 'sngan32' `g_width` / `d_width` (for MLPs an optional `hidden` tuple), and
       for the DCGANs optional discriminator fields: `spectral_norm` (default False; True
       spectrally normalises every D layer and drops D's BatchNorm, Miyato et al. 2018),
@@ -153,9 +165,14 @@ def build_models(
     )
   if dtype not in DTYPES:
     raise ValueError(f'dtype={dtype!r} is not a known dtype; choose one of {sorted(DTYPES)}.')
-  return MODELS[model_config.name](
-    model_config, tuple(image_shape), nnx.Rngs(params=seed), DTYPES[dtype]
-  )
+  model = MODELS[model_config.name]
+  k = model_config.get('num_classes', 0)
+  if k and not model.conditional:
+    raise ValueError(
+      f'model.num_classes={k}: model "{model.name}" has no class conditioning; use '
+      f'model.name={registry.either(registry.conditional_names())}, or set model.num_classes=0.'
+    )
+  return model.build(model_config, tuple(image_shape), nnx.Rngs(params=seed), DTYPES[dtype])
 
 
 __all__ = [
@@ -165,6 +182,9 @@ __all__ = [
   'LabelEmbed',
   'DTYPES',
   'MODELS',
+  'Model',
+  'register',
+  'unregister',
   'build_models',
   'MLPGenerator',
   'MLPDiscriminator',
