@@ -334,10 +334,10 @@ def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
   tmp_path, capsys, monkeypatch
 ):
   from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
-  from gan_jax import sweep  # pylint: disable=g-import-not-at-top
+  from gan_jax.sweep import runner  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(
-    sweep, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
+    runner, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
   )
   workdir = tmp_path / 'sweep'
   busy = workdir / 'lr=b' / 'seed_0'
