@@ -30,7 +30,7 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   export      `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
-  editing     latent-space tools: interpolation, inversion, attribute directions
+  latent      latent-space tools: interpolation, inversion, attribute directions, CelebA
   translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D), paired tasks, PSNR/SSIM
   sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
   lifeline    child processes that stop when their parent dies (sweep --jobs)

@@ -368,9 +368,9 @@ def test_edit_caches_a_fitted_direction_only_while_it_can_hold_the_run_folder(
 
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import edit_cli, editing  # pylint: disable=g-import-not-at-top
+  from gan_jax import edit_cli, latent  # pylint: disable=g-import-not-at-top
 
-  monkeypatch.setattr(editing, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
+  monkeypatch.setattr(latent, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
   args = argparse.Namespace(
     workdir=str(tmp_path / 'run'), method='mean', num_latents=4, seed=0, label=None, refit=False
   )
