@@ -13,7 +13,8 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   sharding    device mesh and shardings
   distributed  several processes: `jax.distributed`, stop votes, barriers
   signals     stopping a run cleanly on SIGTERM / SIGINT
-  train_step  the jitted, data-parallel train step
+  objectives  what D and G minimise in a train step (loss + penalties + class loss), `Stabilizers`
+  train_step  the jitted, data-parallel train step, composed of pure functions
   tfds_images  reading a prepared TFDS build (data dir, checked builder, decode and resize)
   stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
   cache_dir   where cached reference statistics and decoded image folders live
@@ -31,7 +32,8 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
   latent      latent-space tools: interpolation, inversion, attribute directions, CelebA
-  translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D), paired tasks, PSNR/SSIM
+  translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D) on paired tasks, PSNR/SSIM;
+              CycleGAN (ResNet G, image histories) on unpaired ones, accuracy/cycle/FID
   sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
   lifeline    child processes that stop when their parent dies (sweep --jobs)
   edit_cli    `gan-jax edit`

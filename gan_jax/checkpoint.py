@@ -208,7 +208,7 @@ class Checkpointer:
             candidate,
           )
           continue
-        moved = self._move_aside(bad)
+        moved = self.move_aside(bad)
         log.warning(
           'Checkpoint %s is unreadable (%s: %s); moved it to %s and resumed from step %d.',
           os.path.join(self.directory, str(bad)),
@@ -229,7 +229,7 @@ class Checkpointer:
       'or start a new run with another --workdir.'
     )
 
-  def _move_aside(self, step: int) -> str:
+  def move_aside(self, step: int) -> str:
     """Renames checkpoint `step` to `<step>.unreadable[.N]` so Orbax no longer lists it.
 
     Process 0 renames; with several processes all of them wait for each other before (so

@@ -318,9 +318,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     parse_replica_values(config.replica_values, config.num_replicas)
   if config.get('replica_impl', 'auto') not in REPLICA_IMPLS:
     raise _err('replica_impl', config.replica_impl, f"choose one of {', '.join(REPLICA_IMPLS)}")
-  if config.num_replicas > 1 and config.on_nonfinite == 'rollback':
-    raise _err('on_nonfinite', config.on_nonfinite, "replicas share one step, so one cannot roll "
-               "back alone; use on_nonfinite='stop' with num_replicas > 1")
   if config.max_rollbacks < 0:
     raise _err('max_rollbacks', config.max_rollbacks, 'must be >= 0, e.g. 3')
   if d.channels not in (1, 3):
@@ -363,10 +360,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:
-    from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
+    from gan_jax.metrics import evaluate, registry  # pylint: disable=g-import-not-at-top
 
     try:
-      evaluate.parse_metrics(config.eval.metrics)
+      registry.parse(config.eval.metrics)  # each metric is a registry entry
       evaluate.resolve_feature_net_name(config.eval.feature_net, d.name)
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None

@@ -16,13 +16,15 @@ Losses are registered in `LOSSES` as `GANLoss(d, g, g_needs_real)` pairs:
   * 'hinge': Lim & Ye 2017; Miyato et al. 2018, eqs. 16-17.
   * 'least_squares': Mao et al. 2017 (LSGAN), eq. 2 with a=0, b=1, c=1.
   * 'relativistic_average': Jolicoeur-Martineau 2018 (RaSGAN), section 4.3.
+  * 'rpgan': Jolicoeur-Martineau 2019 (relativistic pairing, RSGAN), the RpGAN objective
+    of R3GAN (Huang et al. 2024).
 
 `class_cross_entropy` is the auxiliary classification loss of AC-GAN (Odena et al. 2017),
 added by the train step for `model.d_conditioning='acgan'`.
 
 All discriminator losses are `d(real_logits, fake_logits)`; all generator losses are
-`g(fake_logits, real_logits=None)`. Only the relativistic generator loss reads
-`real_logits` (its `GANLoss.g_needs_real` is True); the others accept and ignore it, so a
+`g(fake_logits, real_logits=None)`. Only the relativistic generator losses read
+`real_logits` (their `GANLoss.g_needs_real` is True); the others accept and ignore it, so a
 train step can call every G loss the same way.
 """
 
@@ -278,6 +280,70 @@ def g_relativistic_average_loss(fake_logits: Array, real_logits: Array | None = 
   return jnp.mean(jax.nn.softplus(-cf)) + jnp.mean(jax.nn.softplus(cr))
 
 
+def _paired(real_logits: Array, fake_logits: Array) -> tuple[Array, Array]:
+  """Flat float32 real and fake logits of one batch size, to be paired index by index."""
+  real_logits = _flat(real_logits, 'real_logits')
+  fake_logits = _flat(fake_logits, 'fake_logits')
+  if real_logits.shape != fake_logits.shape:
+    raise ValueError(
+      f'the rpgan loss pairs real and fake logits index by index: they need the same batch '
+      f'size, got {real_logits.shape[0]} real and {fake_logits.shape[0]} fake.'
+    )
+  return real_logits, fake_logits
+
+
+def d_relativistic_pairing_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Discriminator loss of the relativistic pairing GAN, RpGAN (Jolicoeur-Martineau 2019).
+
+  The relativistic standard GAN of "The relativistic discriminator: a key element missing
+  from standard GAN" (ICLR 2019), used as the RpGAN objective of R3GAN (Huang et al. 2024,
+  "The GAN is dead; long live the GAN! A modern GAN baseline"): D estimates the probability
+  `sigmoid(C(x_r) - C(x_f))` that a real image is more realistic than a generated one, on
+  pairs `(x_r[i], x_f[i])` taken index by index,
+  `L_D = -E[log sigmoid(C(x_r) - C(x_f))] = mean(softplus(fake_logits - real_logits))`.
+
+  Args:
+    real_logits: D's logits on real images, float `[B]` or `[B, 1]`.
+    fake_logits: D's logits on generated images, float `[B]` or `[B, 1]`, same B.
+
+  Returns:
+    float32 scalar in [0, inf); log(2) ~= 0.693 when each pair's logits are equal.
+
+  Raises:
+    ValueError: if a logits array is not `[B]` or `[B, 1]`, or the batch sizes differ.
+  """
+  real_logits, fake_logits = _paired(real_logits, fake_logits)
+  return jnp.mean(jax.nn.softplus(fake_logits - real_logits))
+
+
+def g_relativistic_pairing_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
+  """Generator loss of the relativistic pairing GAN, RpGAN (Jolicoeur-Martineau 2019).
+
+  The discriminator loss with real and fake swapped (R3GAN's RpGAN, Huang et al. 2024):
+  `L_G = -E[log sigmoid(C(x_f) - C(x_r))] = mean(softplus(real_logits - fake_logits))`, on
+  the pairs of `d_relativistic_pairing_loss`. It needs D's logits on a real batch
+  (`GANLoss.g_needs_real` is True); no gradient reaches G through them.
+
+  Args:
+    fake_logits: D's logits on generated images, float `[B]` or `[B, 1]`.
+    real_logits: D's logits on real images, float `[B]` or `[B, 1]`, same B; required.
+
+  Returns:
+    float32 scalar in [0, inf); log(2) ~= 0.693 when each pair's logits are equal.
+
+  Raises:
+    ValueError: if `real_logits` is None, a logits array is not `[B]` or `[B, 1]`, or the
+      batch sizes differ.
+  """
+  if real_logits is None:
+    raise ValueError(
+      'the rpgan generator loss needs real_logits (D on a real batch): call '
+      'g(fake_logits, real_logits); GANLoss.g_needs_real is True for this loss.'
+    )
+  real_logits, fake_logits = _paired(real_logits, fake_logits)
+  return jnp.mean(jax.nn.softplus(real_logits - fake_logits))
+
+
 class GANLoss(NamedTuple):
   """A discriminator loss and a generator loss.
 
@@ -285,7 +351,7 @@ class GANLoss(NamedTuple):
     d: `d(real_logits, fake_logits) -> scalar`, minimised by the discriminator.
     g: `g(fake_logits, real_logits=None) -> scalar`, minimised by the generator.
     g_needs_real: True if `g` needs `real_logits` (D's outputs on a real batch), which the
-      train step must then compute in the generator step; only 'relativistic_average'.
+      train step must then compute in the generator step ('relativistic_average', 'rpgan').
     probabilistic: True if D's outputs are logits of the probability that an image is real
       (the cross-entropy losses): the train step then reports `d_real`/`d_fake` as mean
       sigmoid probabilities, otherwise as mean raw critic scores.
@@ -306,6 +372,7 @@ LOSSES: dict[str, GANLoss] = {
   'relativistic_average': GANLoss(
     d=d_relativistic_average_loss, g=g_relativistic_average_loss, g_needs_real=True
   ),
+  'rpgan': GANLoss(d=d_relativistic_pairing_loss, g=g_relativistic_pairing_loss, g_needs_real=True),
 }
 
 
@@ -370,7 +437,7 @@ def get_loss(name: str) -> GANLoss:
 
   Args:
     name: one of `LOSSES`: 'non_saturating' (default in the configs), 'minimax',
-      'wasserstein', 'hinge', 'least_squares' or 'relativistic_average'.
+      'wasserstein', 'hinge', 'least_squares', 'relativistic_average' or 'rpgan'.
 
   Returns:
     The registered `GANLoss`.

@@ -1,6 +1,8 @@
-"""K independent GANs trained inside one compiled program: one step over a stacked state.
+"""What K independent GANs in one compiled program need beyond one GAN: stacked states,
+replica configs, the replicated step, and restoring K folders together.
 
-`train_replicas(configs, workdirs)` trains K runs whose configs differ only in `seed` and in
+The training loop is the ordinary one (`gan_jax.train`): `gan_jax.train.train_replicas(configs,
+workdirs)` trains K runs whose configs differ only in `seed` and in
 continuous hyperparameters (`gan_jax.config.REPLICA_FIELDS`: learning rates, Adam betas,
 penalty weights, which enter the step as traced `[K]` inputs) with one jitted step over a
 `GANState` whose every leaf has a leading axis of size K, and a batch
@@ -31,38 +33,23 @@ every model on GPU or TPU use vmap. `benchmarks/replicas.py` measures both again
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 
 from gan_jax import config as config_lib
 from gan_jax import penalties
-from gan_jax import data as data_lib
-from gan_jax import run_lock
 from gan_jax import run_setup
 from gan_jax.checkpoint import Checkpointer
-from gan_jax.errors import ConfigError, NonFiniteError
-from gan_jax.losses import get_loss
-from gan_jax.run_actions import (
-  BestCheckpoint,
-  ScalarLog,
-  evaluate_and_log,
-  fixed_labels,
-  fixed_latents,
-  write_grid,
-)
-from gan_jax.signals import StopOnSignal
-from gan_jax.sharding import batch_sharding, replicate, replicated
-from gan_jax.state import GAN, GANState, create_state
-from gan_jax.train_step import HPARAM_FIELDS, Stabilizers, TrainStep, make_train_step
+from gan_jax.errors import ConfigError
+from gan_jax.sharding import batch_sharding, replicated
+from gan_jax.state import GANState
+from gan_jax.train_step import HPARAM_FIELDS, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +119,18 @@ def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
       )
 
 
-def replica_hparams(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, jax.Array] | None:
+def replica_hparams(
+  configs: Sequence[ml_collections.ConfigDict], lr_scale: float = 1.0
+) -> dict[str, jax.Array] | None:
   """The per-replica hyperparameters of the step, float32 `[K]` each (`HPARAM_FIELDS`), or
-  None when all replicas share them (then the step is exactly the ordinary one)."""
-  table = {f: [float(c.train[f]) for c in configs] for f in HPARAM_FIELDS}
+  None when all replicas share them (then the step is exactly the ordinary one).
+
+  Args:
+    configs: the K replica configs.
+    lr_scale: multiplies every replica's `g_lr` and `d_lr` (after rollbacks, <= 1).
+  """
+  scale = {'g_lr': lr_scale, 'd_lr': lr_scale}
+  table = {f: [float(c.train[f]) * scale.get(f, 1.0) for c in configs] for f in HPARAM_FIELDS}
   if all(len(set(v)) == 1 for v in table.values()):
     return None
   return {f: jnp.asarray(v, jnp.float32) for f, v in table.items()}
@@ -236,227 +231,72 @@ def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True
   return call
 
 
-def _stacked_batches(configs, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-  """Zips the replicas' host pipelines, stacking each leaf on a new leading axis."""
+def stacked_batches(
+  configs: Sequence[ml_collections.ConfigDict], start_step: int
+) -> Iterator[dict[str, np.ndarray]]:
+  """Zips the replicas' host pipelines (each in its own seed's order), stacking each leaf on a
+  new leading axis: images float32 `[K, n_critic, B, H, W, C]` in [-1, 1]."""
   streams = [run_setup.host_batches(c, start_step) for c in configs]
   for batches in zip(*streams):
     yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
-def _common_start(ckpts: list[Checkpointer]) -> int:
-  """The latest step every replica has a checkpoint of (0: start over). A crash between the
-  replicas' saves leaves them at different latest steps; all resume from the last shared one
-  (the replay is deterministic, so a newer checkpoint is rewritten with the same values)."""
-  steps = [set(c.all_steps()) for c in ckpts]
-  common = set.intersection(*steps)
-  return max(common) if common else 0
+def restore_common(
+  ckpts: Sequence[Checkpointer], targets: Sequence[GANState], workdirs: Sequence[str]
+) -> tuple[int, list[GANState]]:
+  """Restores every replica from the latest step all of them have a readable checkpoint of.
 
-
-@run_lock.holds_workdir('workdirs')  # each replica folder has one writer, as a run's
-def train_replicas(
-  configs: Sequence[ml_collections.ConfigDict],
-  workdirs: Sequence[str],
-  *,
-  overwrite: bool = False,
-) -> GANState:
-  """Trains K GANs in one vmapped step, replica i as `configs[i]` says into `workdirs[i]`.
-
-  Checkpoints, sample grids, logs and evaluations happen for every replica at the same
-  steps, as in `gan_jax.train.train_and_evaluate`; SIGTERM/SIGINT checkpoints every replica
-  and returns. Rerunning resumes all replicas from their latest common checkpoint.
+  A crash between the replicas' saves leaves them at different latest steps; all resume from
+  the last shared one (the replay is deterministic, so a newer checkpoint is rewritten with
+  the same values). A checkpoint that fails to read or to match its digest (damaged files)
+  while an older common step reads is named with its replica, moved aside to
+  `<step>.unreadable` (as `Checkpointer.restore` does for one run) and the replicas resume
+  from that older step.
 
   Args:
-    configs: K >= 1 run configs (each with num_replicas 1) that differ only in `seed` and the
-      fields of `gan_jax.config.REPLICA_FIELDS`.
-    workdirs: K distinct run folders.
-    overwrite: start every replica anew (see `train_and_evaluate`).
+    ckpts: the K replicas' checkpointers.
+    targets: K states of the right structure and sharding (only shapes and dtypes are used).
+    workdirs: the K run folders (for messages).
 
   Returns:
-    The K final states stacked on a leading axis (`unstack(states, i)` is replica i's).
+    (the step, the K restored states); (0, `targets`) when the replicas share no checkpoint.
 
   Raises:
-    ConfigError: (a ValueError) configs that differ in other fields, workdirs not one
-      per config or repeated, and every error of `gan_jax.run_setup.preflight`.
-    NonFiniteError: a loss or gradient norm of a replica became NaN or Inf (replicas stop
-      together; every replica's last good checkpoint is kept); `on_nonfinite='rollback'` is
-      refused for replicas by the config check.
-    CheckpointWriteError: a checkpoint could not be written.
+    FileNotFoundError: some common step exists but none reads for every replica; nothing is
+      moved, and the message names the replica and its error.
   """
-  if len(configs) != len(workdirs) or not configs:
-    raise ConfigError(f'need one workdir per config, got {len(configs)} and {len(workdirs)}.')
-  if len({os.path.abspath(w) for w in workdirs}) != len(workdirs):
-    raise ConfigError(f'replica workdirs must be distinct, got {list(workdirs)}.')
-  check_replicable(configs)
-  checked = [run_setup.preflight(c, w, overwrite=overwrite) for c, w in zip(configs, workdirs)]
-  configs = [c for c, _ in checked]
-  mesh = checked[0][1]
-  config = configs[0]
-  k = len(configs)
-  if overwrite and jax.process_index() == 0:
-    for w in workdirs:
-      removed = run_setup.clear_run(w)
-      if removed:
-        log.warning('overwrite: removed the previous run in %s (%s)', w, ', '.join(removed))
-
-  gan: GAN = create_state(config)[0]
-  states = [replicate(create_state(c)[1], mesh) for c in configs]
-  ckpts = [Checkpointer(w, keep=config.keep_checkpoints) for w in workdirs]
-  start_step = _common_start(ckpts)
-  if start_step:
-    states = [c.restore(s, step=start_step) for c, s in zip(ckpts, states)]
-    log.info('Resuming %d replicas from their checkpoints at step %d', k, start_step)
-  state = replicate(stack(states), mesh)
-  del states
-  for c, w in zip(configs, workdirs):
-    run_setup.write_run_config(c, w)  # atomic, as for one run
-
-  impl = resolve_replica_impl(config)
-  log.info('%d replicas in one program, replica_impl=%s', k, impl)
-  hparams = replica_hparams(configs)
-  if hparams is not None:
-    hparams = replicate(hparams, mesh)
-  train_step = jit_replicated_train_step(
-    make_replicated_train_step(
-      make_train_step(
-        gan,
-        get_loss(config.train.loss),
-        n_critic=config.train.n_critic,
-        ema_decay=config.train.ema_decay,
-        stabilizers=Stabilizers.from_config(shared_step_config(configs).train),
-        aux_weight=config.train.get('aux_weight', 1.0),
-        reuse_fakes=config.train.get('reuse_fakes', False),
-      ),
-      impl=impl,
-    ),
-    mesh,
-  )
-  batches = data_lib.device_prefetch(
-    _stacked_batches(configs, start_step), batch_sharding(mesh, batch_axis=2)
-  )
-  z_fixed = [fixed_latents(gan, c) for c in configs]
-  labels_fixed = fixed_labels(gan, config)
-  use_ema = config.train.ema_decay > 0
-  raw_too = bool(config.eval.get('raw_generator', False))
-  evaluator, bests = None, [None] * k
-  eval_time = 0.0
-  if config.eval_every:
-    from gan_jax.metrics.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
-
-    evaluator = Evaluator.from_config(config)
-    if evaluator.net is not None and 'fid' in evaluator.metrics and config.eval.keep_best:
-      key = f'fid_{evaluator.net.label.lower()}'
-      bests = [BestCheckpoint(w, key) for w in workdirs]
-  scalars = [ScalarLog(w, start_step) for w in workdirs]
-  total = config.train.steps
-  bar = tqdm.tqdm(
-    total=total,
-    initial=start_step,
-    disable=not config.progress_bar,
-    unit='step',
-    dynamic_ncols=True,
-  )
-  images_per_step = config.train.batch_size * config.train.n_critic
-  t_run = t_window = time.perf_counter()
-  steps_window, step, in_flight, metrics = 0, start_step, None, None
-  pending: list[tuple[int, dict[str, jax.Array]]] = []
-
-  def evaluate_all(step: int) -> float:
-    seconds = 0.0
-    for i in range(k):
-      seconds += evaluate_and_log(
-        evaluator, gan, unstack(state, i), step, use_ema, scalars[i], bests[i], bar, raw_too
+  common = set.intersection(*(set(c.all_steps()) for c in ckpts))
+  failed: list[tuple[int, int, Exception]] = []  # (replica, step, error)
+  for step in sorted(common, reverse=True):
+    states = []
+    for i, (ckpt, target) in enumerate(zip(ckpts, targets)):
+      try:
+        states.append(ckpt.restore(target, step=step))
+      except Exception as err:  # pylint: disable=broad-except  # TensorStore raises Exception
+        failed.append((i, step, err))
+        break
+    if len(states) < len(ckpts):
+      continue
+    for i, bad, err in failed:
+      moved = ckpts[i].move_aside(bad)
+      log.warning(
+        'Replica %d: checkpoint %s is unreadable (%s: %s); moved it to %s and resumed every '
+        'replica from step %d.',
+        i,
+        os.path.join(ckpts[i].directory, str(bad)),
+        type(err).__name__,
+        (str(err).strip().splitlines() or [''])[0][:160],
+        moved,
+        step,
       )
-    return seconds
-
-  with StopOnSignal() as stopper:
-    try:
-      if (
-        evaluator is not None
-        and start_step
-        and (start_step % config.eval_every == 0 or start_step == total)
-        and any(start_step not in s.eval_steps for s in scalars)
-      ):
-        eval_time += evaluate_all(start_step)
-      while step < total:
-        state, metrics = train_step(state, next(batches), hparams)
-        if in_flight is not None:  # at most one step in flight, as in train_and_evaluate
-          jax.block_until_ready(in_flight)
-        in_flight = metrics
-        step += 1
-        steps_window += 1
-        pending.append((step, metrics))
-        bar.update(1)
-
-        stopping = stopper.received is not None
-        is_last = step == total
-        save = step % config.checkpoint_every == 0 or is_last or stopping
-        if step % config.log_every == 0 or save:
-          fetched = jax.device_get(pending)
-          pending = []
-          elapsed = time.perf_counter() - t_window
-          perf = {'perf/images_per_sec': images_per_step * steps_window / elapsed}
-          for i, log_i in enumerate(scalars):
-            for s, m in fetched:
-              log_i.add(s, {name: v[i] for name, v in m.items()})
-            try:
-              rows = log_i.check()
-            except NonFiniteError as err:
-              raise NonFiniteError(f'replica {i} ({workdirs[i]}): {err}') from None
-            for s, m in rows:
-              if s % config.log_every == 0 or s == total:
-                log_i.write(s, {**m, **(perf if s == step else {})})
-          bar.set_postfix(img_s=f'{k * perf["perf/images_per_sec"]:.0f}', refresh=False)
-          t_window, steps_window = time.perf_counter(), 0
-        if step % config.sample_every == 0 or is_last:
-          for i, w in enumerate(workdirs):
-            path = os.path.join(w, 'samples', f'step_{step:07d}.png')
-            write_grid(
-              gan, unstack(state, i), z_fixed[i], path, use_ema, labels_fixed
-            )
-        if save:
-          for i, c in enumerate(ckpts):
-            c.save(unstack(state, i))
-        if evaluator is not None and not stopping and (step % config.eval_every == 0 or is_last):
-          seconds = evaluate_all(step)
-          eval_time += seconds
-          t_window += seconds
-        if stopping:
-          log.warning(
-            'Received %s: stopped after step %d and saved a checkpoint of each replica; run the '
-            'same command again to resume.',
-            stopper.received,
-            step,
-          )
-          break
-    finally:
-      batches.close()
-      bar.close()
-      for closable in [*scalars, *ckpts, *(b for b in bests if b is not None)]:
-        closable.close()
-
-  wall = time.perf_counter() - t_run
-  if jax.process_index() == 0 and step > start_step and metrics is not None:
-    final = jax.device_get(metrics)
-    for i, w in enumerate(workdirs):
-      summary = {
-        'start_step': start_step,
-        'end_step': step,
-        'wall_time_s': wall,
-        'images_per_sec': images_per_step * (step - start_step) / (wall - eval_time),
-        'eval_time_s': eval_time,
-        'eval_time_fraction': eval_time / wall,
-        'devices': len(jax.devices()),
-        'platform': jax.devices()[0].platform,
-        'final_metrics': {name: float(v[i]) for name, v in final.items()},
-        'stopped_by_signal': stopper.received,
-        'rollbacks': 0,
-        'lr_scale': 1.0,
-        'g_lr': configs[i].train.g_lr,  # the effective rates, as in a single run's summary
-        'd_lr': configs[i].train.d_lr,
-        'replica': i,
-        'num_replicas': k,
-        'replica_workdirs': list(workdirs),
-      }
-      with open(os.path.join(w, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
-  return state
+    return step, states
+  if failed:
+    i, bad, err = failed[0]
+    reason = ' '.join(str(err).split())[:300]
+    raise FileNotFoundError(
+      f'replica {i} ({workdirs[i]}): none of the checkpoints its replicas share (steps '
+      f'{sorted(common)}) can be read into this run\'s state; they were left in place. '
+      f'Checkpoint {bad}: {type(err).__name__}: {reason}. Rerun with --overwrite to start '
+      'the replicas anew, or use another --workdir.'
+    )
+  return 0, list(targets)

@@ -1,7 +1,7 @@
 """The periodic actions of a training loop, each owning one output of a run folder.
 
-Shared by the single-GAN loop (`gan_jax.train.train_and_evaluate`) and the K-replica loop
-(`gan_jax.replicas.train_replicas`, one of each per replica folder):
+Used by the training loop (`gan_jax.train`), one of each per run folder (K of them for K
+replicas in one program):
 
 - `ScalarLog`: per-step metrics, checked for NaN/Inf, to TensorBoard and metrics.jsonl;
 - `write_grid` with `fixed_latents` / `fixed_labels`: the sample grids of samples/;

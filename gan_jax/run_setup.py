@@ -1,8 +1,7 @@
 """Before a run's loop: its resolved config, every check it can fail, its folder, its batches.
 
-Shared by the single-GAN loop (`gan_jax.train.train_and_evaluate`) and the K-replica loop
-(`gan_jax.replicas.train_replicas`), which both import it (neither imports the other's
-internals):
+Used by the training loop (`gan_jax.train`, for one GAN or K replicas) and by the commands
+that check a run before training:
 
 - `resolve_config`, `preflight`: the config's fields, the batch over the devices, the
   dataset, split and labels, an existing run's model and image shape (`check_resumable`),
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +28,7 @@ from gan_jax import data as data_lib
 from gan_jax import distributed
 from gan_jax import image_folder
 from gan_jax import penalties
+from gan_jax import run_lock
 from gan_jax.checkpoint import read_run_config
 from gan_jax.errors import ConfigError
 from gan_jax.sharding import check_batch_size, make_mesh
@@ -147,6 +148,10 @@ def prepare_workdir(workdir: str) -> None:
     ) from None
 
 
+# The run folder's mark: written with config.json, it says that gan-jax made this folder, so
+# `overwrite` may clear it.
+MANIFEST = 'gan_jax_run.json'
+
 # What a run writes into its workdir; `overwrite=True` removes these and nothing else.
 RUN_FILES = (
   'checkpoints',
@@ -159,24 +164,82 @@ RUN_FILES = (
   'rollbacks.json',
   'classes.json',
   'config_history.jsonl',
+  MANIFEST,
 )
+
+# Inside the folders of RUN_FILES, the entries a run writes: Orbax step folders (with their
+# temporary and set-aside forms) and sample grids. Anything else there is the user's and stays.
+_RUN_ENTRIES = {
+  'checkpoints': re.compile(r'\d+(\.unreadable(\.\d+)?|\.orbax-checkpoint-tmp-.*)?'),
+  'best': re.compile(r'\d+(\.unreadable(\.\d+)?|\.orbax-checkpoint-tmp-.*)?'),
+  'samples': re.compile(r'step_\d+\.png'),
+}
+
+
+def is_run_folder(workdir: str) -> bool:
+  """Whether gan-jax wrote the run in `workdir`: it holds `MANIFEST`, or (a run written before
+  the manifest existed) a config.json that is a gan-jax run config (a JSON object with
+  'model', 'train' and 'data' blocks)."""
+  if os.path.isfile(os.path.join(workdir, MANIFEST)):
+    return True
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      config = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(config, dict) and all(
+    isinstance(config.get(k), dict) for k in ('model', 'train', 'data')
+  )
+
+
+def check_overwritable(workdir: str) -> None:
+  """Refuses `overwrite` on a folder that holds files but is not a gan-jax run folder.
+
+  Raises:
+    ConfigError: naming the folder; nothing was deleted.
+  """
+  if not os.path.isdir(workdir):
+    return
+  entries = [n for n in os.listdir(workdir) if n != run_lock.LOCK_NAME]
+  if entries and not is_run_folder(workdir):
+    raise ConfigError(
+      f'--overwrite refused: {workdir} holds files ({", ".join(sorted(entries)[:5])}'
+      f'{", ..." if len(entries) > 5 else ""}) but is not a gan-jax run folder (no {MANIFEST} '
+      'or gan-jax config.json), so nothing was deleted; choose a new --workdir, or empty this '
+      'one yourself.'
+    )
 
 
 def clear_run(workdir: str) -> list[str]:
-  """Removes a run from `workdir` (`overwrite`): the `RUN_FILES` and TensorBoard event files,
-  nothing else.
+  """Removes a run from `workdir` (`overwrite`): what gan-jax wrote and nothing else.
+
+  That is the top-level `RUN_FILES` and TensorBoard event files; inside `checkpoints/` and
+  `best/` only the step folders (`<step>`, `<step>.unreadable`, Orbax's temporary ones), and
+  inside `samples/` only the grids `step_<N>.png`. A folder is removed when that leaves it
+  empty; any other file in it (a user's notes, another tool's checkpoint) stays.
 
   Returns:
-    The names removed, sorted.
+    The names removed, sorted (a folder is named when something in it was removed).
 
   Raises:
     OSError: a file could not be removed.
   """
   removed = []
   for name in sorted(os.listdir(workdir)):
-    if name in RUN_FILES or name.startswith('events.out.tfevents.'):
-      path = os.path.join(workdir, name)
-      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    path = os.path.join(workdir, name)
+    if name in _RUN_ENTRIES and os.path.isdir(path):
+      ours = [e for e in os.listdir(path) if _RUN_ENTRIES[name].fullmatch(e)]
+      for entry in ours:
+        child = os.path.join(path, entry)
+        shutil.rmtree(child) if os.path.isdir(child) and not os.path.islink(child) else os.remove(
+          child
+        )
+      if not os.listdir(path):
+        os.rmdir(path)
+      if ours:
+        removed.append(name)
+    elif name in RUN_FILES and os.path.isfile(path) or name.startswith('events.out.tfevents.'):
+      os.remove(path)
       removed.append(name)
   return removed
 
@@ -202,6 +265,11 @@ def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(path + '.tmp', 'w') as f:
     f.write(text)
   os.replace(path + '.tmp', path)
+  manifest = os.path.join(workdir, MANIFEST)
+  if not os.path.exists(manifest):
+    with open(manifest + '.tmp', 'w') as f:
+      json.dump({'written_by': 'gan_jax', 'files': list(RUN_FILES)}, f, indent=2)
+    os.replace(manifest + '.tmp', manifest)
   if image_folder.is_folder_name(config.data.name):  # label i is the class folder classes[i]
     image_folder.write_classes(config.data.name, workdir)
 
@@ -272,7 +340,9 @@ def preflight(
     image_folder.load_cached(
       config.data.name, image_size=config.data.image_size, channels=config.data.channels
     )
-  if not overwrite and has_checkpoints(workdir):
+  if overwrite:
+    check_overwritable(workdir)
+  elif has_checkpoints(workdir):
     check_resumable(workdir, config)
   prepare_workdir(workdir)
   return config, mesh

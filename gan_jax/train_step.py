@@ -1,7 +1,13 @@
 """The GAN train step as a pure function, and its data-parallel jit over a device mesh.
 
 `make_train_step(gan, ...)` returns `train_step(state, batch) -> (state, metrics)`: `n_critic`
-discriminator updates, then one generator update (Goodfellow et al. 2014, Algorithm 1).
+discriminator updates, then one generator update (Goodfellow et al. 2014, Algorithm 1);
+`make_train_step_from_config(gan, config)` builds the same from a run config. The step is a
+composition of module-level pure functions (`train_step(spec, ...)` with the settings in a
+`StepSpec`): the keys (`step_keys`), the real batch (`real_batch`), the latents and G's
+labels, `d_update` on `gan_jax.objectives.d_objective`, G's update on
+`objectives.g_objective` (or `g_adversarial` with `reuse_fakes`), `ema_update` and
+`step_metrics`. What D and G minimise lives in `gan_jax.objectives`.
 `jit_train_step` compiles it once for a mesh with a 'data' axis: the batch is sharded along
 its batch dimension, the state is replicated and donated. Under `jax.jit` with sharded
 inputs XLA inserts the gradient all-reduce and synchronises BatchNorm statistics over the
@@ -23,17 +29,18 @@ did.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from gan_jax import penalties, regularizers
-from gan_jax.augment import diff_augment
-from gan_jax.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
+from gan_jax import objectives, penalties, regularizers
+from gan_jax.losses import GANLoss, get_loss
+from gan_jax.objectives import DOutputs, GOutputs, Stabilizers
 from gan_jax.sharding import batch_sharding, replicated
 from gan_jax.state import GAN, GANState, make_optimizers
 
@@ -62,54 +69,281 @@ HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', *penalties.REPLICA_WEIGHT_FIELDS)
 _AUX_SALT = 0x57AB
 # Folded into the step's key for G's class labels (conditional GANs only), for the same reason.
 _LABEL_SALT = 0x1ABE1
+_OPTIMIZER_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2')
+# make_train_step's default: every stabilizer off.
+_NO_STABILIZERS = Stabilizers()
 
 
 @dataclasses.dataclass(frozen=True)
-class Stabilizers:
-  """The discriminator-side regularizers and stabilizers of one train step (all off = 0/'').
+class StepSpec:
+  """The static settings of a train step, as `make_train_step` validated them.
 
   Attributes:
-    gp_weight: lambda of the gradient penalty on real/fake interpolates (Gulrajani et al.
-      2017, eq. 3; they use 10 with the Wasserstein loss).
-    r1_weight: gamma of R1 on real images: adds gamma/2 * E||grad_x D(x)||^2 (Mescheder et
-      al. 2018, eq. 9).
-    r2_weight: gamma of R2, the same on generated images (Mescheder et al. 2018, eq. 10).
-    clip: WGAN weight clipping, every D parameter into [-clip, clip] after each D update
-      (Arjovsky et al. 2017, Algorithm 1, c = 0.01); 0 disables.
-    label_smoothing: one-sided label smoothing s: real target 1 - s (Salimans et al. 2016,
-      section 3.4); cross-entropy losses only.
-    instance_noise: sigma of Gaussian noise added to every D input, real and generated, in
-      pixel units of [-1, 1] images (Sonderby et al. 2017; Arjovsky & Bottou 2017).
-    instance_noise_steps: sigma decays linearly to 0 over this many steps; 0 keeps it fixed.
-    diffaugment: DiffAugment policy applied to every D input, real and generated, in the D
-      and the G step (Zhao et al. 2020), e.g. 'color,translation,cutout'; '' disables.
-    lecam_weight: lambda of the LeCam regularizer on D's outputs (Tseng et al. 2021, eq. 3):
-      adds lambda * R_LC, anchored to EMAs of D's mean real and fake outputs kept in
-      `state.extras` and updated (with `lecam_decay`) from each D update's outputs first,
-      as in the authors' code.
-    lecam_decay: decay of those EMAs (0.99 in the paper).
+    gan: G and D as pure functions, and their optimizers.
+    loss: the adversarial loss pair.
+    d_loss: D's adversarial loss (`objectives.discriminator_loss`: `loss.d`, or label-smoothed).
+    n_critic: D updates per G update, >= 1.
+    ema_decay: decay of the generator EMA in [0, 1); 0 keeps `ema_params == g_params`.
+    mesh: the mesh the latents are sharded over, or None.
+    stabilizers: the D-side penalties and input transforms.
+    aux_weight: weight of the AC-GAN class losses, >= 0.
+    reuse_fakes: the G update reuses the last D update's generated batch.
   """
 
-  gp_weight: float = 0.0
-  r1_weight: float = 0.0
-  r2_weight: float = 0.0
-  clip: float = 0.0
-  label_smoothing: float = 0.0
-  instance_noise: float = 0.0
-  instance_noise_steps: int = 0
-  diffaugment: str = ''
-  lecam_weight: float = 0.0
-  lecam_decay: float = 0.99
+  gan: GAN
+  loss: GANLoss
+  d_loss: Callable[[jax.Array, jax.Array], jax.Array]
+  n_critic: int
+  ema_decay: float
+  mesh: Mesh | None
+  stabilizers: Stabilizers
+  aux_weight: float
+  reuse_fakes: bool
 
-  @classmethod
-  def from_config(cls, train_config: Any) -> Stabilizers:
-    """From a config's `train` block (missing fields count as off)."""
-    return cls(**{f.name: train_config.get(f.name, f.default) for f in dataclasses.fields(cls)})
+  def objective_args(self) -> dict[str, Any]:
+    """The keyword arguments `objectives.g_adversarial` and `g_objective` take."""
+    return dict(
+      gan=self.gan, loss=self.loss, stabilizers=self.stabilizers, aux_weight=self.aux_weight
+    )
 
-  @property
-  def penalised(self) -> bool:
-    """Whether any penalty of `gan_jax.penalties.PENALTIES` is on (weight > 0)."""
-    return any(getattr(self, p.field) for p in penalties.PENALTIES.values())
+
+class StepKeys(NamedTuple):
+  """The PRNG keys of one step, all from `fold_in(state.rng, state.step)`.
+
+  Attributes:
+    latent: `[n_critic + 1]` keys, G's latents of each D update and of the G update.
+    aux: `[n_critic + 1]` keys for `d_input` and GP (`_AUX_SALT` folded in first).
+    label: `[n_critic + 1]` keys for G's classes (`_LABEL_SALT`), or None if unconditional.
+  """
+
+  latent: jax.Array
+  aux: jax.Array
+  label: jax.Array | None
+
+
+def step_keys(state: GANState, n_critic: int, conditional: bool) -> StepKeys:
+  """The step's keys: a step's noise depends only on the state's seed and step count."""
+  rng = jax.random.fold_in(state.rng, state.step)
+  latent = jax.random.split(rng, n_critic + 1)
+  aux = jax.random.split(jax.random.fold_in(rng, _AUX_SALT), n_critic + 1)
+  label = None
+  if conditional:
+    label = jax.random.split(jax.random.fold_in(rng, _LABEL_SALT), n_critic + 1)
+  return StepKeys(latent, aux, label)
+
+
+def step_optimizers(
+  gan: GAN, hp: dict[str, jax.Array]
+) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """G's and D's optimizers: `gan`'s, or the same Adam rebuilt from traced `g_lr`, `d_lr`,
+  `b1`, `b2` in `hp` (the optimizer state keeps its structure).
+
+  Raises:
+    ValueError: an unknown key in `hp`, or only some of the four optimizer values.
+  """
+  unknown = sorted(set(hp) - set(HPARAM_FIELDS))
+  if unknown:
+    raise ValueError(f'unknown hparams {unknown}; the step takes {HPARAM_FIELDS}.')
+  if not any(k in hp for k in _OPTIMIZER_FIELDS):
+    return gan.g_tx, gan.d_tx
+  missing = [k for k in _OPTIMIZER_FIELDS if k not in hp]
+  if missing:
+    raise ValueError(f'hparams with optimizer values need all of g_lr, d_lr, b1, b2: {missing}')
+  return make_optimizers(types.SimpleNamespace(**hp))
+
+
+def real_batch(gan: GAN, batch: Batch, n_critic: int) -> tuple[jax.Array, list[jax.Array | None]]:
+  """The step's real images, float32 `[n_critic, B, H, W, C]`, and each D update's labels
+  (int32 `[B]`, or None for an unconditional GAN); `[B, H, W, C]` and `[B]` are accepted
+  when n_critic == 1.
+
+  Raises:
+    ValueError: images not `[n_critic, B, H, W, C]`; a conditional GAN's labels missing or
+      not `[n_critic, B]`.
+  """
+  images = batch['image']
+  if images.ndim == 4 and n_critic == 1:
+    images = images[None]
+  if images.ndim != 5 or images.shape[0] != n_critic:
+    raise ValueError(
+      f"batch['image'] must be [n_critic={n_critic}, B, H, W, C], got {images.shape}."
+    )
+  if not gan.conditional:
+    return images, [None] * n_critic
+  labels = batch.get('label')
+  if labels is not None and labels.ndim == 1 and n_critic == 1:
+    labels = labels[None]
+  if labels is None or labels.shape != images.shape[:2]:
+    got = 'none' if labels is None else labels.shape
+    raise ValueError(
+      f"a class-conditional GAN (model.num_classes={gan.num_classes}) needs batch['label'] "
+      f'int32 [n_critic={n_critic}, B={images.shape[1]}] in [0, {gan.num_classes}), got {got}.'
+    )
+  return images, [labels[i].astype(jnp.int32) for i in range(n_critic)]
+
+
+def _data_sharded(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+  if mesh is None:
+    return x
+  return jax.lax.with_sharding_constraint(x, batch_sharding(mesh, batch_axis=0))
+
+
+def latents(gan: GAN, key: jax.Array, batch_size: int, mesh: Mesh | None) -> jax.Array:
+  """G's latents, float32 `[B, latent_dim]`, sharded over the mesh's 'data' axis if given
+  (threefry is partitionable: the same values, generated in shards)."""
+  return _data_sharded(gan.sample_latents(key, batch_size), mesh)
+
+
+def fake_labels(gan: GAN, key: jax.Array | None, batch_size: int, mesh: Mesh | None):
+  """G's classes, uniform over [0, K), int32 `[B]` (sharded as the latents); None for an
+  unconditional GAN (`key` None)."""
+  if key is None:
+    return None
+  return _data_sharded(gan.sample_labels(key, batch_size), mesh)
+
+
+def check_extras(stabilizers: Stabilizers, extras: dict[str, jax.Array]) -> None:
+  """LeCam needs its EMAs in `state.extras`.
+
+  Raises:
+    ValueError: LeCam is on and `extras` is not exactly the two EMAs.
+  """
+  if stabilizers.lecam_weight and set(extras) != {'lecam_ema_real', 'lecam_ema_fake'}:
+    raise ValueError(
+      'train.lecam_weight > 0 needs the LeCam EMAs in state.extras: build the state with '
+      'the same config (gan_jax.state.create_state).'
+    )
+
+
+def apply_gradients(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any):
+  """One optimizer update: (new params, new optimizer state)."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def d_update(
+  spec: StepSpec,
+  d_tx: optax.GradientTransformation,
+  d_params: Any,
+  d_opt_state: Any,
+  objective_args: tuple[Any, ...],
+) -> tuple[Any, Any, Any, DOutputs]:
+  """One D update on `objectives.d_objective(d_params, *objective_args)` (its arguments
+  after `d_params`: d_stats, real, fake, y_real, y_fake, key, step, hp, extras), then WGAN
+  weight clipping if on: (new params, new optimizer state, D's gradient, `DOutputs`)."""
+  d_objective = functools.partial(
+    objectives.d_objective,
+    gan=spec.gan,
+    d_loss=spec.d_loss,
+    stabilizers=spec.stabilizers,
+    aux_weight=spec.aux_weight,
+  )
+  (_, out), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_params, *objective_args)
+  d_params, d_opt_state = apply_gradients(d_tx, d_grads, d_opt_state, d_params)
+  if spec.stabilizers.clip:
+    d_params = regularizers.clip_weights(d_params, spec.stabilizers.clip)
+  return d_params, d_opt_state, d_grads, out
+
+
+def ema_update(g_params: Any, ema_params: Any, decay: float) -> Any:
+  """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0."""
+  if decay > 0:
+    return optax.incremental_update(g_params, ema_params, 1.0 - decay)
+  return g_params
+
+
+def step_metrics(
+  spec: StepSpec,
+  d_losses: list[jax.Array],
+  d_out: DOutputs,
+  g_out: GOutputs,
+  d_grads: Any,
+  g_grads: Any,
+) -> Metrics:
+  """The step's metrics (see `make_train_step`) from the last D update's and the G
+  update's outputs."""
+  out = jax.nn.sigmoid if spec.loss.probabilistic else (lambda x: x)
+  metrics = {
+    'd_loss': jnp.mean(jnp.stack(d_losses)),
+    'g_loss': g_out.adv_loss,
+    'd_real': jnp.mean(out(d_out.real_logits)),
+    'd_fake': jnp.mean(out(d_out.fake_logits)),
+    'd_grad_norm': optax.tree.norm(d_grads),
+    'g_grad_norm': optax.tree.norm(g_grads),
+  }
+  if spec.stabilizers.penalised:
+    metrics['d_penalty'] = d_out.penalty
+  if spec.gan.acgan:
+    metrics['d_aux_loss'] = d_out.class_loss
+    metrics['g_aux_loss'] = g_out.class_loss
+  return metrics
+
+
+def train_step(
+  spec: StepSpec, state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
+) -> tuple[GANState, Metrics]:
+  """One GAN step: `spec.n_critic` D updates, then one G update and the EMA (the step
+  `make_train_step` returns, with its settings `spec` explicit; see there)."""
+  gan, n_critic = spec.gan, spec.n_critic
+  hp = dict(hparams or {})
+  g_tx, d_tx = step_optimizers(gan, hp)
+  images, real_labels = real_batch(gan, batch, n_critic)
+  batch_size = images.shape[1]
+  keys = step_keys(state, n_critic, gan.conditional)
+  step = state.step.astype(jnp.float32)
+
+  def g_labels(i: int) -> jax.Array | None:
+    return fake_labels(gan, None if keys.label is None else keys.label[i], batch_size, spec.mesh)
+
+  d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
+  extras = state.extras
+  check_extras(spec.stabilizers, extras)
+  d_losses = []
+  for i in range(n_critic):
+    z = latents(gan, keys.latent[i], batch_size, spec.mesh)
+    y_fake = g_labels(i)
+    if spec.reuse_fakes and i == n_critic - 1:
+      # One G forward for this D update and the G update; its backward pass waits in g_vjp.
+      fake, g_vjp, g_stats = jax.vjp(
+        lambda p, z=z, y=y_fake: gan.generate(p, state.g_batch_stats, z, y, train=True),
+        state.g_params,
+        has_aux=True,
+      )
+      g_fake, g_fake_labels = fake, y_fake
+    else:
+      fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
+    fake = jax.lax.stop_gradient(fake)
+    d_args = (d_stats, images[i], fake, real_labels[i], y_fake, keys.aux[i], step, hp, extras)
+    d_params, d_opt_state, d_grads, d_out = d_update(spec, d_tx, d_params, d_opt_state, d_args)
+    d_stats, extras = d_out.stats, d_out.extras
+    d_losses.append(d_out.adv_loss)
+
+  g_args = (d_params, d_stats, images[-1], real_labels[-1], keys.aux[n_critic], step)
+  if spec.reuse_fakes:
+    g_adversarial = functools.partial(objectives.g_adversarial, **spec.objective_args())
+    (_, g_out), fake_cotangent = jax.value_and_grad(g_adversarial, has_aux=True)(
+      g_fake, g_fake_labels, *g_args
+    )
+    (g_grads,) = g_vjp(fake_cotangent)
+  else:
+    z = latents(gan, keys.latent[n_critic], batch_size, spec.mesh)
+    g_objective = functools.partial(objectives.g_objective, **spec.objective_args())
+    (_, (g_stats, g_out)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(
+      state.g_params, state.g_batch_stats, z, g_labels(n_critic), *g_args
+    )
+  g_params, g_opt_state = apply_gradients(g_tx, g_grads, state.g_opt_state, state.g_params)
+  new_state = state.replace(
+    step=state.step + 1,
+    g_params=g_params,
+    g_batch_stats=g_stats,
+    d_params=d_params,
+    d_batch_stats=d_stats,
+    g_opt_state=g_opt_state,
+    d_opt_state=d_opt_state,
+    ema_params=ema_update(g_params, state.ema_params, spec.ema_decay),
+    extras=extras,
+  )
+  return new_state, step_metrics(spec, d_losses, d_out, g_out, d_grads, g_grads)
 
 
 def make_train_step(
@@ -119,7 +353,7 @@ def make_train_step(
   n_critic: int = 1,
   ema_decay: float = 0.0,
   mesh: Mesh | None = None,
-  stabilizers: Stabilizers = Stabilizers(),
+  stabilizers: Stabilizers = _NO_STABILIZERS,
   aux_weight: float = 1.0,
   reuse_fakes: bool = False,
 ) -> TrainStep:
@@ -174,252 +408,59 @@ def make_train_step(
     raise ValueError(f'train.n_critic={n_critic} must be >= 1.')
   if not aux_weight >= 0:
     raise ValueError(f'train.aux_weight={aux_weight} must be >= 0 (AC-GAN uses 1).')
-  conditional, acgan = gan.conditional, gan.acgan
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f'train.ema_decay={ema_decay} must be in [0, 1); 0 disables the EMA.')
-  st = stabilizers
-  d_loss_of = loss.d
-  if st.label_smoothing:
-    if not loss.probabilistic:
-      raise ValueError(
-        f'train.label_smoothing={st.label_smoothing} needs a cross-entropy loss '
-        "(train.loss='non_saturating' or 'minimax')."
-      )
-    d_loss_of = smoothed_d_minimax_loss(st.label_smoothing)
+  spec = StepSpec(
+    gan=gan,
+    loss=loss,
+    d_loss=objectives.discriminator_loss(loss, stabilizers),
+    n_critic=n_critic,
+    ema_decay=ema_decay,
+    mesh=mesh,
+    stabilizers=stabilizers,
+    aux_weight=aux_weight,
+    reuse_fakes=reuse_fakes,
+  )
 
-  def d_input(images, key, step):
-    """What D sees: DiffAugment, then instance noise (both off by default)."""
-    k_aug, k_noise = jax.random.split(key)
-    if st.diffaugment:
-      images = diff_augment(images, k_aug, st.diffaugment)
-    if st.instance_noise:
-      sigma = jnp.float32(st.instance_noise)
-      if st.instance_noise_steps:
-        sigma = sigma * jnp.maximum(0.0, 1.0 - step / st.instance_noise_steps)
-      images = images + sigma * jax.random.normal(k_noise, images.shape, images.dtype)
-    return images
-
-  def d_loss_fn(d_params, d_stats, real, fake, y_real, y_fake, key, step, hp, extras):
-    # y_real, y_fake: int32 [B] labels of a conditional GAN, None otherwise.
-    k_real, k_fake, k_gp = jax.random.split(key, 3)
-    real, fake = d_input(real, k_real, step), d_input(fake, k_fake, step)
-    stats_in = d_stats
-    d_aux = jnp.float32(0.0)
-    if acgan:
-      real_logits, real_cls, d_stats = gan.discriminate_with_classes(
-        d_params, d_stats, real, train=True
-      )
-      fake_logits, fake_cls, d_stats = gan.discriminate_with_classes(
-        d_params, d_stats, fake, train=True
-      )
-      d_aux = class_cross_entropy(real_cls, y_real) + class_cross_entropy(fake_cls, y_fake)
-    else:
-      real_logits, d_stats = gan.discriminate(d_params, d_stats, real, y_real, train=True)
-      fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake, y_fake, train=True)
-    d_loss = d_loss_of(real_logits, fake_logits)
-    penalty = jnp.float32(0.0)
-    if st.penalised:
-      # Input gradients of D as a function of its parameters (statistics of this pass are
-      # discarded; with BatchNorm in train mode the samples of a batch are coupled).
-      def d_apply_as(labels):
-        return lambda p, x: gan.discriminate(p, stats_in, x, labels, train=True)[0]
-
-      d_apply = d_apply_as(y_real)
-      if st.gp_weight:
-        gp = regularizers.gradient_penalty(d_apply, d_params, real, fake, k_gp)
-        penalty += hp.get('gp_weight', st.gp_weight) * gp
-      if st.r1_weight:
-        r1 = regularizers.r1_penalty(d_apply, d_params, real)
-        penalty += 0.5 * hp.get('r1_weight', st.r1_weight) * r1
-      if st.r2_weight:
-        r2 = regularizers.r2_penalty(d_apply_as(y_fake), d_params, fake)
-        penalty += 0.5 * hp.get('r2_weight', st.r2_weight) * r2
-    if st.lecam_weight:
-      extras = {
-        'lecam_ema_real': regularizers.update_lecam_ema(
-          extras['lecam_ema_real'], real_logits, st.lecam_decay
-        ),
-        'lecam_ema_fake': regularizers.update_lecam_ema(
-          extras['lecam_ema_fake'], fake_logits, st.lecam_decay
-        ),
-      }
-      lecam = regularizers.lecam_penalty(
-        real_logits, fake_logits, extras['lecam_ema_real'], extras['lecam_ema_fake']
-      )
-      penalty += st.lecam_weight * lecam
-    total = d_loss + penalty
-    if acgan:
-      total = total + aux_weight * d_aux
-    return total, (d_stats, real_logits, fake_logits, penalty, d_loss, extras, d_aux)
-
-  def g_loss_fn(g_params, g_stats, d_params, d_stats, z, y_fake, real, y_real, key, step):
-    fake, g_stats = gan.generate(g_params, g_stats, z, y_fake, train=True)
-    total, (g_loss, g_aux) = g_adversarial(fake, y_fake, d_params, d_stats, real, y_real, key, step)
-    return total, (g_stats, g_loss, g_aux)
-
-  def g_adversarial(fake, y_fake, d_params, d_stats, real, y_real, key, step):
-    """G's loss as a function of its images: (total, (adversarial loss, AC-GAN CE))."""
-    k_fake, k_real = jax.random.split(key)
-    fake = d_input(fake, k_fake, step)
-    g_aux = jnp.float32(0.0)
-    # D's statistics from this pass are discarded: the G step does not change D.
-    if acgan:
-      fake_logits, fake_cls, _ = gan.discriminate_with_classes(d_params, d_stats, fake, train=True)
-      g_aux = class_cross_entropy(fake_cls, y_fake)
-    else:
-      fake_logits, _ = gan.discriminate(d_params, d_stats, fake, y_fake, train=True)
-    real_logits = None
-    if loss.g_needs_real:
-      real_in = d_input(real, k_real, step)
-      real_logits, _ = gan.discriminate(d_params, d_stats, real_in, y_real, train=True)
-    g_loss = loss.g(fake_logits, real_logits)
-    total = g_loss + aux_weight * g_aux if acgan else g_loss
-    return total, (g_loss, g_aux)
-
-  def latents(key: jax.Array, batch_size: int) -> jax.Array:
-    z = gan.sample_latents(key, batch_size)
-    if mesh is not None:  # threefry is partitionable: same values, generated in shards
-      z = jax.lax.with_sharding_constraint(z, batch_sharding(mesh, batch_axis=0))
-    return z
-
-  def fake_labels(key: jax.Array, batch_size: int) -> jax.Array:
-    """G's classes, uniform over [0, K), int32 [B] (sharded as the latents)."""
-    y = gan.sample_labels(key, batch_size)
-    if mesh is not None:
-      y = jax.lax.with_sharding_constraint(y, batch_sharding(mesh, batch_axis=0))
-    return y
-
-  def train_step(
+  def step(
     state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
   ) -> tuple[GANState, Metrics]:
-    hp = dict(hparams or {})
-    unknown = sorted(set(hp) - set(HPARAM_FIELDS))
-    if unknown:
-      raise ValueError(f'unknown hparams {unknown}; the step takes {HPARAM_FIELDS}.')
-    g_tx, d_tx = gan.g_tx, gan.d_tx
-    if any(k in hp for k in ('g_lr', 'd_lr', 'b1', 'b2')):
-      missing = [k for k in ('g_lr', 'd_lr', 'b1', 'b2') if k not in hp]
-      if missing:
-        raise ValueError(f'hparams with optimizer values need all of g_lr, d_lr, b1, b2: {missing}')
-      # The same Adam with traced values: the optimizer state has the same structure.
-      g_tx, d_tx = make_optimizers(types.SimpleNamespace(**hp))
-    images = batch['image']
-    if images.ndim == 4 and n_critic == 1:
-      images = images[None]
-    if images.ndim != 5 or images.shape[0] != n_critic:
-      raise ValueError(
-        f"batch['image'] must be [n_critic={n_critic}, B, H, W, C], got {images.shape}."
-      )
-    batch_size = images.shape[1]
-    rng = jax.random.fold_in(state.rng, state.step)
-    keys = jax.random.split(rng, n_critic + 1)
-    aux = jax.random.split(jax.random.fold_in(rng, _AUX_SALT), n_critic + 1)
-    step = state.step.astype(jnp.float32)
-    real_labels = [None] * n_critic
-    label_keys = None
-    if conditional:
-      labels = batch.get('label')
-      if labels is not None and labels.ndim == 1 and n_critic == 1:
-        labels = labels[None]
-      if labels is None or labels.shape != images.shape[:2]:
-        got = 'none' if labels is None else labels.shape
-        raise ValueError(
-          f"a class-conditional GAN (model.num_classes={gan.num_classes}) needs batch['label'] "
-          f'int32 [n_critic={n_critic}, B={batch_size}] in [0, {gan.num_classes}), got {got}.'
-        )
-      real_labels = [labels[i].astype(jnp.int32) for i in range(n_critic)]
-      label_keys = jax.random.split(jax.random.fold_in(rng, _LABEL_SALT), n_critic + 1)
+    return train_step(spec, state, batch, hparams)
 
-    def g_labels(i: int) -> jax.Array | None:
-      return fake_labels(label_keys[i], batch_size) if conditional else None
+  return step
 
-    d_params, d_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
-    extras = state.extras
-    if st.lecam_weight and set(extras) != {'lecam_ema_real', 'lecam_ema_fake'}:
-      raise ValueError(
-        'train.lecam_weight > 0 needs the LeCam EMAs in state.extras: build the state with '
-        'the same config (gan_jax.state.create_state).'
-      )
-    d_losses = []
-    for i in range(n_critic):
-      z = latents(keys[i], batch_size)
-      y_fake = g_labels(i)
-      if reuse_fakes and i == n_critic - 1:
-        # One G forward for this D update and the G update; its backward pass waits in g_vjp.
-        g_fake, g_vjp, g_stats = jax.vjp(
-          lambda p, z=z, y=y_fake: gan.generate(p, state.g_batch_stats, z, y, train=True),
-          state.g_params,
-          has_aux=True,
-        )
-        fake, g_fake_labels = g_fake, y_fake
-      else:
-        fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
-      fake = jax.lax.stop_gradient(fake)
-      (_, (d_stats, real_logits, fake_logits, penalty, d_loss, extras, d_aux)), d_grads = (
-        jax.value_and_grad(d_loss_fn, has_aux=True)(
-          d_params, d_stats, images[i], fake, real_labels[i], y_fake, aux[i], step, hp, extras
-        )
-      )
-      updates, d_opt_state = d_tx.update(d_grads, d_opt_state, d_params)
-      d_params = optax.apply_updates(d_params, updates)
-      if st.clip:
-        d_params = regularizers.clip_weights(d_params, st.clip)
-      d_losses.append(d_loss)
 
-    if reuse_fakes:
-      (_, (g_loss, g_aux)), fake_cotangent = jax.value_and_grad(g_adversarial, has_aux=True)(
-        g_fake, g_fake_labels, d_params, d_stats, images[-1], real_labels[-1], aux[n_critic], step
-      )
-      (g_grads,) = g_vjp(fake_cotangent)
-    else:
-      z = latents(keys[n_critic], batch_size)
-      (_, (g_stats, g_loss, g_aux)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state.g_params,
-        state.g_batch_stats,
-        d_params,
-        d_stats,
-        z,
-        g_labels(n_critic),
-        images[-1],
-        real_labels[-1],
-        aux[n_critic],
-        step,
-      )
-    updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, updates)
-    if ema_decay > 0:
-      ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - ema_decay)
-    else:
-      ema_params = g_params
+def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = None) -> TrainStep:
+  """`make_train_step` with every setting read from a run config.
 
-    new_state = state.replace(
-      step=state.step + 1,
-      g_params=g_params,
-      g_batch_stats=g_stats,
-      d_params=d_params,
-      d_batch_stats=d_stats,
-      g_opt_state=g_opt_state,
-      d_opt_state=d_opt_state,
-      ema_params=ema_params,
-      extras=extras,
-    )
-    out = jax.nn.sigmoid if loss.probabilistic else (lambda x: x)
-    metrics = {
-      'd_loss': jnp.mean(jnp.stack(d_losses)),
-      'g_loss': g_loss,
-      'd_real': jnp.mean(out(real_logits)),
-      'd_fake': jnp.mean(out(fake_logits)),
-      'd_grad_norm': optax.tree.norm(d_grads),
-      'g_grad_norm': optax.tree.norm(g_grads),
-    }
-    if st.penalised:
-      metrics['d_penalty'] = penalty
-    if acgan:
-      metrics['d_aux_loss'] = d_aux
-      metrics['g_aux_loss'] = g_aux
-    return new_state, metrics
+  The loss is `get_loss(config.train.loss)`; `n_critic`, `ema_decay`, `aux_weight` (1 if
+  absent) and `reuse_fakes` (False if absent) are the `train` fields of those names, and
+  the stabilizers are `Stabilizers.from_config(config.train)`. For K replicas in one step
+  pass `gan_jax.replicas.shared_step_config(configs)`, whose penalty weights are the
+  replicas' largest.
 
-  return train_step
+  Args:
+    gan: static G/D definitions and optimizers (`gan_jax.state.create_state`).
+    config: a validated run config (`gan_jax.config.validate`).
+    mesh: as in `make_train_step`.
+
+  Returns:
+    The unjitted `train_step(state, batch, hparams=None)` of `make_train_step`.
+
+  Raises:
+    ValueError: as `make_train_step` and `gan_jax.losses.get_loss` do.
+  """
+  t = config.train
+  return make_train_step(
+    gan,
+    get_loss(t.loss),
+    n_critic=t.n_critic,
+    ema_decay=t.ema_decay,
+    mesh=mesh,
+    stabilizers=Stabilizers.from_config(t),
+    aux_weight=t.get('aux_weight', 1.0),
+    reuse_fakes=t.get('reuse_fakes', False),
+  )
 
 
 def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) -> TrainStep:

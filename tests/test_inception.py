@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from gan_jax.metrics import inception as inc
+from gan_jax.metrics import inception_weights
 
 # ----------------------------------------------------------------------------------------------
 # A stdlib-only writer of torch checkpoints (what torch.save emits for a dict of tensors).
@@ -493,7 +494,7 @@ def test_download_is_atomic_and_hash_checked(weights, tmp_path, monkeypatch):
   assert urls == [inc.WEIGHTS_URL]
   assert list(cache.iterdir()) == []
   # With a matching hash prefix the file lands under its final name and is used.
-  monkeypatch.setattr(inc, 'WEIGHTS_SHA256_PREFIX', digest[:8])
+  monkeypatch.setattr(inception_weights, 'WEIGHTS_SHA256_PREFIX', digest[:8])  # read there
   path = inc.download_inception_weights(str(cache))
   assert path == cache / inc.WEIGHTS_FILENAME and path.read_bytes() == payload
   assert [p.name for p in cache.iterdir()] == [inc.WEIGHTS_FILENAME]

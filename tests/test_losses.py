@@ -102,7 +102,10 @@ ALL_NAMES = (
   'hinge',
   'least_squares',
   'relativistic_average',
+  'rpgan',
 )
+# The losses whose G loss reads D's logits on a real batch (GANLoss.g_needs_real).
+NEEDS_REAL = {'relativistic_average', 'rpgan'}
 
 
 def _g(loss, fake, real):
@@ -247,7 +250,7 @@ def test_registry_has_every_loss():
     loss = losses.get_loss(name)
     assert isinstance(loss, losses.GANLoss)
     assert loss is losses.LOSSES[name]
-    assert loss.g_needs_real == (name == 'relativistic_average')
+    assert loss.g_needs_real == (name in NEEDS_REAL)
   assert losses.get_loss('hinge').g is losses.g_wasserstein_loss
   with pytest.raises(ValueError) as info:
     losses.get_loss('lsgan')
@@ -256,9 +259,91 @@ def test_registry_has_every_loss():
 
 
 def test_losses_jit():
-  real, fake = jnp.array([0.5, -1.0]), jnp.array([0.25, 2.0, -0.5])
+  real, fake = jnp.array([0.5, -1.0, 1.5]), jnp.array([0.25, 2.0, -0.5])
   for name in ALL_NAMES:
     loss = losses.get_loss(name)
     np.testing.assert_allclose(jax.jit(loss.d)(real, fake), loss.d(real, fake), rtol=1e-6)
     g = jax.jit(lambda f, r, loss=loss: _g(loss, f, r))
     np.testing.assert_allclose(g(fake, real), _g(loss, fake, real), rtol=1e-6)
+
+
+def _softplus64(x):
+  """log(1 + e^x) in float64 numpy, an independent reference for the losses' softplus."""
+  return np.logaddexp(0.0, np.asarray(x, np.float64))
+
+
+def test_rpgan_values_against_numpy():
+  rp = losses.get_loss('rpgan')
+  assert rp.g_needs_real and not rp.probabilistic
+  # Pairs (real[i], fake[i]): L_D = mean log(1 + e^(f - r)), L_G = mean log(1 + e^(r - f)).
+  real, fake = np.array([1.0, -0.5, 2.0, 0.0]), np.array([0.5, 1.5, -1.0, 0.0])
+  want_d = np.mean(_softplus64(fake - real))
+  want_g = np.mean(_softplus64(real - fake))
+  # By hand for the first pair: log(1 + e^-0.5) = 0.47408..., log(1 + e^0.5) = 0.97408...
+  assert _softplus64(-0.5) == pytest.approx(0.474077, abs=1e-6)
+  np.testing.assert_allclose(rp.d(real, fake), want_d, rtol=1e-6)
+  np.testing.assert_allclose(rp.g(fake, real), want_g, rtol=1e-6)
+  np.testing.assert_allclose(rp.d(real[:, None], fake[:, None]), want_d, rtol=1e-6)
+  # Equal logits in every pair: both losses are log 2.
+  z = jnp.full(3, -0.7)
+  assert rp.d(z, z) == pytest.approx(math.log(2), rel=1e-6)
+  assert rp.g(z, z) == pytest.approx(math.log(2), rel=1e-6)
+  # Paired, not averaged: re-pairing the same logits changes the value (RaGAN's would not
+  # change, since it compares each logit with the other batch's mean).
+  shuffled = fake[[1, 0, 3, 2]]
+  assert not np.isclose(rp.d(real, shuffled), want_d, rtol=1e-3)
+  ra = losses.get_loss('relativistic_average')
+  np.testing.assert_allclose(ra.d(real, shuffled), ra.d(real, fake), rtol=1e-6)
+
+
+def test_rpgan_gradients_against_closed_form():
+  # d/dr_i mean softplus(f - r) = -sigmoid(f_i - r_i) / B and d/df_i = +sigmoid(f_i - r_i) / B;
+  # G's loss is the same with r and f swapped.
+  rp = losses.get_loss('rpgan')
+  real, fake = np.array([1.0, -0.5, 2.0]), np.array([0.5, 1.5, -1.0])
+  sig = 1 / (1 + np.exp(-(fake - real)))
+  d_real, d_fake = jax.grad(rp.d, argnums=(0, 1))(jnp.asarray(real), jnp.asarray(fake))
+  np.testing.assert_allclose(d_real, -sig / 3, rtol=1e-5)
+  np.testing.assert_allclose(d_fake, sig / 3, rtol=1e-5)
+  assert np.all(d_real < 0) and np.all(d_fake > 0)  # D pushes real up and fake down
+  g_fake, g_real = jax.grad(rp.g, argnums=(0, 1))(jnp.asarray(fake), jnp.asarray(real))
+  np.testing.assert_allclose(g_fake, -(1 - sig) / 3, rtol=1e-5)
+  assert np.all(g_fake < 0) and np.all(g_real > 0)  # G pushes its logits above the real ones
+
+
+def test_rpgan_needs_paired_batches_and_real_logits():
+  rp = losses.get_loss('rpgan')
+  with pytest.raises(ValueError, match='same batch size, got 2 real and 3 fake'):
+    rp.d(jnp.zeros(2), jnp.zeros(3))
+  with pytest.raises(ValueError, match='same batch size, got 3 real and 2 fake'):
+    rp.g(jnp.zeros(2), jnp.zeros(3))
+  with pytest.raises(ValueError, match='needs real_logits'):
+    rp.g(jnp.zeros(3))
+
+
+def test_tiny_rpgan_run_with_r1_and_r2_stays_finite(tiny_config, tmp_path):
+  """The tiny MNIST DCGAN trained end to end with train.loss=rpgan, R1 and R2."""
+  import json  # pylint: disable=g-import-not-at-top
+
+  from gan_jax import train  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config
+  c.train.loss = 'rpgan'
+  c.train.r1_weight = 1.0
+  c.train.r2_weight = 1.0
+  state = train.train_and_evaluate(c, str(tmp_path / 'run'))
+  assert int(state.step) == c.train.steps
+  for leaf in jax.tree.leaves(jax.device_get(state.g_params)) + jax.tree.leaves(
+    jax.device_get(state.d_params)
+  ):
+    assert np.all(np.isfinite(leaf))
+  rows = [
+    json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()
+  ]
+  logged = [r for r in rows if 'd_loss' in r]
+  assert logged
+  for r in logged:
+    for k in ('d_loss', 'g_loss', 'd_penalty', 'd_grad_norm', 'g_grad_norm'):
+      assert np.isfinite(r[k]), (k, r)
+    assert r['d_loss'] > 0 and r['g_loss'] > 0  # softplus of a difference: > 0
+    assert r['d_penalty'] > 0  # R1 and R2 are on

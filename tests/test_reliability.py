@@ -302,3 +302,48 @@ def test_a_log_line_cut_short_by_a_crash_is_dropped_on_resume(tiny_config, tmp_p
   tiny_config.train.steps = 6
   train.train_and_evaluate(tiny_config, str(tmp_path))
   assert [l['step'] for l in _lines(str(tmp_path))] == [2, 3, 4, 6]
+
+
+def test_overwrite_removes_only_what_gan_jax_wrote(tiny_config, tmp_path):
+  """Issue 17, item 4: a folder of someone else's files (a checkpoint, notes, another tool's
+  config.json) is refused by --overwrite with nothing deleted; in a gan-jax run folder,
+  --overwrite removes the run's files and leaves the user's files inside its folders."""
+  from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from gan_jax.run_setup import MANIFEST  # pylint: disable=g-import-not-at-top
+
+  tiny_config.train.steps = 3
+  users = {
+    'checkpoints/model.pt': b'torch',
+    'samples/mydata.txt': b'mine',
+    'best/notes.txt': b'notes',
+    'config.json': b'{"lr": 0.1}',
+  }
+  foreign = tmp_path / 'foreign'
+  for name, content in users.items():
+    (foreign / name).parent.mkdir(parents=True, exist_ok=True)
+    (foreign / name).write_bytes(content)
+  with pytest.raises(ConfigError, match=r'^--overwrite refused: .* is not a gan-jax run folder'):
+    train.train_and_evaluate(tiny_config, str(foreign), overwrite=True)
+  assert {str(p.relative_to(foreign)) for p in foreign.rglob('*') if p.is_file()} == set(users)
+
+  run = tmp_path / 'run'
+  train.train_and_evaluate(tiny_config, str(run))
+  assert json.loads((run / MANIFEST).read_text())['written_by'] == 'gan_jax'
+  for name, content in users.items():
+    if name != 'config.json':  # in a run folder config.json is the run's own
+      (run / name).parent.mkdir(parents=True, exist_ok=True)
+      (run / name).write_bytes(content)
+  first_grids = sorted(os.listdir(run / 'samples'))
+  tiny_config.train.steps = 2
+  tiny_config.sample_every = 2
+  train.train_and_evaluate(tiny_config, str(run), overwrite=True)
+  with Checkpointer(str(run)) as ckpt:
+    assert ckpt.all_steps() == [2]  # the new run's only
+  assert sorted(os.listdir(run / 'samples')) == ['mydata.txt', 'step_0000002.png'] != first_grids
+  for name in ('checkpoints/model.pt', 'samples/mydata.txt', 'best/notes.txt'):
+    assert (run / name).read_bytes() == users[name]
+
+  # A run written before the manifest existed is still recognised by its config.json.
+  (run / MANIFEST).unlink()
+  train.train_and_evaluate(tiny_config, str(run), overwrite=True)
+  assert (run / MANIFEST).exists() and (run / 'checkpoints' / 'model.pt').exists()

@@ -116,11 +116,11 @@ def test_cli_trains_replicas_and_rejects_what_replicas_cannot_share(tiny_config,
       '--workdir',
       str(tmp_path / 'bad'),
       '--config.num_replicas=2',
-      '--config.on_nonfinite=rollback',
+      '--config.replica_values=model.g_width=8,16',
     ]
   )
   assert status == 2
-  assert "on_nonfinite='rollback'" in capsys.readouterr().err
+  assert "'model.g_width' cannot differ between replicas" in capsys.readouterr().err
   assert main([*base, '--workdir', str(tmp_path / 'bad'), '--config.num_replicas=0']) == 2
   assert 'num_replicas=0 is invalid' in capsys.readouterr().err
 
@@ -172,9 +172,9 @@ def test_configs_that_differ_beyond_the_seed_are_refused(tiny_config, tmp_path):
   other = replicas.replica_configs(tiny_config)[0]
   other.model.g_width *= 2
   with pytest.raises(ConfigError, match=r'replica 1 differs from replica 0 in model\.g_width'):
-    replicas.train_replicas([tiny_config, other], [str(tmp_path / 'a'), str(tmp_path / 'b')])
+    train.train_replicas([tiny_config, other], [str(tmp_path / 'a'), str(tmp_path / 'b')])
   with pytest.raises(ConfigError, match='distinct'):
-    replicas.train_replicas([tiny_config, tiny_config], [str(tmp_path / 'a')] * 2)
+    train.train_replicas([tiny_config, tiny_config], [str(tmp_path / 'a')] * 2)
   assert not (tmp_path / 'a').exists()  # refused before anything was written
 
 
@@ -193,3 +193,105 @@ def test_auto_replica_impl_unrolls_conv_models_on_cpu_only(tiny_config, tmp_path
   assert not (tmp_path / 'run').exists()
   with pytest.raises(ValueError, match="impl='pmap' is invalid"):
     replicas.make_replicated_train_step(lambda state, batch: (state, {}), impl='pmap')
+
+
+# -- One loop: the reliability promises of a single run hold for replicas (issue 16). --------
+
+
+def test_replicas_roll_back_together_and_name_the_replica(
+  tiny_config, tmp_path, monkeypatch, caplog
+):
+  """A NaN in replica 0's batch at step 5 (replica 1's data is clean): both replicas go back
+  to their checkpoint of step 3 with both learning rates halved and on to step 6, as a
+  replicated run of 3 steps at the configured rates and 3 more at half of them does."""
+  from test_reliability import _poison  # pylint: disable=g-import-not-at-top
+
+  tiny_config.num_replicas = 2
+  tiny_config.on_nonfinite = 'rollback'
+  built = _poison(monkeypatch, steps=[5], times=1)  # the first stream opened: replica 0's
+  workdir = tmp_path / 'rollback'
+  state = train.train_and_evaluate(tiny_config, str(workdir))
+  assert built == [0, 0, 3, 3]  # both streams restarted at the checkpoint's step
+  assert 'rollback 1 of 3: resuming from step 3 with learning rates x0.5' in caplog.text
+  for i in range(2):
+    rdir = workdir / f'replica_{i}'
+    rollbacks = json.loads((rdir / 'rollbacks.json').read_text())
+    assert len(rollbacks) == 1 and rollbacks[0]['restored_step'] == 3
+    assert rollbacks[0]['error'].startswith(f'replica 0 ({workdir / "replica_0"}): non-finite')
+    summary = json.loads((rdir / 'summary.json').read_text())
+    assert summary['rollbacks'] == 1 and summary['lr_scale'] == 0.5
+    lines = _lines(str(rdir))
+    assert [l['step'] for l in lines] == [2, 4, 6]  # step 4 once, the redone one
+    assert all(0 <= l['perf/data_wait_fraction'] <= 1 for l in lines)
+
+  monkeypatch.undo()
+  tiny_config.on_nonfinite = 'stop'
+  tiny_config.train.steps = 3
+  train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
+  tiny_config.train.steps = 6
+  tiny_config.train.g_lr *= 0.5
+  tiny_config.train.d_lr *= 0.5
+  reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
+  _assert_close(state, reference, rtol=0, atol=0)
+
+
+def test_replicas_stop_on_a_nan_naming_the_replica(tiny_config, tmp_path, monkeypatch):
+  from gan_jax.errors import NonFiniteError  # pylint: disable=g-import-not-at-top
+  from test_reliability import _poison  # pylint: disable=g-import-not-at-top
+
+  tiny_config.num_replicas = 2
+  _poison(monkeypatch, steps=[5], times=2)
+  with pytest.raises(
+    NonFiniteError, match=r'^replica 0 \(.*replica_0\): non-finite d_loss=nan at step 5'
+  ):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  for i in range(2):
+    with Checkpointer(str(tmp_path / f'replica_{i}')) as ckpt:
+      assert ckpt.all_steps() == [3]  # the last good checkpoint of each replica is kept
+
+
+def test_a_damaged_replica_checkpoint_falls_back_to_the_last_common_one(
+  tiny_config, tmp_path, caplog
+):
+  """Replica 1's newest checkpoint is garbled (same size, other bytes): it is named, moved
+  aside, and every replica resumes from their previous common step to the uninterrupted
+  result, where the single run would fall back the same way (test_train.py)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  tiny_config.num_replicas = 2
+  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'))
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(tmp_path / 'full', damaged)
+  pattern = str(damaged / 'replica_1' / 'checkpoints' / '6' / 'state' / '**' / 'd' / '*')
+  biggest = max(glob.glob(pattern), key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    f.seek(os.path.getsize(biggest) // 2)
+    f.write(bytes(range(256)) * 4)
+  resumed = train.train_and_evaluate(tiny_config, str(damaged))
+  assert (
+    'Replica 1: checkpoint' in caplog.text
+    and 'replica_1/checkpoints/6 is unreadable' in caplog.text
+  )
+  assert 'resumed every replica from step 3' in caplog.text
+  assert sorted(os.listdir(damaged / 'replica_1' / 'checkpoints')) == ['3', '6', '6.unreadable']
+  assert sorted(os.listdir(damaged / 'replica_0' / 'checkpoints')) == ['3', '6']
+  _assert_close(full, resumed, rtol=0, atol=0)
+
+
+def test_replicas_with_no_readable_common_checkpoint_refuse_in_one_line(tiny_config, tmp_path):
+  """Every common checkpoint of replica 0 unreadable: nothing is moved, the error names the
+  replica, and the main command turns it into one line."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  tiny_config.num_replicas = 2
+  tiny_config.train.steps = 3
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  state_dir = tmp_path / 'replica_0' / 'checkpoints' / '3' / 'state'
+  shutil.rmtree(state_dir)
+  state_dir.mkdir()
+  with pytest.raises(
+    FileNotFoundError, match=r'^replica 0 \(.*replica_0\): none of the checkpoints'
+  ):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'replica_0' / 'checkpoints')) == ['3']

@@ -13,7 +13,12 @@ from gan_jax import config as config_lib
 from gan_jax.losses import get_loss
 from gan_jax.state import create_state
 from gan_jax.sharding import batch_sharding, check_batch_size, make_mesh, replicate
-from gan_jax.train_step import jit_train_step, make_train_step
+from gan_jax.train_step import (
+  Stabilizers,
+  jit_train_step,
+  make_train_step,
+  make_train_step_from_config,
+)
 
 from conftest import run_python
 
@@ -138,6 +143,33 @@ def test_invalid_step_arguments():
     make_train_step(gan, get_loss('minimax'), n_critic=0)
   with pytest.raises(ValueError, match='ema_decay=1.0'):
     make_train_step(gan, get_loss('minimax'), ema_decay=1.0)
+
+
+def test_step_from_config_equals_the_keyword_step():
+  # Every setting away from make_train_step's defaults, so that one the config builder
+  # dropped would show as a different state.
+  c = _config(model='mlp', loss='hinge', n_critic=2, ema_decay=0.5, r1_weight=1.0, reuse_fakes=True)
+  gan, state = create_state(c)
+  batch = _batch(2, 8)
+  from_config = jax.jit(make_train_step_from_config(gan, c))(state, batch)
+  by_keyword = jax.jit(
+    make_train_step(
+      gan,
+      get_loss('hinge'),
+      n_critic=2,
+      ema_decay=0.5,
+      stabilizers=Stabilizers(r1_weight=1.0),
+      aux_weight=c.train.aux_weight,
+      reuse_fakes=True,
+    )
+  )(state, batch)
+  assert _leaves_equal(from_config, by_keyword)
+  assert 'd_penalty' in from_config[1]
+  defaults = jax.jit(make_train_step(gan, get_loss('hinge'), n_critic=2))(state, batch)
+  assert not _leaves_equal(from_config[0].g_params, defaults[0].g_params)
+  c.train.loss = 'wgan'
+  with pytest.raises(ValueError, match="train.loss='wgan'"):
+    make_train_step_from_config(gan, c)
 
 
 _SHARDED = textwrap.dedent('''

@@ -9,9 +9,16 @@ Modules:
   prdc              improved precision/recall (Kynkaanniemi et al. 2019), density/coverage
                     (Naeem et al. 2020)
   lenet             the pinned MNIST / Fashion-MNIST classifiers ("FID (LeNet)")
-  inception         the pytorch-fid InceptionV3 ("FID (Inception)")
+  inception         the pytorch-fid InceptionV3 ("FID (Inception)"): `load_inception`, and
+                    the public names of the four modules below
+  inception_net     its network, in Flax NNX
+  torch_pickle      a torch-free, restricted reader of `torch.save` state dicts
+  inception_state   torch key names and layouts of its state dict, checked
+  inception_weights finding and downloading its weights file
   reference         cached real-data reference features and statistics
   mode_coverage     Stacked-MNIST modes and KL (Srivastava et al. 2017; Lin et al. 2018)
+  registry          the metrics: one `Metric` entry each (results, display names, direction,
+                    needs, constraints), which `evaluate`, config validation and sweeps ask
   evaluate          one call that samples a generator and computes the configured metrics
 
 The math modules (stats, fid, kid, inception_score, prdc) are plain numpy/scipy and import

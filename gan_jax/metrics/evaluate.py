@@ -3,24 +3,18 @@
 `Evaluator` loads the feature network and the cached real reference once, then evaluates
 any number of generator states: it samples `num_samples` images from fixed latents (latent
 i is a function of (seed, i) only, so the samples do not depend on the batch size), passes
-them through the feature network batch by batch, and computes
-
-    fid    FID against the reference statistics (Heusel et al. 2017), streamed in float64
-    kid    KID mean and std over 100 subsets of 1,000 (Binkowski et al. 2018)
-    is     Inception Score mean and std over 10 splits (Salimans et al. 2016)
-    pr     precision, recall (k = 3; Kynkaanniemi et al. 2019), density, coverage
-           (Naeem et al. 2020)
-    modes  Stacked-MNIST modes covered and KL to uniform (Srivastava et al. 2017; Lin et al.
-           2018), on `modes_num_samples` (26,000) samples, with the MNIST classifier per
-           channel
+them through the feature network batch by batch, and feeds each configured metric of
+`gan_jax.metrics.registry` (fid, kid, is, pr, modes, and any registered later) the images,
+features and logits it asks for.
 
 Only FID and IS are fully streaming; KID and precision/recall keep the float32 features of
 the first `kid_pr_samples` generated images (10,000 x 2,048 Inception features are 82 MB).
+'modes' judges the first `modes_num_samples` (26,000) images with the MNIST classifier.
 
-Results are a flat dict whose keys carry the feature network: `fid_lenet`, `kid_lenet`,
-`kid_lenet_std`, `is_inception`, `precision_lenet`, ..., `modes_covered`, `modes_kl`;
-`display_name` turns them into "FID (LeNet)", "KID (Inception)", ... FID on a LeNet is never
-reported as Inception FID.
+Results are a flat dict whose keys carry the feature network: `fid_lenet`, `kid_lenet_std`,
+`is_inception`, `precision_lenet`, ..., `modes_covered`, `modes_kl`; `display_name` turns
+them into "FID (LeNet)", "KID (Inception)", ... FID on a LeNet is never reported as
+Inception FID.
 """
 
 from __future__ import annotations
@@ -36,41 +30,18 @@ import numpy as np
 
 from gan_jax import sampling
 from gan_jax.errors import ConfigError
-from gan_jax.metrics import fid as fid_lib
-from gan_jax.metrics import inception_score as is_lib
-from gan_jax.metrics import kid as kid_lib
-from gan_jax.metrics import prdc as prdc_lib
+from gan_jax.metrics import registry
 from gan_jax.metrics.features import FeatureNet
 from gan_jax.metrics.reference import Reference, load_reference
-from gan_jax.metrics.stats import StreamingStats
 
-METRICS = ('fid', 'kid', 'is', 'pr', 'modes')
 FEATURE_NETS = ('auto', 'lenet_mnist', 'lenet_fashion_mnist', 'inception_v3')
 _LENET_DATASETS = {'mnist': 'lenet_mnist', 'fashion_mnist': 'lenet_fashion_mnist'}
-_DISPLAY = {
-  'fid': 'FID',
-  'kid': 'KID',
-  'kid_std': 'KID std',
-  'is': 'IS',
-  'is_std': 'IS std',
-  'precision': 'Precision',
-  'recall': 'Recall',
-  'density': 'Density',
-  'coverage': 'Coverage',
-}
 
 
 def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
-  """'fid,kid' or ('fid', 'kid') -> ('fid', 'kid'); raises ConfigError for unknown names."""
-  names = [m.strip().lower() for m in (metrics.split(',') if isinstance(metrics, str) else metrics)]
-  names = [m for m in names if m]
-  unknown = [m for m in names if m not in METRICS]
-  if unknown or not names:
-    raise ConfigError(
-      f'metrics={",".join(names) or "(none)"!s} is invalid: unknown {unknown}; choose from '
-      f'{",".join(METRICS)} (e.g. fid,kid).'
-    )
-  return tuple(dict.fromkeys(names))
+  """'fid,kid' or ('fid', 'kid') -> ('fid', 'kid'); raises ConfigError for unknown names
+  (`gan_jax.metrics.registry.parse`)."""
+  return registry.parse(metrics)
 
 
 def resolve_feature_net_name(name: str, dataset: str) -> str:
@@ -109,17 +80,9 @@ def load_feature_net(
 
 
 def display_name(key: str) -> str:
-  """'fid_lenet' -> 'FID (LeNet)', 'kid_inception_std' -> 'KID std (Inception)', ..."""
-  if key == 'modes_covered':
-    return 'Modes covered (of 1000)'
-  if key == 'modes_kl':
-    return 'KL(modes || uniform)'
-  for net, label in (('lenet', 'LeNet'), ('inception', 'Inception')):
-    for suffix in ('', '_std'):
-      for metric in ('fid', 'kid', 'is', 'precision', 'recall', 'density', 'coverage'):
-        if key == f'{metric}_{net}{suffix}':
-          return f'{_DISPLAY[metric + suffix]} ({label})'
-  return key
+  """'fid_lenet' -> 'FID (LeNet)', 'kid_inception_std' -> 'KID std (Inception)', ...
+  (`gan_jax.metrics.registry.display_name`)."""
+  return registry.display_name(key)
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -150,9 +113,9 @@ class Evaluator:
   Build with `Evaluator.create(...)` or `Evaluator.from_config(config)`.
 
   Attributes:
-    metrics: names from `METRICS`.
-    net: the feature network (None when only 'modes' is asked for).
-    reference: real features of the reference split (None when only 'modes').
+    metrics: names from `gan_jax.metrics.registry.names()`.
+    net: the feature network (None when no metric judges features, e.g. only 'modes').
+    reference: real features of the reference split (None likewise).
     mode_classifier: the MNIST LeNet used per channel for 'modes' (else None).
     num_samples: generated images for fid/kid/is/pr.
     modes_num_samples: generated images for 'modes' (26,000 in Lin et al. 2018).
@@ -203,14 +166,14 @@ class Evaluator:
     Args:
       dataset, split, data_dir: the real data the reference statistics come from.
       image_size, channels: the generated images' shape (the reference is loaded alike).
-      metrics: names or a comma-separated string, from `METRICS`.
+      metrics: names or a comma-separated string, from `registry.names()`.
       feature_net: one of `FEATURE_NETS`.
       The rest: see the class attributes, `load_feature_net` and `load_reference`.
 
     Raises:
-      ConfigError: unknown metric or feature network; too few samples for the feature
-        dimension (FID needs num_samples > D); a LeNet asked to judge images of another
-        shape; 'modes' on images that are not 28x28x3.
+      ConfigError: unknown metric or feature network; a metric's constraint not met (too
+        few samples for the feature dimension: FID needs num_samples > D; 'modes' on images
+        that are not 28x28x3); a LeNet asked to judge images of another shape.
     """
     metrics = parse_metrics(metrics)
     for field, value in (
@@ -221,15 +184,17 @@ class Evaluator:
     ):
       if not isinstance(value, (int, np.integer)) or value <= 0:
         raise ConfigError(f'{field}={value!r} is invalid: must be a positive integer.')
+    entries = registry.metrics(metrics)
+    request = registry.Request(
+      (image_size, image_size, channels), num_samples, modes_num_samples, kid_pr_samples
+    )
+    for m in entries:
+      if m.check is not None:
+        m.check(request)
     net = reference = mode_classifier = None
-    if 'modes' in metrics:
-      if (image_size, channels) != (28, 3):
-        raise ConfigError(
-          f'metric "modes" counts Stacked-MNIST modes and needs 28x28x3 images, got '
-          f'{image_size}x{image_size}x{channels}; use it with data.name=stacked_mnist.'
-        )
+    if any(m.mnist_classifier for m in entries):
       mode_classifier = load_feature_net('lenet_mnist')
-    if set(metrics) - {'modes'}:
+    if any(m.feature_net for m in entries):
       name = resolve_feature_net_name(feature_net, dataset)
       net = load_feature_net(
         name,
@@ -237,21 +202,15 @@ class Evaluator:
         download_inception=download_inception,
         cache_dir=cache_dir,
       )
-      if net.image_shape is not None and tuple(net.image_shape) != (
-        image_size,
-        image_size,
-        channels,
-      ):
+      if net.image_shape is not None and tuple(net.image_shape) != request.image_shape:
         raise ConfigError(
           f'feature network {net.name} judges {"x".join(map(str, net.image_shape))} images but '
           f'the generator makes {image_size}x{image_size}x{channels}; use metrics=modes for '
           'Stacked MNIST, or eval.feature_net=inception_v3.'
         )
-      if 'fid' in metrics and num_samples <= net.feature_dim:
-        raise ConfigError(
-          f'num_samples={num_samples} is too few for FID with {net.name} ({net.feature_dim} '
-          f'features): use more than {net.feature_dim} (10,000+ for comparable numbers).'
-        )
+      for m in entries:
+        if m.check_net is not None:
+          m.check_net(request, net)
       reference = load_reference(
         dataset,
         split,
@@ -304,8 +263,7 @@ class Evaluator:
   @property
   def total_samples(self) -> int:
     """Images a generator evaluation draws: enough for every requested metric."""
-    n = self.num_samples if set(self.metrics) - {'modes'} else 0
-    return max(n, self.modes_num_samples if 'modes' in self.metrics else 0)
+    return max(getattr(self, m.samples) for m in registry.metrics(self.metrics))
 
   def generator_batches(self, gan: Any, params: Any, batch_stats: Any) -> Iterator[jax.Array]:
     """Yields `total_samples` generated images in batches (the last one may be smaller).
@@ -339,12 +297,14 @@ class Evaluator:
   def evaluate_batches(self, batches: Iterable[Any]) -> dict[str, Any]:
     """Evaluates a stream of image batches, float [B, H, W, C] in [-1, 1].
 
-    Uses the first `num_samples` images for fid/kid/is/pr and the first `modes_num_samples`
-    for modes; the stream must hold at least as many as the requested metrics need.
+    Each metric gets the first `num_samples` images (through the feature network) or the
+    first `modes_num_samples` ('modes'), as its registry entry says; the stream must hold at
+    least as many as the requested metrics need.
 
     Returns:
-      The flat results dict (see the module docstring), plus 'eval_seconds' and
-      'eval_samples_per_sec' (images through the generator and feature network per second).
+      The flat results dict (see the module docstring), metrics in registry order, plus
+      'eval_seconds' and 'eval_samples_per_sec' (images through the generator and feature
+      network per second).
 
     Raises:
       ValueError: too few images, non-finite images, or images of the wrong shape.
@@ -352,15 +312,8 @@ class Evaluator:
     t0 = time.perf_counter()
     want = self.total_samples
     feature_n = self.num_samples if self.net is not None else 0
-    modes_n = self.modes_num_samples if self.mode_classifier is not None else 0
-    acc = StreamingStats()
-    stream_is = (
-      is_lib.StreamingInceptionScore(feature_n, self.net.num_classes)
-      if 'is' in self.metrics
-      else None
-    )
-    kept, digits = [], []
-    seen = kept_n = 0
+    streams = [(m, m.start(self), getattr(self, m.samples)) for m in registry.metrics(self.metrics)]
+    seen = 0
     for batch in batches:
       if seen >= want:
         break
@@ -370,53 +323,30 @@ class Evaluator:
           f'images {seen}..{seen + batch.shape[0] - 1} contain NaN or infinite values; the '
           'generator diverged (or the images were not scaled to [-1, 1]).'
         )
+      judged = None
       if seen < feature_n:
         part = batch[: feature_n - seen]
         self.net.check_images(part)
         f, logits = self.net.apply(jnp.asarray(part))
-        f = np.asarray(f)
-        acc.update(f)
-        if stream_is is not None:
-          stream_is.update(np.asarray(logits))
-        if kept_n < self.kid_pr_samples:
-          kept.append(f[: self.kid_pr_samples - kept_n].astype(np.float32))
-          kept_n += kept[-1].shape[0]
-      if seen < modes_n:
-        from gan_jax.metrics import mode_coverage  # pylint: disable=g-import-not-at-top
-
-        digits.append(mode_coverage.classify_stacked(batch[: modes_n - seen], self.mode_classifier))
+        judged = registry.Batch(part, np.asarray(f), logits)
+      for metric, stream, n in streams:
+        if seen < n:
+          stream.update(judged if metric.feature_net else registry.Batch(batch[: n - seen]))
       seen += batch.shape[0]
     if seen < want:
       raise ValueError(f'the image stream held {seen} images; these metrics need {want}.')
 
     out: dict[str, Any] = {}
-    if self.net is not None:
-      tag = self.net.label.lower()
-      ref = self.reference
-      if 'fid' in self.metrics:
-        out[f'fid_{tag}'] = fid_lib.fid_from_stats(acc.finalize(), ref.stats)
-      fake = np.concatenate(kept) if kept else None
-      if 'kid' in self.metrics:
-        r = kid_lib.kernel_inception_distance(
-          ref.features, fake, num_subsets=self.kid_num_subsets, seed=self.seed
+    tag = self.net.label.lower() if self.net is not None else None
+    for metric, stream, _ in streams:
+      values = stream.result()
+      stems = [r.stem for r in metric.results]
+      if set(values) != set(stems):
+        raise RuntimeError(
+          f'metric {metric.name!r} returned {sorted(values)}, but its registry entry declares '
+          f'{stems}; make the two agree.'
         )
-        out[f'kid_{tag}'], out[f'kid_{tag}_std'] = r.mean, r.std
-      if 'is' in self.metrics:
-        out[f'is_{tag}'], out[f'is_{tag}_std'] = stream_is.result()
-      if 'pr' in self.metrics:
-        real = ref.features
-        if real.shape[0] > self.kid_pr_samples:  # a fixed, seeded subset of the same size
-          pick = np.random.default_rng(self.seed).choice(
-            real.shape[0], self.kid_pr_samples, replace=False
-          )
-          real = real[np.sort(pick)]
-        for k, v in prdc_lib.precision_recall_density_coverage(real, fake).items():
-          out[f'{k}_{tag}'] = v
-    if self.mode_classifier is not None:
-      from gan_jax.metrics import mode_coverage  # pylint: disable=g-import-not-at-top
-
-      cov = mode_coverage.mode_coverage(np.concatenate(digits))
-      out['modes_covered'], out['modes_kl'] = int(cov['modes_covered']), float(cov['kl'])
+      out.update({metric.key(stem, tag): values[stem] for stem in stems})
     seconds = time.perf_counter() - t0
     out['eval_seconds'] = seconds
     out['eval_samples_per_sec'] = want / seconds

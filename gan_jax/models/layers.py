@@ -461,3 +461,27 @@ def batch_norm(
     rngs=rngs,
     **flags,
   )
+
+
+def instance_norm(x: jax.Array, epsilon: float = 1e-5) -> jax.Array:
+  """Instance normalisation without learned scale or bias (Ulyanov et al. 2016, "Instance
+  Normalization: The Missing Ingredient for Fast Stylization", eq. 2): each image's each
+  channel is shifted to mean 0 and scaled to variance 1 over its H x W positions,
+
+      y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon),
+
+  with the biased variance and epsilon 1e-5 of PyTorch's `InstanceNorm2d(affine=False)`,
+  the norm layer of CycleGAN's reference code. It keeps no running statistics: training and
+  evaluation compute the same thing, and a batch's images do not affect each other.
+
+  Args:
+    x: float `[B, H, W, C]`.
+    epsilon: added to the variance, > 0.
+
+  Returns:
+    `[B, H, W, C]` of x's dtype; the statistics are computed in float32.
+  """
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + epsilon)).astype(x.dtype)

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gan_jax.models.layers import Conv, ConvTranspose
+from gan_jax.models.layers import Conv, ConvTranspose, instance_norm
 from gan_jax.models.sngan import batch_norm
 
 _INIT = nnx.initializers.normal(0.02)
@@ -260,25 +260,34 @@ class PatchGANDiscriminator(nnx.Module):
   2.2.2 and appendix 6.1.2; receptive field in the module docstring).
 
   Layers: n = `patch_layers` 4x4 stride-2 convolutions, one 4x4 stride-1 convolution, each
-  with LeakyReLU 0.2 and BatchNorm (not on the first), channels width * min(2^i, 8) capped
+  with LeakyReLU 0.2 and a norm (not on the first), channels width * min(2^i, 8) capped
   at max_width, and a 4x4 stride-1 convolution to one logit per patch.
+
+  CycleGAN (Zhu et al. 2017, appendix 7.2) uses the same 70x70 PatchGAN on single images,
+  with instance norm: `in_channels=0, norm='instance'`, called as `D(None, images)`.
 
   Args:
     image_size: H = W of the images, >= 4.
-    in_channels: channels of the translation input (the condition).
+    in_channels: channels of the translation input (the condition); 0 for an unconditional
+      D that judges the output image alone (CycleGAN).
     out_channels: channels of the translated / target image.
     width: channels of the first layer (64 in the paper).
     max_width: channel cap (512 in the paper).
     patch_layers: n, the number of stride-2 layers; None (default) scales the receptive
       field to the image size (`default_patch_layers`).
+    norm: 'batch' (pix2pix; BatchNorm with running averages) or 'instance' (CycleGAN;
+      `gan_jax.models.layers.instance_norm`, no parameters or statistics).
     rngs: `nnx.Rngs` for initialisation.
 
-  Call: `D(inputs, outputs, train=True)`, inputs float32 `[B, H, H, in_channels]`, outputs
-  float32 `[B, H, H, out_channels]`, both in [-1, 1] -> logits float32 `[B, H', H']` with
-  H' = ceil(H / 2^n), one per patch of `patch_receptive_field(n)` pixels.
+  Call: `D(inputs, outputs, train=True)`, inputs float32 `[B, H, H, in_channels]` (None
+  when in_channels is 0), outputs float32 `[B, H, H, out_channels]`, both in [-1, 1] ->
+  logits float32 `[B, H', H']` with H' = ceil(H / 2^n), one per patch of
+  `patch_receptive_field(n)` pixels. `train` selects BatchNorm's batch statistics; it
+  changes nothing with instance norm.
 
   Raises:
-    ValueError: for image_size < 4 or patch_layers < 0, or at call time for other shapes.
+    ValueError: for image_size < 4, patch_layers < 0, in_channels < 0 or an unknown norm,
+      or at call time for other shapes.
   """
 
   def __init__(
@@ -290,15 +299,21 @@ class PatchGANDiscriminator(nnx.Module):
     width: int = 64,
     max_width: int = 512,
     patch_layers: int | None = None,
+    norm: str = 'batch',
     rngs: nnx.Rngs,
   ):
     _check_size(image_size, 'PatchGANDiscriminator')
+    if norm not in ('batch', 'instance'):
+      raise ValueError(f"PatchGANDiscriminator norm={norm!r}: use 'batch' or 'instance'.")
+    if in_channels < 0:
+      raise ValueError(f'PatchGANDiscriminator in_channels={in_channels} must be >= 0.')
     if patch_layers is None:
       patch_layers = default_patch_layers(image_size)
     patch_receptive_field(patch_layers)  # validates
     self.image_size = image_size
     self.in_channels = in_channels
     self.out_channels = out_channels
+    self.norm = norm
     self.patch_layers = int(patch_layers)
     self.receptive_field = patch_receptive_field(self.patch_layers)
     conv = dict(padding='SAME', kernel_init=_INIT, rngs=rngs)
@@ -308,23 +323,36 @@ class PatchGANDiscriminator(nnx.Module):
       stride = 2 if i < self.patch_layers else 1
       c_out = min(width * min(2**i, 8), max_width)
       convs.append(Conv(c, c_out, (4, 4), (stride, stride), use_bias=i == 0, **conv))
-      bns.append(None if i == 0 else batch_norm(c_out, rngs))
+      bns.append(None if i == 0 or norm == 'instance' else batch_norm(c_out, rngs))
       c = c_out
     self.convs = nnx.List(convs)
     self.bns = nnx.List(bns)
     self.out = Conv(c, 1, (4, 4), (1, 1), **conv)
 
-  def __call__(self, inputs: jax.Array, outputs: jax.Array, *, train: bool = True) -> jax.Array:
-    _check_images(inputs, self.image_size, self.in_channels, 'PatchGANDiscriminator', 'inputs')
+  def __call__(
+    self, inputs: jax.Array | None, outputs: jax.Array, *, train: bool = True
+  ) -> jax.Array:
     _check_images(outputs, self.image_size, self.out_channels, 'PatchGANDiscriminator', 'outputs')
-    if inputs.shape[0] != outputs.shape[0]:
-      raise ValueError(
-        f'PatchGANDiscriminator got {inputs.shape[0]} inputs but {outputs.shape[0]} outputs.'
-      )
-    h = jnp.concatenate([inputs, outputs], axis=-1)
-    for conv, bn in zip(self.convs, self.bns):
+    if self.in_channels == 0:
+      if inputs is not None:
+        raise ValueError(
+          'this PatchGANDiscriminator has in_channels=0: call it as D(None, images).'
+        )
+      h = outputs
+    else:
+      if inputs is None:
+        raise ValueError(f'PatchGANDiscriminator needs inputs [B, H, H, {self.in_channels}].')
+      _check_images(inputs, self.image_size, self.in_channels, 'PatchGANDiscriminator', 'inputs')
+      if inputs.shape[0] != outputs.shape[0]:
+        raise ValueError(
+          f'PatchGANDiscriminator got {inputs.shape[0]} inputs but {outputs.shape[0]} outputs.'
+        )
+      h = jnp.concatenate([inputs, outputs], axis=-1)
+    for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
       h = conv(h)
       if bn is not None:
         h = bn(h, use_running_average=not train)
+      elif i > 0:  # instance norm on every layer but the first, as BatchNorm
+        h = instance_norm(h)
       h = jax.nn.leaky_relu(h, 0.2)
     return self.out(h)[..., 0]

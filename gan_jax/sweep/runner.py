@@ -52,10 +52,10 @@ def _train_in_process(run: Run) -> str | None:
 def _train_replicas_in_process(runs: Sequence[Run]) -> str | None:
   """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.replicas`);
   returns None, or the one-line error they failed with."""
-  from gan_jax import replicas  # pylint: disable=g-import-not-at-top
+  from gan_jax import train  # pylint: disable=g-import-not-at-top
 
   try:
-    replicas.train_replicas([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
+    train.train_replicas([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
   except Exception as e:  # pylint: disable=broad-except  (recorded; the sweep goes on)
     return clip(f'{type(e).__name__}: {e}', 1000)
   return None

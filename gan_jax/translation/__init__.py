@@ -1,14 +1,27 @@
-"""Image-to-image translation (issue 19): pix2pix on paired tasks (Isola et al. 2017).
+"""Image-to-image translation (issue 19): pix2pix on paired tasks (Isola et al. 2017) and
+CycleGAN on unpaired ones (Zhu et al. 2017).
 
 * `pix2pix`: the `Pix2PixState` pytree, `create_pix2pix`, the pure `train_step`.
+* `cyclegan`: the `CycleGANState` pytree (with the discriminators' image histories),
+  `create_cyclegan`, the pure, data-parallel `train_step`, the learning-rate schedule.
 * `tasks`: colourisation, 4x super-resolution and inpainting built from the TFDS data, with
-  their trivial baselines.
-* `metrics`: PSNR and SSIM (dm-pix).
+  their trivial baselines; the unpaired Fashion-MNIST sneakers <-> ankle boots.
+* `metrics`: PSNR and SSIM (dm-pix); translation accuracy, cycle-reconstruction error and
+  FID (LeNet) with their baselines.
 
-The models are `gan_jax.models.unet.UNetGenerator` and `PatchGANDiscriminator`.
+The models are `gan_jax.models.unet.UNetGenerator` and `PatchGANDiscriminator` (pix2pix),
+`gan_jax.models.resnet_generator.ResnetGenerator` and the PatchGAN (CycleGAN).
 """
 
-from gan_jax.translation.metrics import image_quality, psnr_per_image, ssim_per_image
+from gan_jax.translation.metrics import (
+  class_fraction,
+  direction_scores,
+  feature_fid,
+  image_quality,
+  mean_l1,
+  psnr_per_image,
+  ssim_per_image,
+)
 from gan_jax.translation.pix2pix import (
   Pix2Pix,
   Pix2PixState,
@@ -18,18 +31,32 @@ from gan_jax.translation.pix2pix import (
   train_step,
   translate_batches,
 )
-from gan_jax.translation.tasks import TASKS, PairedTask, build_task
+from gan_jax.translation.tasks import (
+  TASKS,
+  UNPAIRED_TASKS,
+  PairedTask,
+  UnpairedTask,
+  build_task,
+  build_unpaired_task,
+)
 
 __all__ = [
   'TASKS',
+  'UNPAIRED_TASKS',
   'PairedTask',
   'Pix2Pix',
   'Pix2PixState',
+  'UnpairedTask',
   'build_task',
+  'build_unpaired_task',
   'check_batch',
+  'class_fraction',
   'create_pix2pix',
+  'direction_scores',
+  'feature_fid',
   'image_quality',
   'make_train_step',
+  'mean_l1',
   'psnr_per_image',
   'ssim_per_image',
   'train_step',

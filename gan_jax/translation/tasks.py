@@ -1,5 +1,5 @@
-"""Paired translation tasks built from the TFDS data on this machine (issue 19), with their
-trivial baselines.
+"""Translation tasks built from the TFDS data on this machine (issue 19): paired ones with
+their trivial baselines, and one unpaired task.
 
 Each builder reads the first `num_train` images of the TFDS 'train' split and the first
 `num_test` of 'test' (TFDS reads in a fixed order, `shuffle_files=False`, through
@@ -19,6 +19,15 @@ squares), from separate streams for the train and test images.
   is hidden and filled with the mean of the image's visible pixels (per channel); the input
   is that mean-filled image plus a mask channel (+1 inside the square, -1 outside), `[S, S,
   C + 1]`; target the original; baseline the mean-filled image (the mean fill).
+
+Unpaired (`build_unpaired_task`, for CycleGAN):
+
+* 'sneakers_boots' (Fashion-MNIST, 28x28x1): domain A the sneakers (class 7), domain B the
+  ankle boots (class 9). A's training images come from the first half of the 'train' split
+  (`train[:50%]`) and B's from the second (`train[50%:]`), so no A image has a counterpart
+  among B's; the first `num_train` of each class in its half, in TFDS order (each half holds
+  about 3,000 of each class). Held out: the first `num_test` sneakers and ankle boots of the
+  'test' split (1,000 of each).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 TASKS = ('colorize', 'superres', 'inpaint')
+# name: (dataset, class of domain A, class of domain B, class names)
+UNPAIRED_TASKS = {'sneakers_boots': ('fashion_mnist', 7, 9, ('sneaker', 'ankle boot'))}
 INPAINT_DATASETS = {'mnist': (28, 1), 'fashion_mnist': (28, 1), 'cifar10_jpeg': (32, 3)}
 LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
@@ -207,6 +218,119 @@ def build_task(
     test_baseline=test_baseline,
     baseline={'colorize': 'greyscale copy', 'superres': 'bicubic', 'inpaint': 'mean fill'}[task],
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpairedTask:
+  """Two unpaired image domains, float32 numpy `[N, S, S, C]` in [-1, 1].
+
+  Attributes:
+    name: the task ('sneakers_boots').
+    dataset: the TFDS dataset the images come from.
+    train_a, train_b: training images of domains A and B (from disjoint halves of 'train').
+    test_a, test_b: held-out images of A and B (from 'test').
+    class_a, class_b: the dataset's class labels of A and B (7 and 9).
+    names: readable names of A and B.
+  """
+
+  name: str
+  dataset: str
+  train_a: np.ndarray
+  train_b: np.ndarray
+  test_a: np.ndarray
+  test_b: np.ndarray
+  class_a: int
+  class_b: int
+  names: tuple[str, str]
+
+  @property
+  def image_size(self) -> int:
+    return int(self.train_a.shape[1])
+
+  @property
+  def channels(self) -> int:
+    return int(self.train_a.shape[-1])
+
+
+def _load_class(
+  name: str, split: str, label: int, count: int, data_dir: str | None, size: int, channels: int
+) -> np.ndarray:
+  """The first `count` images of class `label` in `split`, in TFDS order."""
+  from gan_jax.data import load_images  # imports TensorFlow; only when data is read
+
+  ds = load_images(name, split, data_dir=data_dir, image_size=size, channels=channels)
+  ds = ds.filter(lambda e: e['label'] == label).take(count)
+  batches = [b['image'] for b in ds.batch(1024).as_numpy_iterator()]
+  images = np.concatenate(batches, axis=0).astype(np.float32) if batches else None
+  if images is None or images.shape[0] < count:
+    got = 0 if images is None else images.shape[0]
+    raise ValueError(f"'{name}' {split} has only {got} images of class {label}, asked for {count}.")
+  return images
+
+
+def build_unpaired_task(
+  task: str = 'sneakers_boots',
+  *,
+  data_dir: str | None = None,
+  num_train: int = 2048,
+  num_test: int = 1000,
+) -> UnpairedTask:
+  """Builds an unpaired task (see the module docstring); the same arguments always give the
+  same arrays.
+
+  Args:
+    task: 'sneakers_boots'.
+    data_dir: TFDS data dir (None: `$TFDS_DATA_DIR`).
+    num_train: training images per domain, 1 ... 2,900 (each half of the 'train' split
+      holds about 3,000 of each class).
+    num_test: held-out images per domain, 1 ... 1,000.
+
+  Returns:
+    An `UnpairedTask`.
+
+  Raises:
+    ValueError: for an unknown task, or sizes out of range.
+    gan_jax.data.DatasetNotFoundError: if the TFDS dataset is not in the data dir.
+  """
+  if task not in UNPAIRED_TASKS:
+    raise ValueError(f'unknown unpaired task {task!r}; choose one of {list(UNPAIRED_TASKS)}.')
+  if not 1 <= num_train <= 2900 or not 1 <= num_test <= 1000:
+    raise ValueError(
+      f'num_train={num_train} must be in [1, 2900] and num_test={num_test} in [1, 1000].'
+    )
+  dataset, class_a, class_b, names = UNPAIRED_TASKS[task]
+  size, channels = INPAINT_DATASETS[dataset]
+
+  def load(split: str, label: int, count: int) -> np.ndarray:
+    return _load_class(dataset, split, label, count, data_dir, size, channels)
+
+  return UnpairedTask(
+    name=task,
+    dataset=dataset,
+    train_a=load('train[:50%]', class_a, num_train),
+    train_b=load('train[50%:]', class_b, num_train),
+    test_a=load('test', class_a, num_test),
+    test_b=load('test', class_b, num_test),
+    class_a=class_a,
+    class_b=class_b,
+    names=names,
+  )
+
+
+def describe_unpaired(task: UnpairedTask) -> dict[str, Any]:
+  """A JSON-able summary of an unpaired task's shapes and provenance."""
+  return {
+    'task': task.name,
+    'dataset': task.dataset,
+    'image_size': task.image_size,
+    'channels': task.channels,
+    'domains': {
+      'a': {'name': task.names[0], 'class': task.class_a, 'train_split': 'train[:50%]'},
+      'b': {'name': task.names[1], 'class': task.class_b, 'train_split': 'train[50%:]'},
+    },
+    'num_train': int(task.train_a.shape[0]),
+    'num_test': int(task.test_a.shape[0]),
+  }
 
 
 def describe(task: PairedTask) -> dict[str, Any]:
