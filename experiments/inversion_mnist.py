@@ -6,7 +6,7 @@ Run it (from the repository root) on the README's main run (docs/results.md):
         [--num-images 100 --steps 300 --restarts 4 --data-dir ../shared/tfds]
 
 It inverts the first --num-images digits of the test split into the run's latent space with
-`gan_jax.editing.invert` (EMA G in inference mode; Adam on the pixel MSE plus the pinned
+`gan_jax.latent.invert` (EMA G in inference mode; Adam on the pixel MSE plus the pinned
 LeNet's feature distance; --restarts random starts per digit) and prints the reconstruction
 MSE (mean +- std over digits, pixels in [-1, 1]), beside two references: the MSE of G(z) for
 a random z ~ N(0, I), and how often the LeNet classifies a reconstruction as its digit's
@@ -33,7 +33,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gan_jax import data, editing, sampling  # noqa: E402
+from gan_jax import data, latent, sampling  # noqa: E402
 from gan_jax.checkpoint import load_run  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
   step = int(jax.device_get(state.step))
   use_ema = config.train.ema_decay > 0
   dataset = config.data.name
-  names = editing.attribute_names(dataset, gan.image_shape)
+  names = latent.attribute_names(dataset, gan.image_shape)
   if f'class_{args.edit_class}' not in names:
     print(f'error: {args.workdir} is a {dataset} run; this script needs MNIST or Fashion-MNIST.')
     return 2
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
   key = jax.random.PRNGKey(args.seed)
   z_rand = gan.sample_latents(jax.random.fold_in(key, 0), n)
   random_mse = np.mean(
-    (np.asarray(editing.generate(gan, state, z_rand, use_ema=use_ema)) - x) ** 2, axis=(1, 2, 3)
+    (np.asarray(latent.generate(gan, state, z_rand, use_ema=use_ema)) - x) ** 2, axis=(1, 2, 3)
   )
   t0 = time.time()
-  inv = editing.invert(
+  inv = latent.invert(
     gan,
     state,
     x,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     steps=args.steps,
     restarts=args.restarts,
     lr=args.lr,
-    feature_fn=editing.lenet_feature_fn(dataset) if args.feature_weight > 0 else None,
+    feature_fn=latent.lenet_feature_fn(dataset) if args.feature_weight > 0 else None,
     feature_weight=args.feature_weight,
     latent_reg=None if args.latent_reg == 'none' else args.latent_reg,
     use_ema=use_ema,
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
   directions = {}
   for name, fn in (
-    ('ink', editing.ink_mass),
-    (f'class_{args.edit_class}', editing.class_attribute(net, args.edit_class, 'log_odds')),
+    ('ink', latent.ink_mass),
+    (f'class_{args.edit_class}', latent.class_attribute(net, args.edit_class, 'log_odds')),
   ):
-    directions[name] = editing.fit_attribute_direction(
+    directions[name] = latent.fit_attribute_direction(
       gan,
       state,
       fn,
@@ -133,18 +133,18 @@ def main(argv: list[str] | None = None) -> int:
       use_ema=use_ema,
     )
   cls = f'class_{args.edit_class}'
-  held = editing.orthogonalize(directions[cls], directions['ink'][None])
+  held = latent.orthogonalize(directions[cls], directions['ink'][None])
   rows = min(args.edit_rows, n)
   strips = []
   for direction in (directions['ink'], held):
-    z = np.asarray(editing.edit(inv.z[:rows, None], direction, strengths))
+    z = np.asarray(latent.edit(inv.z[:rows, None], direction, strengths))
     edited = np.asarray(
-      editing.generate(gan, state, z.reshape(rows * len(strengths), -1), use_ema=use_ema)
+      latent.generate(gan, state, z.reshape(rows * len(strengths), -1), use_ema=use_ema)
     ).reshape((rows, len(strengths)) + gan.image_shape)
     strips.append(np.concatenate([x[:rows, None], inv.images[:rows, None], edited], axis=1))
   grid = np.concatenate(strips).reshape((-1,) + gan.image_shape)
   sampling.save_grid(args.out, grid, ncol=2 + len(strengths), scale=2)
-  ink_of = np.asarray(editing.ink_mass(grid)).reshape(2 * rows, -1)[:rows, 2:].mean(0)
+  ink_of = np.asarray(latent.ink_mass(grid)).reshape(2 * rows, -1)[:rows, 2:].mean(0)
   print(
     f'wrote {args.out}: rows 1-{rows} edit ink, rows {rows + 1}-{2 * rows} edit {cls} holding '
     f'ink; columns: input, reconstruction, strengths {args.strengths}'

@@ -34,7 +34,7 @@ Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorF
   export      `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
   metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
               LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
-  editing     latent-space tools: interpolation, inversion, attribute directions
+  latent      latent-space tools: interpolation, inversion, attribute directions, CelebA
   translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D) on paired tasks, PSNR/SSIM;
               CycleGAN (ResNet G, image histories) on unpaired ones, accuracy/cycle/FID
   sweep       `gan-jax sweep`: ablation grids x seeds, and their summary

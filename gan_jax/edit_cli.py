@@ -6,11 +6,11 @@
     gan-jax edit --workdir runs/celeba_dcgan --image face.png --direction smiling.npz
 
 For each input image the strip shows one row: [input | reconstruction | G(z + s n) for each
-strength s], where z is the image's inversion (`gan_jax.editing.invert`, EMA G in inference
-mode) and n the attribute's unit direction (InterFaceGAN, `gan_jax.editing`), fitted on
+strength s], where z is the image's inversion (`gan_jax.latent.invert`, EMA G in inference
+mode) and n the attribute's unit direction (InterFaceGAN, `gan_jax.latent`), fitted on
 `--num-latents` samples of G. Attributes: 'ink' (mean ink / brightness) for every run, and
 'class_0'..'class_9' (the pinned LeNet's log-odds of the class) for MNIST and Fashion-MNIST
-runs; `--direction FILE.npz` takes any direction saved with `gan_jax.editing.save_direction`
+runs; `--direction FILE.npz` takes any direction saved with `gan_jax.latent.save_direction`
 (e.g. a CelebA attribute fitted from labelled faces). Fitted directions are cached in
 `<workdir>/directions/<attribute>.npz`, together with the checkpoint step and fitting options
 they came from; another step or option refits them (as does --refit).
@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     '--attribute', help='attribute to edit: ink, or class_0..class_9 for MNIST-like runs'
   )
   which.add_argument(
-    '--direction', help='a direction .npz file (gan_jax.editing.save_direction) instead'
+    '--direction', help='a direction .npz file (gan_jax.latent.save_direction) instead'
   )
   amount = p.add_mutually_exclusive_group()
   amount.add_argument(
@@ -160,11 +160,11 @@ class _Attributes:
   """The attribute functions of a run, built once so their jit caches are reused."""
 
   def __init__(self, config: Any):
-    from gan_jax import editing  # pylint: disable=g-import-not-at-top
+    from gan_jax import latent  # pylint: disable=g-import-not-at-top
 
     shape = tuple(config.data.image_size for _ in range(2)) + (config.data.channels,)
     self.dataset = config.data.name
-    self.names = editing.attribute_names(self.dataset, shape)
+    self.names = latent.attribute_names(self.dataset, shape)
     self._fns: dict[str, Any] = {}
 
   def check(self, name: str, flag: str = '--attribute') -> None:
@@ -175,18 +175,18 @@ class _Attributes:
       )
 
   def fn(self, name: str):
-    from gan_jax import editing  # pylint: disable=g-import-not-at-top
+    from gan_jax import latent  # pylint: disable=g-import-not-at-top
 
     if name not in self._fns:
       if name == 'ink':
-        self._fns[name] = editing.ink_mass
+        self._fns[name] = latent.ink_mass
       else:
         from gan_jax.metrics.lenet import load_lenet  # pylint: disable=g-import-not-at-top
 
         k = int(name.split('_')[1])
         # The log-odds, not the 0/1 decision: a poorly trained G may make no image of
         # class k, and the top/bottom fractions of a continuous score always exist.
-        self._fns[name] = editing.class_attribute(load_lenet(self.dataset), k, 'log_odds')
+        self._fns[name] = latent.class_attribute(load_lenet(self.dataset), k, 'log_odds')
     return self._fns[name]
 
 
@@ -195,7 +195,7 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import editing  # pylint: disable=g-import-not-at-top
+  from gan_jax import latent  # pylint: disable=g-import-not-at-top
 
   meta = dict(
     attribute=name,
@@ -210,7 +210,7 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
   path = os.path.join(args.workdir, 'directions', f'{name}.npz')
   if os.path.isfile(path) and not args.refit:
     try:
-      direction, cached = editing.load_direction(path)
+      direction, cached = latent.load_direction(path)
     except (OSError, ValueError):
       cached = None
     if cached == meta and direction.shape == (gan.latent_dim,):
@@ -218,7 +218,7 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
       return direction
   labels = None if args.label is None else np.full(args.num_latents, args.label, np.int32)
   try:
-    direction = editing.fit_attribute_direction(
+    direction = latent.fit_attribute_direction(
       gan,
       state,
       attrs.fn(name),
@@ -233,7 +233,7 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
   fitted = f'fitted the direction of {name!r} ({args.method}, {args.num_latents} latents)'
   try:
     with run_lock.hold(args.workdir):  # the run folder's one writer while it caches
-      editing.save_direction(path, direction, **meta)
+      latent.save_direction(path, direction, **meta)
   except WorkdirLockedError as e:  # being trained: use the direction, write nothing there
     print(f'{fitted}; not cached in {path}: the run folder is being written by '
           f'{run_lock.describe(e.holder)}')  # fmt: skip
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import editing, sampling  # pylint: disable=g-import-not-at-top
+  from gan_jax import latent, sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
   config, gan, state = load_run(args.workdir, args.step)
@@ -319,7 +319,7 @@ def run(args: argparse.Namespace) -> None:
 
   if args.direction is not None:
     try:
-      direction, _ = editing.load_direction(args.direction)
+      direction, _ = latent.load_direction(args.direction)
     except (OSError, ValueError) as e:
       raise EditUsageError(f'cannot read --direction {args.direction!r}: {e}') from None
     if direction.shape != (gan.latent_dim,):
@@ -333,15 +333,15 @@ def run(args: argparse.Namespace) -> None:
     what = repr(args.attribute)
   if hold:
     others = [_direction(args, attrs, h, gan, state, step, use_ema) for h in hold]
-    direction = editing.orthogonalize(direction, np.stack(others))
+    direction = latent.orthogonalize(direction, np.stack(others))
     what += f' holding {", ".join(hold)}'
 
   feature_fn = None
   if args.feature_weight > 0 and any(n.startswith('class_') for n in attrs.names):
-    feature_fn = editing.lenet_feature_fn(attrs.dataset)
+    feature_fn = latent.lenet_feature_fn(attrs.dataset)
   n = images.shape[0]
   labels = None if args.label is None else np.full(n, args.label, np.int32)
-  inv = editing.invert(
+  inv = latent.invert(
     gan,
     state,
     images,
@@ -356,9 +356,9 @@ def run(args: argparse.Namespace) -> None:
     labels=labels,
   )
   s = np.asarray(strengths, np.float32)
-  z = np.asarray(editing.edit(inv.z[:, None], direction, s)).reshape(n * len(s), -1)
+  z = np.asarray(latent.edit(inv.z[:, None], direction, s)).reshape(n * len(s), -1)
   edit_labels = None if labels is None else np.repeat(labels, len(s))
-  edited = np.asarray(editing.generate(gan, state, z, use_ema=use_ema, labels=edit_labels))
+  edited = np.asarray(latent.generate(gan, state, z, use_ema=use_ema, labels=edit_labels))
   edited = edited.reshape((n, len(s)) + images.shape[1:])
   strip = np.concatenate([images[:, None], inv.images[:, None], edited], axis=1)
   sampling.save_grid(

@@ -8,7 +8,7 @@
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
     gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
     gan-jax sweep experiments/ablations/losses_fashion.py --workdir runs/losses_fashion \
-        [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep.py)
+        [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep/__init__.py)
     gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
         [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/edit_cli.py)
     gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
   w = sub.add_parser(
     'sweep',
     help='run an ablation: a grid of config overrides x seeds, then results.csv/.md and plots',
-    description='Runs every cell x seed of an ablation file (see gan_jax/sweep.py for its '
+    description='Runs every cell x seed of an ablation file (see gan_jax/sweep/__init__.py for its '
     'format) into WORKDIR/<axis=label,...>/seed_<s>, skipping finished runs and resuming the '
     'others, then writes results.csv, results.md, <metric>_vs_step.png and samples.png.',
     epilog='Override any config field of every run with --config.FIELD=VALUE, e.g. '

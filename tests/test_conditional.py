@@ -441,7 +441,7 @@ def test_edit_cli_on_a_conditional_run_needs_and_uses_the_label(mnist_run, tmp_p
     # One row: input | reconstruction | 2 edits, 28x28 tiles with 2-pixel borders.
     strips[label] = np.asarray(Image.open(out))
     assert strips[label].shape[:2] == (30 + 2, 4 * 30 + 2)
-    from gan_jax.editing import load_direction
+    from gan_jax.latent import load_direction
 
     _, meta = load_direction(os.path.join(workdir, 'directions', 'ink.npz'))
     assert meta['label'] == label  # the direction was fitted on G's class-`label` images

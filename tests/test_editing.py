@@ -1,4 +1,4 @@
-"""Latent-space tools (gan_jax.editing) and `gan-jax edit`: interpolation, inversion,
+"""Latent-space tools (gan_jax.latent) and `gan-jax edit`: interpolation, inversion,
 InterFaceGAN directions, conditional manipulation, the 64x64x3 path and the command line."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import editing as E
+from gan_jax import latent as E
 from gan_jax import main as cli
 from gan_jax.sampling import to_uint8
 

@@ -203,7 +203,7 @@ def test_oversized_models_and_grids_are_refused_before_allocation():
 def test_hostile_direction_files_are_one_line(run, tmp_path, capsys):
   """`edit --direction`: a NaN, zero, garbled or non-.npz direction file is refused in one
   line (a NaN direction wrote black images and exited 0)."""
-  from gan_jax import editing
+  from gan_jax import latent
 
   digit = str(tmp_path / 'digit.png')
   Image.fromarray(np.zeros((28, 28), np.uint8)).save(digit)
@@ -220,7 +220,7 @@ def test_hostile_direction_files_are_one_line(run, tmp_path, capsys):
   for name, message in (('nan', 'non-finite or zero'), ('zero', 'non-finite or zero'),
                         ('garbled', 'not a readable .npz file'), ('npy', 'is a .npy array')):  # fmt: skip
     with pytest.raises(ValueError, match=message):
-      editing.load_direction(files[name])
+      latent.load_direction(files[name])
     argv = ['edit', '--workdir', run, '--image', digit, '--direction', files[name], '--out', out]
     _refused(capsys, argv, f'cannot read --direction {files[name]!r}')
   assert not os.path.exists(out)

@@ -334,10 +334,10 @@ def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
   tmp_path, capsys, monkeypatch
 ):
   from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
-  from gan_jax import sweep  # pylint: disable=g-import-not-at-top
+  from gan_jax.sweep import runner  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(
-    sweep, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
+    runner, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
   )
   workdir = tmp_path / 'sweep'
   busy = workdir / 'lr=b' / 'seed_0'
@@ -368,9 +368,9 @@ def test_edit_caches_a_fitted_direction_only_while_it_can_hold_the_run_folder(
 
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import edit_cli, editing  # pylint: disable=g-import-not-at-top
+  from gan_jax import edit_cli, latent  # pylint: disable=g-import-not-at-top
 
-  monkeypatch.setattr(editing, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
+  monkeypatch.setattr(latent, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
   args = argparse.Namespace(
     workdir=str(tmp_path / 'run'), method='mean', num_latents=4, seed=0, label=None, refit=False
   )

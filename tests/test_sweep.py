@@ -204,10 +204,10 @@ with open(os.path.join(workdir, 'summary.json'), 'w') as f:
 
 
 def test_jobs_runs_at_most_n_subprocesses_at_a_time(tmp_path, capsys, monkeypatch):
-  from gan_jax import sweep  # pylint: disable=g-import-not-at-top
+  from gan_jax.sweep import runner  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(
-    sweep, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
+    runner, 'train_command', lambda ablation, run: [sys.executable, '-c', FAKE_TRAIN, run.workdir]
   )
   labels = {name: {} for name in ('a', 'b', 'bad', 'c', 'd')}
   spec = _ablation(tmp_path, _ok(overrides={'train.steps': 2}, grid={'x': labels}))

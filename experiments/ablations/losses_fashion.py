@@ -52,7 +52,7 @@ images:
     gan-jax sweep experiments/ablations/losses_fashion.py:tiny --workdir /tmp/losses_tiny \
         --config.data.data_dir=../shared/tfds
 
-Ablation file format (see gan_jax/sweep.py): `get_ablation(variant)` returns a dict with
+Ablation file format (see gan_jax/sweep/__init__.py): `get_ablation(variant)` returns a dict with
 `base` (the config file, relative to this file, a folder above it, or the current folder, and
 an optional `:variant`), `overrides` (config key -> value for every run), `grid` (axis ->
 label -> {config key: value}; the cells are the product of the axes), `seeds` and `metrics`
