@@ -151,7 +151,7 @@ def test_registry_and_evaluation_agree_on_every_metrics_result_keys(proj, tfds_d
 
 
 def test_the_builtin_entries_match_the_tables_they_replace():
-  # sweep._FAMILY and evaluate._DISPLAY before the registry, expanded by hand for 'inception'.
+  # The sweep's FAMILY table and evaluate._DISPLAY before the registry, expanded by hand for 'inception'.
   assert registry.result_families('inception') == {
     'fid_inception': 'fid',
     'kid_inception': 'kid',

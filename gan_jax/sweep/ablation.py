@@ -17,7 +17,7 @@ import ml_collections
 
 from gan_jax.config_files import UsageError, apply_overrides, load_config_file
 from gan_jax.sweep.spec import Ablation, Cell, Run, override_args
-from gan_jax.sweep.summary import FAMILY, FIXED_COLUMNS, TAIL_COLUMNS
+from gan_jax.sweep.summary import FIXED_COLUMNS, TAIL_COLUMNS
 
 ABLATION_KEYS = ('base', 'overrides', 'grid', 'seeds', 'metrics')
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*\Z')
@@ -195,7 +195,7 @@ def load_ablation(spec: str) -> Ablation:
 def _check_metrics(config: ml_collections.ConfigDict, metrics: Sequence[str], where: str) -> None:
   """Raises UsageError if `config` does not evaluate every result key in `metrics`."""
   from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
+  from gan_jax.metrics import evaluate, registry  # pylint: disable=g-import-not-at-top
 
   if not config.eval_every:
     raise UsageError(
@@ -208,10 +208,7 @@ def _check_metrics(config: ml_collections.ConfigDict, metrics: Sequence[str], wh
   except ConfigError as e:
     raise UsageError(f'{where}: eval.{e}') from None
   tag = 'inception' if net == 'inception_v3' else 'lenet'
-  available = {'modes_covered': 'modes', 'modes_kl': 'modes'}
-  for family_key, family in FAMILY.items():
-    stem, _, suffix = family_key.partition('_')
-    available[f'{stem}_{tag}' + (f'_{suffix}' if suffix else '')] = family
+  available = registry.result_families(tag)  # result key -> the eval.metrics entry
   if config.eval.get('raw_generator') and config.train.ema_decay > 0:  # eval/raw_<metric>
     available.update({f'raw_{k}': v for k, v in available.items()})
   for metric in metrics:

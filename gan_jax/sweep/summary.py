@@ -1,5 +1,5 @@
 """A sweep's summaries (`gan_jax.sweep`): results.csv, results.md, <metric>_vs_step.png and
-samples.png, and the result keys a sweep can report (`FAMILY`).
+samples.png.
 """
 
 from __future__ import annotations
@@ -20,18 +20,6 @@ from gan_jax.sweep.spec import Ablation, Run, override_args
 FIXED_COLUMNS = ('cell', 'seed', 'status', 'step', 'eval_step')
 TAIL_COLUMNS = ('wall_time_s', 'start_step', 'error', 'workdir')
 _NOT_METRICS = ('eval_seconds', 'eval_samples_per_sec')
-# Result key (without the network tag) -> the eval.metrics entry that computes it.
-FAMILY = {
-  'fid': 'fid',
-  'kid': 'kid',
-  'kid_std': 'kid',
-  'is': 'is',
-  'is_std': 'is',
-  'precision': 'pr',
-  'recall': 'pr',
-  'density': 'pr',
-  'coverage': 'pr',
-}
 
 
 def collect(
