@@ -74,7 +74,7 @@ if importlib.util.find_spec('gan_jax') is None:  # A checkout without `pip insta
 def stub_missing_modules(names: tuple[str, ...] = ('tensorflow', 'tensorflow_datasets')) -> list:
   """Placeholders for absent modules that gan_jax imports but this script never uses.
 
-  `gan_jax.replicas` imports the training loop, which imports the TFDS input pipeline; the
+  `gan_jax.training.replicas` imports the training loop, which imports the TFDS input pipeline; the
   checks and benchmarks here feed fixed batches already on the device. Returns the names
   replaced (recorded in the JSON).
   """
@@ -93,11 +93,11 @@ import numpy as np  # noqa: E402
 import throughput  # noqa: E402
 from bench_util import default_threads, package_version  # noqa: E402
 
-from gan_jax import replicas  # noqa: E402
-from gan_jax.losses import get_loss  # noqa: E402
-from gan_jax.sharding import batch_sharding, make_mesh, replicate, replicated  # noqa: E402
-from gan_jax.state import create_state  # noqa: E402
-from gan_jax.train_step import jit_train_step, make_train_step  # noqa: E402
+from gan_jax.training import replicas  # noqa: E402
+from gan_jax.core.losses import get_loss  # noqa: E402
+from gan_jax.core.sharding import batch_sharding, make_mesh, replicate, replicated  # noqa: E402
+from gan_jax.core.state import create_state  # noqa: E402
+from gan_jax.core.train_step import jit_train_step, make_train_step  # noqa: E402
 
 MODELS = ('dcgan28', 'dcgan32', 'sngan32')
 SECTIONS = ('checks', 'throughput', 'replicas', 'large')

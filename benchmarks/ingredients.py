@@ -92,11 +92,11 @@ from bench_util import package_version  # noqa: E402
 from throughput import _csv, _fmt, flops_of  # noqa: E402
 
 from gan_jax.config import validate  # noqa: E402
-from gan_jax.losses import LOSSES, get_loss  # noqa: E402
-from gan_jax.main import load_config_file  # noqa: E402
-from gan_jax.sharding import batch_sharding, check_batch_size, make_mesh, replicate  # noqa: E402
-from gan_jax.state import create_state  # noqa: E402
-from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: E402
+from gan_jax.core.losses import LOSSES, get_loss  # noqa: E402
+from gan_jax.cli.main import load_config_file  # noqa: E402
+from gan_jax.core.sharding import batch_sharding, check_batch_size, make_mesh, replicate  # noqa: E402
+from gan_jax.core.state import create_state  # noqa: E402
+from gan_jax.core.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: E402
 
 DEFAULT_CONFIG = 'experiments/fashion_mnist_dcgan.py'
 

@@ -1,4 +1,4 @@
-"""Host input-pipeline throughput of gan_jax.data.build_train_dataset (no device, no model).
+"""Host input-pipeline throughput of gan_jax.data.pipeline.build_train_dataset (no device, no model).
 
 Measures images/s delivered by tf.data alone, after a warm-up that by default covers one full
 epoch so the in-memory cache is filled and every timed batch comes from the steady state.
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 try:
-  from gan_jax import data
+  from gan_jax.data import pipeline as data
 except ImportError:  # Run from a checkout without `pip install -e .`.
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-  from gan_jax import data
+  from gan_jax.data import pipeline as data
 
 import tensorflow as tf
 import tensorflow_datasets as tfds

@@ -46,12 +46,12 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from gan_jax import replicas  # noqa: E402
+from gan_jax.training import replicas  # noqa: E402
 from gan_jax.config import base_config, validate  # noqa: E402
-from gan_jax.losses import get_loss  # noqa: E402
-from gan_jax.sharding import batch_sharding, make_mesh, replicate  # noqa: E402
-from gan_jax.state import create_state  # noqa: E402
-from gan_jax.train_step import jit_train_step, make_train_step  # noqa: E402
+from gan_jax.core.losses import get_loss  # noqa: E402
+from gan_jax.core.sharding import batch_sharding, make_mesh, replicate  # noqa: E402
+from gan_jax.core.state import create_state  # noqa: E402
+from gan_jax.core.train_step import jit_train_step, make_train_step  # noqa: E402
 
 MODELS = {'mlp': ('mlp', 28, 1), 'dcgan28': ('dcgan28', 28, 1), 'dcgan32': ('dcgan', 32, 3)}
 

@@ -68,7 +68,7 @@ Reported per case:
     accelerators, the device's peak bytes in use where JAX reports them (host RSS is then
     not the model's memory). The process includes the framework itself (see the peak after
     the imports), so small models differ mostly by that;
-  * with `--pipeline`: images/s of the real tf.data pipeline (`gan_jax.data`) for the same
+  * with `--pipeline`: images/s of the real tf.data pipeline (`gan_jax.data.pipeline`) for the same
     batch and image shape, and whether it is faster than the step (the step never waits on
     data). On a CPU backend the pipeline and the step share the same cores during training,
     so "faster" there is necessary, not sufficient.
@@ -111,10 +111,10 @@ import jax  # noqa: E402
 from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
 
 from gan_jax.config import base_config, validate  # noqa: E402
-from gan_jax.losses import get_loss  # noqa: E402
-from gan_jax.sharding import batch_sharding, check_batch_size, make_mesh, replicate  # noqa: E402
-from gan_jax.state import create_state  # noqa: E402
-from gan_jax.train_step import jit_train_step, make_train_step  # noqa: E402
+from gan_jax.core.losses import get_loss  # noqa: E402
+from gan_jax.core.sharding import batch_sharding, check_batch_size, make_mesh, replicate  # noqa: E402
+from gan_jax.core.state import create_state  # noqa: E402
+from gan_jax.core.train_step import jit_train_step, make_train_step  # noqa: E402
 
 # Benchmark case -> config fields set on base_config() (after train.loss='non_saturating').
 CASES: dict[str, dict[str, Any]] = {
@@ -659,8 +659,8 @@ def default_data_dir(arg: str | None) -> str:
 def bench_pipeline(
   dataset: str, batch_size: int, image_shape: tuple[int, int, int], args: argparse.Namespace
 ) -> dict[str, Any]:
-  """Host images/s of gan_jax.data.build_train_dataset for this batch and image shape."""
-  from gan_jax import data  # noqa: PLC0415 - TensorFlow is imported only with --pipeline.
+  """Host images/s of gan_jax.data.pipeline.build_train_dataset for this batch and image shape."""
+  from gan_jax.data import pipeline as data  # noqa: PLC0415 - TensorFlow is imported only with --pipeline.
 
   data_dir = default_data_dir(args.data_dir)
   h, _, c = image_shape

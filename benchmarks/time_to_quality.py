@@ -6,17 +6,17 @@ dcgan28`, default) or `experiments/mnist_mlp.py` (`--model mlp`), non-saturating
 (lr 2e-4, betas 0.5 / 0.999), batch 64, n_critic 1, generator EMA 0.999, on the real MNIST
 train split of TFDS (`--data-dir`, default $TFDS_DATA_DIR, else ../shared/tfds):
 
-  * gan_jax (in this process): `gan_jax.state.create_state`, the jitted train step of
+  * gan_jax (in this process): `gan_jax.core.state.create_state`, the jitted train step of
     `make_train_step` / `jit_train_step` (compiled ahead of the clock) and gan_jax's own input
-    pipeline, `gan_jax.train.host_batches` (tf.data: decode, cache, full shuffle per epoch
-    with the run's seed) behind `gan_jax.data.device_prefetch`, with at most one step in
-    flight, as `gan_jax.train` runs it: the same batches and states as `gan-jax train` with
+    pipeline, `gan_jax.training.train.host_batches` (tf.data: decode, cache, full shuffle per epoch
+    with the run's seed) behind `gan_jax.data.pipeline.device_prefetch`, with at most one step in
+    flight, as `gan_jax.training.train` runs it: the same batches and states as `gan-jax train` with
     the same config and seed (its train metrics at step 50 equal the main job's
     metrics.jsonl to the bit);
   * PyTorch (`TorchGAN` of `benchmarks/torch_reference.py`, eager, fused Adam) in a worker
     process (this file with `--torch-worker`; it imports torch, never JAX) with
     `torch.set_num_threads(--torch-threads)`, default the cores this process may use. This
-    process reads the same TFDS split with `gan_jax.data` into one float32 array in [-1, 1]
+    process reads the same TFDS split with `gan_jax.data.pipeline` into one float32 array in [-1, 1]
     before the PyTorch clock starts; the worker holds it as one NCHW tensor and each step
     indexes a batch out of it (`index_select`) from a fresh `torch.randperm` per epoch
     (seeded with --seed + 2), so its data feeding costs next to nothing.
@@ -36,7 +36,7 @@ stops at the first evaluation with FID (LeNet) <= `--target-fid`, or at `--max-s
 
 `--fid-check` (on by default, with PyTorch): before training, the first `--eval-samples` real
 images of the split go through the PyTorch side's path (NHWC array -> the worker's NCHW
-tensor -> the NHWC array generated images take) and, straight from gan_jax.data, through
+tensor -> the NHWC array generated images take) and, straight from gan_jax.data.pipeline, through
 the gan_jax path; both FIDs are in the JSON (`fid_check`) and must be equal.
 
 Default target FID (LeNet) 250: in the README's main job (`gan-jax train --config
@@ -437,7 +437,7 @@ def default_data_dir(arg: str | None) -> str:
 
 def make_config(args: argparse.Namespace):
   """The experiment's config with this benchmark's seed, data, batch and (--tiny) widths."""
-  from gan_jax.train import resolve_config  # noqa: PLC0415
+  from gan_jax.training.train import resolve_config  # noqa: PLC0415
 
   path = REPO / 'experiments' / f'{EXPERIMENTS[args.model]}.py'
   spec = importlib.util.spec_from_file_location(f'_ttq_{EXPERIMENTS[args.model]}', path)
@@ -549,12 +549,12 @@ def run_jax(config, evaluator, args: argparse.Namespace, log) -> dict[str, Any]:
   """gan_jax: its jitted step and input pipeline, timed between evaluations."""
   import jax  # noqa: PLC0415
 
-  from gan_jax import data as data_lib  # noqa: PLC0415
-  from gan_jax.losses import get_loss  # noqa: PLC0415
-  from gan_jax.sharding import check_batch_size, make_mesh, replicate  # noqa: PLC0415
-  from gan_jax.state import create_state  # noqa: PLC0415
-  from gan_jax.train import host_batches  # noqa: PLC0415
-  from gan_jax.train_step import jit_train_step, make_train_step  # noqa: PLC0415
+  from gan_jax.data import pipeline as data_lib  # noqa: PLC0415
+  from gan_jax.core.losses import get_loss  # noqa: PLC0415
+  from gan_jax.core.sharding import check_batch_size, make_mesh, replicate  # noqa: PLC0415
+  from gan_jax.core.state import create_state  # noqa: PLC0415
+  from gan_jax.training.train import host_batches  # noqa: PLC0415
+  from gan_jax.core.train_step import jit_train_step, make_train_step  # noqa: PLC0415
 
   t0 = time.perf_counter()
   mesh = make_mesh()
@@ -596,7 +596,7 @@ def run_jax(config, evaluator, args: argparse.Namespace, log) -> dict[str, Any]:
         else:
           batch = next(batches)
         state, metrics = compiled(state, batch)
-        if in_flight is not None:  # At most one step in flight, as gan_jax.train.
+        if in_flight is not None:  # At most one step in flight, as gan_jax.training.train.
           jax.block_until_ready(in_flight)
         in_flight = metrics
         tracker.step += 1
@@ -623,8 +623,8 @@ def run_jax(config, evaluator, args: argparse.Namespace, log) -> dict[str, Any]:
 
 
 def load_split(config) -> np.ndarray:
-  """The training split as float32 NHWC in [-1, 1], in stored order (gan_jax.data)."""
-  from gan_jax import data as data_lib  # noqa: PLC0415
+  """The training split as float32 NHWC in [-1, 1], in stored order (gan_jax.data.pipeline)."""
+  from gan_jax.data import pipeline as data_lib  # noqa: PLC0415
 
   ds = data_lib.build_eval_dataset(
     config.data.name,

@@ -1,6 +1,6 @@
 """PyTorch reference of gan_jax's train step, for `benchmarks/throughput.py`.
 
-The same models, losses, optimizer and generator EMA as `gan_jax.train_step.make_train_step`
+The same models, losses, optimizer and generator EMA as `gan_jax.core.train_step.make_train_step`
 with n_critic = 1, written in PyTorch eager (NCHW, PyTorch's native layout):
 
   * models (`build_models`): 'mlp', 'dcgan28', 'dcgan' and 'sngan32' of `gan_jax.models`,

@@ -109,11 +109,11 @@ def child(args: argparse.Namespace) -> dict:
 
   import jax  # noqa: PLC0415
 
-  from gan_jax.losses import get_loss  # noqa: PLC0415
+  from gan_jax.core.losses import get_loss  # noqa: PLC0415
   from gan_jax.models import layers  # noqa: PLC0415
-  from gan_jax.sharding import make_mesh, replicate  # noqa: PLC0415
-  from gan_jax.state import create_state  # noqa: PLC0415
-  from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: PLC0415
+  from gan_jax.core.sharding import make_mesh, replicate  # noqa: PLC0415
+  from gan_jax.core.state import create_state  # noqa: PLC0415
+  from gan_jax.core.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: PLC0415
 
   option = OPTIONS[args.child]
   if 'impl' in option:

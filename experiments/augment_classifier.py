@@ -105,7 +105,7 @@ def subset_split(fraction: float, seed: int) -> str:
 
 
 def gan_config(args: argparse.Namespace, split: str, seed: int):
-  from gan_jax.main import load_config_file  # noqa: PLC0415
+  from gan_jax.cli.main import load_config_file  # noqa: PLC0415
 
   config = load_config_file(f'{args.config}:tiny' if args.tiny else args.config)
   if not config.model.get('num_classes', 0):
@@ -125,7 +125,7 @@ def gan_config(args: argparse.Namespace, split: str, seed: int):
 
 def train_gan(args, split: str, seed: int, workdir: str) -> float:
   """Trains (or resumes) the subset's GAN; returns the training wall time (0 if reused)."""
-  from gan_jax.train import train_and_evaluate  # noqa: PLC0415
+  from gan_jax.training.train import train_and_evaluate  # noqa: PLC0415
 
   summary = os.path.join(workdir, 'summary.json')
   if os.path.isfile(summary):
@@ -141,8 +141,8 @@ def gan_samples(workdir: str, per_class: int, seed: int) -> tuple[np.ndarray, np
   """(images float32 [K * per_class, H, W, C] in [-1, 1], labels int32) from the EMA G."""
   import jax  # noqa: PLC0415
 
-  from gan_jax import sampling  # noqa: PLC0415
-  from gan_jax.checkpoint import load_run  # noqa: PLC0415
+  from gan_jax.core import sampling  # noqa: PLC0415
+  from gan_jax.training.checkpoint import load_run  # noqa: PLC0415
 
   config, gan, state = load_run(workdir)
   labels = np.asarray(sampling.per_class_labels(gan.num_classes, per_class))

@@ -92,9 +92,9 @@ def evaluate_conditional(
   """
   import jax  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
   from gan_jax.metrics import fid as fid_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.metrics.evaluate import latents  # pylint: disable=g-import-not-at-top
   from gan_jax.metrics.lenet import WEIGHTS, load_lenet  # pylint: disable=g-import-not-at-top

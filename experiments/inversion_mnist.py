@@ -33,8 +33,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gan_jax import data, latent, sampling  # noqa: E402
-from gan_jax.checkpoint import load_run  # noqa: E402
+from gan_jax.data import pipeline as data  # noqa: E402
+
+from gan_jax import latent
+
+from gan_jax.core import sampling
+from gan_jax.training.checkpoint import load_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

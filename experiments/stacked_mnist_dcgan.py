@@ -2,7 +2,7 @@
 
 Stacked MNIST puts three MNIST digits in the three channels of one 28x28 image, giving
 1,000 modes (the 3-digit number); how many a generator covers measures mode collapse. The
-data (`gan_jax.stacked_mnist`) is built deterministically from the TFDS `mnist` build, so
+data (`gan_jax.data.stacked_mnist`) is built deterministically from the TFDS `mnist` build, so
 nothing new is downloaded; its 'train' split has 60,000 images, each of the 1,000 modes
 exactly once in every block of 1,000.
 
@@ -34,7 +34,7 @@ def get_config(variant: str = ''):
   c.model.latent_dim = 100        # z ~ N(0, I), 100-d.
   c.model.g_width = 64            # 14x14 feature map has 64 channels, 7x7 has 128.
   c.model.d_width = 64            # D: Conv 64 s2 -> Conv 128 s2 -> Dense 1.
-  c.data.name = 'stacked_mnist'   # gan_jax.stacked_mnist, built from TFDS mnist 3.0.1 (seed 0).
+  c.data.name = 'stacked_mnist'   # gan_jax.data.stacked_mnist, built from TFDS mnist 3.0.1 (seed 0).
   c.data.split = 'train'          # 60,000 stacked images; every 1,000 hold each mode once.
   c.data.image_size = 28          # Native MNIST size.
   c.data.channels = 3             # One digit per channel.

@@ -10,7 +10,7 @@ The shipped weights were written, in the repository root, by:
 (about 10 and 17 minutes on 2 shared CPU cores; 12 and 20 epochs are also the defaults).
 
 Training: the full TFDS 'train' split (60,000 images, loaded once into memory as float32 in
-[-1, 1] with `gan_jax.data.load_images`), Adam with a learning rate of 1e-3 cosine-decayed to
+[-1, 1] with `gan_jax.data.pipeline.load_images`), Adam with a learning rate of 1e-3 cosine-decayed to
 0, batch 128 (the last partial batch of each epoch is dropped), and dropout 0.5 before the
 last layer. Augmentation: random +-2 px translations (the border filled with the background
 value -1) for both datasets, and random horizontal flips for Fashion-MNIST (clothes stay
@@ -40,7 +40,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from gan_jax.data import load_images
+from gan_jax.data.pipeline import load_images
 from gan_jax.metrics.lenet import LeNet, model_from_bytes, params_to_bytes
 
 # Per dataset: default epochs, the largest random translation in pixels, and whether

@@ -1,46 +1,59 @@
 """gan_jax: a GAN research library for JAX and Flax NNX.
 
-Modules (import what you need; `gan_jax.data` and `gan_jax.train` import TensorFlow):
-  errors      the one-line errors a user can fix (ConfigError, NonFiniteError, ...)
-  config      the run config (`base_config`, `validate`)
+The package is layered, top to bottom; each layer imports only its own and the ones below
+(tests/test_architecture.py checks it):
+
+command line
+  cli          the `gan-jax` command line (train, sample, eval, sweep, edit, export)
+applications
+  sweep        `gan-jax sweep`: ablation grids x seeds, and their summary
+  latent       latent-space tools: interpolation, inversion, attribute directions
+  translation  image-to-image translation: pix2pix, CycleGAN, paired/unpaired tasks, PSNR/SSIM
+  export       `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
+training machinery
+  training     the one loop for one or K GANs, checkpoints, locks, rollback, preflight
+the run config (its checks ask the registries below)
+  config       the run config (`base_config`, `validate`)
   config_files  experiment config files and `--config.<field>=<value>` overrides
-  models      generators and discriminators (MLP, DCGAN-28, DCGAN, SNGAN-32; conditional), each
-              one entry of the model registry (`gan_jax.models.registry`)
-  losses      adversarial losses on logits (the `LOSSES` registry)
-  penalties   the registry of D penalties (GP, R1, R2, LeCam): fields, constraints, state
-  regularizers  the penalties' functions, and WGAN weight clipping
-  augment     DiffAugment
-  state       `GANState` pytree, `GAN` (G and D as pure functions), `create_state`
-  sharding    device mesh and shardings
-  distributed  several processes: `jax.distributed`, stop votes, barriers
-  signals     stopping a run cleanly on SIGTERM / SIGINT
-  objectives  what D and G minimise in a train step (loss + penalties + class loss), `Stabilizers`
-  train_step  the jitted, data-parallel train step, composed of pure functions
-  tfds_images  reading a prepared TFDS build (data dir, checked builder, decode and resize)
-  stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
-  cache_dir   where cached reference statistics and decoded image folders live
-  image_folder  a folder or .zip of your own images as a dataset (`data.name='folder:/path'`)
-  data_sources  the registry of data sources (TFDS, Stacked MNIST, image folders): which
-              `data.name` each serves, how it is read, counted and checked
-  data        the input pipeline: batches, sharding, prefetch
-  checkpoint  Orbax checkpoints, `load_run`
-  sampling    sampling and image grids
-  run_setup   before a run: `preflight` (every check), `host_batches`, clearing a run folder
-  run_actions  a run's periodic outputs: scalar log, sample grids, evaluation, best checkpoint
-  run_lock    one writer per run folder (a second trainer refuses at once)
-  rollback_state  the rollbacks of the run a checkpoint belongs to (rollbacks.json)
-  train       `train_and_evaluate(config, workdir)`
-  replicas    K GANs in one compiled step (`num_replicas = K`)
-  export      `gan-jax export`: a run's generator as jax.export StableHLO and a TF SavedModel
-  metrics     FID, KID, IS, precision/recall, density/coverage, Stacked-MNIST modes, the pinned
-              LeNet classifiers and the FID InceptionV3 (`gan_jax.metrics.evaluate.Evaluator`)
-  latent      latent-space tools: interpolation, inversion, attribute directions, CelebA
-  translation  image-to-image translation: pix2pix (U-Net G, PatchGAN D) on paired tasks, PSNR/SSIM;
-              CycleGAN (ResNet G, image histories) on unpaired ones, accuracy/cycle/FID
-  sweep       `gan-jax sweep`: ablation grids x seeds, and their summary
-  lifeline    child processes that stop when their parent dies (sweep --jobs)
-  edit_cli    `gan-jax edit`
-  main        the `gan-jax` command line (train, sample, eval, sweep, edit, export)
+ingredients
+  core         the GAN state, losses, penalties, augmentation, the train step, sampling
+  models       generators and discriminators, a registry of builders that declare support
+  data         data sources (TFDS, Stacked MNIST, image folders) and the input pipeline
+  metrics      FID, KID, IS, precision/recall, ..., the pinned LeNets and the FID InceptionV3
+foundations
+  errors       the one-line errors a user can fix (ConfigError, NonFiniteError, ...)
+  cache_dir    where cached reference statistics and decoded image folders live
+
+The stable API, importable from the top (loaded on first use, so `import gan_jax` is light;
+training and data import TensorFlow):
+
+    gan_jax.base_config()                           a run config to edit
+    gan_jax.train_and_evaluate(config, workdir)     train (and evaluate) one GAN or K replicas
+    gan_jax.train_replicas(configs, workdirs)       K GANs in one compiled program
+    gan_jax.load_run(workdir)                       (config, gan, state) of a run folder
+    gan_jax.sample(gan, state, z, labels=None)      images [N, H, W, C] in [-1, 1] from latents z
+    gan_jax.Evaluator                               FID/KID/IS/PR of a generator or of images
 """
 
+import importlib
+
 __version__ = '0.1.0'
+
+_API = {
+  'base_config': 'gan_jax.config',
+  'train_and_evaluate': 'gan_jax.training.train',
+  'train_replicas': 'gan_jax.training.train',
+  'load_run': 'gan_jax.training.checkpoint',
+  'sample': 'gan_jax.core.sampling',
+  'Evaluator': 'gan_jax.metrics.evaluate',
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+  if name in _API:
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,5 +1,5 @@
 """Where gan_jax caches what it computes once: FID reference statistics
-(`gan_jax.metrics.reference`) and decoded image folders (`gan_jax.image_folder`).
+(`gan_jax.metrics.reference`) and decoded image folders (`gan_jax.data.image_folder`).
 
 A module of its own, below both, so neither imports the other for it.
 """

@@ -14,7 +14,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from gan_jax import penalties
+from gan_jax.core import penalties
 from gan_jax.errors import ConfigError  # noqa: F401  (re-exported)
 
 
@@ -26,10 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
   """
   c = ml_collections.ConfigDict()
   c.seed = 0                       # Seeds parameter init, noise and data order (same seed = same bits).
-  c.num_replicas = 1               # K > 1: K GANs in one compiled step (gan_jax/replicas.py), in <workdir>/replica_<i>/.
+  c.num_replicas = 1               # K > 1: K GANs in one compiled step (gan_jax/training/replicas.py), in <workdir>/replica_<i>/.
   c.replica_seeds = True           # Replica i gets seed + i; False: every replica uses seed.
   c.replica_values = ''            # Per-replica values, K each: 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10' (see REPLICA_FIELDS).
-  c.replica_impl = 'auto'          # How one program holds K replicas: 'vmap', 'unroll' (K copies of the step) or 'auto' (unroll for conv models on CPU; see gan_jax/replicas.py).
+  c.replica_impl = 'auto'          # How one program holds K replicas: 'vmap', 'unroll' (K copies of the step) or 'auto' (unroll for conv models on CPU; see gan_jax/training/replicas.py).
   # Mixed precision (as in Flax / big_vision): 'bfloat16' runs G's and D's layers in bfloat16,
   # while parameters, optimizer state, EMA and BatchNorm statistics stay float32, and G's images
   # and D's logits are cast to float32 before any loss, penalty or metric. It changes results
@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.label_embed_dim = 0      # 'concat': 0 = one-hot labels, > 0 = a learned label embedding of this size.
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...), or 'folder:/path' (a folder or .zip of images, see gan_jax/image_folder.py).
+  c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...), or 'folder:/path' (a folder or .zip of images, see gan_jax/data/image_folder.py).
   # A folder's options follow '?': 'folder:/path?resize=stretch&upscale=yes&mixed=convert' (defaults:
   # resize=crop, a centre square; upscale=no, smaller images are an error; mixed=error, gray + colour
   # images with channels=3 are an error). Labels are the sorted first-level subfolder names (classes.json).
@@ -75,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.b1 = 0.5                 # Adam beta1 (Radford et al. 2016).
   c.train.b2 = 0.999               # Adam beta2.
   c.train.ema_decay = 0.999        # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
-  # Discriminator regularizers and stabilizers (gan_jax/regularizers.py, gan_jax/augment.py); 0/'' = off.
+  # Discriminator regularizers and stabilizers (gan_jax/core/regularizers.py, gan_jax/core/augment.py); 0/'' = off.
   c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
   c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
   c.train.r2_weight = 0.0          # R2 gamma: the same on generated images.
@@ -150,12 +150,12 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-# How `num_replicas > 1` builds its one program (gan_jax.replicas.make_replicated_train_step).
+# How `num_replicas > 1` builds its one program (gan_jax.training.replicas.make_replicated_train_step).
 REPLICA_IMPLS = ('auto', 'vmap', 'unroll')
 
 # Fields whose values may differ between the replicas of one step: continuous values that
-# enter the step as traced inputs (gan_jax.train_step.HPARAM_FIELDS): the optimizer's, and the
-# weights of the penalties whose registry entry allows it (gan_jax.penalties).
+# enter the step as traced inputs (gan_jax.core.train_step.HPARAM_FIELDS): the optimizer's, and the
+# weights of the penalties whose registry entry allows it (gan_jax.core.penalties).
 REPLICA_FIELDS = (
   'train.g_lr',
   'train.d_lr',
@@ -244,7 +244,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: (a ValueError) for the first invalid field found.
   """
-  from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.losses import LOSSES  # pylint: disable=g-import-not-at-top
   from gan_jax.models import DTYPES  # pylint: disable=g-import-not-at-top
   from gan_jax.models import registry as models  # pylint: disable=g-import-not-at-top
 
@@ -297,7 +297,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _err('train.label_smoothing', t.label_smoothing, 'needs train.loss=non_saturating or '
                'minimax (a cross-entropy loss); set it to 0 for other losses')
   if t.diffaugment:
-    from gan_jax.augment import parse_policy  # pylint: disable=g-import-not-at-top
+    from gan_jax.core.augment import parse_policy  # pylint: disable=g-import-not-at-top
 
     try:
       parse_policy(t.diffaugment)
@@ -350,7 +350,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       evaluate.resolve_feature_net_name(config.eval.feature_net, d.name)
     except ConfigError as e:
       raise ConfigError(f'eval.{e}') from None
-  from gan_jax import data_sources  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import sources as data_sources  # pylint: disable=g-import-not-at-top
 
   data_sources.check(config)  # the data source's own checks, e.g. a folder's options and path
   if d.data_dir is not None and not os.path.isdir(os.path.expanduser(d.data_dir)):

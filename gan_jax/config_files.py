@@ -3,7 +3,7 @@
 `load_config_file('experiments/mnist_dcgan.py:tiny')` runs the file's `get_config('tiny')`;
 `apply_overrides(config, ['--config.train.steps=200'])` sets fields, each parsed as the type
 of the value it replaces. Both raise `UsageError` (a one-line command-line mistake), which
-`gan_jax.main` prints as `gan-jax: error: ...` with exit status 2. `gan_jax.main` and
+`gan_jax.cli.main` prints as `gan-jax: error: ...` with exit status 2. `gan_jax.cli.main` and
 `gan_jax.sweep` both read configs this way (here, so that neither imports the other).
 """
 

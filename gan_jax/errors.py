@@ -1,7 +1,7 @@
 """The errors gan_jax raises for problems a user can fix; each message says what and how.
 
 Kept in a module with no heavy imports, so the command line can catch them cheaply.
-`gan_jax.data.DatasetNotFoundError` (a FileNotFoundError) is the fourth such error.
+`gan_jax.data.pipeline.DatasetNotFoundError` (a FileNotFoundError) is the fourth such error.
 """
 
 
@@ -22,4 +22,4 @@ class CheckpointWriteError(OSError):
 
 
 class WorkdirLockedError(RuntimeError):
-  """Another process is writing the run folder (`gan_jax.run_lock`); names it (PID, host)."""
+  """Another process is writing the run folder (`gan_jax.training.run_lock`); names it (PID, host)."""

@@ -13,7 +13,7 @@ writes three things into the (new or empty) folder `--out`:
                         names/dtypes/shapes, the run's config and step, which generator (EMA
                         or raw), and the gan_jax, JAX and TensorFlow versions.
 
-The exported function is what `gan-jax sample` computes (`gan_jax.sampling.sample`: G in
+The exported function is what `gan-jax sample` computes (`gan_jax.core.sampling.sample`: G in
 inference mode, BatchNorm running averages, the EMA weights unless `--raw`):
 
     images = f(z)            unconditional run
@@ -53,13 +53,13 @@ class ExportUsageError(ValueError):
 def generator_function(gan: Any, state: Any, *, use_ema: bool = True) -> Callable[..., Any]:
   """G in inference mode as a pure function of its inputs, weights held as constants.
 
-  The function calls `gan_jax.sampling.sample` on a host copy of the state, so it computes
+  The function calls `gan_jax.core.sampling.sample` on a host copy of the state, so it computes
   exactly what `gan-jax sample` does, with no reference to the devices the run was restored
   on.
 
   Args:
-    gan: the run's `gan_jax.state.GAN`.
-    state: its `GANState` (e.g. from `gan_jax.checkpoint.load_run`).
+    gan: the run's `gan_jax.core.state.GAN`.
+    state: its `GANState` (e.g. from `gan_jax.training.checkpoint.load_run`).
     use_ema: the EMA generator's weights (`ema_params`); False: the raw `g_params`.
 
   Returns:
@@ -68,7 +68,7 @@ def generator_function(gan: Any, state: Any, *, use_ema: bool = True) -> Callabl
   """
   import jax  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
 
   params = state.ema_params if use_ema else state.g_params
   # Only what G reads, fetched to the host: the exported constants are plain arrays.
@@ -256,7 +256,7 @@ def export_run(
   import jax  # pylint: disable=g-import-not-at-top
 
   import gan_jax  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
   config, gan, state = load_run(workdir, step, best=best)
   use_ema = config.train.ema_decay > 0 and not raw  # as `gan-jax sample` (--no-ema)
@@ -322,7 +322,7 @@ def export_run(
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-  """Adds the `export` subcommand to `gan_jax.main.build_parser`'s subparsers; returns it."""
+  """Adds the `export` subcommand to `gan_jax.cli.main.build_parser`'s subparsers; returns it."""
   p = sub.add_parser(
     'export',
     help='export a run\'s generator (jax.export StableHLO, TF SavedModel, metadata.json)',
@@ -349,7 +349,7 @@ def run(args: argparse.Namespace) -> None:
   """Runs `gan-jax export` and prints what it wrote.
 
   Raises:
-    ExportUsageError: a usage mistake (printed as one line by `gan_jax.main`).
+    ExportUsageError: a usage mistake (printed as one line by `gan_jax.cli.main`).
     FileNotFoundError, UnreadableCheckpointError: as `export_run`.
   """
   if args.step is not None and args.best:

@@ -5,7 +5,7 @@ for some seeds and scores it on held-out images against trivial baselines.
       --out /tmp/cyclegan_sb
 
 Each seed trains in OUT/seed_<s>/ with Orbax checkpoints every --checkpoint-every steps
-(`gan_jax.checkpoint.Checkpointer`); rerunning the same command resumes every seed from its
+(`gan_jax.training.checkpoint.Checkpointer`); rerunning the same command resumes every seed from its
 latest checkpoint and, because the state holds the histories and the RNG and the batches of
 step k depend only on (seed, k), ends with the same state as an uninterrupted run. A rerun
 with other model or training arguments for the same OUT is refused.
@@ -117,9 +117,9 @@ def train_seed(args: argparse.Namespace, task, seed: int) -> dict:
   """Trains (or resumes) one seed and scores it on the held-out images."""
   import jax
 
-  from gan_jax.checkpoint import Checkpointer
+  from gan_jax.training.checkpoint import Checkpointer
   from gan_jax.metrics.lenet import load_lenet
-  from gan_jax.sharding import make_mesh, replicate
+  from gan_jax.core.sharding import make_mesh, replicate
   from gan_jax.translation.cyclegan import create_cyclegan, make_train_step, translate_batches
   from gan_jax.translation.metrics import direction_scores
 
@@ -205,7 +205,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def save_picture(path: str, images: dict, k: int = 6) -> None:
   """Rows of input | translation | cycle: k held-out sneakers, then k boots."""
-  from gan_jax.sampling import save_grid
+  from gan_jax.core.sampling import save_grid
 
   rows = []
   for direction in ('a2b', 'b2a'):

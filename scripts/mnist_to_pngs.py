@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import data  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import pipeline as data  # pylint: disable=g-import-not-at-top
 
   if os.path.isdir(args.out) and os.listdir(args.out):
     print(f'error: --out {args.out} is not empty; choose a new folder.', file=sys.stderr)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
   args = parse_args(argv)
   import jax
 
-  from gan_jax.sampling import save_grid
+  from gan_jax.core.sampling import save_grid
   from gan_jax.translation import (
     build_task,
     create_pix2pix,

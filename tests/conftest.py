@@ -42,7 +42,7 @@ def tfds_dir() -> str:
 
 def load_experiment(name: str, variant: str = ''):
   """get_config(variant) of experiments/<name>.py."""
-  from gan_jax.main import load_config_file  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli.main import load_config_file  # pylint: disable=g-import-not-at-top
 
   spec = str(REPO / 'experiments' / f'{name}.py') + (f':{variant}' if variant else '')
   return load_config_file(spec)
@@ -88,7 +88,7 @@ def digest_folder(folder) -> str:
 def trained_tiny_run(tmp_path_factory, tfds_dir) -> str:
   """A finished run folder of the tiny MNIST DCGAN (6 steps, checkpoints at steps 3 and 6),
   trained once per test process. Tests must not change it: copy it first."""
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   config = load_experiment('mnist_dcgan', 'tiny')
   config.data.data_dir = tfds_dir
@@ -117,7 +117,7 @@ def pytest_collection_modifyitems(config, items):
 def one_line_error(capsys, argv, *fragments) -> str:
   """Runs `gan-jax argv` in-process and checks it failed with status 2 and one line
   ('gan-jax: error: ...', no traceback) holding every fragment; returns that line."""
-  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli import main as cli  # pylint: disable=g-import-not-at-top
 
   assert cli.main(argv) == 2
   err = capsys.readouterr().err.strip()

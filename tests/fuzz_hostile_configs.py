@@ -55,7 +55,7 @@ def hostile(data_dir: str) -> st.SearchStrategy:
 
 def hostile_kinds(data_dir: str) -> list[st.SearchStrategy]:
   """One strategy per kind of hostile change: (flags, fields the error must name, kind)."""
-  from gan_jax.losses import LOSSES  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.losses import LOSSES  # pylint: disable=g-import-not-at-top
   from gan_jax.models import MODELS  # pylint: disable=g-import-not-at-top
 
   bad_lr = st.one_of(
@@ -148,7 +148,7 @@ def main() -> None:
   parser.add_argument('--examples', type=int, default=200)
   args = parser.parse_args()
 
-  from gan_jax.main import main as gan_jax  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli.main import main as gan_jax  # pylint: disable=g-import-not-at-top
 
   scratch = Path(tempfile.mkdtemp(prefix='gan_jax_fuzz_'))
   base = ['train', '--config', CONFIG, f'--config.data.data_dir={args.data_dir}']

@@ -203,6 +203,62 @@ def test_the_package_docstring_names_every_top_level_module():
   assert len(listed) == len(set(listed))
 
 
+
+# The layers of the package, bottom first (gan_jax/__init__.py's map): a module may import
+# its own layer and the ones below, never one above.
+LAYERS = (
+  ('errors', 'cache_dir'),
+  ('core', 'models', 'data', 'metrics'),
+  ('config', 'config_files'),
+  ('training',),
+  ('sweep', 'latent', 'translation', 'export'),
+  ('cli',),
+)
+
+
+def _layer(module: str) -> int:
+  top = module.split('.')[1] if module.count('.') else ''
+  for i, names in enumerate(LAYERS):
+    if top in names:
+      return i
+  return -1
+
+
+def test_every_top_level_module_has_a_layer():
+  tops = {m.split('.')[1] for m in module_files() if m.count('.') >= 1}
+  assert sorted(t for t in tops if _layer(f'gan_jax.{t}') < 0) == []
+
+
+def test_imports_point_down_the_layers():
+  """cli -> applications -> training -> config -> ingredients -> foundations: nothing imports
+  a layer above its own (the analysis sees function-level imports too)."""
+  graph = import_graph()
+  upward = sorted(
+    f'{a} -> {b}'
+    for a, targets in graph.items()
+    for b in targets
+    if a != 'gan_jax' and b != 'gan_jax' and _layer(b) > _layer(a)
+  )
+  assert upward == []
+
+
+def test_the_public_api_at_the_top_resolves_and_is_documented():
+  """Each name of `gan_jax.__all__` loads from the module the map names and is listed in the
+  package docstring; unknown names are an AttributeError."""
+  import gan_jax  # pylint: disable=g-import-not-at-top
+
+  doc = gan_jax.__doc__
+  for name in gan_jax.__all__:
+    value = getattr(gan_jax, name)
+    assert callable(value) and value.__doc__, name
+    assert f'gan_jax.{name}' in doc, name
+  try:
+    gan_jax.no_such_name  # noqa: B018
+  except AttributeError:
+    pass
+  else:
+    raise AssertionError('gan_jax.no_such_name resolved')
+
 if __name__ == '__main__':
   graph = import_graph()
   cycles = import_cycles(graph)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import augment
+from gan_jax.core import augment
 
 
 def _images(b=4, h=16, w=16, c=3, seed=0):

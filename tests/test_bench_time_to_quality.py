@@ -87,7 +87,7 @@ def test_both_frameworks_use_the_same_fid(run, ttq):
   _check_run(th)
   assert th['num_params_g_d'] == jx['num_params_g_d']
   # Real images through the PyTorch side's path (NHWC -> the worker's NCHW tensor -> NHWC)
-  # and straight from gan_jax.data: the same images, the same FID.
+  # and straight from gan_jax.data.pipeline: the same images, the same FID.
   check = th['fid_check']
   assert check['images_identical'] and check['num_images'] == 256
   assert check['fid_lenet_torch_path'] == check['fid_lenet_gan_jax_path']

@@ -14,7 +14,7 @@ from flax import nnx
 
 from conftest import REPO
 from gan_jax.models import build_models
-from gan_jax.state import image_shape_of
+from gan_jax.core.state import image_shape_of
 
 CASES = ['mlp', 'dcgan28', 'dcgan32', 'sngan32']
 NO_TORCH = 'torch is the benchmark-only extra (pip install -e ".[bench]"); gan_jax never needs it'

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import one_line_error
 
-from gan_jax import main as cli
+from gan_jax.cli import main as cli
 
 from conftest import REPO
 

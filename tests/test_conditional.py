@@ -20,13 +20,15 @@ from flax import nnx
 from PIL import Image
 
 from gan_jax import config as config_lib
-from gan_jax import data as data_lib
-from gan_jax import main as cli
-from gan_jax import models, run_setup, sampling, train
-from gan_jax.checkpoint import load_run
-from gan_jax.losses import class_cross_entropy, d_minimax_loss, g_nonsaturating_loss, get_loss
-from gan_jax.state import create_state
-from gan_jax.train_step import _LABEL_SALT, Stabilizers, make_train_step
+from gan_jax.data import pipeline as data_lib
+from gan_jax.cli import main as cli
+from gan_jax import models
+from gan_jax.training import run_setup, train
+from gan_jax.core import sampling
+from gan_jax.training.checkpoint import load_run
+from gan_jax.core.losses import class_cross_entropy, d_minimax_loss, g_nonsaturating_loss, get_loss
+from gan_jax.core.state import create_state
+from gan_jax.core.train_step import _LABEL_SALT, Stabilizers, make_train_step
 
 from conftest import REPO, load_experiment
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from gan_jax import config as config_lib
-from gan_jax import train
+from gan_jax.training import train
 
 from conftest import REPO, load_experiment
 
@@ -41,7 +41,7 @@ def test_tiny_variant_trains_on_real_data(name, tfds_dir, tmp_path):
 
 
 def test_unknown_variant_is_an_error():
-  from gan_jax.main import UsageError  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli.main import UsageError  # pylint: disable=g-import-not-at-top
 
   with pytest.raises(UsageError, match='unknown variant'):
     load_experiment('mnist_dcgan', 'huge')

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from conftest import run_python
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.metrics.features import FeatureNet
 from gan_jax.models.layers import instance_norm
 from gan_jax.models.resnet_generator import ResnetGenerator
@@ -298,7 +298,7 @@ def test_data_parallel_step_matches_one_device():
   code = textwrap.dedent(
     f"""
     import jax, numpy as np
-    from gan_jax.sharding import make_mesh, replicate
+    from gan_jax.core.sharding import make_mesh, replicate
     from gan_jax.translation.cyclegan import create_cyclegan, make_train_step
     assert jax.device_count() == 2
     model, state = create_cyclegan({SIZE}, 1, seed=3, width=2, num_blocks=1, d_width=2,

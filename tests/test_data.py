@@ -1,4 +1,4 @@
-"""Tests for gan_jax.data on the real offline TFDS data in ../shared/tfds (no mocks, no network).
+"""Tests for gan_jax.data.pipeline on the real offline TFDS data in ../shared/tfds (no mocks, no network).
 
 Kept fast: small slices ('test[:512]'), small batches, one subprocess pair.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_jax import data
+from gan_jax.data import pipeline as data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'tfds'
@@ -198,7 +198,7 @@ def test_epochs_are_reshuffled_permutations(data_dir):
 
 _HASH_SCRIPT = textwrap.dedent('''
     import hashlib, sys
-    from gan_jax import data
+    from gan_jax.data import pipeline as data
     ds = data.build_train_dataset('mnist', 'test[:512]', data_dir=sys.argv[1], image_size=28,
                                   channels=1, batch_size=16, seed=5, n_critic=2)
     digest = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""The data-source registry (`gan_jax.data_sources`): which entry serves a `data.name`, and a
+"""The data-source registry (`gan_jax.data.sources`): which entry serves a `data.name`, and a
 source registered from outside the package (a toy, here) read, checked and trained on
 through the ordinary path, then unregistered."""
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gan_jax import config as config_lib
-from gan_jax import data as data_lib
-from gan_jax import data_sources
+from gan_jax.data import pipeline as data_lib
+from gan_jax.data import sources as data_sources
 from gan_jax.errors import ConfigError
 
 N, K = 64, 4  # the toy's examples and classes
@@ -34,7 +34,7 @@ def _load(name, split, *, data_dir, image_size, channels, download):
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import image_folder, tfds_images  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import image_folder, tfds_images  # pylint: disable=g-import-not-at-top
 
   images, labels = toy_images()
   lo, hi = image_folder.split_range(split, N, 'toy')
@@ -44,7 +44,7 @@ def _load(name, split, *, data_dir, image_size, channels, download):
 
 
 def _count(name, split, *, data_dir, download, fields):
-  from gan_jax import image_folder  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import image_folder  # pylint: disable=g-import-not-at-top
 
   lo, hi = image_folder.split_range(split, N, name)
   return hi - lo
@@ -95,7 +95,7 @@ def test_names_are_matched_exactly_then_by_the_longest_prefix_then_by_tfds():
 
 
 def test_the_built_in_entries_agree_with_their_modules():
-  from gan_jax import image_folder, stacked_mnist  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import image_folder, stacked_mnist  # pylint: disable=g-import-not-at-top
 
   entry = data_sources.SOURCES['stacked_mnist']
   assert entry.exact == (stacked_mnist.NAME,)
@@ -141,7 +141,7 @@ def test_a_toy_source_is_read_and_checked_through_its_entry(toy, tiny_config):
 def test_a_toy_source_trains_a_conditional_gan_through_the_ordinary_path(
   toy, tiny_config, tmp_path
 ):
-  from gan_jax import run_setup, train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import run_setup, train  # pylint: disable=g-import-not-at-top
 
   c = tiny_config
   c.data.name, c.data.split = 'toy_stripes', 'train'

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from gan_jax import latent as E
-from gan_jax import main as cli
-from gan_jax.sampling import to_uint8
+from gan_jax.cli import main as cli
+from gan_jax.core.sampling import to_uint8
 
 from conftest import load_experiment
 
@@ -32,7 +32,7 @@ def _random_generator(image_shape, latent_dim=100, width=8, scale=8.0):
   from flax import nnx
 
   from gan_jax.models.dcgan import DCGAN28Generator, DCGANGenerator
-  from gan_jax.state import GAN, GANState
+  from gan_jax.core.state import GAN, GANState
 
   cls = DCGAN28Generator if tuple(image_shape[:2]) == (28, 28) else DCGANGenerator
   abstract = nnx.eval_shape(lambda: cls(image_shape, latent_dim, width, rngs=nnx.Rngs(0)))
@@ -296,8 +296,9 @@ def test_64x64x3_path(tmp_path):
 @pytest.fixture(scope='module')
 def mnist_run(tmp_path_factory, tfds_dir):
   """A tiny DCGAN-28 trained 2 steps on real MNIST, and a real MNIST test digit as a PNG."""
-  from gan_jax import data, train
+  from gan_jax.data import pipeline as data
 
+  from gan_jax.training import train
   root = tmp_path_factory.mktemp('edit')
   config = load_experiment('mnist_dcgan', 'tiny')
   config.data.data_dir = tfds_dir

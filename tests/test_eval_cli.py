@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import main as cli
-from gan_jax.sampling import to_uint8
+from gan_jax.cli import main as cli
+from gan_jax.core.sampling import to_uint8
 
 
 def _mnist(tfds_dir, split):
-  from gan_jax import data
+  from gan_jax.data import pipeline as data
 
   ds = data.build_eval_dataset(
     'mnist', split, data_dir=tfds_dir, image_size=28, channels=1, batch_size=100000
@@ -58,7 +58,7 @@ def test_eval_of_real_png_images_is_near_the_floor(png_folder, tfds_dir, tmp_pat
 
 
 def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, capsys):
-  from gan_jax import train
+  from gan_jax.training import train
 
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(tiny_config, workdir)

@@ -39,7 +39,7 @@ def proj(monkeypatch):
 
 
 def _mnist(tfds_dir, split):
-  from gan_jax import data
+  from gan_jax.data import pipeline as data
 
   ds = data.build_eval_dataset(
     'mnist', split, data_dir=tfds_dir, image_size=28, channels=1, batch_size=10000
@@ -78,7 +78,7 @@ def test_reference_is_computed_once_and_keyed_by_the_weights(proj, tfds_dir, tmp
   np.testing.assert_allclose(ref.stats.cov, np.cov(direct, rowvar=False), rtol=1e-4, atol=1e-6)
 
   # The second call reads the cache and never touches the data.
-  from gan_jax import data
+  from gan_jax.data import pipeline as data
 
   monkeypatch.setattr(data, 'build_eval_dataset', lambda *a, **k: pytest.fail('recomputed'))
   again = reference.load_reference(
@@ -139,7 +139,7 @@ def test_real_images_score_well_noise_scores_badly(proj, tfds_dir):
 
 
 def test_generator_evaluation_does_not_depend_on_batch_size(proj, tfds_dir):
-  from gan_jax.state import create_state
+  from gan_jax.core.state import create_state
 
   from conftest import load_experiment
 
@@ -183,7 +183,7 @@ def test_display_names_never_call_lenet_fid_inception_fid():
 
 
 def test_training_evaluates_logs_and_keeps_the_best_fid_checkpoint(proj, tiny_config, tmp_path):
-  from gan_jax import train
+  from gan_jax.training import train
 
   c = tiny_config
   c.eval_every = 2
@@ -201,7 +201,7 @@ def test_training_evaluates_logs_and_keeps_the_best_fid_checkpoint(proj, tiny_co
   summary = json.load(open(os.path.join(workdir, 'summary.json')))
   assert 0 < summary['eval_time_s'] < summary['wall_time_s']
   # The best checkpoint loads and is the state of that step.
-  from gan_jax.checkpoint import load_run
+  from gan_jax.training.checkpoint import load_run
 
   _, _, state = load_run(workdir, best=True)
   assert int(state.step) == best_step
@@ -240,7 +240,7 @@ def test_config_validation_of_eval_fields(tiny_config):
 
 def test_stacked_mnist_training_counts_modes(tfds_dir, tmp_path):
   """The Stacked-MNIST config evaluates mode coverage (with the real MNIST LeNet) in training."""
-  from gan_jax import train
+  from gan_jax.training import train
 
   from conftest import load_experiment
 

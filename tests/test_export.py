@@ -16,9 +16,10 @@ from PIL import Image
 from gan_jax import export
 from conftest import one_line_error
 
-from gan_jax import main as cli
-from gan_jax import sampling, train
-from gan_jax.checkpoint import load_run
+from gan_jax.cli import main as cli
+from gan_jax.core import sampling
+from gan_jax.training import train
+from gan_jax.training.checkpoint import load_run
 
 from conftest import load_experiment
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from conftest import digest_folder
 
-from gan_jax import main as cli
+from gan_jax.cli import main as cli
 
 EXAMPLES = 200
 

@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import digest_folder
 
-from gan_jax import main as cli
-from gan_jax import sampling
-from gan_jax.checkpoint import load_run
+from gan_jax.cli import main as cli
+from gan_jax.core import sampling
+from gan_jax.training.checkpoint import load_run
 
 
 def test_grid_bytes_by_hand():
@@ -273,7 +273,7 @@ def test_resume_with_another_seed_or_data_is_refused_unless_allowed(tfds_dir, tm
   """A resume that changes the seed or the data would silently mix two runs and overwrite
   config.json: refused in one line, nothing changed; allowed explicitly, it goes on and the
   earlier config.json is kept in config_history.jsonl."""
-  from gan_jax import train
+  from gan_jax.training import train
   from gan_jax.errors import ConfigError
   from conftest import load_experiment
 
@@ -306,7 +306,8 @@ def test_a_run_killed_before_its_summary_finishes_on_rerun(tfds_dir, tmp_path):
   """Killed after its last checkpoint (and final evaluation) but before summary.json, or
   with the summary of an earlier stop: rerunning the same command writes the summary of the
   finished run, so a sweep sees it done instead of 'stopped' on every rerun."""
-  from gan_jax import sweep, train
+  from gan_jax import sweep
+  from gan_jax.training import train
   from conftest import load_experiment
 
   config = load_experiment('mnist_dcgan', 'tiny')

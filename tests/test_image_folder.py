@@ -1,4 +1,4 @@
-"""Image folders as datasets ('folder:/path', gan_jax/image_folder.py), on real MNIST images
+"""Image folders as datasets ('folder:/path', gan_jax/data/image_folder.py), on real MNIST images
 written out as PNG / JPEG / WebP from the TFDS build."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import data, image_folder
+from gan_jax.data import pipeline as data, image_folder
 from gan_jax.errors import ConfigError
 
 N = 300
@@ -316,7 +316,7 @@ def test_config_validates_the_folder_name(tmp_path, monkeypatch):
   config.data.name = f'folder:{tmp_path}'
   validate(config)
   # A run records the path absolute, options kept (defaults dropped).
-  from gan_jax.train import resolve_config  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.train import resolve_config  # pylint: disable=g-import-not-at-top
 
   (tmp_path / 'sub').mkdir()
   monkeypatch.chdir(tmp_path)
@@ -350,7 +350,7 @@ def test_mnist_to_pngs_script(mnist, tfds_dir, tmp_path):
 def test_a_bad_image_fails_the_preflight_before_the_workdir_exists(folders, tmp_path):
   from conftest import load_experiment  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   broken = tmp_path / 'broken'
   shutil.copytree(folders / 'flat', broken)

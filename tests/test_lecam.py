@@ -11,12 +11,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from gan_jax import train
-from gan_jax.checkpoint import Checkpointer, state_digest
+from gan_jax.training import train
+from gan_jax.training.checkpoint import Checkpointer, state_digest
 from gan_jax.errors import ConfigError
-from gan_jax.losses import get_loss
-from gan_jax.state import GANState, create_state
-from gan_jax.train_step import Stabilizers, make_train_step
+from gan_jax.core.losses import get_loss
+from gan_jax.core.state import GANState, create_state
+from gan_jax.core.train_step import Stabilizers, make_train_step
 from test_train import _assert_states_equal
 
 

@@ -10,7 +10,7 @@ import flax.serialization
 import numpy as np
 import pytest
 
-from gan_jax.data import load_images
+from gan_jax.data.pipeline import load_images
 from gan_jax.metrics import lenet
 from gan_jax.metrics.features import FeatureNet
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import losses
+from gan_jax.core import losses
 
 
 def _naive(real, fake):
@@ -325,7 +325,7 @@ def test_tiny_rpgan_run_with_r1_and_r2_stays_finite(tiny_config, tmp_path):
   """The tiny MNIST DCGAN trained end to end with train.loss=rpgan, R1 and R2."""
   import json  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   c = tiny_config
   c.train.loss = 'rpgan'

@@ -104,9 +104,9 @@ def test_a_registered_toy_model_is_validated_by_its_own_constraints(toy, tiny_co
 
 
 def test_a_toy_model_trains_and_restores_through_the_ordinary_path(toy, tiny_config, tmp_path):
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
-  from gan_jax.state import create_state  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.state import create_state  # pylint: disable=g-import-not-at-top
 
   c = _toy_config(tiny_config)
   workdir = str(tmp_path / 'run')

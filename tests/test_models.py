@@ -129,9 +129,9 @@ def test_dcgan_spectral_norm_forward_modes():
 
 def test_spectral_norm_config_through_state_and_train_step():
   from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from gan_jax.losses import get_loss  # pylint: disable=g-import-not-at-top
-  from gan_jax.state import create_state  # pylint: disable=g-import-not-at-top
-  from gan_jax.train_step import make_train_step  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.losses import get_loss  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.state import create_state  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.train_step import make_train_step  # pylint: disable=g-import-not-at-top
 
   config = config_lib.base_config()
   with config.unlocked():

@@ -25,8 +25,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from gan_jax import data, train
-from gan_jax.main import main
+from gan_jax.data import pipeline as data
+from gan_jax.training import train
+from gan_jax.cli.main import main
 
 CONFIG = str(REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny'
 # A checkpoint every step, so the 4-device run has one at whatever step the other stops.
@@ -43,8 +44,9 @@ TIMEOUT_S = 240  # per run; a run past it is killed, with its process group
 # itself SIGTERM once its checkpoint N is written (as a preemption would, to one host only).
 DRIVER = r"""
 import os, signal, sys
-from gan_jax import checkpoint, main
+from gan_jax.training import checkpoint
 
+from gan_jax.cli import main
 after = int(os.environ.get('SIGTERM_AFTER_SAVE', '-1'))
 if after >= 0:
   save = checkpoint.Checkpointer.save
@@ -282,7 +284,7 @@ def test_bad_launch_flags_are_one_line_usage_errors(flags, message, tmp_path, ca
 def test_the_coordinator_port_check_finds_a_port_in_use(host):
   """jaxlib's coordinator service crashes (SIGSEGV) on a port in use, so process 0 checks
   the port first: taken on one interface or all of them, and free again once closed."""
-  from gan_jax.distributed import _bind_error
+  from gan_jax.training.distributed import _bind_error
 
   with socket.socket() as taken:
     taken.bind((host, 0))
@@ -300,7 +302,7 @@ def test_launch_failures_are_one_line_errors_in_bounded_time(tmp_path):
   starts: exit 1 after --distributed-timeout, with one line (not JAX's C++ abort and stack
   trace), instead of waiting forever."""
   base = ['train', '--config', CONFIG, '--workdir', str(tmp_path / 'run')]
-  python = [sys.executable, '-m', 'gan_jax.main', *base]
+  python = [sys.executable, '-m', 'gan_jax.cli.main', *base]
   alone = ['--num-processes', '2', '--distributed-timeout', '3']
 
   def process(port, i):

@@ -14,10 +14,10 @@ from flax import nnx
 
 from gan_jax import config as config_lib
 from gan_jax import models
-from gan_jax.losses import get_loss
-from gan_jax.sharding import batch_sharding, make_mesh, replicate
-from gan_jax.state import create_state
-from gan_jax.train_step import Stabilizers, jit_train_step, make_train_step
+from gan_jax.core.losses import get_loss
+from gan_jax.core.sharding import batch_sharding, make_mesh, replicate
+from gan_jax.core.state import create_state
+from gan_jax.core.train_step import Stabilizers, jit_train_step, make_train_step
 
 from conftest import load_experiment
 

@@ -1,4 +1,4 @@
-"""The penalty registry (gan_jax/penalties.py): the one list of D penalties that validation,
+"""The penalty registry (gan_jax/core/penalties.py): the one list of D penalties that validation,
 the replica fields, the step's hyperparameters and the state's extras all read."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import inspect
 import pytest
 
 from gan_jax import config as config_lib
-from gan_jax import penalties, regularizers, replicas, state, train_step
+from gan_jax.core import penalties, regularizers, state, train_step
+from gan_jax.training import replicas
 from gan_jax.errors import ConfigError
 
 

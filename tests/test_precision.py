@@ -14,9 +14,9 @@ import pytest
 
 from gan_jax import config as config_lib
 from gan_jax.models.layers import ConvTranspose
-from gan_jax.losses import get_loss
-from gan_jax.state import create_state
-from gan_jax.train_step import make_train_step
+from gan_jax.core.losses import get_loss
+from gan_jax.core.state import create_state
+from gan_jax.core.train_step import make_train_step
 
 STEPS = 5  # real MNIST steps of the tiny config (batch 16) per dtype
 # Observed on CPU (jax 0.10.2), seed 0, tiny MNIST DCGAN (d_loss ~1.38, g_loss ~0.69):
@@ -86,7 +86,7 @@ def _run(config, images: np.ndarray, steps: int) -> types.SimpleNamespace:
 def runs(tfds_dir):
   """The tiny MNIST DCGAN on real MNIST: without the field, with 'float32', with 'bfloat16'."""
   from conftest import load_experiment  # pylint: disable=g-import-not-at-top
-  from gan_jax.data import load_images  # pylint: disable=g-import-not-at-top
+  from gan_jax.data.pipeline import load_images  # pylint: disable=g-import-not-at-top
 
   config = load_experiment('mnist_dcgan', 'tiny')
   config.data.data_dir = tfds_dir

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import regularizers as reg
+from gan_jax.core import regularizers as reg
 
 B, H, W, C = 3, 6, 6, 2
 

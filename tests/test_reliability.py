@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from gan_jax import data as data_lib
-from gan_jax import train
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.data import pipeline as data_lib
+from gan_jax.training import train
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import NonFiniteError
 from test_train import _assert_states_equal, _lines
 
@@ -35,8 +35,9 @@ CONFIG = str(REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny'
 #                    with ENOSPC.
 DRIVER = r"""
 import os, resource, signal, sys
-from gan_jax import checkpoint, main
+from gan_jax.training import checkpoint
 
+from gan_jax.cli import main
 crash_at = int(os.environ.get('CRASH_AT_SAVE', '-1'))
 if crash_at >= 0:
   from orbax.checkpoint._src.path import atomicity
@@ -270,7 +271,7 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint_usable(tiny_confi
 def test_overwrite_replaces_the_run_and_without_it_a_shape_change_is_refused(
   tiny_config, tmp_path, capsys
 ):
-  from gan_jax.main import main  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli.main import main  # pylint: disable=g-import-not-at-top
 
   workdir = tmp_path / 'run'
   (tmp_path / 'run').mkdir()
@@ -309,7 +310,7 @@ def test_overwrite_removes_only_what_gan_jax_wrote(tiny_config, tmp_path):
   config.json) is refused by --overwrite with nothing deleted; in a gan-jax run folder,
   --overwrite removes the run's files and leaves the user's files inside its folders."""
   from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from gan_jax.run_setup import MANIFEST  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.run_setup import MANIFEST  # pylint: disable=g-import-not-at-top
 
   tiny_config.train.steps = 3
   users = {

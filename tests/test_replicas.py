@@ -1,4 +1,4 @@
-"""K GANs in one vmapped program (gan_jax/replicas.py) on real MNIST.
+"""K GANs in one vmapped program (gan_jax/training/replicas.py) on real MNIST.
 
 Replica i must equal the separate run with the same seed; the replica folders must be
 ordinary run folders (resumable alone); interruption and bad input behave as for one run.
@@ -13,10 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import replicas, train
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.training import replicas, train
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError
-from gan_jax.main import main
+from gan_jax.cli.main import main
 from test_train import _lines
 
 

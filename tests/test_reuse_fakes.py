@@ -7,9 +7,9 @@ import optax
 import pytest
 
 from gan_jax import config as config_lib
-from gan_jax.losses import get_loss
-from gan_jax.state import create_state
-from gan_jax.train_step import make_train_step
+from gan_jax.core.losses import get_loss
+from gan_jax.core.state import create_state
+from gan_jax.core.train_step import make_train_step
 
 
 def _setup(n_critic=1, **model):

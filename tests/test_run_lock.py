@@ -1,4 +1,4 @@
-"""One writer per run folder (`gan_jax.run_lock`), a sweep's children dying with it, and
+"""One writer per run folder (`gan_jax.training.run_lock`), a sweep's children dying with it, and
 run-scoped rollback state that does not leak into a fresh run (issue 17, items 1 and 3).
 
 The lock tests run real `gan-jax train` processes of the tiny MNIST DCGAN on one workdir;
@@ -17,9 +17,9 @@ import time
 import pytest
 
 from conftest import REPO
-from gan_jax import run_lock
-from gan_jax import train
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.training import run_lock
+from gan_jax.training import train
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import NonFiniteError, WorkdirLockedError
 from test_reliability import _poison
 from test_train import _assert_states_equal
@@ -37,7 +37,7 @@ def _holder_process(workdir, *, extra=''):
   """A plain Python process holding `workdir`'s lock until killed (prints 'held' first)."""
   code = textwrap.dedent(f"""
     import sys, time
-    from gan_jax import run_lock
+    from gan_jax.training import run_lock
     with run_lock.hold({str(workdir)!r}):
       {extra or 'pass'}
       print('held', flush=True)
@@ -52,7 +52,7 @@ def _holder_process(workdir, *, extra=''):
 
 def _train_command(workdir, data_dir, *overrides):
   return [
-    sys.executable, '-m', 'gan_jax.main', 'train', '--config', CONFIG, '--workdir', str(workdir),
+    sys.executable, '-m', 'gan_jax.cli.main', 'train', '--config', CONFIG, '--workdir', str(workdir),
     f'--config.data.data_dir={data_dir}', *overrides,
   ]  # fmt: skip
 
@@ -124,7 +124,7 @@ def test_replica_folders_are_each_locked(tmp_path):
 def test_a_replica_run_is_refused_when_one_replica_folder_is_being_written(
   tfds_dir, tmp_path, capsys
 ):
-  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli import main as cli  # pylint: disable=g-import-not-at-top
 
   workdir = tmp_path / 'run'
   holder = _holder_process(workdir / 'replica_1')  # e.g. `train --workdir run/replica_1`
@@ -285,7 +285,7 @@ def test_the_train_children_of_a_sigkilled_sweep_stop_cleanly(tfds_dir, tmp_path
   session): they get SIGTERM, save a checkpoint and exit. Before, they trained on."""
   workdir = tmp_path / 'sweep'
   sweep = subprocess.Popen(
-    [sys.executable, '-m', 'gan_jax.main', 'sweep', _tiny_ablation(tmp_path, 100000),
+    [sys.executable, '-m', 'gan_jax.cli.main', 'sweep', _tiny_ablation(tmp_path, 100000),
      '--workdir', str(workdir), '--jobs', '2', f'--config.data.data_dir={tfds_dir}'],
     env={**_env(), 'PYTHONUNBUFFERED': '1'}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     text=True,
@@ -333,7 +333,7 @@ FAKE_TRAIN = 'import os, sys; open(os.path.join(sys.argv[1], "trained"), "w").cl
 def test_a_sweep_rerun_leaves_a_run_folder_that_is_still_being_trained_alone(
   tmp_path, capsys, monkeypatch
 ):
-  from gan_jax import main as cli  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli import main as cli  # pylint: disable=g-import-not-at-top
   from gan_jax.sweep import runner  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(
@@ -368,7 +368,9 @@ def test_edit_caches_a_fitted_direction_only_while_it_can_hold_the_run_folder(
 
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import edit_cli, latent  # pylint: disable=g-import-not-at-top
+  from gan_jax.cli import edit_cli  # pylint: disable=g-import-not-at-top
+
+  from gan_jax import latent
 
   monkeypatch.setattr(latent, 'fit_attribute_direction', lambda *a, **k: np.ones(3, np.float32))
   args = argparse.Namespace(

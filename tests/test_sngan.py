@@ -9,7 +9,7 @@ from flax import nnx
 from gan_jax import config as config_lib
 from gan_jax import models
 from gan_jax.models.sngan import SpectralNorm
-from gan_jax.state import create_state
+from gan_jax.core.state import create_state
 
 
 def _count(module, kind=nnx.Param):

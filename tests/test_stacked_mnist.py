@@ -1,4 +1,4 @@
-"""Stacked MNIST (gan_jax.stacked_mnist) and the mode-coverage metric, on the real MNIST build.
+"""Stacked MNIST (gan_jax.data.stacked_mnist) and the mode-coverage metric, on the real MNIST build.
 
 The last test classifies 26,000 real Stacked-MNIST images with the pinned MNIST LeNet and
 needs its weights (gan_jax/metrics/weights/lenet_mnist.msgpack); it fails, never skips,
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from gan_jax import data
-from gan_jax import stacked_mnist as sm
+from gan_jax.data import pipeline as data
+from gan_jax.data import stacked_mnist as sm
 from gan_jax.metrics import mode_coverage as mc
 from gan_jax.metrics.features import FeatureNet
 
@@ -128,7 +128,7 @@ def test_bad_arguments(tfds_dir, tmp_path):
   assert info.value.name == 'mnist' and list(tmp_path.iterdir()) == []
 
 
-# --- through gan_jax.data --------------------------------------------------------------------
+# --- through gan_jax.data.pipeline --------------------------------------------------------------------
 
 
 def test_eval_dataset_equals_the_arrays_scaled(tfds_dir):

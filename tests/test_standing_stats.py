@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import sampling
+from gan_jax.core import sampling
 from gan_jax.config import validate
 from gan_jax.errors import ConfigError
-from gan_jax.state import create_state
+from gan_jax.core.state import create_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
 import mnist_cdcgan  # noqa: E402

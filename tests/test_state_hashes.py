@@ -1,7 +1,7 @@
 """The final training state of tiny runs, pinned bit for bit (issue 16: "no result changes").
 
 Each case trains a `:tiny` experiment config (4 steps on real data, with its logs, grids and
-checkpoints) in-process through `gan_jax.train.train_and_evaluate`, and hashes every leaf of
+checkpoints) in-process through `gan_jax.training.train.train_and_evaluate`, and hashes every leaf of
 the returned `GANState`: the SHA-256 over, for each leaf in `tree_flatten_with_path` order,
 its key path, dtype, shape and the bytes of its numpy array.
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import load_experiment
-from gan_jax import train
+from gan_jax.training import train
 
 
 def _state_hash(state) -> str:

@@ -14,9 +14,9 @@ from PIL import Image
 import jax
 import numpy as np
 
-from gan_jax import main as cli
+from gan_jax.cli import main as cli
 from gan_jax import sweep
-from gan_jax.checkpoint import load_run
+from gan_jax.training.checkpoint import load_run
 
 from conftest import REPO
 
@@ -177,7 +177,7 @@ def test_a_deleted_run_is_rerun_as_a_gan_jax_train_subprocess(tiny_sweep, tfds_d
   assert out.count('skipped (finished at step 2)') == len(RUNS) - 1
   assert f'[8/8] {deleted}: training in pid' in out and f'[8/8] {deleted}: done in' in out
   log = (tiny_sweep / deleted / 'train.log').read_text()
-  assert 'gan_jax.main train --config' in log and 'done: checkpoints, samples and logs' in log
+  assert 'gan_jax.cli.main train --config' in log and 'done: checkpoints, samples and logs' in log
   assert (tiny_sweep / deleted / 'checkpoints' / '2').is_dir()
   for run, mtimes in kept.items():
     assert _mtimes(tiny_sweep / run) == mtimes, run

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from gan_jax import data as data_lib
-from gan_jax import train
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.data import pipeline as data_lib
+from gan_jax.training import train
+from gan_jax.training.checkpoint import Checkpointer
 
 
 def _lines(workdir):

@@ -10,10 +10,10 @@ import optax
 import pytest
 
 from gan_jax import config as config_lib
-from gan_jax.losses import get_loss
-from gan_jax.state import create_state
-from gan_jax.sharding import batch_sharding, check_batch_size, make_mesh, replicate
-from gan_jax.train_step import (
+from gan_jax.core.losses import get_loss
+from gan_jax.core.state import create_state
+from gan_jax.core.sharding import batch_sharding, check_batch_size, make_mesh, replicate
+from gan_jax.core.train_step import (
   Stabilizers,
   jit_train_step,
   make_train_step,
@@ -175,10 +175,10 @@ def test_step_from_config_equals_the_keyword_step():
 _SHARDED = textwrap.dedent('''
     import json, jax, numpy as np
     from gan_jax import config as config_lib
-    from gan_jax.losses import get_loss
-    from gan_jax.state import create_state
-    from gan_jax.sharding import *
-    from gan_jax.train_step import *
+    from gan_jax.core.losses import get_loss
+    from gan_jax.core.state import create_state
+    from gan_jax.core.sharding import *
+    from gan_jax.core.train_step import *
     assert jax.device_count() == 8, jax.devices()
     c = config_lib.base_config()
     c.model.name = 'dcgan'; c.data.image_size = 16; c.data.channels = 3

@@ -9,7 +9,7 @@ The same 15 runs as `losses_fashion.py` (5 losses x seeds 0, 1, 2; Fashion-MNIST
 3,000 steps at batch 64, EMA decay 0.999), with one field changed:
 `eval.ema_batch_stats = 'standing'`. Every evaluation then scores
   * the EMA generator with standing statistics (Brock et al. 2019), recomputed from its own
-    weights on 16 x 256 latents (`gan_jax.sampling.standing_batch_stats`), as `fid_lenet`, ...;
+    weights on 16 x 256 latents (`gan_jax.core.sampling.standing_batch_stats`), as `fid_lenet`, ...;
   * the raw generator with its own running averages, as `raw_fid_lenet`, ....
 Training does not depend on how it is evaluated, so the comparison that counts is within
 each run: raw generator, EMA generator with the raw generator's statistics

@@ -1,7 +1,7 @@
 """Latent-space tools: interpolation, GAN inversion and attribute directions (InterFaceGAN).
 
-Everything here works on a trained `gan_jax.state.GAN` / `GANState` pair (e.g. from
-`gan_jax.checkpoint.load_run`) with G in inference mode: BatchNorm uses its running
+Everything here works on a trained `gan_jax.core.state.GAN` / `GANState` pair (e.g. from
+`gan_jax.training.checkpoint.load_run`) with G in inference mode: BatchNorm uses its running
 averages, so G maps every latent independently of the others in its batch, and the EMA
 generator (`state.ema_params`) is used unless `use_ema=False`. Images are float32
 `[..., H, W, C]` in [-1, 1] of any size (28x28x1 MNIST, 64x64x3 CelebA, ...); latents are

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.latent.generator import ArrayLike, generator_params, run_g
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 AttributeFn = Callable[[jax.Array], jax.Array]
 

@@ -57,7 +57,7 @@ def load_celeba_attribute(
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  from gan_jax.tfds_images import keep_tensorflow_on_cpu  # pylint: disable=g-import-not-at-top
+  from gan_jax.data.tfds_images import keep_tensorflow_on_cpu  # pylint: disable=g-import-not-at-top
 
   keep_tensorflow_on_cpu()
   builder = tfds.builder('celeb_a', data_dir=data_dir)

@@ -15,7 +15,7 @@ import numpy as np
 from gan_jax.latent.attributes import AttributeFn, sample_attributes
 from gan_jax.latent.generator import ArrayLike
 from gan_jax.latent.inversion import invert
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 METHODS = ('svm', 'logistic', 'mean_diff')
 

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 ArrayLike = Any
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.latent.generator import ArrayLike, check_latents, generate
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 
 @jax.jit
@@ -180,7 +180,7 @@ def save_interpolation_grid(path: str, images: ArrayLike, scale: int = 2) -> str
   Raises:
     ValueError: if images is not 5-D with 1 or 3 channels.
   """
-  from gan_jax.sampling import save_grid  # pylint: disable=g-import-not-at-top
+  from gan_jax.core.sampling import save_grid  # pylint: disable=g-import-not-at-top
 
   images = np.asarray(images)
   if images.ndim != 5:

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from gan_jax.latent.generator import ArrayLike, generator_params, run_g
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 FeatureFn = Callable[[jax.Array], jax.Array]
 

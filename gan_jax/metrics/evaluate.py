@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import sampling
+from gan_jax.core import sampling
 from gan_jax.errors import ConfigError
 from gan_jax.metrics import registry
 from gan_jax.metrics.features import FeatureNet
@@ -125,7 +125,7 @@ class Evaluator:
     kid_num_subsets: KID subsets (100 as in Binkowski et al.; fewer only for quick tests).
     ema_batch_stats: BatchNorm statistics `evaluate_state` gives the EMA generator: 'raw'
       (`GANState.g_batch_stats`, the raw generator's running averages) or 'standing'
-      (recomputed from the EMA weights, `gan_jax.sampling.standing_batch_stats`).
+      (recomputed from the EMA weights, `gan_jax.core.sampling.standing_batch_stats`).
   """
 
   metrics: tuple[str, ...]

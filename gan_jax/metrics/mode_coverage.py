@@ -3,7 +3,7 @@
 The benchmark of Srivastava et al. 2017 ("VEEGAN: Reducing Mode Collapse in GANs using
 Implicit Variational Learning", NeurIPS) and Lin et al. 2018 ("PacGAN: The power of two
 samples in generative adversarial networks", NeurIPS): a GAN is trained on Stacked MNIST
-(``gan_jax.stacked_mnist``: three MNIST digits as the channels of a 28x28 image, 1,000 modes),
+(``gan_jax.data.stacked_mnist``: three MNIST digits as the channels of a 28x28 image, 1,000 modes),
 then each channel of 26,000 generated samples is classified by a pretrained MNIST classifier.
 The 3 digits give a sample's mode ``d0 * 100 + d1 * 10 + d2``; reported are
 
@@ -15,7 +15,7 @@ The 3 digits give a sample's mode ``d0 * 100 + d1 * 10 + d2``; reported are
 Reference points, from PacGAN Table 2 (their architecture and training length, the VEEGAN
 Stacked-MNIST setup): DCGAN 99 modes, KL 3.40; PacDCGAN2 (packing 2 samples) 1,000 modes,
 KL 0.06. Numbers from other architectures (e.g. ``experiments/stacked_mnist_dcgan.py``, this
-library's DCGAN-28) are not directly comparable with those. The real Stacked MNIST of ``gan_jax.stacked_mnist`` holds every mode
+library's DCGAN-28) are not directly comparable with those. The real Stacked MNIST of ``gan_jax.data.stacked_mnist`` holds every mode
 exactly 26 times in any 26,000 consecutive images, so on real data the metric gives 1,000
 modes and a KL near 0 (only the classifier's errors move it).
 

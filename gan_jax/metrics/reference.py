@@ -53,9 +53,9 @@ def reference_key(
   """`<dataset>-<split>-<H>x<W>x<C>-<net.name>-<sha256[:16]>`, with the split made file-safe.
 
   An image folder ('folder:/path') stands as 'folder-<content key[:16]>-<resize>'
-  (`gan_jax.image_folder.reference_name`): a changed folder gets new statistics.
+  (`gan_jax.data.image_folder.reference_name`): a changed folder gets new statistics.
   """
-  from gan_jax import image_folder  # pylint: disable=g-import-not-at-top
+  from gan_jax.data import image_folder  # pylint: disable=g-import-not-at-top
 
   if image_folder.is_folder_name(dataset):
     dataset = image_folder.reference_name(dataset)
@@ -100,9 +100,9 @@ def load_reference(
   Raises:
     ValueError: the cache folder lies inside the TFDS data dir (caches never go beside the
       data), or the split has fewer than 2 examples.
-    gan_jax.data.DatasetNotFoundError: the dataset is not in the data dir.
+    gan_jax.data.pipeline.DatasetNotFoundError: the dataset is not in the data dir.
   """
-  from gan_jax import data as data_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   shape = tuple(net.image_shape) if net.image_shape else (image_size, image_size, channels)
   key = reference_key(dataset, split, shape, net)

@@ -4,7 +4,7 @@ Each model is one `gan_jax.models.registry.Model` entry (its builder, image size
 discriminator options, class conditioning), registered here for 'mlp', 'dcgan28', 'dcgan'
 and 'sngan32'. `build_models(model_config, image_shape, seed, dtype=...)` returns the `(G,
 D)` pair of Flax NNX modules of the entry `model_config.name`; the training code turns them
-into pure functions with `nnx.split` / `nnx.merge` (see `gan_jax.state`).
+into pure functions with `nnx.split` / `nnx.merge` (see `gan_jax.core.state`).
 """
 
 from __future__ import annotations
@@ -100,27 +100,49 @@ def _sngan32(cfg, shape, rngs, dtype):
 # BatchNorm statistics and spectral-norm state; bfloat16 layers and activations.
 DTYPES: dict[str, Any] = {'float32': None, 'bfloat16': jnp.bfloat16}
 
-register(Model(
-  'mlp', _mlp, 'fully connected G and D, any image size (`model.hidden` widths)',
-  size_fields=('latent_dim', 'g_width', 'd_width', 'hidden'),
-))
-register(Model(
-  'dcgan28', _dcgan28, 'DCGAN for 28x28 images (MNIST)',
-  image_size=lambda s: s == 28,
-  image_size_need='needs 28; use model.name=dcgan for power-of-two sizes',
-  d_options=('pack', 'minibatch_std'), conditional=True, paper='Radford et al. 2016',
-))
-register(Model(
-  'dcgan', _dcgan, 'DCGAN for power-of-two sizes >= 8 (32, 64, ...)',
-  image_size=lambda s: s >= 8 and not s & (s - 1),
-  image_size_need='needs a power of two >= 8, e.g. 32',
-  d_options=('pack', 'minibatch_std'), conditional=True, paper='Radford et al. 2016',
-))
-register(Model(
-  'sngan32', _sngan32, 'SNGAN ResNet for 32x32 images, spectrally normalised D',
-  image_size=lambda s: s == 32, image_size_need='needs 32', conditional=True,
-  paper='Miyato et al. 2018',
-))
+register(
+  Model(
+    'mlp',
+    _mlp,
+    'fully connected G and D, any image size (`model.hidden` widths)',
+    size_fields=('latent_dim', 'g_width', 'd_width', 'hidden'),
+  )
+)
+register(
+  Model(
+    'dcgan28',
+    _dcgan28,
+    'DCGAN for 28x28 images (MNIST)',
+    image_size=lambda s: s == 28,
+    image_size_need='needs 28; use model.name=dcgan for power-of-two sizes',
+    d_options=('pack', 'minibatch_std'),
+    conditional=True,
+    paper='Radford et al. 2016',
+  )
+)
+register(
+  Model(
+    'dcgan',
+    _dcgan,
+    'DCGAN for power-of-two sizes >= 8 (32, 64, ...)',
+    image_size=lambda s: s >= 8 and not s & (s - 1),
+    image_size_need='needs a power of two >= 8, e.g. 32',
+    d_options=('pack', 'minibatch_std'),
+    conditional=True,
+    paper='Radford et al. 2016',
+  )
+)
+register(
+  Model(
+    'sngan32',
+    _sngan32,
+    'SNGAN ResNet for 32x32 images, spectrally normalised D',
+    image_size=lambda s: s == 32,
+    image_size_need='needs 32',
+    conditional=True,
+    paper='Miyato et al. 2018',
+  )
+)
 
 
 def build_models(
@@ -148,7 +170,7 @@ def build_models(
     dtype: the run's `config.dtype`, a key of `DTYPES`: 'float32' (default) or 'bfloat16'
       (mixed precision: the layers compute in bfloat16 and the models return bfloat16;
       parameters and BatchNorm / spectral-norm state are float32 either way, and they are
-      initialised to the same values). `gan_jax.state.GAN` casts G's images and D's logits
+      initialised to the same values). `gan_jax.core.state.GAN` casts G's images and D's logits
       to float32.
 
   Returns:

@@ -26,7 +26,7 @@ Discriminator conditioning (`model.d_conditioning`, `D_CONDITIONINGS`):
   authors' `SNEmbedID`).
 * 'acgan': Odena et al. 2017, "Conditional Image Synthesis with Auxiliary Classifier GANs":
   D does not see y; a second dense head on phi(x) gives class logits `[B, K]`, and the train
-  step adds the classification cross-entropy (`gan_jax.losses.class_cross_entropy`) of the
+  step adds the classification cross-entropy (`gan_jax.core.losses.class_cross_entropy`) of the
   real and the generated images to D's loss and that of the generated images to G's.
 
 `num_classes = 0` means unconditional: the models then build exactly the layers they always

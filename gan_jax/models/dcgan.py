@@ -43,7 +43,7 @@ when `train=False`; spectral normalization advances and stores its power iterati
 Every model takes `dtype`, the computation dtype of its layers: None (the default) computes
 in float32; jnp.bfloat16 is mixed precision (`config.dtype`): parameters, BatchNorm
 statistics and spectral-norm state stay float32, the layers and activations are bfloat16,
-and the model returns bfloat16 images or logits (`gan_jax.state.GAN` casts them to float32).
+and the model returns bfloat16 images or logits (`gan_jax.core.state.GAN` casts them to float32).
 Minibatch stddev computes its statistic in float32 either way.
 """
 

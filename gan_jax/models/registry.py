@@ -1,7 +1,7 @@
 """The model registry: each generator/discriminator pair is one `Model` entry that declares
 its own constraints.
 
-On the model of `gan_jax.penalties`: a `Model` names its builder (which returns a freshly
+On the model of `gan_jax.core.penalties`: a `Model` names its builder (which returns a freshly
 initialised `(G, D)` pair of Flax NNX modules), the image sizes and channels it can make,
 the discriminator options it supports (PacGAN packing, minibatch stddev; see `D_OPTIONS`),
 whether it has class conditioning, and the config fields that set its size.

@@ -5,7 +5,7 @@
   value of the kernel reshaped to a `[fan_in, out]` matrix, estimated by one step of power
   iteration per training call (Algorithm 1). The power-iteration vector `u` and the last
   estimate `sigma` are `nnx.BatchStat` variables: they are in the non-`Param` state (the
-  `g_batch_stats` / `d_batch_stats` of `gan_jax.state`), so they are checkpointed with the
+  `g_batch_stats` / `d_batch_stats` of `gan_jax.core.state`), so they are checkpointed with the
   run, updated by every call with `update_stats=True`, and left as they are otherwise.
 * `SNGANGenerator` / `SNGANDiscriminator`: the ResNet of the CIFAR-10 experiments of
   Miyato et al. 2018 (appendix B, Table 4), itself the ResNet of Gulrajani et al. 2017
@@ -24,7 +24,7 @@ class embedding V on the sum-pooled features phi(x), or concatenates label maps 
 Images are float32 `[B, 32, 32, C]` in [-1, 1]; the discriminator returns logits float32 `[B]`.
 With `dtype=jnp.bfloat16` (mixed precision, `config.dtype`) the layers compute in bfloat16
 and the models return bfloat16; parameters, power-iteration vectors and BatchNorm statistics
-stay float32 (`batch_norm`), and `gan_jax.state.GAN` casts the outputs back to float32.
+stay float32 (`batch_norm`), and `gan_jax.core.state.GAN` casts the outputs back to float32.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ What the sweep folder holds:
                                 matplotlib, else skipped with a warning
     <workdir>/samples.png       the final sample grid of each cell's first seed, labelled
 
-Runs go one after another in this process (`gan_jax.train.train_and_evaluate`), or with
+Runs go one after another in this process (`gan_jax.training.train.train_and_evaluate`), or with
 `--jobs N` as `gan-jax train` subprocesses, at most N at a time. Rerunning the same command
 skips the finished runs (summary.json says the run reached `train.steps`, not stopped by a
 signal, or stopped so but with its final evaluation logged) without touching their files,

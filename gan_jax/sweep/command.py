@@ -36,7 +36,7 @@ def run_sweep(
     cli_overrides: `--config.KEY=VALUE` arguments applied to every run, last.
     say: where progress lines go.
     replicas: train the unfinished seeds of each cell together, as replicas of one compiled
-      program (`gan_jax.replicas`; in this process, so not with jobs > 1). The run folders
+      program (`gan_jax.training.replicas`; in this process, so not with jobs > 1). The run folders
       are the same as without it, to float32 tolerance.
 
   Returns:

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gan_jax import lifeline, run_lock
-from gan_jax.signals import StopOnSignal
+from gan_jax.training import lifeline, run_lock
+from gan_jax.training.signals import StopOnSignal
 from gan_jax.sweep.folders import run_state
 from gan_jax.sweep.spec import Ablation, Run, clip
 
@@ -40,7 +40,7 @@ class Stopper(StopOnSignal):
 
 def _train_in_process(run: Run) -> str | None:
   """Trains `run` here; returns None, or the one-line error it failed with."""
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   try:
     train.train_and_evaluate(copy.deepcopy(run.config), run.workdir)
@@ -50,9 +50,9 @@ def _train_in_process(run: Run) -> str | None:
 
 
 def _train_replicas_in_process(runs: Sequence[Run]) -> str | None:
-  """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.replicas`);
+  """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.training.replicas`);
   returns None, or the one-line error they failed with."""
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   try:
     train.train_replicas([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
@@ -76,11 +76,11 @@ def _log_error(log_path: str, returncode: int) -> str:
 
 
 def train_command(ablation: Ablation, run: Run) -> list[str]:
-  """The `gan-jax train` command line of `run` (with this Python, as `-m gan_jax.main`)."""
+  """The `gan-jax train` command line of `run` (with this Python, as `-m gan_jax.cli.main`)."""
   return [
     sys.executable,
     '-m',
-    'gan_jax.main',
+    'gan_jax.cli.main',
     'train',
     '--config',
     ablation.base,

@@ -15,7 +15,7 @@ The full objective (paper, eq. 3, with eq. 6 of section 6 for the identity term)
 with lambda = `cycle_weight` = 10 and mu = `identity_ratio` * lambda = 0.5 * 10 (the paper's
 "0.5 lambda", `lambda_identity` of the reference code). The adversarial loss is least squares
 (section 4, "Training details", after Mao et al. 2017): G minimises E_a[(D_B(G(a)) - 1)^2]
-(`g_adversarial`: 2 x `gan_jax.losses` 'least_squares' G loss, which carries Mao's 1/2), and
+(`g_adversarial`: 2 x `gan_jax.core.losses` 'least_squares' G loss, which carries Mao's 1/2), and
 D_B minimises 1/2 (E_b[(D_B(b) - 1)^2] + E[D_B(G(a))^2]) ('least_squares' D loss; the paper
 halves D's objective "to slow down the rate at which D learns relative to G"). Patch logits
 `[B, H', W']` are averaged over all patches, as the reference code's MSE does. The L1 terms
@@ -48,10 +48,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from gan_jax import losses as losses_lib
+from gan_jax.core import losses as losses_lib
 from gan_jax.models.resnet_generator import ResnetGenerator, check_resnet_size
 from gan_jax.models.unet import PatchGANDiscriminator, init_fast
-from gan_jax.sharding import batch_sharding, replicated
+from gan_jax.core.sharding import batch_sharding, replicated
 
 PyTree = Any
 GENERATORS = ('a2b', 'b2a')
@@ -162,13 +162,13 @@ def lr_schedule(lr: float, hold_steps: int, decay_steps: int | None) -> optax.Sc
 
 def g_adversarial(fake_logits: jax.Array) -> jax.Array:
   """G's least-squares loss on D's patch logits `[B, H', W']`: mean((D(G(x)) - 1)^2), a
-  float32 scalar (2 x `gan_jax.losses` 'least_squares' G loss)."""
+  float32 scalar (2 x `gan_jax.core.losses` 'least_squares' G loss)."""
   return 2.0 * losses_lib.get_loss('least_squares').g(fake_logits.reshape(-1), None)
 
 
 def d_adversarial(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
   """D's least-squares loss, halved: 0.5 (mean((D(y) - 1)^2) + mean(D(G(x))^2)) over patch
-  logits `[B, H', W']` (the 'least_squares' D loss of `gan_jax.losses`); float32 scalar."""
+  logits `[B, H', W']` (the 'least_squares' D loss of `gan_jax.core.losses`); float32 scalar."""
   return losses_lib.get_loss('least_squares').d(real_logits.reshape(-1), fake_logits.reshape(-1))
 
 
@@ -473,9 +473,9 @@ def make_train_step(model: CycleGAN, *, mesh: Mesh | None = None, donate: bool =
   """`train_step` bound to `model` and jitted: `step(state, images_a, images_b) -> (state,
   metrics)`, the state donated unless `donate=False`.
 
-  With a `mesh` (`gan_jax.sharding.make_mesh`) the step is data-parallel: the batches are
+  With a `mesh` (`gan_jax.core.sharding.make_mesh`) the step is data-parallel: the batches are
   split along their first axis over the mesh's 'data' axis (`batch_sharding(mesh, 0)`), the
-  state and metrics are replicated (place the state with `gan_jax.sharding.replicate`). The
+  state and metrics are replicated (place the state with `gan_jax.core.sharding.replicate`). The
   histories are global (one per discriminator, fed the whole batch in order), so the result
   does not depend on the device count beyond float rounding of the sums. The batch size must
   be a multiple of the device count.

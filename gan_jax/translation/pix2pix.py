@@ -6,7 +6,7 @@ The objective (paper, eq. 4): G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G)
     L_L1   = E_{x,y}[|| y - G(x) ||_1]                           (eq. 3)
 
 and lambda = 100. D is a PatchGAN: its logits `[B, H', W']` are flattened to `[B * H' * W']`
-and passed to the library's losses (`gan_jax.losses`), which average over the batch, i.e.
+and passed to the library's losses (`gan_jax.core.losses`), which average over the batch, i.e.
 over all patches, as the paper's reference code does. 'non_saturating' (the paper: D's binary
 cross-entropy, G maximising log D(x, G(x)), section 3.2) is the default; 'least_squares'
 (Mao et al. 2017, used by CycleGAN) and the other registered losses work as well. As in the
@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from gan_jax import losses as losses_lib
+from gan_jax.core import losses as losses_lib
 from gan_jax.models.unet import PatchGANDiscriminator, UNetGenerator, init_fast
 
 PyTree = Any
@@ -69,7 +69,7 @@ class Pix2Pix:
   Attributes:
     g_graphdef, d_graphdef: NNX graph definitions of the U-Net and the PatchGAN.
     g_tx, d_tx: Optax transformations (Adam).
-    loss: name of the adversarial loss in `gan_jax.losses.LOSSES`.
+    loss: name of the adversarial loss in `gan_jax.core.losses.LOSSES`.
     l1_weight: lambda, the weight of the L1 term (100 in the paper).
     image_size, in_channels, out_channels: shapes of inputs `[B, S, S, in]` and outputs
       `[B, S, S, out]`.

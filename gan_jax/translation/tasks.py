@@ -3,7 +3,7 @@ their trivial baselines, and one unpaired task.
 
 Each builder reads the first `num_train` images of the TFDS 'train' split and the first
 `num_test` of 'test' (TFDS reads in a fixed order, `shuffle_files=False`, through
-`gan_jax.data.load_images`), and returns a `PairedTask` of float32 numpy arrays in [-1, 1].
+`gan_jax.data.pipeline.load_images`), and returns a `PairedTask` of float32 numpy arrays in [-1, 1].
 The same arguments always give the same arrays; `seed` draws what is random (the inpainting
 squares), from separate streams for the train and test images.
 
@@ -96,7 +96,7 @@ def input_as_image(task: str, inputs: np.ndarray, out_channels: int) -> np.ndarr
 
 
 def _load(name: str, split: str, data_dir: str | None, size: int, channels: int) -> np.ndarray:
-  from gan_jax.data import load_images  # imports TensorFlow; only when data is read
+  from gan_jax.data.pipeline import load_images  # imports TensorFlow; only when data is read
 
   ds = load_images(name, split, data_dir=data_dir, image_size=size, channels=channels)
   batches = [b['image'] for b in ds.batch(1024).as_numpy_iterator()]
@@ -164,7 +164,7 @@ def build_task(
 
   Args:
     task: 'colorize', 'superres' or 'inpaint'.
-    data_dir: TFDS data dir (None: `$TFDS_DATA_DIR`, as `gan_jax.data.load_images`).
+    data_dir: TFDS data dir (None: `$TFDS_DATA_DIR`, as `gan_jax.data.pipeline.load_images`).
     dataset: 'inpaint' only: 'mnist' (default), 'fashion_mnist' or 'cifar10_jpeg'; the
       other tasks use 'cifar10_jpeg' (None or that name).
     num_train, num_test: how many images of the 'train' and 'test' splits (>= 1).
@@ -176,7 +176,7 @@ def build_task(
 
   Raises:
     ValueError: for an unknown task or dataset, sizes < 1, or a hole that does not fit.
-    gan_jax.data.DatasetNotFoundError: if the TFDS dataset is not in the data dir.
+    gan_jax.data.pipeline.DatasetNotFoundError: if the TFDS dataset is not in the data dir.
   """
   if task not in TASKS:
     raise ValueError(f'unknown translation task {task!r}; choose one of {list(TASKS)}.')
@@ -256,7 +256,7 @@ def _load_class(
   name: str, split: str, label: int, count: int, data_dir: str | None, size: int, channels: int
 ) -> np.ndarray:
   """The first `count` images of class `label` in `split`, in TFDS order."""
-  from gan_jax.data import load_images  # imports TensorFlow; only when data is read
+  from gan_jax.data.pipeline import load_images  # imports TensorFlow; only when data is read
 
   ds = load_images(name, split, data_dir=data_dir, image_size=size, channels=channels)
   ds = ds.filter(lambda e: e['label'] == label).take(count)
@@ -290,7 +290,7 @@ def build_unpaired_task(
 
   Raises:
     ValueError: for an unknown task, or sizes out of range.
-    gan_jax.data.DatasetNotFoundError: if the TFDS dataset is not in the data dir.
+    gan_jax.data.pipeline.DatasetNotFoundError: if the TFDS dataset is not in the data dir.
   """
   if task not in UNPAIRED_TASKS:
     raise ValueError(f'unknown unpaired task {task!r}; choose one of {list(UNPAIRED_TASKS)}.')

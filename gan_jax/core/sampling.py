@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from gan_jax.state import GAN, GANState
+from gan_jax.core.state import GAN, GANState
 
 PyTree = Any
 

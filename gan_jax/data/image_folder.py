@@ -610,7 +610,7 @@ def folder_dataset(
   """`split` of the folder as a tf.data.Dataset of {'image': uint8 [H, W, C], 'label': int32}.
 
   The examples come in the listing's order (sorted relative paths), read from the
-  memory-mapped cache `chunk` images at a time, so `gan_jax.data` shuffles, shards and
+  memory-mapped cache `chunk` images at a time, so `gan_jax.data.pipeline` shuffles, shards and
   resumes them exactly as it does TFDS examples.
 
   Returns:
@@ -643,8 +643,8 @@ def folder_dataset(
 
 def raw_images(name: str, split: str, *, image_size: int, channels: int):
   """`folder_dataset` resized and channel-converted as every gan_jax dataset is
-  (`gan_jax.tfds_images.preprocess`; the cache already holds that shape, so it only
-  checks it): what the name 'folder:...' gives `gan_jax.data`.
+  (`gan_jax.data.tfds_images.preprocess`; the cache already holds that shape, so it only
+  checks it): what the name 'folder:...' gives `gan_jax.data.pipeline`.
 
   Returns:
     `(ds, n)`: `ds` yields `{'image': uint8 [image_size, image_size, channels] in [0, 255],
@@ -655,7 +655,7 @@ def raw_images(name: str, split: str, *, image_size: int, channels: int):
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from gan_jax.tfds_images import preprocess  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data.tfds_images import preprocess  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   ds, num_examples = folder_dataset(name, split, image_size=image_size, channels=channels)
   process = functools.partial(preprocess, image_size=image_size, channels=channels)

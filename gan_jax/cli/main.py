@@ -10,7 +10,7 @@
     gan-jax sweep experiments/ablations/losses_fashion.py --workdir runs/losses_fashion \
         [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep/__init__.py)
     gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
-        [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/edit_cli.py)
+        [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/cli/edit_cli.py)
     gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
         (see gan_jax/export.py and docs/export.md)
 
@@ -33,7 +33,11 @@ from typing import Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from gan_jax import edit_cli, export, lifeline  # pylint: disable=wrong-import-position
+from gan_jax.cli import edit_cli  # pylint: disable=wrong-import-position
+
+from gan_jax import export
+
+from gan_jax.training import lifeline
 from gan_jax.config_files import (  # noqa: F401  pylint: disable=wrong-import-position
   UsageError,  # re-exported, with the two below: the command line's config reading
   apply_overrides,
@@ -50,13 +54,13 @@ from gan_jax.errors import (  # pylint: disable=wrong-import-position
 
 def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
   """Checks the multi-process flags of `train` (connect=False), or joins the run they
-  describe (connect=True: `gan_jax.distributed.initialize`, before anything starts JAX).
+  describe (connect=True: `gan_jax.training.distributed.initialize`, before anything starts JAX).
 
   Raises:
     UsageError: only some of --coordinator/--num-processes/--process-id, a bad value, or
       --distributed outside a cluster it can detect.
   """
-  from gan_jax import distributed  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import distributed  # pylint: disable=g-import-not-at-top
 
   step = distributed.initialize if connect else distributed.check_launch
   try:
@@ -73,8 +77,8 @@ def _join_processes(args: argparse.Namespace, *, connect: bool) -> None:
 
 def _refuse_if_locked(workdir: str) -> None:
   """Refuses at once, before the slow imports, a workdir another process is writing (the
-  lock itself is taken by `train_and_evaluate`; see `gan_jax.run_lock`)."""
-  from gan_jax import run_lock  # pylint: disable=g-import-not-at-top
+  lock itself is taken by `train_and_evaluate`; see `gan_jax.training.run_lock`)."""
+  from gan_jax.training import run_lock  # pylint: disable=g-import-not-at-top
 
   busy = run_lock.busy(workdir)
   if busy is not None:
@@ -88,7 +92,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   config = apply_overrides(load_config_file(args.config), overrides)
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   state = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
   if jax.process_index() != 0:  # one process speaks for a multi-process run
@@ -141,8 +145,8 @@ def _sample(args: argparse.Namespace) -> None:
   if args.per_class is not None and args.per_class <= 0:
     raise UsageError(f'--per-class={args.per_class} must be a positive number of images.')
   import jax  # pylint: disable=g-import-not-at-top
-  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
   try:
     sampling.check_image_path(args.out)
@@ -269,7 +273,7 @@ def _eval(args: argparse.Namespace) -> None:
   if args.workdir is not None:
     if not os.path.isdir(args.workdir):
       raise UsageError(f'workdir {args.workdir!r} does not exist; train first.')
-    from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+    from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
     config, gan, state = load_run(args.workdir, args.step, best=args.best)
     data_dir = args.data_dir or config.data.get('data_dir')
@@ -301,7 +305,7 @@ def _eval(args: argparse.Namespace) -> None:
     if args.dataset is None:
       raise UsageError('--real-split needs --dataset (e.g. --dataset mnist --real-split test).')
     from gan_jax.config import base_config as _base  # pylint: disable=g-import-not-at-top
-    from gan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+    from gan_jax.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
 
     shape = {'mnist': (28, 1), 'fashion_mnist': (28, 1), 'stacked_mnist': (28, 3)}
     size, channels = shape.get(args.dataset, (_base().data.image_size, args.channels or 3))
@@ -608,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-  """The `gan-jax` console script (and `python -m gan_jax.main`): `main`, then exit.
+  """The `gan-jax` console script (and `python -m gan_jax.cli.main`): `main`, then exit.
 
   After a failed run (status 1) the process exits at once when the error is printed:
   TensorStore's threads may still be finishing the writes of the failed checkpoint, and

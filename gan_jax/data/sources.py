@@ -1,15 +1,15 @@
 """The data-source registry: each kind of `data.name` is one `DataSource` entry that declares
 how it is matched, read, counted and checked.
 
-On the model of `gan_jax.penalties` and `gan_jax.models.registry`: `gan_jax.data` reads
+On the model of `gan_jax.core.penalties` and `gan_jax.models.registry`: `gan_jax.data.pipeline` reads
 every dataset through its entry (`source_for(name).load(...)`), `gan_jax.config.validate`
-asks `check(config)`, and `gan_jax.run_setup` asks the entry what a run records and prepares,
+asks `check(config)`, and `gan_jax.training.run_setup` asks the entry what a run records and prepares,
 so none of them holds a list of names.
 
 | entry           | `data.name`             | images                          | labels          |
 |-----------------|-------------------------|---------------------------------|-----------------|
-| `folder`        | 'folder:/path?options'  | `gan_jax.image_folder`          | class folders   |
-| `stacked_mnist` | exactly 'stacked_mnist' | `gan_jax.stacked_mnist` (mnist) | the mode, 0-999 |
+| `folder`        | 'folder:/path?options'  | `gan_jax.data.image_folder`          | class folders   |
+| `stacked_mnist` | exactly 'stacked_mnist' | `gan_jax.data.stacked_mnist` (mnist) | the mode, 0-999 |
 | `tfds`          | any other name          | a prepared TFDS build           | 'label' feature |
 
 A name is matched by an entry's exact names first, then by the longest matching prefix,
@@ -30,13 +30,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from gan_jax import image_folder
+from gan_jax.data import image_folder
 
 # (data.name, split, *, data_dir, image_size, channels, download) -> (ds, n): the split's
 # examples in their stored order, as a tf.data.Dataset of {'image': uint8 or float32 [H, W,
 # C] in [0, 255] with H = W = image_size and C = channels (resized and converted as
-# `gan_jax.tfds_images.preprocess` does), 'label': int32 [] (-1: none)}, and their number n.
-# `gan_jax.data` caches, shuffles, batches and scales it to [-1, 1].
+# `gan_jax.data.tfds_images.preprocess` does), 'label': int32 [] (-1: none)}, and their number n.
+# `gan_jax.data.pipeline` caches, shuffles, batches and scales it to [-1, 1].
 Loader = Callable[..., tuple[Any, int]]
 # (data.name, split, *, data_dir, download, fields) -> the split's number of examples, or
 # None when only loading tells; reads no image. `fields` names the config fields of the
@@ -176,7 +176,7 @@ def record_name(data_name: str) -> str:
 
 
 def _tfds_load(name, split, *, data_dir, image_size, channels, download):
-  from gan_jax import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   return tfds_images.raw_tfds_images(
     name, split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
@@ -184,20 +184,20 @@ def _tfds_load(name, split, *, data_dir, image_size, channels, download):
 
 
 def _tfds_count(name, split, *, data_dir, download, fields):
-  from gan_jax import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   return tfds_images.split_size(name, split, data_dir=data_dir, download=download, fields=fields)
 
 
 def _tfds_classes(name, split, *, data_dir, download):
-  from gan_jax import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   return tfds_images.label_classes(name, split, data_dir=data_dir, download=download)
 
 
 def _stacked_load(name, split, *, data_dir, image_size, channels, download):
   del name
-  from gan_jax import stacked_mnist  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import stacked_mnist  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   return stacked_mnist.raw_images(
     split, data_dir=data_dir, image_size=image_size, channels=channels, download=download
@@ -207,7 +207,7 @@ def _stacked_load(name, split, *, data_dir, image_size, channels, download):
 def _stacked_count(name, split, *, data_dir, download, fields):
   """None: the stacked split's length is checked when it is built (it depends on blocks)."""
   del name, split
-  from gan_jax import stacked_mnist  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from gan_jax.data import stacked_mnist  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   stacked_mnist.check_source(data_dir=data_dir, download=download, field=fields[0])
   return None
@@ -239,7 +239,7 @@ register(
     summary="a prepared TFDS image dataset ('mnist', 'cifar10', ...) in data.data_dir",
   )
 )
-# 'stacked_mnist', 1000 and (28, 28, 3) are gan_jax.stacked_mnist's NAME, NUM_MODES and
+# 'stacked_mnist', 1000 and (28, 28, 3) are gan_jax.data.stacked_mnist's NAME, NUM_MODES and
 # IMAGE_SHAPE, written out because that module imports TensorFlow (a test checks they agree).
 register(
   DataSource(
@@ -263,6 +263,6 @@ register(
     record_name=image_folder.absolute_name,
     prepare=_folder_prepare,
     write_run_files=image_folder.write_classes,
-    summary="a folder or .zip of images, 'folder:/path?options' (gan_jax.image_folder)",
+    summary="a folder or .zip of images, 'folder:/path?options' (gan_jax.data.image_folder)",
   )
 )

@@ -17,7 +17,7 @@ Config in, a `GANState` threaded through the jitted train step, files out:
 One loop serves one GAN and K GANs in one compiled program (`num_replicas = K`,
 `train_replicas`): the same periodic actions (scalar logs, sample grids, checkpoints,
 evaluation with the best checkpoint, the non-finite guard with rollback, the stop vote, the
-progress bar, the summary) run for each of the K run folders; `gan_jax.replicas` holds only
+progress bar, the summary) run for each of the K run folders; `gan_jax.training.replicas` holds only
 what differs (stacking the states, the replica configs, the replicated step, restoring K
 folders together).
 
@@ -39,14 +39,14 @@ import jax
 import ml_collections
 import tqdm
 
-from gan_jax import data as data_lib
-from gan_jax import distributed
-from gan_jax import replicas
-from gan_jax import rollback_state
-from gan_jax import run_lock
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.data import pipeline as data_lib
+from gan_jax.training import distributed
+from gan_jax.training import replicas
+from gan_jax.training import rollback_state
+from gan_jax.training import run_lock
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError, NonFiniteError
-from gan_jax.run_actions import (
+from gan_jax.training.run_actions import (
   BestCheckpoint,
   ScalarLog,
   evaluate_and_log,
@@ -54,7 +54,7 @@ from gan_jax.run_actions import (
   fixed_latents,
   write_grid,
 )
-from gan_jax.run_setup import (  # noqa: F401  (all re-exported: gan_jax.train's API before)
+from gan_jax.training.run_setup import (  # noqa: F401  (all re-exported: gan_jax.training.train's API before)
   RUN_FILES,
   SHAPE_FIELDS,
   check_dataset_labels,
@@ -65,10 +65,10 @@ from gan_jax.run_setup import (  # noqa: F401  (all re-exported: gan_jax.train's
   resolve_config,
   write_run_config,
 )
-from gan_jax.signals import StopOnSignal
-from gan_jax.state import GAN, GANState, create_state, make_optimizers
-from gan_jax.sharding import batch_sharding, replicate
-from gan_jax.train_step import jit_train_step, make_train_step_from_config
+from gan_jax.training.signals import StopOnSignal
+from gan_jax.core.state import GAN, GANState, create_state, make_optimizers
+from gan_jax.core.sharding import batch_sharding, replicate
+from gan_jax.core.train_step import jit_train_step, make_train_step_from_config
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ def train_and_evaluate(
   by `rollback_lr_factor` and goes on, at most `max_rollbacks` times. Each rollback is
   recorded in `<workdir>/rollbacks.json`; a run resumed from a checkpoint keeps the lowered
   rates, a new run (no checkpoint restored) starts at the requested ones
-  (`gan_jax.rollback_state`).
+  (`gan_jax.training.rollback_state`).
 
   Raises:
     ValueError: (ConfigError) for an invalid config field, a batch size that does not divide
       over the devices, or a workdir whose checkpoints have another model or image shape.
-    gan_jax.data.DatasetNotFoundError: if the dataset is not in the data dir.
+    gan_jax.data.pipeline.DatasetNotFoundError: if the dataset is not in the data dir.
     PermissionError: if the workdir cannot be created or written.
     gan_jax.metrics.inception.InceptionWeightsNotFoundError: evaluation needs the Inception
       weights and they are not on disk (the message says how to get them).
@@ -169,7 +169,7 @@ def train_replicas(
 
   Raises:
     ConfigError: (a ValueError) configs that differ in other fields, workdirs not one
-      per config or repeated, and every error of `gan_jax.run_setup.preflight`.
+      per config or repeated, and every error of `gan_jax.training.run_setup.preflight`.
     NonFiniteError: a loss or gradient norm of a replica became NaN or Inf (and no rollback
       is left); every replica's last good checkpoint is kept.
     CheckpointWriteError: a checkpoint could not be written.
@@ -204,7 +204,7 @@ class _Training:
 
   With `stacked=False` (one GAN) the state is an ordinary `GANState` and the step the
   data-parallel one; with `stacked=True` every leaf has a leading axis K and the step is
-  `gan_jax.replicas`' replicated one. Everything else is the same for both.
+  `gan_jax.training.replicas`' replicated one. Everything else is the same for both.
   """
 
   def __init__(self, configs, workdirs, *, overwrite: bool, stacked: bool = False):

@@ -2,7 +2,7 @@
 
 All are small pure functions that return a float32 scalar (or, for `clip_weights`, new
 params); the caller multiplies a penalty by its weight and adds it to the discriminator
-loss, so they compose with any loss in `gan_jax.losses`:
+loss, so they compose with any loss in `gan_jax.core.losses`:
 
   * `gradient_penalty`: WGAN-GP, `mean_i (||grad_x D(x_hat_i)||_2 - 1)^2` on random
     interpolates of real and fake (Gulrajani et al. 2017, eq. 3; weight lambda = 10).

@@ -28,7 +28,7 @@ import os
 import re
 from typing import Any
 
-from gan_jax import run_lock
+from gan_jax.training import run_lock
 from gan_jax.errors import WorkdirLockedError
 
 DEFAULT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> None:
   """Runs `gan-jax edit` (see the module docstring).
 
   Raises:
-    EditUsageError: a usage mistake (printed as one line by `gan_jax.main`).
+    EditUsageError: a usage mistake (printed as one line by `gan_jax.cli.main`).
     FileNotFoundError: the run has no config.json or checkpoint.
   """
   if not os.path.isdir(args.workdir):
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> None:
     raise EditUsageError(f'--strength={args.strength} must be a finite number.')
   if not (math.isfinite(args.lr) and args.lr > 0):
     raise EditUsageError(f'--lr={args.lr} must be a positive finite number.')
-  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
 
   try:
     sampling.check_image_path(args.out)
@@ -300,8 +300,10 @@ def run(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from gan_jax import latent, sampling  # pylint: disable=g-import-not-at-top
-  from gan_jax.checkpoint import load_run  # pylint: disable=g-import-not-at-top
+  from gan_jax import latent  # pylint: disable=g-import-not-at-top
+
+  from gan_jax.core import sampling
+  from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
   config, gan, state = load_run(args.workdir, args.step)
   num_classes = int(getattr(gan, 'num_classes', 0) or 0)  # > 0: a class-conditional G

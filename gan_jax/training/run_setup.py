@@ -1,6 +1,6 @@
 """Before a run's loop: its resolved config, every check it can fail, its folder, its batches.
 
-Used by the training loop (`gan_jax.train`, for one GAN or K replicas) and by the commands
+Used by the training loop (`gan_jax.training.train`, for one GAN or K replicas) and by the commands
 that check a run before training:
 
 - `resolve_config`, `preflight`: the config's fields, the batch over the devices, the
@@ -24,14 +24,14 @@ import jax
 import ml_collections
 
 from gan_jax import config as config_lib
-from gan_jax import data as data_lib
-from gan_jax import distributed
-from gan_jax import data_sources
-from gan_jax import penalties
-from gan_jax import run_lock
-from gan_jax.checkpoint import read_run_config
+from gan_jax.data import pipeline as data_lib
+from gan_jax.training import distributed
+from gan_jax.data import sources as data_sources
+from gan_jax.core import penalties
+from gan_jax.training import run_lock
+from gan_jax.training.checkpoint import read_run_config
 from gan_jax.errors import ConfigError
-from gan_jax.sharding import check_batch_size, make_mesh
+from gan_jax.core.sharding import check_batch_size, make_mesh
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -248,7 +248,7 @@ def write_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes `<workdir>/config.json` (process 0 only), atomically: the other processes of a
   multi-process run may be reading it (`preflight`), and a crash leaves the old or the new
   file, never half of one. For an image-folder dataset also `<workdir>/classes.json`, its
-  class names (`gan_jax.image_folder.write_classes`; `DataSource.write_run_files`).
+  class names (`gan_jax.data.image_folder.write_classes`; `DataSource.write_run_files`).
 
   Args:
     config: the resolved run config (`preflight`).
@@ -316,7 +316,7 @@ def preflight(
   Raises:
     ConfigError: (a ValueError) a bad field; the one-line message names it and a valid
       choice.
-    gan_jax.data.DatasetNotFoundError: the dataset is not prepared in the data dir (the
+    gan_jax.data.pipeline.DatasetNotFoundError: the dataset is not prepared in the data dir (the
       message lists the ones that are).
     PermissionError: the workdir cannot be created or written.
   """
@@ -350,7 +350,7 @@ def preflight(
 def check_dataset_labels(config: ml_collections.ConfigDict) -> None:
   """A conditional config (`model.num_classes = K > 0`) needs a dataset labelled 0..K-1.
 
-  Reads the dataset's metadata only (`gan_jax.data.label_classes`); the labels themselves
+  Reads the dataset's metadata only (`gan_jax.data.pipeline.label_classes`); the labels themselves
   are checked batch by batch as they are read (`host_batches`).
 
   Raises:
@@ -411,7 +411,7 @@ def host_batches(config: ml_collections.ConfigDict, start_step: int, rows=None):
 
   Yields `{'image': float32 [n_critic, B_local, H, W, C] in [-1, 1], 'label': ...}`, this
   process's share of each global batch, in the order fixed by `config.seed`: its `rows`
-  (`gan_jax.data.process_rows` of the batch sharding; None: block `jax.process_index()` of
+  (`gan_jax.data.pipeline.process_rows` of the batch sharding; None: block `jax.process_index()` of
   `jax.process_count()` equal blocks). The global batches do not depend on the number of
   processes. For a conditional config (`model.num_classes = K > 0`) every batch's labels
   are checked to lie in [0, K) (a ConfigError, raised by `next`, otherwise).

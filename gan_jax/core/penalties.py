@@ -1,7 +1,7 @@
 """The discriminator penalties, registered once: each entry declares its own constraints.
 
-On the model of `gan_jax.losses.GANLoss`: a `Penalty` names its config field (its weight in
-the config's `train` block; 0 = off), the function in `gan_jax.regularizers` that computes
+On the model of `gan_jax.core.losses.GANLoss`: a `Penalty` names its config field (its weight in
+the config's `train` block; 0 = off), the function in `gan_jax.core.regularizers` that computes
 it, the factor its weight is multiplied by, whether it needs one D output per image (so it
 cannot be combined with PacGAN's packs), whether its weight may differ between the replicas
 of one compiled step (it then enters the step as a traced value), and which entries of
@@ -17,7 +17,7 @@ names.
 | lecam | `lecam_weight` | LeCam, Tseng et al. 2021, eq. 3        |
 
 This module imports neither JAX nor TensorFlow (the config reads it), so an entry names
-its `gan_jax.regularizers` function rather than holding it; `Penalty.fn` resolves it.
+its `gan_jax.core.regularizers` function rather than holding it; `Penalty.fn` resolves it.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ class Penalty(NamedTuple):
     name: short name, e.g. 'r1' (also the key of `PENALTIES`).
     field: the weight's field in the config's `train` block, e.g. 'r1_weight'; 0 turns the
       penalty off, > 0 adds `scale * weight * value` to D's loss.
-    function: the name of the function in `gan_jax.regularizers` that computes its value, a
+    function: the name of the function in `gan_jax.core.regularizers` that computes its value, a
       float32 scalar (see `fn`).
     scale: the factor of the weight: 0.5 for R1 and R2 (gamma / 2), else 1.
     per_image: it needs one D output per image (the gradient penalties differentiate D's
       output for each image), so `model.pack > 1` (one output per pack) refuses it.
     per_replica: its weight may differ between the replicas of one compiled step
-      (`gan_jax.replicas`): the step takes it as a traced hyperparameter.
+      (`gan_jax.training.replicas`): the step takes it as a traced hyperparameter.
     state: the `GANState.extras` entries it keeps while on (float32 scalars, 0 at step 0),
       e.g. LeCam's EMAs of D's mean outputs; turning it on or off changes the state's
       structure, so a run cannot resume across that.
@@ -59,8 +59,8 @@ class Penalty(NamedTuple):
 
   @property
   def fn(self) -> Callable[..., Any]:
-    """The `gan_jax.regularizers` function (imports JAX on first use)."""
-    from gan_jax import regularizers  # pylint: disable=g-import-not-at-top  (JAX, lazily)
+    """The `gan_jax.core.regularizers` function (imports JAX on first use)."""
+    from gan_jax.core import regularizers  # pylint: disable=g-import-not-at-top  (JAX, lazily)
 
     return getattr(regularizers, self.function)
 
@@ -68,21 +68,44 @@ class Penalty(NamedTuple):
 PENALTIES: dict[str, Penalty] = {
   p.name: p
   for p in (
-    Penalty('gp', 'gp_weight', 'gradient_penalty', per_image=True, per_replica=True,
-            paper='Gulrajani et al. 2017, eq. 3'),
-    Penalty('r1', 'r1_weight', 'r1_penalty', scale=0.5, per_image=True, per_replica=True,
-            paper='Mescheder et al. 2018, eq. 9'),
-    Penalty('r2', 'r2_weight', 'r2_penalty', scale=0.5, per_image=True, per_replica=True,
-            paper='Mescheder et al. 2018, eq. 10'),
-    Penalty('lecam', 'lecam_weight', 'lecam_penalty', state=('lecam_ema_real', 'lecam_ema_fake'),
-            paper='Tseng et al. 2021, eq. 3'),
+    Penalty(
+      'gp',
+      'gp_weight',
+      'gradient_penalty',
+      per_image=True,
+      per_replica=True,
+      paper='Gulrajani et al. 2017, eq. 3',
+    ),
+    Penalty(
+      'r1',
+      'r1_weight',
+      'r1_penalty',
+      scale=0.5,
+      per_image=True,
+      per_replica=True,
+      paper='Mescheder et al. 2018, eq. 9',
+    ),
+    Penalty(
+      'r2',
+      'r2_weight',
+      'r2_penalty',
+      scale=0.5,
+      per_image=True,
+      per_replica=True,
+      paper='Mescheder et al. 2018, eq. 10',
+    ),
+    Penalty(
+      'lecam',
+      'lecam_weight',
+      'lecam_penalty',
+      state=('lecam_ema_real', 'lecam_ema_fake'),
+      paper='Tseng et al. 2021, eq. 3',
+    ),
   )
 }
 
 # The weight fields of the penalties that may differ between replicas, in registry order.
-REPLICA_WEIGHT_FIELDS: tuple[str, ...] = tuple(
-  p.field for p in PENALTIES.values() if p.per_replica
-)
+REPLICA_WEIGHT_FIELDS: tuple[str, ...] = tuple(p.field for p in PENALTIES.values() if p.per_replica)
 
 
 def weight_fields() -> tuple[str, ...]:

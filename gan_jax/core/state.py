@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gan_jax import penalties
+from gan_jax.core import penalties
 from gan_jax.models import build_models
 
 PyTree = Any
@@ -156,7 +156,7 @@ class GAN:
     G runs in training mode (each BatchNorm normalises with its batch's mean and biased
     variance) with every BatchNorm's momentum set to 0, so the returned running averages are
     that batch's statistics and do not depend on `batch_stats`. The building block of
-    standing statistics (`gan_jax.sampling.standing_batch_stats`).
+    standing statistics (`gan_jax.core.sampling.standing_batch_stats`).
 
     Args:
       params: generator parameters (`GANState.g_params` or `.ema_params`).
@@ -273,12 +273,10 @@ class GAN:
 
 def initial_extras(train_config: Any) -> dict[str, jax.Array]:
   """`GANState.extras` at step 0 for a config's `train` block: the state entries of each
-  penalty that is on (`gan_jax.penalties.Penalty.state`, float32 scalars 0), e.g. the LeCam
+  penalty that is on (`gan_jax.core.penalties.Penalty.state`, float32 scalars 0), e.g. the LeCam
   EMAs when `lecam_weight > 0`; {} when none keeps state."""
   return {
-    key: jnp.zeros((), jnp.float32)
-    for p in penalties.active(train_config)
-    for key in p.state
+    key: jnp.zeros((), jnp.float32) for p in penalties.active(train_config) for key in p.state
   }
 
 
@@ -309,7 +307,7 @@ def image_shape_of(config: Any) -> tuple[int, int, int]:
 def create_state(config: Any) -> tuple[GAN, GANState]:
   """Builds G, D and their optimizers from a config and initialises the training state.
 
-  The state is created on the default device, unsharded; `gan_jax.sharding.replicate`
+  The state is created on the default device, unsharded; `gan_jax.core.sharding.replicate`
   places it on a mesh. Same config and seed give bitwise-identical states.
 
   Args:

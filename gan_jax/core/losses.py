@@ -118,8 +118,8 @@ def d_wasserstein_loss(real_logits: Array, fake_logits: Array) -> Array:
   `L_D = E_z[f(G(z))] - E_x[f(x)] = mean(fake_logits) - mean(real_logits)`: the critic `f`
   maximises `E_x[f(x)] - E_z[f(G(z))]`, which estimates the Wasserstein-1 distance only if
   `f` is 1-Lipschitz. The loss is unbounded below without a Lipschitz constraint, so it must
-  be paired with one: weight clipping (`gan_jax.regularizers.clip_weights`, the paper's), a
-  gradient penalty (`gan_jax.regularizers.gradient_penalty`, Gulrajani et al. 2017) or
+  be paired with one: weight clipping (`gan_jax.core.regularizers.clip_weights`, the paper's), a
+  gradient penalty (`gan_jax.core.regularizers.gradient_penalty`, Gulrajani et al. 2017) or
   spectral normalisation (Miyato et al. 2018). The critic outputs unbounded scores, not
   logits of a probability.
 

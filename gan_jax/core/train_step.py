@@ -5,9 +5,9 @@ discriminator updates, then one generator update (Goodfellow et al. 2014, Algori
 `make_train_step_from_config(gan, config)` builds the same from a run config. The step is a
 composition of module-level pure functions (`train_step(spec, ...)` with the settings in a
 `StepSpec`): the keys (`step_keys`), the real batch (`real_batch`), the latents and G's
-labels, `d_update` on `gan_jax.objectives.d_objective`, G's update on
+labels, `d_update` on `gan_jax.core.objectives.d_objective`, G's update on
 `objectives.g_objective` (or `g_adversarial` with `reuse_fakes`), `ema_update` and
-`step_metrics`. What D and G minimise lives in `gan_jax.objectives`.
+`step_metrics`. What D and G minimise lives in `gan_jax.core.objectives`.
 `jit_train_step` compiles it once for a mesh with a 'data' axis: the batch is sharded along
 its batch dimension, the state is replicated and donated. Under `jax.jit` with sharded
 inputs XLA inserts the gradient all-reduce and synchronises BatchNorm statistics over the
@@ -20,7 +20,7 @@ so the latents are those of the unconditional step), D judges real images with t
 and generated ones with the labels they were made for, and with an AC-GAN discriminator
 (Odena et al. 2017) D's loss adds `aux_weight * (CE(real) + CE(fake))` and G's loss
 `aux_weight * CE(fake)`, the cross-entropies of D's class predictions
-(`gan_jax.losses.class_cross_entropy`). Penalties see the same labels: GP and R1 the real
+(`gan_jax.core.losses.class_cross_entropy`). Penalties see the same labels: GP and R1 the real
 images' labels (WGAN-GP interpolates are judged as the real image's class, as in
 StudioGAN), R2 the generated images'. Unconditional GANs run exactly the step they always
 did.
@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from gan_jax import objectives, penalties, regularizers
-from gan_jax.losses import GANLoss, get_loss
-from gan_jax.objectives import DOutputs, GOutputs, Stabilizers
-from gan_jax.sharding import batch_sharding, replicated
-from gan_jax.state import GAN, GANState, make_optimizers
+from gan_jax.core import objectives, penalties, regularizers
+from gan_jax.core.losses import GANLoss, get_loss
+from gan_jax.core.objectives import DOutputs, GOutputs, Stabilizers
+from gan_jax.core.sharding import batch_sharding, replicated
+from gan_jax.core.state import GAN, GANState, make_optimizers
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -61,7 +61,7 @@ METRIC_NAMES = (
 )
 
 # Continuous hyperparameters that `train_step(state, batch, hparams)` takes as (traced) inputs,
-# so that replicas of one vmapped step can each have their own (gan_jax.replicas).
+# so that replicas of one vmapped step can each have their own (gan_jax.training.replicas).
 HPARAM_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2', *penalties.REPLICA_WEIGHT_FIELDS)
 
 # Folded into the step's key for the stabilizers' randomness, so that turning them on leaves
@@ -211,7 +211,7 @@ def check_extras(stabilizers: Stabilizers, extras: dict[str, jax.Array]) -> None
   if stabilizers.lecam_weight and set(extras) != {'lecam_ema_real', 'lecam_ema_fake'}:
     raise ValueError(
       'train.lecam_weight > 0 needs the LeCam EMAs in state.extras: build the state with '
-      'the same config (gan_jax.state.create_state).'
+      'the same config (gan_jax.core.state.create_state).'
     )
 
 
@@ -363,8 +363,8 @@ def make_train_step(
   only on the state and the batch: same config + same seed = same bits.
 
   Args:
-    gan: static G/D definitions and optimizers (from `gan_jax.state.create_state`).
-    loss: the adversarial loss pair (`gan_jax.losses.get_loss`).
+    gan: static G/D definitions and optimizers (from `gan_jax.core.state.create_state`).
+    loss: the adversarial loss pair (`gan_jax.core.losses.get_loss`).
     n_critic: discriminator updates per generator update (1 for DCGAN, 5 for WGAN), >= 1.
     ema_decay: decay of the generator EMA in [0, 1); 0 keeps `ema_params == g_params`.
     mesh: the mesh the step will run on (`jit_train_step`'s). When given, the latent batch
@@ -387,7 +387,7 @@ def make_train_step(
     `b2` (all four together: Adam is rebuilt from them, same state structure) and the
     penalty weights `gp_weight`, `r1_weight`, `r2_weight` (a penalty is computed only if its
     weight in `stabilizers` is non-zero; the value here then multiplies it, 0 included).
-    `gan_jax.replicas` vmaps over them to give each replica its own. `batch['image']` is float32
+    `gan_jax.training.replicas` vmaps over them to give each replica its own. `batch['image']` is float32
     `[n_critic, B, H, W, C]` in [-1, 1] (one real batch per D update; `[B, H, W, C]` is
     accepted when n_critic == 1); a conditional GAN also needs `batch['label']`, int32
     `[n_critic, B]` (or `[B]`) in [0, K). Metrics are float32 scalars:
@@ -436,11 +436,11 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
   The loss is `get_loss(config.train.loss)`; `n_critic`, `ema_decay`, `aux_weight` (1 if
   absent) and `reuse_fakes` (False if absent) are the `train` fields of those names, and
   the stabilizers are `Stabilizers.from_config(config.train)`. For K replicas in one step
-  pass `gan_jax.replicas.shared_step_config(configs)`, whose penalty weights are the
+  pass `gan_jax.training.replicas.shared_step_config(configs)`, whose penalty weights are the
   replicas' largest.
 
   Args:
-    gan: static G/D definitions and optimizers (`gan_jax.state.create_state`).
+    gan: static G/D definitions and optimizers (`gan_jax.core.state.create_state`).
     config: a validated run config (`gan_jax.config.validate`).
     mesh: as in `make_train_step`.
 
@@ -448,7 +448,7 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
     The unjitted `train_step(state, batch, hparams=None)` of `make_train_step`.
 
   Raises:
-    ValueError: as `make_train_step` and `gan_jax.losses.get_loss` do.
+    ValueError: as `make_train_step` and `gan_jax.core.losses.get_loss` do.
   """
   t = config.train
   return make_train_step(

@@ -1,7 +1,7 @@
 """What K independent GANs in one compiled program need beyond one GAN: stacked states,
 replica configs, the replicated step, and restoring K folders together.
 
-The training loop is the ordinary one (`gan_jax.train`): `gan_jax.train.train_replicas(configs,
+The training loop is the ordinary one (`gan_jax.training.train`): `gan_jax.training.train.train_replicas(configs,
 workdirs)` trains K runs whose configs differ only in `seed` and in
 continuous hyperparameters (`gan_jax.config.REPLICA_FIELDS`: learning rates, Adam betas,
 penalty weights, which enter the step as traced `[K]` inputs) with one jitted step over a
@@ -43,13 +43,13 @@ import ml_collections
 import numpy as np
 
 from gan_jax import config as config_lib
-from gan_jax import penalties
-from gan_jax import run_setup
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.core import penalties
+from gan_jax.training import run_setup
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError
-from gan_jax.sharding import batch_sharding, replicated
-from gan_jax.state import GANState
-from gan_jax.train_step import HPARAM_FIELDS, TrainStep
+from gan_jax.core.sharding import batch_sharding, replicated
+from gan_jax.core.state import GANState
+from gan_jax.core.train_step import HPARAM_FIELDS, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def make_replicated_train_step(train_step: TrainStep, impl: str = 'vmap') -> Tra
   """One step of K replicas: `jax.vmap` of a train step, or K copies of it in one program.
 
   Args:
-    train_step: from `gan_jax.train_step.make_train_step` (built with `mesh=None`).
+    train_step: from `gan_jax.core.train_step.make_train_step` (built with `mesh=None`).
     impl: 'vmap' (batch the K replicas into one computation: one set of kernels, each K
       times wider; convolutions become grouped convolutions) or 'unroll' (trace the step K
       times on replica i's slices and stack the results: K ordinary computations that XLA

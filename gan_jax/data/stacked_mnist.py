@@ -44,8 +44,8 @@ MNIST 'test'.
 Typical use::
 
     images, modes, digits = stacked_mnist_arrays('train[:26000]', data_dir='../shared/tfds')
-    # or, anywhere a TFDS name is accepted (gan_jax.data hooks the name 'stacked_mnist'):
-    ds = gan_jax.data.build_eval_dataset('stacked_mnist', 'test', data_dir='../shared/tfds',
+    # or, anywhere a TFDS name is accepted (gan_jax.data.pipeline hooks the name 'stacked_mnist'):
+    ds = gan_jax.data.pipeline.build_eval_dataset('stacked_mnist', 'test', data_dir='../shared/tfds',
                                          image_size=28, channels=3, batch_size=256)
 """
 
@@ -60,7 +60,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gan_jax import tfds_images
+from gan_jax.data import tfds_images
 from gan_jax.errors import ConfigError
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
   'stacked_mnist_dataset',
 ]
 
-NAME = 'stacked_mnist'  # The dataset name gan_jax.data accepts in place of a TFDS name.
+NAME = 'stacked_mnist'  # The dataset name gan_jax.data.pipeline accepts in place of a TFDS name.
 NUM_MODES = 1000  # 10 ** 3 digit triples.
 BLOCK_SIZE = 1000  # Each block of this many consecutive examples holds every mode once.
 IMAGE_SHAPE = (28, 28, 3)
@@ -232,7 +232,7 @@ def stacked_mnist_arrays(
     ValueError: (``ConfigError``) an unknown split name or out-of-range slice; a
       ``num_examples`` that is not a positive multiple of 1,000; a negative or non-integer
       ``seed``.
-    gan_jax.data.DatasetNotFoundError: ``mnist`` is not prepared in ``data_dir`` (and
+    gan_jax.data.pipeline.DatasetNotFoundError: ``mnist`` is not prepared in ``data_dir`` (and
       ``download`` is False).
   """
   plans = _plan(split, data_dir, num_examples, seed, download)
@@ -252,7 +252,7 @@ def stacked_mnist_dataset(
 ) -> tuple[tf.data.Dataset, int]:
   """Stacked MNIST as an in-order ``tf.data.Dataset`` of raw uint8 examples, and its length.
 
-  This is what ``gan_jax.data`` uses for the name 'stacked_mnist' (with the default
+  This is what ``gan_jax.data.pipeline`` uses for the name 'stacked_mnist' (with the default
   ``num_examples`` and ``seed=0``), before its usual resizing, channel conversion and
   scaling. Images are gathered lazily from the MNIST arrays (held once in memory), so the
   dataset costs no more memory than MNIST itself until it is cached.
@@ -296,7 +296,7 @@ def check_source(*, data_dir: str | None, download: bool = False, field: str = '
     field: the config field that named 'stacked_mnist', for the message.
 
   Raises:
-    gan_jax.data.DatasetNotFoundError: 'mnist' is not prepared in the data dir.
+    gan_jax.data.pipeline.DatasetNotFoundError: 'mnist' is not prepared in the data dir.
   """
   searched = tfds_images.searched_dir(tfds_images.resolve_data_dir(data_dir))
   tfds_images.prepared_builder(_SOURCE, 'train', searched, download, (field, ''))
@@ -306,7 +306,7 @@ def raw_images(
   split: str, *, data_dir: str | None, image_size: int, channels: int, download: bool = False
 ) -> tuple[tf.data.Dataset, int]:
   """`stacked_mnist_dataset` (default length, seed 0) resized and channel-converted as every
-  gan_jax dataset is (`gan_jax.tfds_images.preprocess`): what the name 'stacked_mnist' gives.
+  gan_jax dataset is (`gan_jax.data.tfds_images.preprocess`): what the name 'stacked_mnist' gives.
 
   Returns:
     `(ds, n)`: `ds` yields `{'image': uint8 or float32 [image_size, image_size, channels] in

@@ -1,7 +1,7 @@
 """Images from a prepared TFDS build: where the data is, checked builders, and the decoding,
 resizing and channel conversion every gan_jax dataset goes through.
 
-The layer under `gan_jax.data` (batches, sharding, prefetch) and `gan_jax.stacked_mnist`
+The layer under `gan_jax.data.pipeline` (batches, sharding, prefetch) and `gan_jax.data.stacked_mnist`
 (built from TFDS 'mnist'): both read TFDS through this module, so neither imports the other.
 TensorFlow is only a host-side input library here: `keep_tensorflow_on_cpu` keeps it off
 accelerators so it never reserves GPU memory that JAX needs.
@@ -181,7 +181,7 @@ def prepared_builder(
   if 'image' not in builder.info.features:
     raise ConfigError(
       f"TFDS dataset '{name}' has no 'image' feature (features: "
-      f'{sorted(builder.info.features.keys())}); gan_jax.data only reads image datasets.'
+      f'{sorted(builder.info.features.keys())}); gan_jax.data.pipeline only reads image datasets.'
     )
   return builder
 
@@ -195,7 +195,7 @@ def split_size(
   fields: tuple[str, str] = ('data.name', 'data.split'),
 ) -> int:
   """The number of examples of `split` of TFDS dataset `name`, from its metadata (no image
-  is read): the data-source registry's check for TFDS names (`gan_jax.data_sources`).
+  is read): the data-source registry's check for TFDS names (`gan_jax.data.sources`).
 
   Args:
     name: a TFDS dataset name.
@@ -358,7 +358,7 @@ def load_tfds_images(
   channels: int,
   download: bool = False,
 ) -> tf.data.Dataset:
-  """`raw_tfds_images` scaled to [-1, 1]: what `gan_jax.data.load_images` gives for a TFDS name.
+  """`raw_tfds_images` scaled to [-1, 1]: what `gan_jax.data.pipeline.load_images` gives for a TFDS name.
 
   Returns:
     A `tf.data.Dataset` of `{'image': float32 [H, W, C] in [-1, 1], 'label': int32 []}` in

@@ -1,6 +1,6 @@
 """The periodic actions of a training loop, each owning one output of a run folder.
 
-Used by the training loop (`gan_jax.train`), one of each per run folder (K of them for K
+Used by the training loop (`gan_jax.training.train`), one of each per run folder (K of them for K
 replicas in one program):
 
 - `ScalarLog`: per-step metrics, checked for NaN/Inf, to TensorBoard and metrics.jsonl;
@@ -22,12 +22,12 @@ from typing import Any
 
 import jax
 
-from gan_jax import distributed
-from gan_jax import sampling
-from gan_jax.checkpoint import Checkpointer
+from gan_jax.training import distributed
+from gan_jax.core import sampling
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import NonFiniteError
-from gan_jax.state import GAN, GANState
-from gan_jax.train_step import METRIC_NAMES
+from gan_jax.core.state import GAN, GANState
+from gan_jax.core.train_step import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Input pipeline: TFDS images -> [-1, 1] float batches -> sharded global jax.Arrays.
 
 Every `data.name` is read through its entry in the data-source registry
-(`gan_jax.data_sources`: TFDS, 'stacked_mnist', 'folder:/path'); this module does the rest.
+(`gan_jax.data.sources`: TFDS, 'stacked_mnist', 'folder:/path'); this module does the rest.
 
 The train stream is a pure function of (dataset, split, seed, batch_size, n_critic): the
 global batch consumed by train step ``k`` is the same in every run, in every Python process
@@ -21,7 +21,7 @@ Typical use::
         state, metrics = train_step(state, batch)
 
 TensorFlow is only a host-side input library here: it is kept off accelerators (see
-``gan_jax.tfds_images.keep_tensorflow_on_cpu``) so it never reserves GPU memory that JAX needs.
+``gan_jax.data.tfds_images.keep_tensorflow_on_cpu``) so it never reserves GPU memory that JAX needs.
 """
 
 from __future__ import annotations
@@ -37,19 +37,21 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from gan_jax.sharding import batch_sharding  # re-exported: the train batch's sharding
+from gan_jax.core.sharding import batch_sharding  # re-exported: the train batch's sharding
 from gan_jax.errors import ConfigError
+
 # Which code reads a data.name (TFDS, 'stacked_mnist', 'folder:/path'): its registry entry.
-from gan_jax.data_sources import source_for
-# Reading TFDS builds (gan_jax.tfds_images, which stacked_mnist uses too); the first three are
+from gan_jax.data.sources import source_for
+
+# Reading TFDS builds (gan_jax.data.tfds_images, which stacked_mnist uses too); the first three are
 # re-exported, the rest keep the private names this module has always used for them.
-from gan_jax.tfds_images import DatasetNotFoundError, resolve_data_dir
-from gan_jax.tfds_images import prepared_datasets  # noqa: F401
-from gan_jax.tfds_images import deterministic_options as _options
-from gan_jax.tfds_images import keep_tensorflow_on_cpu as _keep_tensorflow_on_cpu
-from gan_jax.tfds_images import preprocess as _preprocess  # noqa: F401  (tests use it)
-from gan_jax.tfds_images import scale as _scale
-from gan_jax.tfds_images import validate_image_args as _validate_image_args
+from gan_jax.data.tfds_images import DatasetNotFoundError, resolve_data_dir
+from gan_jax.data.tfds_images import prepared_datasets  # noqa: F401
+from gan_jax.data.tfds_images import deterministic_options as _options
+from gan_jax.data.tfds_images import keep_tensorflow_on_cpu as _keep_tensorflow_on_cpu
+from gan_jax.data.tfds_images import preprocess as _preprocess  # noqa: F401  (tests use it)
+from gan_jax.data.tfds_images import scale as _scale
+from gan_jax.data.tfds_images import validate_image_args as _validate_image_args
 
 __all__ = [
   'DatasetNotFoundError',
@@ -64,6 +66,7 @@ __all__ = [
   'resolve_data_dir',
 ]
 
+
 def check_dataset(
   name: str,
   split: str,
@@ -75,9 +78,9 @@ def check_dataset(
   """Checks, without reading any image, that `split` of dataset `name` can be read.
 
   The cheap first thing a run does, so a wrong name, split or data dir fails in one line
-  before any model is built or file written (`gan_jax.run_setup.preflight`).
+  before any model is built or file written (`gan_jax.training.run_setup.preflight`).
 
-  Asks the name's data source (`gan_jax.data_sources.source_for(name).num_examples`).
+  Asks the name's data source (`gan_jax.data.sources.source_for(name).num_examples`).
 
   Args:
     name: a TFDS dataset name, 'stacked_mnist' (built from TFDS 'mnist') or 'folder:/path'.
@@ -109,8 +112,8 @@ def label_classes(
   folder's class subfolders).
 
   Reads no example. A class-conditional run (`model.num_classes > 0`) checks this before it
-  builds anything (`gan_jax.run_setup.preflight`). Asks the name's data source
-  (`gan_jax.data_sources.source_for(name).num_classes`).
+  builds anything (`gan_jax.training.run_setup.preflight`). Asks the name's data source
+  (`gan_jax.data.sources.source_for(name).num_classes`).
 
   Args:
     name: a TFDS dataset name, 'stacked_mnist' (labels are its 1,000 modes) or
@@ -140,7 +143,7 @@ def _raw_images(
   download: bool,
 ) -> tuple[tf.data.Dataset, int]:
   """Decoded, resized, channel-converted images in [0, 255] and their count (no scaling),
-  from the name's data source (`gan_jax.data_sources`: TFDS, Stacked MNIST, a folder)."""
+  from the name's data source (`gan_jax.data.sources`: TFDS, Stacked MNIST, a folder)."""
   _keep_tensorflow_on_cpu()
   _validate_image_args(image_size, channels)
   return source_for(name).load(
@@ -169,9 +172,9 @@ def load_images(
   Args:
     name: TFDS dataset name with an ``'image'`` feature (``'label'`` optional),
       e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10_jpeg'``; or ``'stacked_mnist'``
-      (``gan_jax.stacked_mnist``, built from ``'mnist'``; its split slices the stacked
+      (``gan_jax.data.stacked_mnist``, built from ``'mnist'``; its split slices the stacked
       examples, label = mode in [0, 1000)); or ``'folder:/path'``, a folder or .zip of
-      images (``gan_jax.image_folder``; labels from its class subfolders, split 'train').
+      images (``gan_jax.data.image_folder``; labels from its class subfolders, split 'train').
     split: TFDS split string, slicing allowed: ``'train'``, ``'test[:512]'``,
       ``'train[:90%]'``.
     data_dir: TFDS data directory, or None (environment / TFDS default).

@@ -4,8 +4,8 @@ One run can span several processes, each driving its own devices: the hosts of a
 slice, the nodes of a GPU cluster, or a few processes on one machine (CPU devices talking
 over gloo, as the tests do). Every process runs the same command. Once `initialize` has
 connected them, `jax.devices()` lists every process's devices, the ('data',) mesh of
-`gan_jax.sharding.make_mesh` spans them all, and each process feeds its own rows of every
-global batch (`gan_jax.data.process_rows`); the global batches, and so the training, do not
+`gan_jax.core.sharding.make_mesh` spans them all, and each process feeds its own rows of every
+global batch (`gan_jax.data.pipeline.process_rows`); the global batches, and so the training, do not
 depend on the number of processes. Process 0 writes the run's files (config.json, the logs,
 sample grids, summary); Orbax writes the checkpoints, which restore on any process count.
 
@@ -227,7 +227,7 @@ def initialize(
   except RuntimeError as err:
     if 'must be called before' in str(err):
       raise RuntimeError(
-        'gan_jax.distributed.initialize must run before anything starts a JAX backend '
+        'gan_jax.training.distributed.initialize must run before anything starts a JAX backend '
         '(jax.devices(), an array, a jit call) in this process.'
       ) from err
     reason = ' '.join(str(err).split())[:200]

@@ -1,13 +1,13 @@
 """The discriminator's and the generator's objectives of one GAN train step, as pure functions.
 
-`gan_jax.train_step` composes them into the step (the updates, the EMA, the jit); here is
+`gan_jax.core.train_step` composes them into the step (the updates, the EMA, the jit); here is
 what each player minimises, with every setting an explicit argument:
 
   * `d_input`: what D sees of a batch, DiffAugment (Zhao et al. 2020) then instance noise
     (Sonderby et al. 2017), the same for real and generated images, in the D and G steps.
-  * `d_objective`: D's loss, the adversarial loss (`gan_jax.losses`, label-smoothed by
+  * `d_objective`: D's loss, the adversarial loss (`gan_jax.core.losses`, label-smoothed by
     `discriminator_loss` if asked) + the active penalties (`d_penalty`: GP, R1, R2 of
-    `gan_jax.penalties`; `lecam_term`: LeCam, whose EMAs live in `state.extras`) + the
+    `gan_jax.core.penalties`; `lecam_term`: LeCam, whose EMAs live in `state.extras`) + the
     weighted AC-GAN class loss (Odena et al. 2017).
   * `g_adversarial` (G's loss as a function of its images) and `g_objective` (the same as a
     function of G's parameters): the adversarial loss, with D on a real batch as well when
@@ -25,10 +25,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gan_jax import penalties, regularizers
-from gan_jax.augment import diff_augment
-from gan_jax.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
-from gan_jax.state import GAN
+from gan_jax.core import penalties, regularizers
+from gan_jax.core.augment import diff_augment
+from gan_jax.core.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
+from gan_jax.core.state import GAN
 
 Array = jax.Array
 PyTree = Any
@@ -78,7 +78,7 @@ class Stabilizers:
 
   @property
   def penalised(self) -> bool:
-    """Whether any penalty of `gan_jax.penalties.PENALTIES` is on (weight > 0)."""
+    """Whether any penalty of `gan_jax.core.penalties.PENALTIES` is on (weight > 0)."""
     return any(getattr(self, p.field) for p in penalties.PENALTIES.values())
 
 
@@ -118,7 +118,7 @@ class GOutputs(NamedTuple):
 
 def discriminator_loss(loss: GANLoss, stabilizers: Stabilizers) -> Callable[[Array, Array], Array]:
   """D's adversarial loss `d(real_logits, fake_logits)`: `loss.d`, or with one-sided label
-  smoothing (`gan_jax.losses.smoothed_d_minimax_loss`) when `stabilizers.label_smoothing`.
+  smoothing (`gan_jax.core.losses.smoothed_d_minimax_loss`) when `stabilizers.label_smoothing`.
 
   Raises:
     ValueError: label smoothing asked of a loss that is not a cross-entropy

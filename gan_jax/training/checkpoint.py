@@ -24,10 +24,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gan_jax import distributed
+from gan_jax.training import distributed
 from gan_jax.errors import CheckpointWriteError, UnreadableCheckpointError
-from gan_jax.sharding import make_mesh, replicate
-from gan_jax.state import GAN, GANState, create_state
+from gan_jax.core.sharding import make_mesh, replicate
+from gan_jax.core.state import GAN, GANState, create_state
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def load_run(
 
   Returns:
     (config, gan, state): the run's config, its G/D definitions, and the checkpointed state
-    replicated on the current devices, ready for `gan_jax.sampling.sample(gan, state, z)`.
+    replicated on the current devices, ready for `gan_jax.core.sampling.sample(gan, state, z)`.
 
   Raises:
     FileNotFoundError: if workdir, its config.json or the checkpoint is missing.

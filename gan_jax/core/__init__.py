@@ -1,0 +1,14 @@
+"""The GAN itself, in pure JAX: the state pytree, the ingredients and the train step.
+
+  state        `GANState` pytree, `GAN` (G and D as pure functions), `create_state`
+  losses       adversarial losses on logits (the `LOSSES` registry of `GANLoss` entries)
+  penalties    the registry of D penalties (GP, R1, R2, LeCam): fields, constraints, state
+  regularizers the penalties' functions, and WGAN weight clipping
+  augment      DiffAugment
+  sharding     device mesh and shardings
+  objectives   what D and G minimise: D input, adversarial loss + penalties + class loss
+  train_step   the jitted, data-parallel train step (D updates, then G, then EMA)
+  sampling     sampling and image grids
+
+Depends on `gan_jax.models` and `gan_jax.errors` only.
+"""

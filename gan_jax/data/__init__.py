@@ -1,0 +1,8 @@
+"""Data sources and the input pipeline: real images as seeded, resumable batches.
+
+sources        the registry of data sources (TFDS by name, stacked_mnist, folder:)
+tfds_images    reading a prepared TFDS build (data dir, checked builder, decode, resize)
+stacked_mnist  Stacked MNIST (1,000 modes) built deterministically from TFDS mnist
+image_folder   a folder or .zip of your own images (`data.name='folder:/path'`)
+pipeline       batches from a source: shuffling, n_critic groups, sharding, prefetch
+"""
