@@ -9,7 +9,7 @@ with Projection Discriminator"); the ten classes are T-shirt/top, trouser, pullo
 coat, sandal, shirt, sneaker, bag, ankle boot. `--config.model.g_conditioning=concat` and
 `--config.model.d_conditioning=concat|acgan` give Mirza & Osindero 2014's concatenation and
 AC-GAN (Odena et al. 2017) instead. Evaluate per class with
-`python experiments/eval_conditional.py --workdir runs/fashion_mnist_cdcgan`.
+`python scripts/eval_conditional.py --workdir runs/fashion_mnist_cdcgan`.
 
 Offline: `export TFDS_DATA_DIR=../shared/tfds` first. Tiny variant for tests:
 `--config experiments/fashion_mnist_cdcgan.py:tiny`.

@@ -19,7 +19,7 @@ al. 2017, weighted by train.aux_weight).
 
 Per-class accuracy of the LeNet classifier and per-class FID (LeNet) of the trained run:
 
-    python experiments/eval_conditional.py --workdir runs/mnist_cdcgan
+    python scripts/eval_conditional.py --workdir runs/mnist_cdcgan
 
 Offline: `export TFDS_DATA_DIR=../shared/tfds` first. Tiny variant for tests:
 `--config experiments/mnist_cdcgan.py:tiny`.

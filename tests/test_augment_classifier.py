@@ -1,4 +1,4 @@
-"""experiments/augment_classifier.py on real MNIST: a tiny end-to-end run."""
+"""scripts/augment_classifier.py on real MNIST: a tiny end-to-end run."""
 
 import importlib.util
 import json
@@ -11,7 +11,7 @@ from conftest import REPO, TFDS_DIR
 @pytest.fixture(scope='module')
 def augment():
   spec = importlib.util.spec_from_file_location(
-    '_augment_classifier', REPO / 'experiments' / 'augment_classifier.py'
+    '_augment_classifier', REPO / 'scripts' / 'augment_classifier.py'
   )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -455,7 +455,7 @@ def test_edit_cli_on_a_conditional_run_needs_and_uses_the_label(mnist_run, tmp_p
 
 def test_eval_conditional_reports_accuracy_and_fid_per_class(mnist_run, tmp_path, capsys):
   _, workdir, _ = mnist_run
-  script = runpy.run_path(str(REPO / 'experiments' / 'eval_conditional.py'))
+  script = runpy.run_path(str(REPO / 'scripts' / 'eval_conditional.py'))
   out = str(tmp_path / 'eval.json')
   argv = ['--workdir', workdir, '--num-per-class', '130', '--classes', '0,1']
   assert script['main']([*argv, '--split', 'train[:2000]', '--out', out]) == 0

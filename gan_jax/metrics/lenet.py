@@ -116,7 +116,7 @@ WEIGHTS: dict[str, LeNetWeights] = {
     sha256='6189f2a95d615832e04d44a2f64b7fab66b44416f8cef0c05d345222c778f7c9',
     test_accuracy=0.9941,
     command=(
-      'python experiments/train_classifier.py --dataset mnist --epochs 12 --seed 0 '
+      'python scripts/train_classifier.py --dataset mnist --epochs 12 --seed 0 '
       '--out gan_jax/metrics/weights/lenet_mnist.msgpack --data_dir ../shared/tfds'
     ),
   ),
@@ -125,7 +125,7 @@ WEIGHTS: dict[str, LeNetWeights] = {
     sha256='bddd70c994ab2da2f4b3fa20a4e5bcb52099c1d794a1005251a67109874be631',
     test_accuracy=0.9172,
     command=(
-      'python experiments/train_classifier.py --dataset fashion_mnist --epochs 20 --seed 0 '
+      'python scripts/train_classifier.py --dataset fashion_mnist --epochs 20 --seed 0 '
       '--out gan_jax/metrics/weights/lenet_fashion_mnist.msgpack --data_dir ../shared/tfds'
     ),
   ),

@@ -12,7 +12,7 @@ each seed s (`--seeds`, default 0, 1, 2):
    a finished one is reused when the command is run again, as is a finished cell's row of
    results, `row.json`, when the settings are the same).
 3. Its EMA generator makes `--per-class` samples of every class (default 500).
-4. The same LeNet as FID (LeNet)'s (experiments/train_classifier.py: Adam 1e-3 cosine to 0,
+4. The same LeNet as FID (LeNet)'s (scripts/train_classifier.py: Adam 1e-3 cosine to 0,
    batch 128, dropout, +-2 px translations; flips for Fashion-MNIST) is trained from scratch,
    `--clf-steps` steps (default 2,000) with seed s, on
      * real: the labelled subset alone (the baseline);
@@ -34,8 +34,8 @@ information, only its own errors.
 
 Run from the repository root (offline: `export TFDS_DATA_DIR=../shared/tfds`):
 
-    python experiments/augment_classifier.py --out runs/augment                  # MNIST
-    python experiments/augment_classifier.py --out runs/augment \\
+    python scripts/augment_classifier.py --out runs/augment                  # MNIST
+    python scripts/augment_classifier.py --out runs/augment \\
         --config experiments/fashion_mnist_cdcgan.py --dataset fashion_mnist
 
 Budget on a 2-core CPU: 9 GANs of 3,000 steps (about 5 minutes each) and 27 classifiers of
@@ -72,7 +72,7 @@ TITLES = {
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--config', default=str(HERE / 'mnist_cdcgan.py'), help='Conditional GAN config.')
+  p.add_argument('--config', default=str(HERE.parent / 'experiments' / 'mnist_cdcgan.py'), help='Conditional GAN config.')
   p.add_argument('--dataset', default='mnist', choices=('mnist', 'fashion_mnist'))
   p.add_argument('--out', required=True, help='Output folder (runs and results).')
   p.add_argument('--fractions', default='1,5,10', help='Labelled % of the train split.')
@@ -251,7 +251,7 @@ def main(argv=None) -> dict:
   print('\n' + md)
   report = {
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-    'command': ' '.join(['experiments/augment_classifier.py', *(argv or sys.argv[1:])]),
+    'command': ' '.join(['scripts/augment_classifier.py', *(argv or sys.argv[1:])]),
     'args': {k: v for k, v in vars(args).items()},
     'results': results,
   }

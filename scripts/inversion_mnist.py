@@ -2,7 +2,7 @@
 
 Run it (from the repository root) on the README's main run (docs/results.md):
 
-    python experiments/inversion_mnist.py --workdir runs/mnist_dcgan --out inversion_mnist.png \
+    python scripts/inversion_mnist.py --workdir runs/mnist_dcgan --out inversion_mnist.png \
         [--num-images 100 --steps 300 --restarts 4 --data-dir ../shared/tfds]
 
 It inverts the first --num-images digits of the test split into the run's latent space with

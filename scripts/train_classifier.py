@@ -2,9 +2,9 @@
 
 The shipped weights were written, in the repository root, by:
 
-    python experiments/train_classifier.py --dataset mnist --epochs 12 --seed 0 \
+    python scripts/train_classifier.py --dataset mnist --epochs 12 --seed 0 \
         --out gan_jax/metrics/weights/lenet_mnist.msgpack --data_dir ../shared/tfds
-    python experiments/train_classifier.py --dataset fashion_mnist --epochs 20 --seed 0 \
+    python scripts/train_classifier.py --dataset fashion_mnist --epochs 20 --seed 0 \
         --out gan_jax/metrics/weights/lenet_fashion_mnist.msgpack --data_dir ../shared/tfds
 
 (about 10 and 17 minutes on 2 shared CPU cores; 12 and 20 epochs are also the defaults).

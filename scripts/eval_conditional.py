@@ -1,6 +1,6 @@
 """Per-class evaluation of a trained class-conditional GAN: classifier accuracy and FID (LeNet).
 
-    python experiments/eval_conditional.py --workdir runs/mnist_cdcgan \
+    python scripts/eval_conditional.py --workdir runs/mnist_cdcgan \
         [--num-per-class 1000] [--classes 0,1,2] [--split train] [--out results.json]
 
 For every requested class c the EMA generator (the raw one with --no-ema) makes N images of
