@@ -348,3 +348,33 @@ def test_overwrite_removes_only_what_gan_jax_wrote(tiny_config, tmp_path):
   (run / MANIFEST).unlink()
   train.train_and_evaluate(tiny_config, str(run), overwrite=True)
   assert (run / MANIFEST).exists() and (run / 'checkpoints' / 'model.pt').exists()
+
+
+def test_a_read_only_checkpoints_folder_is_found_before_training(
+  tiny_config, tmp_path, monkeypatch
+):
+  """Issue 17, item 9: a checkpoints/ that cannot be written is refused in one line before the
+  run builds anything or writes a file, not at the first save. (Tests run as root, for whom
+  chmod does not make a folder read-only, so the OS's EROFS is simulated for that folder.)"""
+  import errno  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  tiny_config.train.steps = 3
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file()}
+  real = tempfile.TemporaryFile
+
+  def read_only_checkpoints(*args, **kwargs):
+    if str(kwargs.get('dir', '')).endswith('checkpoints'):
+      raise OSError(errno.EROFS, 'Read-only file system')
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(tempfile, 'TemporaryFile', read_only_checkpoints)
+  tiny_config.train.steps = 6
+  with pytest.raises(
+    PermissionError,
+    match=r"^run folder '.*checkpoints' is not a writable folder \(Read-only file system\)",
+  ):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file()}
+  assert after == before  # nothing written or changed

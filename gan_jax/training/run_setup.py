@@ -130,21 +130,27 @@ def has_checkpoints(workdir: str) -> bool:
 
 
 def prepare_workdir(workdir: str) -> None:
-  """Creates `workdir` and proves it writable (a temporary file, removed at once).
+  """Creates `workdir` and proves it writable (a temporary file, removed at once), and so
+  each of its run subfolders that already exists (checkpoints/, best/, samples/), so that a
+  read-only one is found now rather than at the first save.
 
   A real write, not `os.access`, so read-only mounts are caught even when running as root.
 
   Raises:
     PermissionError: naming the folder and the reason, asking for another --workdir.
   """
+  folder = workdir
   try:
     os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
-      pass
+    for folder in [workdir, *(os.path.join(workdir, n) for n in _RUN_ENTRIES)]:
+      if folder == workdir or os.path.isdir(folder):
+        with tempfile.TemporaryFile(dir=folder):
+          pass
   except OSError as err:
+    what = 'workdir' if folder == workdir else 'run folder'
     raise PermissionError(
-      f'workdir {workdir!r} is not a writable folder ({err.strerror or err}); choose another '
-      '--workdir.'
+      f'{what} {folder!r} is not a writable folder ({err.strerror or err}); make it writable '
+      'or choose another --workdir.'
     ) from None
 
 
