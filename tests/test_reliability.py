@@ -59,6 +59,28 @@ if fsize_after >= 0:
     return step
   checkpoint.Checkpointer.save = save_then_cap
 
+kill_at = os.environ.get('KILL_AT', '')  # a boundary at the end of the run: SIGKILL there
+if kill_at == 'last_step':  # after the last step, before its checkpoint is written
+  save = checkpoint.Checkpointer.save
+  def die_before_last(self, state, **kwargs):
+    if int(state.step) == int(os.environ['TOTAL']):
+      os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, state, **kwargs)
+  checkpoint.Checkpointer.save = die_before_last
+elif kill_at == 'final_eval':  # inside the final evaluation, after the final checkpoint
+  from gan_jax.training import run_actions, train
+  evaluate = run_actions.evaluate_and_log
+  def die_in_final(evaluator, gan, state, step, *args, **kwargs):
+    if step == int(os.environ['TOTAL']):
+      os.kill(os.getpid(), signal.SIGKILL)
+    return evaluate(evaluator, gan, state, step, *args, **kwargs)
+  train.evaluate_and_log = die_in_final
+elif kill_at == 'summary':  # after everything but summary.json
+  from gan_jax.training import train
+  def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+  train._Training.write_summaries = die
+
 sys.exit(main.main(sys.argv[1:]))
 """
 
@@ -378,3 +400,41 @@ def test_a_read_only_checkpoints_folder_is_found_before_training(
     train.train_and_evaluate(tiny_config, str(tmp_path))
   after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file()}
   assert after == before  # nothing written or changed
+
+
+@pytest.mark.parametrize('boundary', ['last_step', 'final_checkpoint', 'final_eval', 'summary'])
+def test_a_run_killed_at_each_end_boundary_finishes_on_rerun(tiny_config, tmp_path, boundary):
+  """Issue 17, item 2: SIGKILL after the last step, during the final checkpoint's save,
+  during the final evaluation, and before summary.json; rerunning the same command finishes
+  the run: the final state equals an uninterrupted run's, every evaluation is logged once,
+  and summary.json records the finished run."""
+  workdir = tmp_path / 'run'
+  overrides = ['--config.eval_every=3', '--config.eval.metrics=fid']
+  env = {**os.environ, 'TOTAL': '6'}
+  if boundary == 'final_checkpoint':
+    env['CRASH_AT_SAVE'] = '6'
+  else:
+    env['KILL_AT'] = boundary
+  command = _command(workdir, tiny_config.data.data_dir, overrides)
+  proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  assert not (workdir / 'summary.json').exists()
+  proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['end_step'] == 6 and summary['stopped_by_signal'] is None
+  evals = [l['step'] for l in _lines(str(workdir)) if 'eval/fid_lenet' in l]
+  assert evals == [3, 6]  # each evaluation once, the final one included
+  with Checkpointer(str(workdir)) as ckpt:
+    assert ckpt.all_steps() == [3, 6]
+  assert not _tmp_folders(workdir)
+  # A second rerun finds the run finished and changes nothing.
+  before = (workdir / 'summary.json').read_text()
+  proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and (workdir / 'summary.json').read_text() == before
+  if boundary in ('last_step', 'final_checkpoint'):  # the last steps were redone: same bits
+    tiny_config.eval_every = 3
+    tiny_config.eval.metrics = 'fid'
+    reference = train.train_and_evaluate(tiny_config, str(tmp_path / 'reference'))
+    with Checkpointer(str(workdir)) as ckpt:
+      _assert_states_equal(ckpt.restore(reference), reference)
