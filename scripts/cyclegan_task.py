@@ -8,13 +8,19 @@ Each seed trains in OUT/seed_<s>/ with Orbax checkpoints every --checkpoint-ever
 (`gan_jax.training.checkpoint.Checkpointer`); rerunning the same command resumes every seed from its
 latest checkpoint and, because the state holds the histories and the RNG and the batches of
 step k depend only on (seed, k), ends with the same state as an uninterrupted run. A rerun
-with other model or training arguments for the same OUT is refused.
+with other model or training arguments for the same OUT is refused. Each seed folder is a
+translation run folder (`gan_jax.translation.run`: translation_run.json beside checkpoints/),
+which `gan-jax translate --workdir OUT/seed_<s>` reads.
 
 Writes --results (default OUT/results.json: per seed and averaged over seeds, for G: sneaker
 -> boot and F: boot -> sneaker, the translation accuracy, cycle-reconstruction L1 and FID
 (LeNet), each beside its baseline (`gan_jax.translation.metrics`), the last training losses,
 wall times, the arguments) and --grid (default OUT/grid.png: rows of input | translation |
 cycle reconstruction, first the held-out sneakers, then the boots, of the first seed).
+
+--tiny shrinks everything for tests and notebooks (seconds of CPU): 2 steps of batch 4 on 16
+training and 8 test images per domain, generators of width 4 with 1 residual block,
+PatchGANs of width 4, histories of 4 images; flags given explicitly still win.
 """
 
 from __future__ import annotations
@@ -45,10 +51,23 @@ TRAINING_ARGS = (
 )
 
 
+# --tiny: defaults of a run of seconds (explicit flags override them).
+TINY = dict(
+  steps=2, num_train=16, num_test=8, batch_size=4, width=4, blocks=1, d_width=4, history=4,
+  log_every=1,
+)  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--task', default='sneakers_boots', choices=['sneakers_boots'])
-  p.add_argument('--steps', type=int, required=True, help='train steps (one G + one D update)')
+  p.add_argument(
+    '--tiny', action='store_true', help='a few steps of a small model (tests, notebooks)'
+  )
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument('--tiny', action='store_true')
+  tiny = pre.parse_known_args(argv)[0].tiny
+  p.add_argument('--steps', type=int, required=not tiny, help='train steps (one G + one D update)')
   p.add_argument('--seeds', type=int, nargs='+', default=[0])
   p.add_argument('--out', required=True, help='run folder (one seed_<s> folder per seed)')
   p.add_argument('--results', default=None, help='results JSON (default OUT/results.json)')
@@ -68,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--hold-steps', type=int, default=None, help='default: half of --steps')
   p.add_argument('--checkpoint-every', type=int, default=200)
   p.add_argument('--log-every', type=int, default=50)
+  if tiny:
+    p.set_defaults(**TINY)
   args = p.parse_args(argv)
   if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1 or args.log_every < 1:
     p.error('--steps, --batch-size, --checkpoint-every and --log-every must be >= 1')
@@ -122,12 +143,14 @@ def train_seed(args: argparse.Namespace, task, seed: int) -> dict:
   from gan_jax.core.sharding import make_mesh, replicate
   from gan_jax.translation.cyclegan import create_cyclegan, make_train_step, translate_batches
   from gan_jax.translation.metrics import direction_scores
+  from gan_jax.translation.run import write_run_record
+  from gan_jax.translation.tasks import describe_unpaired
 
   folder = os.path.join(args.out, f'seed_{seed}')
   check_same_training(folder, args)
-  model, state = create_cyclegan(
-    task.image_size,
-    task.channels,
+  model_args = dict(
+    image_size=task.image_size,
+    a_channels=task.channels,
     seed=seed,
     width=args.width,
     num_blocks=args.blocks,
@@ -140,6 +163,9 @@ def train_seed(args: argparse.Namespace, task, seed: int) -> dict:
     hold_steps=args.hold_steps,
     decay_steps=args.steps - args.hold_steps,
   )
+  model, state = create_cyclegan(**model_args)
+  # For `gan-jax translate --workdir OUT/seed_<s>` (gan_jax.translation.run).
+  write_run_record(folder, 'cyclegan', describe_unpaired(task), model_args, seed=seed)
   mesh = make_mesh()
   state = replicate(state, mesh)
   t0 = time.time()

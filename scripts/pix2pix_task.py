@@ -5,10 +5,15 @@ it against the task's trivial baseline on held-out images.
       --out /tmp/p2p_inpaint
 
 Writes DIR/metrics.json (PSNR/SSIM of the model and of the baseline on the test images, the
-last training losses, wall time, the arguments) and DIR/grid.png (rows of input | output |
-target on the first test images). Images of the TFDS 'train' split train, images of 'test'
-are held out (`gan_jax.translation.tasks`). The model is evaluated deterministically (no
+last training losses, wall time, the arguments), DIR/grid.png (rows of input | output |
+target on the first test images), and the final state as a translation run folder
+(`gan_jax.translation.run`: DIR/translation_run.json and an Orbax checkpoint in
+DIR/checkpoints/<steps>/), which `gan-jax translate --workdir DIR` reads. Images of the TFDS
+'train' split train, images of 'test' are held out (`gan_jax.translation.tasks`). The model is evaluated deterministically (no
 dropout, BatchNorm running averages).
+
+--tiny shrinks everything for tests and notebooks (a few seconds of CPU): 3 steps of batch 8
+on 64 training and 16 test images, widths 8; flags given explicitly still win.
 """
 
 from __future__ import annotations
@@ -22,10 +27,20 @@ import time
 import numpy as np
 
 
+# --tiny: defaults of a few-second run (explicit flags override them).
+TINY = dict(steps=3, num_train=64, num_test=16, batch_size=8, g_width=8, d_width=8, log_every=1)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--task', required=True, choices=['colorize', 'superres', 'inpaint'])
-  p.add_argument('--steps', type=int, required=True, help='train steps (one D + one G update)')
+  p.add_argument(
+    '--tiny', action='store_true', help='a few steps of a small model (tests, notebooks)'
+  )
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument('--tiny', action='store_true')
+  tiny = pre.parse_known_args(argv)[0].tiny
+  p.add_argument('--steps', type=int, required=not tiny, help='train steps (one D + one G update)')
   p.add_argument('--out', required=True, help='output folder')
   p.add_argument(
     '--dataset', default=None, help="inpaint: mnist (default), fashion_mnist, cifar10_jpeg"
@@ -43,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--l1-weight', type=float, default=100.0)
   p.add_argument('--lr', type=float, default=2e-4)
   p.add_argument('--log-every', type=int, default=50)
+  if tiny:
+    p.set_defaults(**TINY)
   args = p.parse_args(argv)
   if args.steps < 0 or args.batch_size < 1:
     p.error('--steps must be >= 0 and --batch-size >= 1')
@@ -61,6 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     make_train_step,
     translate_batches,
   )
+  from gan_jax.translation.run import save_translation_run
   from gan_jax.translation.tasks import describe
 
   t0 = time.time()
@@ -74,10 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     hole=args.hole,
   )
   t_data = time.time() - t0
-  model, state = create_pix2pix(
-    task.image_size,
-    task.in_channels,
-    task.out_channels,
+  model_args = dict(
+    image_size=task.image_size,
+    in_channels=task.in_channels,
+    out_channels=task.out_channels,
     seed=args.seed,
     g_width=args.g_width,
     g_max_width=8 * args.g_width,
@@ -88,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     l1_weight=args.l1_weight,
     lr=args.lr,
   )
+  model, state = create_pix2pix(**model_args)
   step_fn = make_train_step(model)
   rng = np.random.default_rng([args.seed, 2])
   n = task.train_inputs.shape[0]
@@ -121,6 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     'backend': jax.default_backend(),
   }
   os.makedirs(args.out, exist_ok=True)
+  save_translation_run(
+    args.out, 'pix2pix', describe(task), model_args, state, seed=args.seed
+  )  # for `gan-jax translate`
   with open(os.path.join(args.out, 'metrics.json'), 'w') as f:
     json.dump(result, f, indent=2)
   k = min(8, outputs.shape[0])

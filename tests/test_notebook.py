@@ -233,3 +233,102 @@ def test_editing_notebook_runs_offline(tmp_path, monkeypatch):
   assert np.all(np.isfinite(strip)) and np.all(np.abs(strip) <= 1)
   # Strength 0 is the inverted latent itself: its image is the reconstruction.
   np.testing.assert_allclose(strip[:, 2], a['reconstructions'], atol=1e-4)
+
+
+# notebooks/translation.ipynb: pix2pix inpainting on MNIST, saved, then `gan-jax translate`.
+TRANSLATION_NOTEBOOK = REPO / 'notebooks' / 'translation.ipynb'
+TRANSLATION_STEPS = 2
+TRANSLATION_SHOW = 6  # NUM_SHOW of the notebook
+
+
+def test_translation_notebook_is_valid_and_has_no_outputs():
+  import nbformat  # pylint: disable=g-import-not-at-top
+
+  nb = nbformat.read(str(TRANSLATION_NOTEBOOK), as_version=4)
+  nbformat.validate(nb)
+  assert nb.metadata.kernelspec.name == 'python3'
+  dirty = [
+    i
+    for i, c in enumerate(nb.cells)
+    if c.cell_type == 'code' and (c.outputs or c.execution_count is not None)
+  ]
+  assert not dirty, f'clear the outputs of cells {dirty} before committing the notebook'
+  text = '\n'.join(c.source for c in nb.cells if c.cell_type == 'markdown')
+  assert 'Isola' in text and 'gan-jax translate' in text
+
+
+@pytest.mark.slow
+def test_translation_notebook_runs_offline(tmp_path, monkeypatch):
+  """Executes notebooks/translation.ipynb on its tiny sizes (2 train steps) and checks the run
+  folder it saves and the command's outputs against the restored generator."""
+  import nbformat  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # pylint: disable=g-import-not-at-top
+  from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
+
+  if not (TFDS_DIR / 'mnist').is_dir():
+    pytest.fail(f'offline TFDS data not found at {TFDS_DIR}: this test needs ../shared/tfds.')
+  try:
+    KernelSpecManager().get_kernel_spec('python3')
+  except NoSuchKernel:
+    pytest.fail(f'no "python3" Jupyter kernelspec: run `{sys.executable} -m ipykernel install '
+                '--sys-prefix`.')  # fmt: skip
+
+  workdir = tmp_path / 'run'
+  for name, value in {
+    'TRANSLATION_TINY': '1',
+    'TRANSLATION_STEPS': str(TRANSLATION_STEPS),
+    'TRANSLATION_WORKDIR': str(workdir),
+    'TFDS_DATA_DIR': str(TFDS_DIR),
+    'TF_CPP_MIN_LOG_LEVEL': '2',
+  }.items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv('MPLBACKEND', raising=False)
+
+  nb = nbformat.read(str(TRANSLATION_NOTEBOOK), as_version=4)
+  nb.cells.insert(0, nbformat.v4.new_code_cell(_PROBE))
+  client = NotebookClient(
+    nb, timeout=600, kernel_name='python3', allow_errors=False,
+    resources={'metadata': {'path': str(tmp_path)}},
+  )  # fmt: skip
+  client.execute()
+
+  outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+  assert not [o for o in outputs if o.output_type == 'error']
+  probe = ''.join(o.get('text', '') for o in nb.cells[0].outputs).strip()
+  assert Path(probe).resolve() == Path(sys.prefix).resolve(), probe
+  text = '\n'.join(o.get('text', '') for o in outputs if o.output_type == 'stream')
+  assert f'TINY=True STEPS={TRANSLATION_STEPS}' in text, text
+  assert f'loaded a pix2pix inpaint run at step {TRANSLATION_STEPS}' in text, text
+  assert f'translated {TRANSLATION_SHOW} image(s)' in text, text
+  images = [
+    o
+    for o in outputs
+    if o.output_type in ('display_data', 'execute_result') and 'image/png' in o.get('data', {})
+  ]
+  assert images, 'the input | output | target figure is missing'
+
+  # The run folder: record and checkpoint; the command's PNGs equal G applied directly.
+  record = json.loads((workdir / 'translation_run.json').read_text())
+  assert record['kind'] == 'pix2pix' and record['task']['task'] == 'inpaint'
+  assert (workdir / 'checkpoints' / str(TRANSLATION_STEPS)).is_dir()
+  names = sorted(p.name for p in (workdir / 'outputs').iterdir())
+  assert names == [f'digit_{i}.png' for i in range(TRANSLATION_SHOW)]
+  from gan_jax.core.sampling import to_uint8  # pylint: disable=g-import-not-at-top
+  from gan_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from gan_jax.translation import create_pix2pix, translate_batches  # pylint: disable=g-import-not-at-top
+
+  model, state = create_pix2pix(28, 2, 1, g_width=8, g_max_width=64, d_width=8, d_max_width=64)
+  with Checkpointer(str(workdir), read_only=True) as ckpt:
+    state = ckpt.restore(state)
+  with np.load(workdir / 'translation.npz') as f:
+    saved = {k: f[k] for k in f.files}
+  assert saved['outputs'].shape == (TRANSLATION_SHOW, 28, 28, 1)
+  np.testing.assert_array_equal(
+    saved['outputs'], to_uint8(translate_batches(model, state, saved['model_inputs']))
+  )
+  # The hole marked by transparency became the task's own input: mean fill + mask channel.
+  targets = saved['targets'].astype(np.float32) / 127.5 - 1
+  mask = saved['model_inputs'][..., 1:] > 0
+  assert mask.reshape(TRANSLATION_SHOW, -1).sum(1).tolist() == [14 * 14] * TRANSLATION_SHOW
+  np.testing.assert_allclose(saved['model_inputs'][..., :1][~mask], targets[~mask], atol=1e-6)

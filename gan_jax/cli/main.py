@@ -13,6 +13,8 @@
         [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/cli/edit_cli.py)
     gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
         (see gan_jax/export.py and docs/export.md)
+    gan-jax translate --workdir RUN --input IMAGE_OR_FOLDER --out PATH [--direction a2b|b2a]
+        [--batch N]   (a pix2pix / CycleGAN run; see gan_jax/translation/translate.py)
 
 Kept short so that everything it calls can be imported in a notebook. A usage problem (a
 missing or broken config file, an unknown config key, a value of the wrong type, an invalid
@@ -370,6 +372,52 @@ def _eval(args: argparse.Namespace) -> None:
   print(f'wrote {out}')
 
 
+def _translate(args: argparse.Namespace) -> None:
+  """Runs `gan-jax translate` (`gan_jax.translation.translate`, imported only here: it loads
+  JAX)."""
+  from gan_jax.translation import translate  # pylint: disable=g-import-not-at-top
+
+  try:
+    done = translate.translate(
+      args.workdir, args.input, args.out, direction=args.direction, batch_size=args.batch
+    )
+  except translate.TranslateUsageError as e:
+    raise UsageError(str(e)) from e
+  what = {'image': 'image', 'folder': 'image(s), one PNG each,', 'grid': 'image(s) as a grid'}
+  print(
+    f'translated {done["count"]} {what[done["mode"]]} ({done["direction"]}, step '
+    f'{done["step"]}) to {done["out"]}'
+  )
+
+
+def _add_translate_parser(sub) -> None:
+  r = sub.add_parser(
+    'translate',
+    help='translate images with a pix2pix or CycleGAN run (scripts/pix2pix_task.py, '
+    'scripts/cyclegan_task.py)',
+    description='Applies a translation run\'s generator, in inference mode, to one image or to '
+    'every .png/.jpg/.jpeg of a folder (sorted). Inputs are prepared as the run\'s task '
+    'prepared its training inputs (colorize: colour is reduced to greyscale; superres: an 8x8 '
+    'image is upsampled bicubically; inpaint: transparent pixels are the hole); images of '
+    'another size are refused, not resized. See docs/translation.md.',
+  )
+  r.add_argument('--workdir', required=True, help='translation run folder (CycleGAN: seed_<s>)')
+  r.add_argument('--input', required=True, help='an image, or a folder of images')
+  r.add_argument(
+    '--out',
+    required=True,
+    help='an image file (one input); a new or empty folder (one PNG per input, same names); '
+    'or, for a folder of inputs, a .png grid of input | output rows',
+  )
+  r.add_argument(
+    '--direction',
+    choices=('a2b', 'b2a'),
+    default='a2b',
+    help='a2b (default; pix2pix: input -> output, CycleGAN: G) or b2a (CycleGAN\'s F)',
+  )
+  r.add_argument('--batch', type=int, default=64, help='images per generator call (default 64)')
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='gan-jax', description='GAN research library for JAX.')
   sub = parser.add_subparsers(dest='command', required=True)
@@ -519,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
   )
   edit_cli.add_parser(sub)
   export.add_parser(sub)
+  _add_translate_parser(sub)
   return parser
 
 
@@ -578,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           export.run(args)
         except export.ExportUsageError as e:
           raise UsageError(str(e)) from e
+      elif args.command == 'translate':
+        _translate(args)
       else:
         _sample(args)
   except (
@@ -597,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f'{e}. Checkpoints already written are kept: fix the cause, then run the same command '
         'again to resume.'
       )
-    else:  # sample, eval, edit, export: nothing to resume
+    else:  # sample, eval, edit, export, translate: nothing to resume
       error = f'{e}. Fix the cause and run the command again.'
     status = 1
   else:

@@ -8,6 +8,11 @@ CycleGAN on unpaired ones (Zhu et al. 2017).
   their trivial baselines; the unpaired Fashion-MNIST sneakers <-> ankle boots.
 * `metrics`: PSNR and SSIM (dm-pix); translation accuracy, cycle-reconstruction error and
   FID (LeNet) with their baselines.
+* `run`: translation run folders (`translation_run.json` beside the Orbax checkpoints):
+  `write_run_record`, `save_translation_run`, `load_translation_run` (the generators of the
+  latest checkpoint).
+* `translate`: `gan-jax translate`: image files prepared as each task's training inputs,
+  translated in inference mode, written as PNGs or an input | output grid.
 
 The models are `gan_jax.models.unet.UNetGenerator` and `PatchGANDiscriminator` (pix2pix),
 `gan_jax.models.resnet_generator.ResnetGenerator` and the PatchGAN (CycleGAN).
