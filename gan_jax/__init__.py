@@ -4,7 +4,7 @@ The package is layered, top to bottom; each layer imports only its own and the o
 (tests/test_architecture.py checks it):
 
 command line
-  cli          the `gan-jax` command line (train, sample, eval, sweep, edit, export)
+  cli          the `gan-jax` command line (train, sample, eval, sweep, edit, export, translate)
 applications
   sweep        `gan-jax sweep`: ablation grids x seeds, and their summary
   latent       latent-space tools: interpolation, inversion, attribute directions
