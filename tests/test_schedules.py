@@ -77,7 +77,12 @@ def test_scheduled_learning_rates_and_beta2_match_a_numpy_adam():
   """G's Adam counts steps, D's counts n_critic = 2 updates per step: the lr and beta2 of
   update k are base * factor(k // updates per step), in a numpy Adam with those values."""
   t = types.SimpleNamespace(
-    g_lr=1e-2, d_lr=3e-2, b1=0.5, b2=0.9, batch_size=B, n_critic=2,
+    g_lr=1e-2,
+    d_lr=3e-2,
+    b1=0.5,
+    b2=0.9,
+    batch_size=B,
+    n_critic=2,
     schedules='g_lr,d_lr=linear:1->0.25@3step; b2=cosine:1->1.1@4step',
   )
   lr_f = lambda s: _lin(1, 0.25, s / 3)  # noqa: E731

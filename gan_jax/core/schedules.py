@@ -145,8 +145,11 @@ def _parse_segment(spec: str, text: str, last: bool) -> Segment:
     raise _error(spec, f'{text!r} needs a length, @N with a unit (e.g. @500kimg)')
   m = _LENGTH.match(length_text)
   if not m or m['unit'] not in UNITS:
-    raise _error(spec, f'{text!r}: the length {length_text!r} is not N with a unit from '
-                 f'{", ".join(UNITS)} (e.g. 500kimg)')
+    raise _error(
+      spec,
+      f'{text!r}: the length {length_text!r} is not N with a unit from '
+      f'{", ".join(UNITS)} (e.g. 500kimg)',
+    )
   length = _number(spec, m['n'], 'length')
   if length <= 0:
     raise _error(spec, f'{text!r}: the length must be > 0')
@@ -204,28 +207,39 @@ def check(train_config: Any) -> None:
   half_life = _get(train_config, 'ema_half_life_images', 0.0)
   rampup = _get(train_config, 'ema_rampup', 0.0)
   for field, value in (('ema_half_life_images', half_life), ('ema_rampup', rampup)):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-      value >= 0 and math.isfinite(value)
+    if (
+      isinstance(value, bool)
+      or not isinstance(value, (int, float))
+      or not (value >= 0 and math.isfinite(value))
     ):
-      raise ConfigError(f'train.{field}={value!r} is invalid: must be a finite number >= 0 '
-                        '(0 = off).')
+      raise ConfigError(
+        f'train.{field}={value!r} is invalid: must be a finite number >= 0 (0 = off).'
+      )
   if rampup and not half_life:
-    raise ConfigError(f'train.ema_rampup={rampup!r} is invalid: it ramps up the EMA half-life; '
-                      'set train.ema_half_life_images > 0 (e.g. 10000) or ema_rampup=0.')
+    raise ConfigError(
+      f'train.ema_rampup={rampup!r} is invalid: it ramps up the EMA half-life; '
+      'set train.ema_half_life_images > 0 (e.g. 10000) or ema_rampup=0.'
+    )
   if half_life and not _get(train_config, 'ema_decay', 0.0) > 0:
-    raise ConfigError(f'train.ema_half_life_images={half_life!r} is invalid with '
-                      'train.ema_decay=0 (no EMA generator): set train.ema_decay > 0, e.g. 0.999 '
-                      '(the half-life then replaces its value).')
+    raise ConfigError(
+      f'train.ema_half_life_images={half_life!r} is invalid with '
+      'train.ema_decay=0 (no EMA generator): set train.ema_decay > 0, e.g. 0.999 '
+      '(the half-life then replaces its value).'
+    )
   spec = _get(train_config, 'schedules', '')
   for field, segments in parse(spec).items():
     base = _get(train_config, field, 0.0)
     if field in penalties.REPLICA_WEIGHT_FIELDS + ('ema_half_life_images',) and not base > 0:
-      raise _error(spec, f'it schedules {field}, but train.{field}={base!r} is off; set '
-                   f'train.{field} > 0 (the schedule multiplies it)')
+      raise _error(
+        spec,
+        f'it schedules {field}, but train.{field}={base!r} is off; set '
+        f'train.{field} > 0 (the schedule multiplies it)',
+      )
     top = max(max(s.start, s.end) for s in segments)
     if field == 'b2' and not base * top < 1:
-      raise _error(spec, f'b2 would reach train.b2 * {top:g} = {base * top:g}; Adam needs '
-                   'beta2 < 1')
+      raise _error(
+        spec, f'b2 would reach train.b2 * {top:g} = {base * top:g}; Adam needs beta2 < 1'
+      )
 
 
 def curve(segments: tuple[Segment, ...], batch_size: int) -> Callable[[Any], jax.Array]:
@@ -313,9 +327,7 @@ class Schedules:
       return base
     return lambda count: base * factor(jnp.asarray(count) // per_step)
 
-  def penalty_weights(
-    self, hp: dict[str, Any], weights: Any, step: jax.Array
-  ) -> dict[str, Any]:
+  def penalty_weights(self, hp: dict[str, Any], weights: Any, step: jax.Array) -> dict[str, Any]:
     """`hp` with each scheduled penalty weight set to its value at `step`.
 
     Args:

@@ -249,9 +249,7 @@ def d_update(
   return d_params, d_opt_state, d_grads, out
 
 
-def ema_update(
-  g_params: Any, ema_params: Any, decay: float, rate: jax.Array | None = None
-) -> Any:
+def ema_update(g_params: Any, ema_params: Any, decay: float, rate: jax.Array | None = None) -> Any:
   """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0.
   `rate` (float32 scalar, `Schedules.ema_rate`: 1 - beta of the EMA half-life), when given,
   replaces `1 - decay`."""
