@@ -75,6 +75,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.b1 = 0.5                 # Adam beta1 (Radford et al. 2016).
   c.train.b2 = 0.999               # Adam beta2.
   c.train.ema_decay = 0.999        # Generator EMA decay in [0, 1); 0 disables (samples use raw G).
+  c.train.ema_half_life_images = 0.0  # > 0: the EMA's half-life in images, beta = 0.5 ** (batch_size / it), replacing ema_decay (Karras et al. 2020: 10,000); 0 = off.
+  c.train.ema_rampup = 0.0         # > 0: half-life min(it, images seen * ema_rampup) (Karras et al. 2020: 0.05); 0 = off.
+  # Schedules (gan_jax/core/schedules.py, docs/configs.md#schedules): factors that multiply a field
+  # as a function of the images seen, e.g. 'g_lr,d_lr=cosine:1->0.25@500kimg; r1_weight=linear:0->1@10kimg'.
+  c.train.schedules = ''           # Fields: g_lr, d_lr, b2, gp_weight, r1_weight, r2_weight, ema_half_life_images; '' = none.
   # Discriminator regularizers and stabilizers (gan_jax/core/regularizers.py, gan_jax/core/augment.py); 0/'' = off.
   c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
   c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
@@ -282,6 +287,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _err(field, value, 'must be in [0, 1)')
   if not 0 <= t.ema_decay < 1:
     raise _err('train.ema_decay', t.ema_decay, 'must be in [0, 1), e.g. 0.999; 0 disables the EMA')
+  from gan_jax.core import schedules  # pylint: disable=g-import-not-at-top  (JAX, lazily)
+
+  schedules.check(t)  # train.schedules, ema_half_life_images, ema_rampup
   if not 0 <= t.lecam_decay < 1:
     raise _err('train.lecam_decay', t.lecam_decay, 'must be in [0, 1), e.g. 0.99')
   penalties.check_weights(t)

@@ -7,6 +7,7 @@
   augment      DiffAugment
   sharding     device mesh and shardings
   objectives   what D and G minimise: D input, adversarial loss + penalties + class loss
+  schedules    hyperparameter schedules of the step (optax) and the EMA half-life in images
   train_step   the jitted, data-parallel train step (D updates, then G, then EMA)
   sampling     sampling and image grids
 

@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 
 from gan_jax.core import penalties
+from gan_jax.core.schedules import Schedules
 from gan_jax.models import build_models
 
 PyTree = Any
@@ -281,22 +282,52 @@ def initial_extras(train_config: Any) -> dict[str, jax.Array]:
 
 
 def make_optimizers(
-  train_config: Any,
+  train_config: Any, schedules: Schedules | None = None
 ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
   """Adam for G and for D (Kingma & Ba 2015), with separate learning rates (TTUR).
 
   Defaults in the configs follow Radford et al. 2016: lr 2e-4, b1 0.5, b2 0.999.
   Separate `g_lr` and `d_lr` give the two time-scale update rule (Heusel et al. 2017).
+  With `train.schedules` (`gan_jax.core.schedules`) a scheduled learning rate is an optax
+  schedule of the optimizer's update count (`optax.adam(learning_rate=fn)`, whose state
+  then holds that count), and a scheduled `b2` goes through `optax.inject_hyperparams`
+  (another state structure); D's schedules read its count // n_critic, the train step.
+  Without schedules the optimizers, and their states, are exactly plain Adam's.
 
   Args:
-    train_config: the config's `train` block with `g_lr`, `d_lr`, `b1`, `b2`.
+    train_config: the config's `train` block with `g_lr`, `d_lr`, `b1`, `b2` (and
+      `schedules`, `batch_size`, `n_critic` when schedules are set); or a namespace of
+      those four, possibly traced float32 scalars (per-replica values).
+    schedules: the run's schedules; None reads them from `train_config`.
 
   Returns:
     (generator optimizer, discriminator optimizer).
+
+  Raises:
+    ConfigError: a malformed `train.schedules`.
   """
-  g_tx = optax.adam(train_config.g_lr, b1=train_config.b1, b2=train_config.b2)
-  d_tx = optax.adam(train_config.d_lr, b1=train_config.b1, b2=train_config.b2)
-  return g_tx, d_tx
+  t = train_config
+  if schedules is None:
+    schedules = Schedules.from_config(t)
+  if not any(schedules.factor(f) for f in ('g_lr', 'd_lr', 'b2')):
+    g_tx = optax.adam(t.g_lr, b1=t.b1, b2=t.b2)
+    d_tx = optax.adam(t.d_lr, b1=t.b1, b2=t.b2)
+    return g_tx, d_tx
+
+  def adam(lr_field: str, per_step: int) -> optax.GradientTransformation:
+    lr = schedules.optimizer_value(lr_field, getattr(t, lr_field), per_step=per_step)
+    if schedules.factor('b2') is None:
+      return optax.adam(lr, b1=t.b1, b2=t.b2)
+    # Every hyperparameter a schedule: inject_hyperparams would otherwise keep numeric ones
+    # in its state, and a rebuilt optimizer (rollback, per-replica values) would not apply.
+    b1 = t.b1
+    return optax.inject_hyperparams(optax.adam)(
+      learning_rate=lr if callable(lr) else (lambda count: lr),
+      b1=lambda count: b1,
+      b2=schedules.optimizer_value('b2', t.b2, per_step=per_step),
+    )
+
+  return adam('g_lr', 1), adam('d_lr', schedules.n_critic)
 
 
 def image_shape_of(config: Any) -> tuple[int, int, int]:

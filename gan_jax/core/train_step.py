@@ -41,6 +41,7 @@ from jax.sharding import Mesh
 from gan_jax.core import objectives, penalties, regularizers
 from gan_jax.core.losses import GANLoss, get_loss
 from gan_jax.core.objectives import DOutputs, GOutputs, Stabilizers
+from gan_jax.core.schedules import Schedules
 from gan_jax.core.sharding import batch_sharding, replicated
 from gan_jax.core.state import GAN, GANState, make_optimizers
 
@@ -88,6 +89,8 @@ class StepSpec:
     stabilizers: the D-side penalties and input transforms.
     aux_weight: weight of the AC-GAN class losses, >= 0.
     reuse_fakes: the G update reuses the last D update's generated batch.
+    schedules: the step's schedules and EMA half-life (`gan_jax.core.schedules`); none by
+      default.
   """
 
   gan: GAN
@@ -99,6 +102,7 @@ class StepSpec:
   stabilizers: Stabilizers
   aux_weight: float
   reuse_fakes: bool
+  schedules: Schedules = Schedules()
 
   def objective_args(self) -> dict[str, Any]:
     """The keyword arguments `objectives.g_adversarial` and `g_objective` take."""
@@ -133,10 +137,10 @@ def step_keys(state: GANState, n_critic: int, conditional: bool) -> StepKeys:
 
 
 def step_optimizers(
-  gan: GAN, hp: dict[str, jax.Array]
+  gan: GAN, hp: dict[str, jax.Array], schedules: Schedules | None = None
 ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
   """G's and D's optimizers: `gan`'s, or the same Adam rebuilt from traced `g_lr`, `d_lr`,
-  `b1`, `b2` in `hp` (the optimizer state keeps its structure).
+  `b1`, `b2` in `hp` with the same `schedules` (the optimizer state keeps its structure).
 
   Raises:
     ValueError: an unknown key in `hp`, or only some of the four optimizer values.
@@ -149,7 +153,7 @@ def step_optimizers(
   missing = [k for k in _OPTIMIZER_FIELDS if k not in hp]
   if missing:
     raise ValueError(f'hparams with optimizer values need all of g_lr, d_lr, b1, b2: {missing}')
-  return make_optimizers(types.SimpleNamespace(**hp))
+  return make_optimizers(types.SimpleNamespace(**hp), schedules)
 
 
 def real_batch(gan: GAN, batch: Batch, n_critic: int) -> tuple[jax.Array, list[jax.Array | None]]:
@@ -245,8 +249,12 @@ def d_update(
   return d_params, d_opt_state, d_grads, out
 
 
-def ema_update(g_params: Any, ema_params: Any, decay: float) -> Any:
-  """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0."""
+def ema_update(g_params: Any, ema_params: Any, decay: float, rate: jax.Array | None = None) -> Any:
+  """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0.
+  `rate` (float32 scalar, `Schedules.ema_rate`: 1 - beta of the EMA half-life), when given,
+  replaces `1 - decay`."""
+  if rate is not None:
+    return optax.incremental_update(g_params, ema_params, rate)
   if decay > 0:
     return optax.incremental_update(g_params, ema_params, 1.0 - decay)
   return g_params
@@ -286,7 +294,8 @@ def train_step(
   `make_train_step` returns, with its settings `spec` explicit; see there)."""
   gan, n_critic = spec.gan, spec.n_critic
   hp = dict(hparams or {})
-  g_tx, d_tx = step_optimizers(gan, hp)
+  g_tx, d_tx = step_optimizers(gan, hp, spec.schedules)
+  hp = spec.schedules.penalty_weights(hp, spec.stabilizers, state.step)
   images, real_labels = real_batch(gan, batch, n_critic)
   batch_size = images.shape[1]
   keys = step_keys(state, n_critic, gan.conditional)
@@ -340,7 +349,9 @@ def train_step(
     d_batch_stats=d_stats,
     g_opt_state=g_opt_state,
     d_opt_state=d_opt_state,
-    ema_params=ema_update(g_params, state.ema_params, spec.ema_decay),
+    ema_params=ema_update(
+      g_params, state.ema_params, spec.ema_decay, spec.schedules.ema_rate(state.step)
+    ),
     extras=extras,
   )
   return new_state, step_metrics(spec, d_losses, d_out, g_out, d_grads, g_grads)
@@ -356,6 +367,7 @@ def make_train_step(
   stabilizers: Stabilizers = _NO_STABILIZERS,
   aux_weight: float = 1.0,
   reuse_fakes: bool = False,
+  schedules: Schedules | None = None,
 ) -> TrainStep:
   """Builds the (unjitted) train step.
 
@@ -380,13 +392,18 @@ def make_train_step(
       forward on fresh latents. It saves one G forward per step (DCGAN-28: 9.11 -> 8.29
       GFLOP per step at batch 64) but changes the algorithm (G's gradient then comes from
       the very samples D was just updated on), so it is off by default.
+    schedules: schedules of the penalty weights and the EMA half-life, as functions of
+      `state.step` (`gan_jax.core.schedules.Schedules.from_config`), and of the learning
+      rates and beta2 when the optimizers are rebuilt from `hparams`; None: none (the
+      learning-rate and beta2 schedules live in `gan`'s optimizers, `make_optimizers`).
 
   Returns:
     `train_step(state, batch, hparams=None) -> (new_state, metrics)`. `hparams` optionally
     replaces continuous hyperparameters by (traced) float32 scalars: `g_lr`, `d_lr`, `b1`,
     `b2` (all four together: Adam is rebuilt from them, same state structure) and the
     penalty weights `gp_weight`, `r1_weight`, `r2_weight` (a penalty is computed only if its
-    weight in `stabilizers` is non-zero; the value here then multiplies it, 0 included).
+    weight in `stabilizers` is non-zero; the value here then multiplies it, 0 included;
+    a scheduled weight is this value times the schedule's factor at `state.step`).
     `gan_jax.training.replicas` vmaps over them to give each replica its own. `batch['image']` is float32
     `[n_critic, B, H, W, C]` in [-1, 1] (one real batch per D update; `[B, H, W, C]` is
     accepted when n_critic == 1); a conditional GAN also needs `batch['label']`, int32
@@ -420,6 +437,7 @@ def make_train_step(
     stabilizers=stabilizers,
     aux_weight=aux_weight,
     reuse_fakes=reuse_fakes,
+    schedules=schedules or Schedules(),
   )
 
   def step(
@@ -434,8 +452,9 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
   """`make_train_step` with every setting read from a run config.
 
   The loss is `get_loss(config.train.loss)`; `n_critic`, `ema_decay`, `aux_weight` (1 if
-  absent) and `reuse_fakes` (False if absent) are the `train` fields of those names, and
-  the stabilizers are `Stabilizers.from_config(config.train)`. For K replicas in one step
+  absent) and `reuse_fakes` (False if absent) are the `train` fields of those names, the
+  stabilizers are `Stabilizers.from_config(config.train)` and the schedules
+  `Schedules.from_config(config.train)`. For K replicas in one step
   pass `gan_jax.training.replicas.shared_step_config(configs)`, whose penalty weights are the
   replicas' largest.
 
@@ -460,6 +479,7 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
     stabilizers=Stabilizers.from_config(t),
     aux_weight=t.get('aux_weight', 1.0),
     reuse_fakes=t.get('reuse_fakes', False),
+    schedules=Schedules.from_config(t),
   )
 
 
