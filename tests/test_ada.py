@@ -45,7 +45,6 @@ def test_p_zero_is_the_identity_exactly(c):
   x = _images(c=c)
   everything = ','.join(ada.TRANSFORMS)
   assert np.array_equal(_aug(x, everything, 0.0), x)  # traced p
-  assert np.array_equal(np.asarray(ada.augment(jnp.asarray(x), KEY, 0.0, 'bgc')), x)
 
 
 def test_blit_building_blocks_equal_numpy():
@@ -159,10 +158,10 @@ def test_colour_transforms_closed_forms_rgb():
   out = _aug(x, 'saturation')  # chroma times one constant per image, luma kept
   o_luma, o_chroma = _luma_chroma(out)
   np.testing.assert_allclose(o_luma, luma, atol=1e-5)
-  s = (o_chroma / chroma).reshape(16, -1)
-  np.testing.assert_allclose(
-    s, np.median(s, axis=1, keepdims=True).repeat(s.shape[1], 1), rtol=1e-3
-  )
+  dot = lambda a, b: (a * b).sum(axis=(1, 2, 3), keepdims=True)
+  s = dot(o_chroma, chroma) / dot(chroma, chroma)  # least-squares factor per image
+  np.testing.assert_allclose(o_chroma, s * chroma, atol=1e-5)
+  assert s.std() > 0.1
 
 
 def test_colour_transforms_on_gray_images():
@@ -378,3 +377,6 @@ def test_an_ada_run_logs_p_and_resumes_bit_for_bit(tiny_config, tmp_path):
   resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
   _assert_states_equal(resumed, whole)
   assert float(resumed.extras['ada_p']) == float(whole.extras['ada_p'])
+  t.augment = ''  # ADA's state cannot be dropped on resume: refused in one line, up front
+  with pytest.raises(ConfigError, match=r'train\.augment \(ada\): True -> False'):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
