@@ -342,13 +342,16 @@ def test_the_step_counts_signs_and_adjusts_p(tiny_config):
   tiny_config.train.ada_kimg = 0.32  # 16 images * 2 steps / 320 = 0.1 per adjustment
   tiny_config.train.ada_p_init = 0.5
   tiny_config.train.loss = 'hinge'  # raw logits in d_real
+  tiny_config.train.lecam_weight = 0.3  # LeCam's EMAs share state.extras with ADA's entries
   _, state, step = _step(tiny_config)
-  assert set(state.extras) == set(ada.STATE_KEYS)
+  lecam = {'lecam_ema_real', 'lecam_ema_fake'}
+  assert set(state.extras) == set(ada.STATE_KEYS) | lecam
   s1, m1 = step(state, _batch(tiny_config, 0))
   assert float(s1.extras['ada_sign_count']) == 16 and float(m1['ada_p']) == 0.5
   np.testing.assert_allclose(m1['ada_rt'], s1.extras['ada_sign_sum'] / 16)
   s2, m2 = step(s1, _batch(tiny_config, 1))
   assert float(s2.extras['ada_sign_count']) == 0
+  assert set(s2.extras) == set(ada.STATE_KEYS) | lecam and float(s2.extras['lecam_ema_real']) != 0
   want = 0.5 + 0.1 * np.sign(float(m2['ada_rt']) - 0.6)
   np.testing.assert_allclose(s2.extras['ada_p'], want, rtol=1e-6)
   np.testing.assert_allclose(m2['ada_p'], want, rtol=1e-6)
