@@ -91,6 +91,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.instance_noise = 0.0     # Sigma of Gaussian noise on every D input (pixels in [-1, 1]).
   c.train.instance_noise_steps = 0 # Linear decay of that sigma to 0 over these steps; 0 keeps it fixed.
   c.train.diffaugment = ''         # DiffAugment policy on every D input (Zhao et al. 2020), e.g. 'color,translation,cutout'.
+  # Adaptive discriminator augmentation (ADA, Karras et al. 2020; gan_jax/core/ada.py): every D input, real and generated, is augmented with probability p.
+  c.train.augment = ''             # 'ada' (p adapted toward ada_target, kept in the training state), 'fixed' (p = ada_p_init) or '' (off); not with diffaugment.
+  c.train.ada_transforms = 'bgc'   # StyleGAN2-ADA preset ('blit', 'geom', 'color', 'noise', 'cutout', 'bg', 'bgc') or transforms, comma-separated ('bgc,cutout').
+  c.train.ada_target = 0.6         # Target of r_t = E[sign(D(real))]: p rises while D is more confident on reals than this.
+  c.train.ada_kimg = 500.0         # Thousands of real images for p to move by 1.
+  c.train.ada_interval = 4         # Steps between p adjustments.
+  c.train.ada_p_init = 0.0         # p at step 0 ('ada'), or the constant p ('fixed').
   c.train.aux_weight = 1.0         # AC-GAN (model.d_conditioning='acgan'): weight of the class cross-entropies in D's and G's losses.
   c.train.reuse_fakes = False      # The G update reuses the last D update's fakes and G forward (one G forward per step, -9% FLOPs on DCGAN-28); changes the algorithm.
 
@@ -240,6 +247,36 @@ def _validate_conditioning(config: ml_collections.ConfigDict) -> None:
                f'model.num_classes={k}; set model.pack=1 or model.num_classes=0')
 
 
+def _validate_augment(t: ml_collections.ConfigDict) -> None:
+  """ADA's fields (missing ones, in configs written before them, are off / the defaults)."""
+  from gan_jax.core import ada  # pylint: disable=g-import-not-at-top  (JAX, lazily)
+
+  mode = t.get('augment', '')
+  if mode not in ada.MODES:
+    raise _err('train.augment', mode, "choose 'ada' (adaptive p, Karras et al. 2020), 'fixed' "
+               "(p = train.ada_p_init) or '' (off)")
+  if not mode:
+    return
+  if t.diffaugment:
+    raise _err('train.augment', mode, f'ADA cannot be combined with train.diffaugment='
+               f"{t.diffaugment!r} (both augment D's input); set train.diffaugment='' or "
+               "train.augment=''")
+  try:
+    ada.parse_transforms(t.get('ada_transforms', ada.DEFAULT_TRANSFORMS))
+  except ValueError as e:
+    raise _err('train.ada_transforms', t.ada_transforms, str(e).rstrip('.')) from None
+  target, kimg = t.get('ada_target', 0.6), t.get('ada_kimg', 500.0)
+  interval, p_init = t.get('ada_interval', 4), t.get('ada_p_init', 0.0)
+  if not 0 <= target < 1:
+    raise _err('train.ada_target', target, 'must be in [0, 1), e.g. 0.6 (Karras et al. 2020)')
+  if not (kimg > 0 and math.isfinite(kimg)):
+    raise _err('train.ada_kimg', kimg, 'must be a positive number of thousands of images, e.g. 500')
+  if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+    raise _err('train.ada_interval', interval, 'must be a positive integer of steps, e.g. 4')
+  if not 0 <= p_init <= 1:
+    raise _err('train.ada_p_init', p_init, 'must be a probability in [0, 1]')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks a full config; raises a one-line ValueError naming the field and a valid choice.
 
@@ -311,6 +348,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       parse_policy(t.diffaugment)
     except ValueError as e:
       raise _err('train.diffaugment', t.diffaugment, str(e).rstrip('.')) from None
+  _validate_augment(t)
   if config.on_nonfinite not in ('stop', 'rollback'):
     raise _err('on_nonfinite', config.on_nonfinite, "choose 'stop' or 'rollback'")
   if not 0 < config.rollback_lr_factor < 1:

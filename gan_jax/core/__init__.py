@@ -5,6 +5,7 @@
   penalties    the registry of D penalties (GP, R1, R2, LeCam): fields, constraints, state
   regularizers the penalties' functions, and WGAN weight clipping
   augment      DiffAugment
+  ada          ADA: adaptive discriminator augmentation (its pipeline and the p update)
   sharding     device mesh and shardings
   objectives   what D and G minimise: D input, adversarial loss + penalties + class loss
   schedules    hyperparameter schedules of the step (optax) and the EMA half-life in images

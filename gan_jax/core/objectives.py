@@ -3,8 +3,9 @@
 `gan_jax.core.train_step` composes them into the step (the updates, the EMA, the jit); here is
 what each player minimises, with every setting an explicit argument:
 
-  * `d_input`: what D sees of a batch, DiffAugment (Zhao et al. 2020) then instance noise
-    (Sonderby et al. 2017), the same for real and generated images, in the D and G steps.
+  * `d_input`: what D sees of a batch, DiffAugment (Zhao et al. 2020) or ADA (Karras et al.
+    2020, `gan_jax.core.ada`, with p from `state.extras`) then instance noise (Sonderby et al.
+    2017), the same for real and generated images, in the D and G steps.
   * `d_objective`: D's loss, the adversarial loss (`gan_jax.core.losses`, label-smoothed by
     `discriminator_loss` if asked) + the active penalties (`d_penalty`: GP, R1, R2 of
     `gan_jax.core.penalties`; `lecam_term`: LeCam, whose EMAs live in `state.extras`) + the
@@ -25,7 +26,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gan_jax.core import penalties, regularizers
+from gan_jax.core import ada, penalties, regularizers
 from gan_jax.core.augment import diff_augment
 from gan_jax.core.losses import GANLoss, class_cross_entropy, smoothed_d_minimax_loss
 from gan_jax.core.state import GAN
@@ -58,6 +59,13 @@ class Stabilizers:
       `state.extras` and updated (with `lecam_decay`) from each D update's outputs first,
       as in the authors' code.
     lecam_decay: decay of those EMAs (0.99 in the paper).
+    augment: ADA (Karras et al. 2020, `gan_jax.core.ada`) on every D input, real and
+      generated, in the D and the G step: 'ada' (p in `state.extras['ada_p']`, adjusted from
+      the signs of D's real outputs, which each D update counts), 'fixed' (p = `ada_p_init`)
+      or '' (off). Not with `diffaugment`.
+    ada_transforms: ADA's transforms (`gan_jax.core.ada.parse_transforms`), e.g. 'bgc'.
+    ada_target, ada_kimg, ada_interval: ADA's p update (`gan_jax.core.ada.adjust`).
+    ada_p_init: p at step 0 ('ada'), or the constant p ('fixed').
   """
 
   gp_weight: float = 0.0
@@ -70,6 +78,12 @@ class Stabilizers:
   diffaugment: str = ''
   lecam_weight: float = 0.0
   lecam_decay: float = 0.99
+  augment: str = ''
+  ada_transforms: str = ada.DEFAULT_TRANSFORMS
+  ada_target: float = 0.6
+  ada_kimg: float = 500.0
+  ada_interval: int = 4
+  ada_p_init: float = 0.0
 
   @classmethod
   def from_config(cls, train_config: Any) -> Stabilizers:
@@ -135,14 +149,19 @@ def discriminator_loss(loss: GANLoss, stabilizers: Stabilizers) -> Callable[[Arr
   return smoothed_d_minimax_loss(s)
 
 
-def d_input(images: Array, key: Array, step: Array, stabilizers: Stabilizers) -> Array:
-  """What D sees of `images`: DiffAugment, then instance noise (both off by default).
+def d_input(
+  images: Array, key: Array, step: Array, stabilizers: Stabilizers, ada_p: Array | None = None
+) -> Array:
+  """What D sees of `images`: DiffAugment or ADA, then instance noise (all off by default).
 
   Args:
     images: float32 `[B, H, W, C]` in [-1, 1] (noise may take them outside).
     key: PRNG key; split into the augmentation's and the noise's.
     step: float32 scalar, the train step (for the noise's linear decay).
-    stabilizers: `diffaugment`, `instance_noise` and `instance_noise_steps` are read.
+    stabilizers: `diffaugment`, `augment`, `ada_transforms`, `instance_noise` and
+      `instance_noise_steps` are read.
+    ada_p: float32 scalar, ADA's p (`gan_jax.core.ada.probability`); used when
+      `stabilizers.augment` is on.
 
   Returns:
     float32 `[B, H, W, C]`; `images` itself when both are off.
@@ -151,6 +170,8 @@ def d_input(images: Array, key: Array, step: Array, stabilizers: Stabilizers) ->
   k_aug, k_noise = jax.random.split(key)
   if st.diffaugment:
     images = diff_augment(images, k_aug, st.diffaugment)
+  if st.augment:
+    images = ada.augment(images, k_aug, ada_p, st.ada_transforms)
   if st.instance_noise:
     sigma = jnp.float32(st.instance_noise)
     if st.instance_noise_steps:
@@ -228,6 +249,7 @@ def lecam_term(
   """
   decay = stabilizers.lecam_decay
   extras = {
+    **extras,
     'lecam_ema_real': regularizers.update_lecam_ema(extras['lecam_ema_real'], real_logits, decay),
     'lecam_ema_fake': regularizers.update_lecam_ema(extras['lecam_ema_fake'], fake_logits, decay),
   }
@@ -267,7 +289,8 @@ def d_objective(
     key: PRNG key, split into the real and the generated batch's `d_input` and GP's.
     step: float32 scalar, the train step.
     hp: traced hyperparameters that replace penalty weights (`d_penalty`); may be empty.
-    extras: `state.extras` (the LeCam EMAs when LeCam is on).
+    extras: `state.extras` (the LeCam EMAs when LeCam is on, ADA's p and sign counts when
+      `stabilizers.augment == 'ada'`).
     gan: G and D as pure functions.
     d_loss: the adversarial D loss (`discriminator_loss`).
     stabilizers: the penalties and input transforms.
@@ -278,9 +301,12 @@ def d_objective(
   """
   st = stabilizers
   k_real, k_fake, k_gp = jax.random.split(key, 3)
-  real, fake = d_input(real, k_real, step, st), d_input(fake, k_fake, step, st)
+  p = ada.probability(st.augment, st.ada_p_init, extras)
+  real, fake = d_input(real, k_real, step, st, p), d_input(fake, k_fake, step, st, p)
   stats_in = d_stats
   real_logits, real_cls, d_stats = judge(gan, d_params, d_stats, real, y_real)
+  if st.augment == 'ada':
+    extras = ada.count_signs(extras, real_logits)  # ADA's r_t (adjusted in the train step)
   fake_logits, fake_cls, d_stats = judge(gan, d_params, d_stats, fake, y_fake)
   d_aux = jnp.float32(0.0)
   if gan.acgan:
@@ -305,6 +331,7 @@ def g_adversarial(
   y_real: Array | None,
   key: Array,
   step: Array,
+  extras: dict[str, Array] | None = None,
   *,
   gan: GAN,
   loss: GANLoss,
@@ -325,13 +352,16 @@ def g_adversarial(
     real: float32 `[B, H, W, C]`, the last D update's real batch; y_real its labels or None.
     key: PRNG key, split into the generated and the real batch's `d_input`.
     step: float32 scalar, the train step.
+    extras: `state.extras` after this step's D updates (ADA's p); None when ADA is not
+      'ada'.
     gan, loss, stabilizers, aux_weight: as in `d_objective`; `loss.g` is G's loss.
 
   Returns:
     (float32 scalar total loss, `GOutputs`).
   """
   k_fake, k_real = jax.random.split(key)
-  fake = d_input(fake, k_fake, step, stabilizers)
+  p = ada.probability(stabilizers.augment, stabilizers.ada_p_init, extras or {})
+  fake = d_input(fake, k_fake, step, stabilizers, p)
   g_aux = jnp.float32(0.0)
   if gan.acgan:
     fake_logits, fake_cls, _ = gan.discriminate_with_classes(d_params, d_stats, fake, train=True)
@@ -340,7 +370,7 @@ def g_adversarial(
     fake_logits, _ = gan.discriminate(d_params, d_stats, fake, y_fake, train=True)
   real_logits = None
   if loss.g_needs_real:
-    real_in = d_input(real, k_real, step, stabilizers)
+    real_in = d_input(real, k_real, step, stabilizers, p)
     real_logits, _ = gan.discriminate(d_params, d_stats, real_in, y_real, train=True)
   g_loss = loss.g(fake_logits, real_logits)
   total = g_loss + aux_weight * g_aux if gan.acgan else g_loss
@@ -358,6 +388,7 @@ def g_objective(
   y_real: Array | None,
   key: Array,
   step: Array,
+  extras: dict[str, Array] | None = None,
   *,
   gan: GAN,
   loss: GANLoss,
@@ -381,6 +412,7 @@ def g_objective(
     y_real,
     key,
     step,
+    extras,
     gan=gan,
     loss=loss,
     stabilizers=stabilizers,

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gan_jax.core import penalties
+from gan_jax.core import ada, penalties
 from gan_jax.core.schedules import Schedules
 from gan_jax.models import build_models
 
@@ -57,8 +57,10 @@ class GANState:
       sampling when `train.ema_decay > 0`; equal to `g_params` when the decay is 0.
     extras: state of optional ingredients, {} unless one is on: with `train.lecam_weight >
       0`, float32 scalars 'lecam_ema_real' and 'lecam_ema_fake' (the EMAs of D's mean outputs
-      that LeCam anchors to, Tseng et al. 2021). Empty, it adds nothing to a checkpoint, so
-      runs written before it existed still restore.
+      that LeCam anchors to, Tseng et al. 2021); with `train.augment='ada'`, 'ada_p',
+      'ada_sign_sum' and 'ada_sign_count' (ADA's p and the signs of D(real) since its last
+      update, Karras et al. 2020; `gan_jax.core.ada`). Empty, it adds nothing to a
+      checkpoint, so runs written before it existed still restore.
   """
 
   step: jax.Array
@@ -275,10 +277,12 @@ class GAN:
 def initial_extras(train_config: Any) -> dict[str, jax.Array]:
   """`GANState.extras` at step 0 for a config's `train` block: the state entries of each
   penalty that is on (`gan_jax.core.penalties.Penalty.state`, float32 scalars 0), e.g. the LeCam
-  EMAs when `lecam_weight > 0`; {} when none keeps state."""
-  return {
+  EMAs when `lecam_weight > 0`, and ADA's p and sign counts (`gan_jax.core.ada.initial_state`)
+  when `augment == 'ada'`; {} when none keeps state."""
+  extras = {
     key: jnp.zeros((), jnp.float32) for p in penalties.active(train_config) for key in p.state
   }
+  return {**extras, **ada.initial_state(train_config)}
 
 
 def make_optimizers(

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from gan_jax.core import objectives, penalties, regularizers
+from gan_jax.core import ada, objectives, penalties, regularizers
 from gan_jax.core.losses import GANLoss, get_loss
 from gan_jax.core.objectives import DOutputs, GOutputs, Stabilizers
 from gan_jax.core.schedules import Schedules
@@ -207,15 +207,20 @@ def fake_labels(gan: GAN, key: jax.Array | None, batch_size: int, mesh: Mesh | N
 
 
 def check_extras(stabilizers: Stabilizers, extras: dict[str, jax.Array]) -> None:
-  """LeCam needs its EMAs in `state.extras`.
+  """LeCam needs its EMAs in `state.extras`, ADA ('ada') its p and sign counts.
 
   Raises:
-    ValueError: LeCam is on and `extras` is not exactly the two EMAs.
+    ValueError: LeCam or ADA is on and `extras` lacks its entries.
   """
-  if stabilizers.lecam_weight and set(extras) != {'lecam_ema_real', 'lecam_ema_fake'}:
+  if stabilizers.lecam_weight and not {'lecam_ema_real', 'lecam_ema_fake'} <= set(extras):
     raise ValueError(
       'train.lecam_weight > 0 needs the LeCam EMAs in state.extras: build the state with '
       'the same config (gan_jax.core.state.create_state).'
+    )
+  if stabilizers.augment == 'ada' and not set(ada.STATE_KEYS) <= set(extras):
+    raise ValueError(
+      "train.augment='ada' needs ADA's p and sign counts in state.extras: build the state "
+      'with the same config (gan_jax.core.state.create_state).'
     )
 
 
@@ -327,7 +332,7 @@ def train_step(
     d_stats, extras = d_out.stats, d_out.extras
     d_losses.append(d_out.adv_loss)
 
-  g_args = (d_params, d_stats, images[-1], real_labels[-1], keys.aux[n_critic], step)
+  g_args = (d_params, d_stats, images[-1], real_labels[-1], keys.aux[n_critic], step, extras)
   if spec.reuse_fakes:
     g_adversarial = functools.partial(objectives.g_adversarial, **spec.objective_args())
     (_, g_out), fake_cotangent = jax.value_and_grad(g_adversarial, has_aux=True)(
@@ -341,6 +346,18 @@ def train_step(
       state.g_params, state.g_batch_stats, z, g_labels(n_critic), *g_args
     )
   g_params, g_opt_state = apply_gradients(g_tx, g_grads, state.g_opt_state, state.g_params)
+  metrics = step_metrics(spec, d_losses, d_out, g_out, d_grads, g_grads)
+  st = spec.stabilizers
+  if st.augment == 'ada':  # ADA's p update from the counted signs of D(real)
+    extras, ada_metrics = ada.adjust(
+      extras,
+      state.step,
+      target=st.ada_target,
+      kimg=st.ada_kimg,
+      interval=st.ada_interval,
+      images_per_step=batch_size * n_critic,
+    )
+    metrics.update(ada_metrics)
   new_state = state.replace(
     step=state.step + 1,
     g_params=g_params,
@@ -354,7 +371,7 @@ def train_step(
     ),
     extras=extras,
   )
-  return new_state, step_metrics(spec, d_losses, d_out, g_out, d_grads, g_grads)
+  return new_state, metrics
 
 
 def make_train_step(
@@ -382,7 +399,7 @@ def make_train_step(
     mesh: the mesh the step will run on (`jit_train_step`'s). When given, the latent batch
       is sharded over 'data' like the real batch, so each device generates only its share
       of the fakes; without it XLA may compute G on the full batch on every device.
-    stabilizers: penalties, clipping, label smoothing, instance noise and DiffAugment
+    stabilizers: penalties, clipping, label smoothing, instance noise, DiffAugment and ADA
       (`Stabilizers`; all off by default).
     aux_weight: weight of the AC-GAN classification losses (Odena et al. 2017 add them with
       weight 1), >= 0; used only when D is an AC-GAN discriminator (`gan.acgan`).
@@ -414,11 +431,13 @@ def make_train_step(
     (global L2 norms of the last D gradient and of the G gradient), and d_penalty (the
     weighted penalties added to the last D loss) when a penalty is on; with an AC-GAN D,
     d_aux_loss (CE of D's class predictions on the real plus the generated images, last D
-    update) and g_aux_loss (CE on G's images in the G update), unweighted.
+    update) and g_aux_loss (CE on G's images in the G update), unweighted; with
+    `stabilizers.augment == 'ada'`, ada_p (p after this step) and ada_rt (E[sign(D(real))]
+    since the last p adjustment, `gan_jax.core.ada.adjust`).
 
   Raises:
-    ValueError: if n_critic < 1, ema_decay is outside [0, 1), aux_weight < 0, or label
-      smoothing is asked of a loss that is not a cross-entropy; at trace time, a conditional
+    ValueError: if n_critic < 1, ema_decay is outside [0, 1), aux_weight < 0, an unknown
+      `stabilizers.augment`, or label smoothing is asked of a loss that is not a cross-entropy; at trace time, a conditional
       GAN's batch without labels of shape `[n_critic, B]`.
   """
   if n_critic < 1:
@@ -427,6 +446,8 @@ def make_train_step(
     raise ValueError(f'train.aux_weight={aux_weight} must be >= 0 (AC-GAN uses 1).')
   if not 0.0 <= ema_decay < 1.0:
     raise ValueError(f'train.ema_decay={ema_decay} must be in [0, 1); 0 disables the EMA.')
+  if stabilizers.augment not in ada.MODES:
+    raise ValueError(f'train.augment={stabilizers.augment!r} must be one of {ada.MODES}.')
   spec = StepSpec(
     gan=gan,
     loss=loss,

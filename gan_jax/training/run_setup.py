@@ -91,11 +91,13 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   defaults = flatten_config(config_lib.base_config().to_dict())
   old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
   # A penalty that keeps state (LeCam: its EMAs live in GANState.extras) changes the state's
-  # structure when it is turned on or off.
+  # structure when it is turned on or off; so does ADA's adaptive p (train.augment='ada').
   switches = {f'train.{p.name} (on)': p.field for p in penalties.PENALTIES.values() if p.state}
   for flat in (old, new):
     for key, field in switches.items():
       flat[key] = bool(flat.get(f'train.{field}') or 0)
+    flat['train.augment (ada)'] = flat.get('train.augment') == 'ada'
+  switches['train.augment (ada)'] = 'augment'
   changed = [
     f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
     for k in sorted(set(old) | set(new))
