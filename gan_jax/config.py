@@ -56,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.stage_widths = ()        # R3GAN: channels per G stage, lowest resolution first (D: reversed); one value = every stage; () = model.g_width (G) and model.d_width (D) everywhere.
   c.model.stage_blocks = (1,)      # R3GAN: residual blocks per G stage, lowest resolution first (D: reversed); one value = every stage (the paper: 2).
   c.model.expansion = 2            # R3GAN: inverted-bottleneck expansion factor of each residual block (the paper: 2).
-  c.model.group_size = 16          # R3GAN: channels per group of the grouped 3x3 convolutions (the paper: 16); must divide expansion x every stage width.
+  c.model.group_size = 16          # R3GAN: channels per group of the grouped 3x3 convolutions (the paper: 16); must divide expansion x every stage width (or exceed it: one group).
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...), or 'folder:/path' (a folder or .zip of images, see gan_jax/data/image_folder.py).

@@ -265,7 +265,7 @@ class ResidualBlock(nnx.Module):
     channels: C, the width of the input and output.
     expansion: E, the inverted bottleneck's width is E * C.
     group_size: channels per group of the 3x3 convolution; E * C must be a multiple
-      (E * C / group_size groups; group_size = E * C is an ordinary convolution).
+      (E * C / group_size groups; group_size >= E * C is an ordinary convolution).
     num_blocks: L, the number of residual blocks of the whole network (sets `branch_gain`).
     dtype: computation dtype (None: float32; jnp.bfloat16).
     rngs: `nnx.Rngs` for initialisation.
@@ -288,6 +288,7 @@ class ResidualBlock(nnx.Module):
     rngs: nnx.Rngs,
   ):
     hidden = channels * expansion
+    group_size = min(group_size, hidden)  # a group wider than the layer: one group
     if hidden % group_size:
       raise ValueError(
         f'r3gan: the expanded width {expansion} x {channels} = {hidden} is not a multiple of '
@@ -622,7 +623,7 @@ def stage_config(model_config: Any, image_size: int) -> Stages:
     sizes[field] = int(v)
   e, g = sizes['expansion'], sizes['group_size']
   for w in g_widths + d_widths:
-    if (e * w) % g:
+    if (e * w) % min(g, e * w):  # a group size over e * w gives one group
       raise _bad(
         'model.group_size',
         g,
