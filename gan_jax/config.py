@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = 'float32'              # Compute dtype of G and D: 'float32' (default) or 'bfloat16'.
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...) or 'sngan32' (32x32 ResNet).
+  c.model.name = 'dcgan28'         # 'mlp', 'dcgan28' (28x28), 'dcgan' (power-of-two sizes, 32, 64, ...), 'sngan32' (32x32 ResNet) or 'r3gan' (28, 32, 64, ... px modern ResNet).
   c.model.latent_dim = 100         # Size of z ~ N(0, I).
   c.model.g_width = 64             # DCGAN generator width (channels of its last hidden layer).
   c.model.d_width = 64             # DCGAN discriminator width (channels of its first layer).
@@ -45,12 +45,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
   c.model.pack = 1                 # DCGAN D judges packs of this many images, stacked on channels (PacGAN, Lin et al. 2018: 2).
   c.model.minibatch_std = 0        # DCGAN D: minibatch-stddev group size, min(it, batch / pack) (Karras et al. 2018: 4); 0 = off.
-  # Class-conditional GANs (gan_jax/models/conditional.py; dcgan28, dcgan and sngan32): G makes
+  # Class-conditional GANs (gan_jax/models/conditional.py; dcgan28, dcgan, sngan32, r3gan): G makes
   # images of a given class, D judges (image, class) pairs; the data's labels must be 0..K-1.
   c.model.num_classes = 0          # K classes (10 for MNIST); 0 = unconditional (the models are then exactly the unconditional ones).
   c.model.g_conditioning = 'cbn'   # 'cbn': conditional BatchNorm (Miyato & Koyama 2018); 'concat': labels concatenated to z (Mirza & Osindero 2014).
   c.model.d_conditioning = 'projection'  # 'projection' (Miyato & Koyama 2018), 'concat' (label maps on the image) or 'acgan' (Odena et al. 2017).
   c.model.label_embed_dim = 0      # 'concat': 0 = one-hot labels, > 0 = a learned label embedding of this size.
+  # R3GAN (model.name=r3gan, gan_jax/models/r3gan.py; Huang et al. 2024): n stages, from a
+  # base x base basis (4, or 7 for 28 px) up to the image in G, the mirror image in D.
+  c.model.stage_widths = ()        # R3GAN: channels per G stage, lowest resolution first (D: reversed); one value = every stage; () = model.g_width (G) and model.d_width (D) everywhere.
+  c.model.stage_blocks = (1,)      # R3GAN: residual blocks per G stage, lowest resolution first (D: reversed); one value = every stage (the paper: 2).
+  c.model.expansion = 2            # R3GAN: inverted-bottleneck expansion factor of each residual block (the paper: 2).
+  c.model.group_size = 16          # R3GAN: channels per group of the grouped 3x3 convolutions (the paper: 16); must divide expansion x every stage width (or exceed it: one group).
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'            # Any TFDS image dataset name (mnist, fashion_mnist, cifar10, ...), or 'folder:/path' (a folder or .zip of images, see gan_jax/data/image_folder.py).

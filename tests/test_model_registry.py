@@ -96,7 +96,7 @@ def test_a_registered_toy_model_is_validated_by_its_own_constraints(toy, tiny_co
   c.model.pack, c.model.num_classes = 1, 10
   assert _error(c) == (
     'model.num_classes=10 is invalid: model "toy" has no class '
-    'conditioning; use model.name=dcgan28, dcgan or sngan32, or set '
+    'conditioning; use model.name=dcgan28, dcgan, sngan32 or r3gan, or set '
     'model.num_classes=0.'
   )
   with pytest.raises(ValueError, match='model "toy" has no class conditioning'):
@@ -139,7 +139,7 @@ def test_unregistering_removes_the_model_everywhere(tiny_config):
   models.unregister('toy')
   c = _toy_config(tiny_config)
   assert _error(c) == (
-    "model.name='toy' is invalid: choose one of ['dcgan', 'dcgan28', 'mlp', 'sngan32']."
+    "model.name='toy' is invalid: choose one of ['dcgan', 'dcgan28', 'mlp', 'r3gan', 'sngan32']."
   )
   with pytest.raises(ValueError, match="model.name='toy' is not a known model"):
     models.build_models(c.model, (28, 28, 1), 0)
@@ -163,7 +163,7 @@ def _builds(name: str, size: int, channels: int) -> bool:
   return True
 
 
-@pytest.mark.parametrize('name', ['mlp', 'dcgan28', 'dcgan', 'sngan32'])
+@pytest.mark.parametrize('name', ['mlp', 'dcgan28', 'dcgan', 'sngan32', 'r3gan'])
 def test_each_entry_declares_exactly_the_sizes_its_builder_accepts(name):
   """The entry's declared image sizes and channels against its architecture: a size the
   entry accepts builds, a size it refuses fails to build (the builder's own check)."""
@@ -195,7 +195,7 @@ def test_entries_declare_the_options_their_discriminators_take():
 
     assert nnx.eval_shape(logits).shape == (2,), name  # shapes only, nothing computed
   assert {n for n, e in models.MODELS.items() if e.d_options} == {'dcgan28', 'dcgan'}
-  assert registry.conditional_names() == ['dcgan28', 'dcgan', 'sngan32']
+  assert registry.conditional_names() == ['dcgan28', 'dcgan', 'sngan32', 'r3gan']
 
 
 def test_either():

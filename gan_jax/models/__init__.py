@@ -1,10 +1,10 @@
 """Generators and discriminators, and the registry entries of the built-in models.
 
 Each model is one `gan_jax.models.registry.Model` entry (its builder, image sizes, channels,
-discriminator options, class conditioning), registered here for 'mlp', 'dcgan28', 'dcgan'
-and 'sngan32'. `build_models(model_config, image_shape, seed, dtype=...)` returns the `(G,
-D)` pair of Flax NNX modules of the entry `model_config.name`; the training code turns them
-into pure functions with `nnx.split` / `nnx.merge` (see `gan_jax.core.state`).
+discriminator options, class conditioning), registered here for 'mlp', 'dcgan28', 'dcgan',
+'sngan32' and 'r3gan'. `build_models(model_config, image_shape, seed, dtype=...)` returns the
+`(G, D)` pair of Flax NNX modules of the entry `model_config.name`; the training code turns
+them into pure functions with `nnx.split` / `nnx.merge` (see `gan_jax.core.state`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from gan_jax.models.dcgan import (
   pack_images,
 )
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
-from gan_jax.models import registry
+from gan_jax.models import r3gan, registry
 from gan_jax.models.registry import MODELS, Model, register, unregister
+from gan_jax.models.r3gan import R3GANDiscriminator, R3GANEntry, R3GANGenerator, stage_config
 from gan_jax.models.sngan import SNGANDiscriminator, SNGANGenerator, SpectralNorm
 
 
@@ -94,6 +95,15 @@ def _sngan32(cfg, shape, rngs, dtype):
   )
 
 
+def _r3gan(cfg, shape, rngs, dtype):
+  s = stage_config(cfg, shape[0])
+  opts = dict(expansion=s.expansion, group_size=s.group_size, dtype=dtype, rngs=rngs)
+  return (
+    R3GANGenerator(shape, cfg.latent_dim, s.g_widths, s.g_blocks, **opts, **_g_cond(cfg)),
+    R3GANDiscriminator(shape, s.d_widths, s.d_blocks, **opts, **_d_cond(cfg)),
+  )
+
+
 # `config.dtype` -> the layers' computation dtype. None is Flax's default (the dtype of the
 # inputs and parameters: float32), so 'float32' builds exactly the models it always did.
 # 'bfloat16' is mixed precision: float32 parameters (and so optimizer state and EMA),
@@ -143,6 +153,18 @@ register(
     paper='Miyato et al. 2018',
   )
 )
+register(
+  R3GANEntry(
+    'r3gan',
+    _r3gan,
+    'R3GAN modern ResNet (grouped inverted bottlenecks, no normalisation), 28, 32, 64, ... px',
+    image_size=r3gan.image_size_ok,
+    image_size_need='needs 4 * 2^k or 7 * 2^k pixels, k >= 1 (8, 14, 16, 28, 32, 64, ...)',
+    conditional=True,
+    size_fields=('latent_dim', 'g_width', 'd_width', 'stage_widths', 'stage_blocks', 'expansion'),
+    paper='Huang et al. 2024',
+  )
+)
 
 
 def build_models(
@@ -165,6 +187,9 @@ def build_models(
       `num_classes` (default 0: unconditional, exactly the models without these fields),
       `g_conditioning` ('cbn' default, or 'concat'), `d_conditioning` ('projection' default,
       'concat' or 'acgan') and `label_embed_dim` (default 0: one-hot labels for 'concat').
+      'r3gan' (`gan_jax.models.r3gan`, Huang et al. 2024) reads `stage_widths` (default ():
+      `g_width` / `d_width` at every stage), `stage_blocks` ((1,)), `expansion` (2) and
+      `group_size` (16), and conditions G by 'concat' only.
     image_shape: (H, W, C) of the training images.
     seed: integer seed of the parameter initialisation.
     dtype: the run's `config.dtype`, a key of `DTYPES`: 'float32' (default) or 'bfloat16'
@@ -216,6 +241,8 @@ __all__ = [
   'DCGANDiscriminator',
   'SNGANGenerator',
   'SNGANDiscriminator',
+  'R3GANGenerator',
+  'R3GANDiscriminator',
   'SpectralNorm',
   'minibatch_stddev',
   'pack_images',

@@ -2,7 +2,8 @@
 
 A conditional GAN models p(x | y) for class labels y in [0, K): G(z, y) makes an image of
 class y, and D judges (x, y) pairs (or classifies x). The pieces here are shared by the
-DCGAN-28, DCGAN and SNGAN-32 models (`gan_jax.models.dcgan`, `gan_jax.models.sngan`):
+DCGAN-28, DCGAN, SNGAN-32 and R3GAN models (`gan_jax.models.dcgan`, `gan_jax.models.sngan`,
+`gan_jax.models.r3gan`):
 
 Generator conditioning (`model.g_conditioning`, `G_CONDITIONINGS`):
 
