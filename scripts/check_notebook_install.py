@@ -44,7 +44,9 @@ def install_cell(notebook: Path) -> str:
     if c['cell_type'] == 'code' and 'GAN_JAX_SOURCE =' in ''.join(c['source'])
   ]  # fmt: skip
   if len(found) != 1:
-    raise SystemExit(f'{notebook}: expected one install cell setting GAN_JAX_SOURCE, found {len(found)}')
+    raise SystemExit(
+      f'{notebook}: expected one install cell setting GAN_JAX_SOURCE, found {len(found)}'
+    )
   return found[0]
 
 
@@ -52,7 +54,9 @@ def run(cmd: list[str], log: list[str], **kwargs) -> subprocess.CompletedProcess
   """Runs cmd, appends its command line and output to log, returns the result."""
   start = time.time()
   p = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-  log.append(f'$ {" ".join(cmd)}  # rc={p.returncode} {time.time() - start:.0f}s\n{p.stdout}{p.stderr}')
+  log.append(
+    f'$ {" ".join(cmd)}  # rc={p.returncode} {time.time() - start:.0f}s\n{p.stdout}{p.stderr}'
+  )
   return p
 
 
@@ -85,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
   t0 = time.time()
   run([sys.executable, '-m', 'venv', str(venv)], log, check=True)
   run([python, '-m', 'pip', 'install', '-q', '--upgrade', 'pip'], log, check=True, env=env)
-  preinstall = [f'tensorflow=={args.tensorflow}', f'jax=={jax_version}', f'jaxlib=={jaxlib_version}']
+  preinstall = [
+    f'tensorflow=={args.tensorflow}',
+    f'jax=={jax_version}',
+    f'jaxlib=={jaxlib_version}',
+  ]
   p = run([python, '-m', 'pip', 'install', '-q', *preinstall], log, env=env)
   wall['preinstall_s'] = round(time.time() - t0, 1)
   checks['preinstall'] = p.returncode == 0
@@ -141,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
   (tmp / 'log.txt').write_text('\n'.join(log))
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
-  print(json.dumps({k: result[k] for k in ('passed', 'checks', 'versions_before', 'versions_after', 'wall_s')}, indent=2))
+  print(
+    json.dumps(
+      {k: result[k] for k in ('passed', 'checks', 'versions_before', 'versions_after', 'wall_s')},
+      indent=2,
+    )
+  )
   print(f'full log: {tmp / "log.txt"}')
   if not args.keep:
     subprocess.run(['rm', '-rf', str(venv)], check=False)
