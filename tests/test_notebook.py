@@ -400,10 +400,10 @@ def test_install_cell_keeps_jax_and_tensorflow(monkeypatch, tmp_path):
   assert sorted(pins.split()) == sorted(f'{n}=={v}' for n, v in runtime.items() if n != 'numpy')
   kept = ('tensorflow-cpu', 'jax>', 'jaxlib>')
   expected = [r for r in requires if not r.startswith(kept)]
-  assert second[second.index('-c') + 2:] == expected
+  assert second[second.index('-c') + 2 :] == expected
 
   # Without any TensorFlow and JAX installed, everything of install_requires is asked for.
   calls.clear()
   monkeypatch.setattr(md, 'distributions', lambda: dists[-1:])
   namespace['install_gan_jax']('src')
-  assert calls[1][1] == '' and calls[1][0][calls[1][0].index('-c') + 2:] == requires
+  assert calls[1][1] == '' and calls[1][0][calls[1][0].index('-c') + 2 :] == requires
