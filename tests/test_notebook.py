@@ -332,3 +332,78 @@ def test_translation_notebook_runs_offline(tmp_path, monkeypatch):
   mask = saved['model_inputs'][..., 1:] > 0
   assert mask.reshape(TRANSLATION_SHOW, -1).sum(1).tolist() == [14 * 14] * TRANSLATION_SHOW
   np.testing.assert_allclose(saved['model_inputs'][..., :1][~mask], targets[~mask], atol=1e-6)
+
+
+# The install cell (the code cell setting GAN_JAX_SOURCE) is shared by the three notebooks.
+NOTEBOOKS = (NOTEBOOK, EDITING_NOTEBOOK, TRANSLATION_NOTEBOOK)
+
+
+def _install_cell(path):
+  import nbformat  # pylint: disable=g-import-not-at-top
+
+  nb = nbformat.read(str(path), as_version=4)
+  cells = [c.source for c in nb.cells if c.cell_type == 'code' and 'GAN_JAX_SOURCE =' in c.source]
+  assert len(cells) == 1, f'{path.name}: {len(cells)} cells set GAN_JAX_SOURCE, expected 1'
+  return cells[0], nb
+
+
+def test_notebooks_share_one_install_cell_without_a_hard_coded_url():
+  import re  # pylint: disable=g-import-not-at-top
+
+  first, _ = _install_cell(NOTEBOOK)
+  for path in NOTEBOOKS:
+    cell, nb = _install_cell(path)
+    assert cell.startswith(first), f'{path.name}: its install cell differs from quickstart\'s'
+    for c in nb.cells:  # a placeholder such as https://<host>/<you>/gan_jax is fine
+      urls = re.findall(r'(?:git\+)?https?://[^\s\'")\]]+', c.source)
+      bad = [u for u in urls if 'gan_jax' in u and '<' not in u]
+      assert not bad, f'{path.name}: hard-coded URL(s) of a gan_jax repository: {bad}'
+
+
+def test_install_cell_keeps_jax_and_tensorflow(monkeypatch, tmp_path):
+  """Runs the cell's install_gan_jax on a simulated Colab environment (tensorflow and a CUDA
+  jax installed) with pip replaced by a recorder, against setup.cfg's install_requires."""
+  import configparser  # pylint: disable=g-import-not-at-top
+  import importlib.metadata as md  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+
+  cfg = configparser.ConfigParser()
+  cfg.read(REPO / 'setup.cfg')
+  lines = cfg['options']['install_requires'].splitlines()
+  requires = [l.strip() for l in lines if l.strip() and not l.strip().startswith('#')]
+  assert any(r.startswith('tensorflow-cpu') for r in requires)
+  runtime = {'tensorflow': '2.20.0', 'jax': '0.10.2', 'jaxlib': '0.10.2',
+             'jax-cuda12-plugin': '0.10.2', 'numpy': '2.0.2'}  # fmt: skip
+  dists = [types.SimpleNamespace(metadata={'Name': n}, version=v) for n, v in runtime.items()]
+  calls = []
+
+  def fake_run(cmd, check=False, **kwargs):
+    if cmd[-1] == 'check':  # pip check: the cell reports what it finds
+      calls.append((cmd, None))
+      return types.SimpleNamespace(stdout='gan-jax 0.1.0 requires tensorflow-cpu, which is not installed.')  # fmt: skip
+    assert check and not kwargs
+    pins = cmd[cmd.index('-c') + 1] if '-c' in cmd else None
+    calls.append((cmd, Path(pins).read_text() if pins else None))
+
+  cell, _ = _install_cell(NOTEBOOK)
+  namespace = {}
+  exec(compile(cell, 'install_cell', 'exec'), namespace)  # gan_jax importable: installs nothing
+  monkeypatch.setattr(md, 'distributions', lambda: dists)
+  monkeypatch.setattr(md, 'requires', lambda name: requires + ['pytest>=8; extra == "test"'])
+  monkeypatch.setattr(subprocess, 'run', fake_run)
+  namespace['install_gan_jax'](tmp_path / 'src')
+
+  (first, _), (second, pins), (third, _) = calls
+  assert third[-2:] == ['pip', 'check']
+  assert first[-2:] == ['--no-deps', str(tmp_path / 'src')]
+  assert sorted(pins.split()) == sorted(f'{n}=={v}' for n, v in runtime.items() if n != 'numpy')
+  kept = ('tensorflow-cpu', 'jax>', 'jaxlib>')
+  expected = [r for r in requires if not r.startswith(kept)]
+  assert second[second.index('-c') + 2 :] == expected
+
+  # Without any TensorFlow and JAX installed, everything of install_requires is asked for.
+  calls.clear()
+  monkeypatch.setattr(md, 'distributions', lambda: dists[-1:])
+  namespace['install_gan_jax']('src')
+  assert calls[1][1] == '' and calls[1][0][calls[1][0].index('-c') + 2 :] == requires
