@@ -316,8 +316,9 @@ class Checkpointer:
     reads, nothing is moved (the cause is then more likely a different state structure than
     damage). A checkpoint that lacks one of its `ITEMS` folders counts as unreadable, named
     with what it lacks. Orbax's atomic saves mean an interrupted save never looks complete;
-    this covers damage after the fact (disk errors, partial copies). Checkpoints written before a field
-    was added to `GANState` restore with that field's (empty) value from `target`.
+    this covers damage after the fact (disk errors, partial copies). Checkpoints written
+    before a field was added to `GANState` restore with that field's (empty) value from
+    `target`.
 
     Args:
       target: a state of the same structure (e.g. freshly created and replicated); only
