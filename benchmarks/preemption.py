@@ -8,7 +8,10 @@ Repeats `--repeats` times in fresh workdirs:
     TFDS_DATA_DIR=../shared/tfds python benchmarks/preemption.py \
         --config experiments/mnist_dcgan.py --after 20 --repeats 3
 
-Prints one line per run and a JSON summary (seconds: min, median, max).
+Config overrides after the options go to every run, e.g. a tiny run long enough to be
+stopped: `--config experiments/mnist_dcgan.py:tiny --config.train.steps=100000`.
+Prints one line per run and a JSON summary (seconds: min, median, max); `--out FILE` also
+writes that summary, with every run, to FILE.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ import tempfile
 import time
 
 
-def one_run(config: str, after: float, signame: str, workdir: str) -> dict:
-  gan_jax = os.path.join(os.path.dirname(sys.executable), 'gan-jax')
-  command = [gan_jax, 'train', '--config', config, '--workdir', workdir]
-  command += ['--config.progress_bar=false', '--config.log_every=1', '--config.eval_every=0']
+def one_run(
+  config: str, after: float, signame: str, workdir: str, overrides: list[str] = ()
+) -> dict:
+  # `python -m gan_jax.cli.main` rather than the `gan-jax` script: the same code, and the
+  # gan_jax on PYTHONPATH (e.g. a worktree) is the one measured.
+  command = [sys.executable, '-m', 'gan_jax.cli.main', 'train', '--config', config]
+  command += ['--workdir', workdir, '--config.progress_bar=false', '--config.log_every=1']
+  command += ['--config.eval_every=0', *overrides]
   proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   metrics = os.path.join(workdir, 'metrics.jsonl')
   while not (os.path.exists(metrics) and os.path.getsize(metrics)):
@@ -58,35 +65,39 @@ def main() -> None:
   parser.add_argument('--after', type=float, default=20.0, help='seconds of training first')
   parser.add_argument('--signal', default='SIGTERM', choices=('SIGTERM', 'SIGINT'))
   parser.add_argument('--repeats', type=int, default=3)
-  args = parser.parse_args()
+  parser.add_argument('--out', help='also write the JSON summary to this file')
+  args, overrides = parser.parse_known_args()
+  bad = [o for o in overrides if not o.startswith('--config.')]
+  if bad:
+    parser.error(f'unknown arguments {bad}: only --config.<field>=<value> overrides follow')
   runs = []
   for i in range(args.repeats):
     workdir = tempfile.mkdtemp(prefix='gan_jax_preempt_')
     try:
-      run = one_run(args.config, args.after, args.signal, workdir)
+      run = one_run(args.config, args.after, args.signal, workdir, overrides)
     finally:
       shutil.rmtree(workdir, ignore_errors=True)
     runs.append(run)
     print(f'run {i + 1}: {json.dumps(run)}', flush=True)
   seconds = [r['seconds'] for r in runs]
-  print(
-    json.dumps(
-      {
-        'config': args.config,
-        'signal': args.signal,
-        'runs': len(runs),
-        'all_exit_0': all(r['exit_status'] == 0 for r in runs),
-        'all_checkpointed_the_stop_step': all(
-          r['checkpoint_steps'][-1:] == [r['stopped_at_step']] for r in runs
-        ),
-        'seconds': {
-          'min': min(seconds),
-          'median': statistics.median(seconds),
-          'max': max(seconds),
-        },
-      }
-    )
-  )
+  summary = {
+    'command': ' '.join(['python', 'benchmarks/preemption.py', *sys.argv[1:]]),
+    'config': args.config,
+    'overrides': overrides,
+    'after_seconds': args.after,
+    'signal': args.signal,
+    'runs': len(runs),
+    'all_exit_0': all(r['exit_status'] == 0 for r in runs),
+    'all_checkpointed_the_stop_step': all(
+      r['checkpoint_steps'][-1:] == [r['stopped_at_step']] for r in runs
+    ),
+    'seconds': {'min': min(seconds), 'median': statistics.median(seconds), 'max': max(seconds)},
+  }
+  print(json.dumps(summary))
+  if args.out:
+    with open(args.out, 'w', encoding='utf-8') as f:
+      json.dump({**summary, 'each_run': runs}, f, indent=2)
+      f.write('\n')
 
 
 if __name__ == '__main__':

@@ -331,3 +331,105 @@ def test_a_run_killed_before_its_summary_finishes_on_rerun(tfds_dir, tmp_path):
     assert summary['finished_on_rerun'] is True
     assert summary['final_metrics'] == full['final_metrics']  # from metrics.jsonl
     assert sweep.run_state(run).status == 'done'
+
+
+def _without_item(run, tmp_path, item):
+  """A copy of `run` whose newest checkpoint (step 6) lost its `item` folder."""
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(run, workdir)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '6', item))
+  return workdir
+
+
+def _checkpoint_warnings(caplog):
+  """(gan_jax's checkpoint warnings, every other warning or error) in the captured log."""
+  records = [r for r in caplog.records if r.levelno >= 30]
+  ours = [r for r in records if r.name == 'gan_jax.training.checkpoint']
+  return [r.getMessage() for r in ours], [r.getMessage() for r in records if r not in ours]
+
+
+@pytest.mark.parametrize('item', ['meta', 'state'])
+def test_readers_skip_a_checkpoint_missing_an_item_in_one_line(run, tmp_path, capsys, caplog, item):
+  """Issue 17, item 7: the newest checkpoint lacks its `meta` (digest) or `state` folder.
+  `sample` and `eval` read step 3 with one warning naming the checkpoint and the missing
+  item, and change nothing; asked for step 6 explicitly, one line of error, exit 2."""
+  workdir = _without_item(run, tmp_path, item)
+  before = digest_folder(workdir)
+  missing = f"{os.path.join(workdir, 'checkpoints', '6')} lacks its '{item}' item"
+  out = str(tmp_path / 's.png')
+  for argv in (
+    ['sample', '--workdir', workdir, '--num', '4', '--out', out],
+    ['eval', '--workdir', workdir, '--num-samples', '200', '--out', str(tmp_path / 'e.json')],
+  ):
+    caplog.clear()
+    assert cli.main(argv) == 0
+    assert 'from step 3' in capsys.readouterr().out or argv[0] == 'eval'
+    ours, others = _checkpoint_warnings(caplog)
+    assert len(ours) == 1 and missing in ours[0] and 'left it in place' in ours[0], ours
+    assert len(ours[0].splitlines()) == 1 and not others, others
+  assert json.load(open(tmp_path / 'e.json'))['step'] == 3
+  err = _refused(capsys, ['sample', '--workdir', workdir, '--step', '6', '--out', out], missing)
+  assert 'Traceback' not in err
+  assert digest_folder(workdir) == before
+
+
+@pytest.mark.parametrize('item', ['meta', 'state'])
+def test_training_moves_a_checkpoint_missing_an_item_aside(run, tfds_dir, tmp_path, caplog, item):
+  """Training resumes from step 3 past a step-6 checkpoint without its `meta` or `state`
+  folder, moved aside to 6.unreadable with one warning naming it and the missing item, and
+  redoes steps 4-6 to exactly the state of the run that wrote them."""
+  from conftest import load_experiment
+  from gan_jax.training import train
+  from test_train import _assert_states_equal
+
+  workdir = _without_item(run, tmp_path, item)
+  config = load_experiment('mnist_dcgan', 'tiny')
+  config.data.data_dir = tfds_dir
+  state = train.train_and_evaluate(config, workdir)
+  ours, others = _checkpoint_warnings(caplog)
+  missing = f"{os.path.join(workdir, 'checkpoints', '6')} lacks its '{item}' item"
+  assert len(ours) == 1 and missing in ours[0] and '6.unreadable' in ours[0], ours
+  assert not [m for m in others if 'could not be restored' in m], others
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6', '6.unreadable']
+  _assert_states_equal(load_run(run)[2], state)
+
+
+def test_every_checkpoint_missing_an_item_is_one_line(run, tmp_path, capsys):
+  """With no checkpoint left whole, the error names what each one lacks, not another
+  config (the message for checkpoints of another state structure)."""
+  workdir = _without_item(run, tmp_path, 'meta')
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '3', 'state'))
+  before = digest_folder(workdir)
+  err = _refused(capsys, ['sample', '--workdir', workdir, '--out', str(tmp_path / 's.png')],
+                 "checkpoints/6 lacks its 'meta' item")  # fmt: skip
+  assert "checkpoints/3 lacks its 'state' item" in err and 'another config' not in err
+  assert digest_folder(workdir) == before
+
+
+def test_save_reports_are_replayed_on_success_and_dropped_on_failure(caplog):
+  """What Orbax's threads report during a save (absl log records, excepthook calls) is held:
+  shown unchanged after a successful save, kept out of sight (DEBUG) after a failed one,
+  whose error is then the one line; the hooks are restored either way."""
+  import logging
+  import sys
+
+  from gan_jax.training import checkpoint
+
+  hook, seen = sys.excepthook, []
+  sys.excepthook = lambda *args: seen.append(args[1])
+  try:
+    with checkpoint._held_write_reports():  # pylint: disable=protected-access
+      logging.getLogger('absl').warning('written by a thread')
+      sys.excepthook(RuntimeError, RuntimeError('from a callback'), None)
+      assert 'written by a thread' not in caplog.text and not seen  # held
+    assert 'written by a thread' in caplog.text and [str(e) for e in seen] == ['from a callback']
+    caplog.clear()
+    with pytest.raises(OSError):
+      with checkpoint._held_write_reports():  # pylint: disable=protected-access
+        logging.getLogger('absl').error('a failed write')
+        sys.excepthook(OSError, OSError('disk full'), None)
+        raise OSError('disk full')
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(seen) == 1  # the failed save's report was not passed on
+  finally:
+    sys.excepthook = hook

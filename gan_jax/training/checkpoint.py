@@ -12,12 +12,17 @@ gcsfuse); Orbax coordinates them, each writing its share of every replicated arr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
-from typing import Any
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -43,6 +48,142 @@ def state_digest(state: GANState) -> str:
     h.update(f'{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|'.encode())
     h.update(np.ascontiguousarray(x).tobytes())
   return h.hexdigest()
+
+
+# Loggers through which Orbax's write threads (via absl) and asyncio report a failed write.
+_WRITE_LOGGERS = ('absl', 'asyncio')
+
+
+@contextlib.contextmanager
+def _held_write_reports() -> Iterator[None]:
+  """Holds what Orbax's write threads report while a save runs; replays it if it succeeds.
+
+  When one file of a checkpoint cannot be written (a full disk), every one of Orbax's write
+  threads and TensorStore's callbacks reports the same error with its own traceback: about
+  150 lines (Orbax's threads log through absl; TensorStore's callbacks, finding Orbax's
+  event loop closed, print through `sys.excepthook`). The save then raises one error,
+  which `Checkpointer.save` turns into one line. So while the save runs (and, when it
+  fails, until Orbax's other write threads have ended), records of the
+  `absl` and `asyncio` loggers and calls of `sys.excepthook`, `threading.excepthook` and
+  `sys.unraisablehook` are held: replayed unchanged, in order, when the save succeeds
+  (nothing is hidden then), and logged at DEBUG level (`log`) when it fails.
+  """
+  held: list[tuple[str, Any]] = []
+  lock = threading.Lock()
+
+  def hold(kind: str) -> Any:
+    def keep(*args: Any) -> bool:
+      with lock:
+        held.append((kind, args[0] if kind == 'log' else args))
+      return False  # as a logging filter: not emitted now
+
+    return keep
+
+  loggers = [logging.getLogger(name) for name in _WRITE_LOGGERS]
+  keep_log = hold('log')
+  hooks = {
+    'excepthook': sys.excepthook,
+    'unraisablehook': sys.unraisablehook,
+    'threading': threading.excepthook,
+  }
+  for logger in loggers:
+    logger.addFilter(keep_log)
+  sys.excepthook, sys.unraisablehook = hold('excepthook'), hold('unraisablehook')
+  threading.excepthook = hold('threading')
+  succeeded = False
+  try:
+    yield
+    succeeded = True
+  finally:
+    if not succeeded:  # Orbax raised on the first failed write: let its other threads end
+      _join_write_threads(timeout=_WRITE_THREADS_TIMEOUT_S)
+    for logger in loggers:
+      logger.removeFilter(keep_log)
+    sys.excepthook, sys.unraisablehook = hooks['excepthook'], hooks['unraisablehook']
+    threading.excepthook = hooks['threading']
+    with lock:
+      reports, held[:] = list(held), []
+    if not succeeded:
+      _drop_late_closed_loop_reports()
+    for kind, report in reports:
+      if succeeded and kind == 'log':
+        logging.getLogger(report.name).handle(report)
+      elif succeeded:
+        hooks[kind](*report)
+      elif kind == 'log':
+        log.debug('held during the failed save: %s', report.getMessage(), exc_info=report.exc_info)
+      else:
+        log.debug('held during the failed save (%s): %r', kind, report)
+
+
+# How long a failed save waits for Orbax's other write threads to end, in seconds.
+_WRITE_THREADS_TIMEOUT_S = 30.0
+
+
+def _join_write_threads(timeout: float) -> None:
+  """Waits, at most `timeout` seconds in all, for Orbax's write threads to end.
+
+  Orbax writes a checkpoint from threads of its own (`_SignalingThread`s) and raises as soon
+  as one fails; the others end later, each logging its error through absl.
+  """
+  deadline = time.monotonic() + timeout
+  for thread in threading.enumerate():
+    if type(thread).__name__ == '_SignalingThread' and thread is not threading.current_thread():
+      thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _is_late_closed_loop_report(exc_type: type, exc: BaseException, tb: Any) -> bool:
+  """Whether an excepthook report is a TensorStore callback finding Orbax's loop closed."""
+  if threading.current_thread() is threading.main_thread():
+    return False  # an uncaught error of the program itself: always shown
+  if not (issubclass(exc_type, RuntimeError) and str(exc) == 'Event loop is closed'):
+    return False
+  frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(tb)]
+  return 'call_soon_threadsafe' in frames
+
+
+def _drop_late_closed_loop_reports() -> None:
+  """After a failed save, drops the reports of its abandoned writes that finish later.
+
+  TensorStore goes on with the writes Orbax abandoned; as each ends, its callback calls
+  `call_soon_threadsafe` on Orbax's event loop, long closed, and TensorStore reports that
+  RuntimeError from its own thread through `sys.unraisablehook` (or `sys.excepthook`),
+  after the one-line error. From the first failed save on (the run is stopping with that
+  error), exactly those reports, from threads other than the main one, go to the DEBUG log
+  instead; every other call of the hooks is passed on unchanged.
+  """
+  if not getattr(sys.unraisablehook, 'drops_late_closed_loop_reports', False):
+    unraisablehook = sys.unraisablehook
+
+    def quiet_unraisablehook(unraisable: Any) -> None:
+      if _is_late_closed_loop_report(
+        unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback
+      ):
+        log.debug('an abandoned checkpoint write ended after its save failed')
+      else:
+        unraisablehook(unraisable)
+
+    quiet_unraisablehook.drops_late_closed_loop_reports = True
+    sys.unraisablehook = quiet_unraisablehook
+  if not getattr(sys.excepthook, 'drops_late_closed_loop_reports', False):
+    excepthook = sys.excepthook
+
+    def quiet_excepthook(exc_type: type, exc: BaseException, tb: Any) -> None:
+      if _is_late_closed_loop_report(exc_type, exc, tb):
+        log.debug('an abandoned checkpoint write ended after its save failed')
+      else:
+        excepthook(exc_type, exc, tb)
+
+    quiet_excepthook.drops_late_closed_loop_reports = True
+    sys.excepthook = quiet_excepthook
+
+
+# The items of every checkpoint, each a folder in `<step>/`: the state and its digest.
+ITEMS = ('state', 'meta')
+
+
+class MissingCheckpointItemError(UnreadableCheckpointError):
+  """A checkpoint folder lacks one of its `ITEMS` (deleted, or copied in part)."""
 
 
 class Checkpointer:
@@ -94,13 +235,11 @@ class Checkpointer:
     if step not in self._manager.all_steps():
       meta = {'step': step, 'sha256': state_digest(state)}
       failure = None
+      args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
       try:
-        self._manager.save(
-          step,
-          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-          force=force,
-        )
-        self._manager.wait_until_finished()
+        with _held_write_reports():  # ~150 lines of tracebacks when it fails: one line instead
+          self._manager.save(step, args=args, force=force)
+          self._manager.wait_until_finished()
       except Exception as err:  # noqa: BLE001 - OSError, or tensorstore's own error types
         log.debug('checkpoint %d failed', step, exc_info=True)
         reason = ' '.join(str(err).split())[:300] or type(err).__name__
@@ -122,7 +261,19 @@ class Checkpointer:
     )
     return restored['state'], restored['meta']
 
+  def _check_items(self, step: int) -> None:
+    """Raises MissingCheckpointItemError, naming the folder, if an item of `step` is gone."""
+    path = os.path.join(self.directory, str(step))
+    missing = [item for item in ITEMS if not os.path.isdir(os.path.join(path, item))]
+    if missing:
+      names = ' and '.join(repr(item) for item in missing)
+      raise MissingCheckpointItemError(
+        f'Checkpoint {path} lacks its {names} item{"s" if len(missing) > 1 else ""} (no '
+        f'folder {names} in it: deleted, or copied in part)'
+      )
+
   def _read(self, step: int, abstract: Any) -> GANState:
+    self._check_items(step)  # before Orbax, which logs its own warnings on a missing item
     try:
       state, meta = self._restore(step, abstract)
     except Exception as err:  # pylint: disable=broad-except  # TensorStore raises plain Exception
@@ -163,9 +314,11 @@ class Checkpointer:
     its digest (truncated or garbled files) while an older one reads is named in a warning
     and moved aside to `<step>.unreadable` (never deleted, so it can be inspected). If none
     reads, nothing is moved (the cause is then more likely a different state structure than
-    damage). Orbax's atomic saves mean an interrupted save never looks complete; this covers
-    damage after the fact (disk errors, partial copies). Checkpoints written before a field
-    was added to `GANState` restore with that field's (empty) value from `target`.
+    damage). A checkpoint that lacks one of its `ITEMS` folders counts as unreadable, named
+    with what it lacks. Orbax's atomic saves mean an interrupted save never looks complete;
+    this covers damage after the fact (disk errors, partial copies). Checkpoints written
+    before a field was added to `GANState` restore with that field's (empty) value from
+    `target`.
 
     Args:
       target: a state of the same structure (e.g. freshly created and replicated); only
@@ -177,7 +330,8 @@ class Checkpointer:
 
     Raises:
       FileNotFoundError: if there is no checkpoint (at that step), or none is readable.
-      UnreadableCheckpointError: if the checkpoint of an explicit `step` fails its digest.
+      UnreadableCheckpointError: if the checkpoint of an explicit `step` fails its digest;
+        MissingCheckpointItemError (a subclass) if it lacks one of its `ITEMS` folders.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     if step is not None:
@@ -198,28 +352,24 @@ class Checkpointer:
         continue
       # A newer checkpoint failed where an older one of the same run reads: it is damaged.
       for bad, err in failed:
-        first_line = (str(err).strip().splitlines() or [''])[0][:160]
         if self.read_only:  # a reader never changes the run folder
           log.warning(
-            'Checkpoint %s is unreadable (%s: %s); read step %d instead and left it in place.',
-            os.path.join(self.directory, str(bad)),
-            type(err).__name__,
-            first_line,
-            candidate,
+            '%s; read step %d instead and left it in place.', self._why(bad, err), candidate
           )
           continue
         moved = self.move_aside(bad)
         log.warning(
-          'Checkpoint %s is unreadable (%s: %s); moved it to %s and resumed from step %d.',
-          os.path.join(self.directory, str(bad)),
-          type(err).__name__,
-          first_line,
-          moved,
-          candidate,
+          '%s; moved it to %s and resumed from step %d.', self._why(bad, err), moved, candidate
         )
       return state
     # None reads: more likely a state of another structure (another model, config or gan_jax
     # version) than every checkpoint damaged, so nothing is moved.
+    if all(isinstance(err, MissingCheckpointItemError) for _, err in failed):
+      raise FileNotFoundError(
+        f'no checkpoint in {self.directory} is whole; they were left in place. '
+        + '. '.join(str(err) for _, err in failed)
+        + '. Put the missing folders back, or start a new run with another --workdir.'
+      )
     bad, err = failed[0]
     reason = ' '.join(str(err).split())[:300]
     raise FileNotFoundError(
@@ -228,6 +378,14 @@ class Checkpointer:
       f'{reason}. If they were written with another config or gan_jax version, use those, '
       'or start a new run with another --workdir.'
     )
+
+  def _why(self, step: int, err: Exception) -> str:
+    """One line saying why checkpoint `step` could not be read."""
+    if isinstance(err, MissingCheckpointItemError):
+      return str(err)
+    first_line = (str(err).strip().splitlines() or [''])[0][:160]
+    path = os.path.join(self.directory, str(step))
+    return f'Checkpoint {path} is unreadable ({type(err).__name__}: {first_line})'
 
   def move_aside(self, step: int) -> str:
     """Renames checkpoint `step` to `<step>.unreadable[.N]` so Orbax no longer lists it.
