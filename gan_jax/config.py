@@ -125,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 1000              # Steps between evaluations (and one at the end); 0 disables.
   c.eval_num_samples = 10000       # Generated images per evaluation (for fid, kid, is, pr).
   c.eval = ml_collections.ConfigDict()
-  c.eval.metrics = 'fid,kid,is,pr' # Comma-separated, from fid, kid, is, pr, modes (Stacked MNIST).
+  c.eval.metrics = 'fid,kid,is,pr' # Comma-separated, from fid, kid, is, pr, modes (Stacked MNIST), classes (class balance).
   c.eval.feature_net = 'auto'      # auto: LeNet for mnist/fashion_mnist/stacked_mnist, else inception_v3.
   c.eval.split = 'train'           # Real split the reference statistics come from.
   c.eval.batch_size = 500          # Images per generator / feature-network call.

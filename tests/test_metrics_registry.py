@@ -143,7 +143,9 @@ def test_registry_and_evaluation_agree_on_every_metrics_result_keys(proj, tfds_d
     got.update(ev.evaluate_batches([_images(90, 3)]))
   keys = [k for k in got if k not in _NOT_METRICS]
   declared = registry.result_families('lenet')
-  assert keys == list(declared)  # the same keys, in the same order
+  assert sorted(keys) == sorted(declared)  # the same keys
+  feature_keys = [k for k in declared if declared[k] in features]
+  assert keys[: len(feature_keys)] == feature_keys  # in the registry's order
   for key, name in declared.items():
     assert registry.family(key) == name
     assert registry.display_name(key) != key
@@ -164,6 +166,9 @@ def test_the_builtin_entries_match_the_tables_they_replace():
     'coverage_inception': 'pr',
     'modes_covered': 'modes',
     'modes_kl': 'modes',
+    'classes_inception_kl': 'classes',
+    'classes_inception_min': 'classes',
+    'classes_inception_max': 'classes',
   }
   assert [registry.display_name(k) for k in registry.result_families('lenet')] == [
     'FID (LeNet)',
@@ -177,6 +182,9 @@ def test_the_builtin_entries_match_the_tables_they_replace():
     'Coverage (LeNet)',
     'Modes covered (of 1000)',
     'KL(modes || uniform)',
+    'Class KL to uniform (LeNet)',
+    'Smallest class share (LeNet)',
+    'Largest class share (LeNet)',
   ]
   lower = ['fid_lenet', 'kid_inception', 'modes_kl']
   higher = ['is_lenet', 'precision_inception', 'recall_lenet', 'coverage_lenet', 'modes_covered']
@@ -205,4 +213,4 @@ def test_register_refuses_clashes_and_malformed_entries():
       registry.register(metric('toyy', 'toyx_tag_val', feature_net=False))
   finally:
     registry.unregister('toyx')
-  assert registry.names() == ('fid', 'kid', 'is', 'pr', 'modes')
+  assert registry.names() == ('fid', 'kid', 'is', 'pr', 'modes', 'classes')

@@ -4,7 +4,7 @@
 any number of generator states: it samples `num_samples` images from fixed latents (latent
 i is a function of (seed, i) only, so the samples do not depend on the batch size), passes
 them through the feature network batch by batch, and feeds each configured metric of
-`gan_jax.metrics.registry` (fid, kid, is, pr, modes, and any registered later) the images,
+`gan_jax.metrics.registry` (fid, kid, is, pr, modes, classes, and any registered later) the images,
 features and logits it asks for.
 
 Only FID and IS are fully streaming; KID and precision/recall keep the float32 features of

@@ -19,6 +19,8 @@ Registered here, in this order (which is the order of the results):
            (Naeem et al. 2020)
     modes  Stacked-MNIST modes covered and KL to uniform (Srivastava et al. 2017; Lin et al.
            2018), with the MNIST classifier per channel
+    classes  class balance of the generated images as the LeNet classifies them: KL to
+           uniform, smallest and largest class share (MNIST's train classes are 9.0-11.2%)
 
 Result keys: a feature-network metric's result stem 'kid_std' becomes `kid_<tag>_std` (the tag
 goes after the stem's first word; the tag is the network's label in lower case: 'lenet',
@@ -364,6 +366,50 @@ class _PRDCStream:
     return prdc_lib.precision_recall_density_coverage(real, self.kept.array())
 
 
+class _ClassesStream:
+  def __init__(self, ev: Any):
+    self.counts = np.zeros(ev.net.num_classes, np.int64)
+
+  def update(self, batch: Batch) -> None:
+    top = np.argmax(np.asarray(batch.logits), axis=-1)
+    self.counts += np.bincount(top, minlength=self.counts.size)
+
+  def result(self) -> dict[str, float]:
+    return class_shares(self.counts)
+
+
+def class_shares(counts: Any) -> dict[str, float]:
+  """The class balance of generated images from their predicted-class counts.
+
+  Args:
+    counts: int [K], how many images the feature network's classifier put in each class.
+
+  Returns:
+    {'classes_kl': KL(p || uniform) = sum_k p_k log(K p_k) in nats (0 for a perfectly balanced
+    set, log K when every image is in one class; 0 log 0 = 0), 'classes_min': the smallest
+    share p_k, 'classes_max': the largest}, shares in [0, 1].
+
+  Raises:
+    ValueError: no images counted.
+  """
+  counts = np.asarray(counts, np.float64)
+  if counts.sum() <= 0:
+    raise ValueError('class balance of no images: count at least one image.')
+  p = counts / counts.sum()
+  kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * p.size)))
+  return {'classes_kl': kl, 'classes_min': float(p.min()), 'classes_max': float(p.max())}
+
+
+def _check_classes_net(request: Request, net: FeatureNet) -> None:
+  del request
+  if net.num_classes > 100:
+    raise ConfigError(
+      f'metric "classes" counts the classes {net.name} predicts, and its {net.num_classes} '
+      'ImageNet classes are not the data\'s: use it with a LeNet (eval.feature_net=lenet_mnist or '
+      'lenet_fashion_mnist), or drop it from eval.metrics.'
+    )
+
+
 class _ModesStream:
   def __init__(self, ev: Any):
     self.classifier, self.digits = ev.mode_classifier, []
@@ -435,5 +481,19 @@ register(
     samples='modes_num_samples',
     mnist_classifier=True,
     check=_check_modes,
+  )
+)
+register(
+  Metric(
+    'classes',
+    "class balance: the feature network's predicted classes, KL to uniform and the smallest and "
+    'largest share (for MNIST-like data, whose classes are near uniform)',
+    (
+      Result('classes_kl', 'Class KL to uniform', 'lower'),
+      Result('classes_min', 'Smallest class share', 'higher'),
+      Result('classes_max', 'Largest class share', None),
+    ),
+    _ClassesStream,
+    check_net=_check_classes_net,
   )
 )
