@@ -40,6 +40,12 @@ Options follow the path after '?', '&'-separated: `folder:/data/faces?resize=str
 
 The folder is one split, 'train', sliced like TFDS splits: 'train', 'train[:1000]',
 'train[10%:]' (the slice is taken in the sorted order above).
+
+Paired images (pix2pix's format, `gan_jax.data.translation_sources`' 'pairs:'): a
+`FolderSpec` with `halves=2` reads each file as two images side by side, A | B, its width
+twice its height; each half is brought to image_size like a square image, and the cache
+holds them side by side, [N, H, 2W, C] (cache folder tag '-pairs'). A file of another shape
+is an error (`NotAPairError`, reported with the others in one line).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ __all__ = [
   'EXTENSIONS',
   'FolderSpec',
   'Listing',
+  'NotAPairError',
   'CachedFolder',
   'is_folder_name',
   'parse_name',
@@ -81,6 +88,7 @@ __all__ = [
   'check_folder',
   'label_classes',
   'decode_image',
+  'stored_channels',
   'load_cached',
   'folder_dataset',
   'raw_images',
@@ -107,6 +115,10 @@ class FolderSpec:
     name: the name as given (what messages quote).
     path: the folder or .zip, user-expanded and absolute.
     resize, upscale, mixed: the options (see the module docstring).
+    halves: 1, each file is one image; 2, each file is an A | B pair side by side (width
+      twice the height), cached as [N, H, 2W, C] (see the module docstring).
+    fields: the config fields (or command-line flags) that give the name, the image size
+      and the channels, as messages quote them.
   """
 
   name: str
@@ -114,6 +126,8 @@ class FolderSpec:
   resize: str = 'crop'
   upscale: str = 'no'
   mixed: str = 'error'
+  halves: int = 1
+  fields: tuple[str, str, str] = ('data.name', 'data.image_size', 'data.channels')
 
   @property
   def is_zip(self) -> bool:
@@ -157,15 +171,20 @@ def is_folder_name(name: Any) -> bool:
   return isinstance(name, str) and name.startswith(PREFIX)
 
 
-def parse_name(name: str, field: str = 'data.name') -> FolderSpec:
+def parse_name(name: str, field: str = 'data.name', *, prefix: str = PREFIX) -> FolderSpec:
   """Parses 'folder:PATH[?opt=value&...]' and checks that PATH is a folder or a .zip file.
+
+  Args:
+    name: the name.
+    field: the config field (or flag) that gave it, quoted in messages.
+    prefix: the prefix before PATH ('folder:'; '' for a bare path, as in 'unpaired:').
 
   Raises:
     ConfigError: no path, an unknown option or value, or no such folder / zip file.
   """
-  if not is_folder_name(name):
-    raise ConfigError(f'{field}={name!r} is invalid: an image folder is named folder:/path.')
-  rest = name[len(PREFIX) :]
+  if not (isinstance(name, str) and name.startswith(prefix)):
+    raise ConfigError(f'{field}={name!r} is invalid: an image folder is named {prefix}/path.')
+  rest = name[len(prefix) :]
   options: dict[str, str] = {}
   path, sep, query = rest.rpartition('?')
   if sep and query and all('=' in part for part in query.split('&')):
@@ -180,9 +199,9 @@ def parse_name(name: str, field: str = 'data.name') -> FolderSpec:
   else:
     path = rest
   if not path:
-    raise ConfigError(f'{field}={name!r} is invalid: give a path, e.g. folder:/data/images.')
+    raise ConfigError(f'{field}={name!r} is invalid: give a path, e.g. {prefix}/data/images.')
   path = os.path.abspath(os.path.expanduser(path))
-  spec = FolderSpec(name, path, **options)
+  spec = FolderSpec(name, path, **options, fields=(field, *FolderSpec.fields[1:]))
   if spec.is_zip:
     if not os.path.isfile(path):
       raise ConfigError(f'{field}={name!r} is invalid: no such zip file {path}.')
@@ -220,7 +239,7 @@ def _walk(spec: FolderSpec) -> tuple[list[tuple[str, Any]], int, str]:
         infos = [i for i in z.infolist() if not i.is_dir() and not _hidden(i.filename)]
     except (zipfile.BadZipFile, OSError) as err:
       raise ConfigError(
-        f'data.name={spec.name!r} is invalid: cannot read the zip ({err}).'
+        f'{spec.fields[0]}={spec.name!r} is invalid: cannot read the zip ({err}).'
       ) from None
     for info in infos:
       if _is_image(info.filename):
@@ -266,7 +285,7 @@ def list_images(spec: FolderSpec) -> Listing:
   entries, ignored, root = _walk(spec)
   if not entries:
     raise ConfigError(
-      f'data.name={spec.name!r} is invalid: no images ({", ".join(EXTENSIONS)}) in '
+      f'{spec.fields[0]}={spec.name!r} is invalid: no images ({", ".join(EXTENSIONS)}) in '
       f'{spec.path}' + (f' ({ignored} other files ignored)' if ignored else '') + '.'
     )
   digest = hashlib.sha256()
@@ -300,6 +319,8 @@ def _options_tag(spec: FolderSpec) -> str:
   tag = spec.resize
   if spec.upscale == 'yes':
     tag += '_up'
+  if spec.halves == 2:
+    tag += '-pairs'
   return tag
 
 
@@ -384,21 +405,39 @@ def _to_mode(img, channels: int):
   return img.convert('L' if channels == 1 else 'RGB')
 
 
+class NotAPairError(ValueError):
+  """A file read as an A | B pair (`FolderSpec.halves=2`) whose width is not twice its
+  height. Attributes: size, its (width, height)."""
+
+  def __init__(self, size: tuple[int, int]):
+    super().__init__(f'{size[0]}x{size[1]} is not two squares side by side')
+    self.size = size
+
+
 def decode_image(
-  data: bytes, image_size: int, channels: int, resize: str = 'crop', upscale: bool = False
+  data: bytes,
+  image_size: int,
+  channels: int,
+  resize: str = 'crop',
+  upscale: bool = False,
+  halves: int = 1,
 ) -> tuple[np.ndarray | None, bool, tuple[int, int]]:
   """Decodes one encoded image to uint8 [image_size, image_size, channels].
 
   EXIF orientation is applied, then the image is converted to 'L' (ITU-R 601 luma) or
   'RGB', centre-cropped to its largest square (`resize='crop'`) or not (`'stretch'`), and
-  resized with Pillow's antialiased bilinear filter when its size differs.
+  resized with Pillow's antialiased bilinear filter when its size differs. With `halves=2`
+  the image is an A | B pair: its width must be twice its height; its left and right
+  squares are each brought to image_size so, and returned side by side,
+  [image_size, 2 * image_size, channels].
 
   Returns:
-    (the image, or None when it is smaller than image_size and `upscale` is False;
+    (the image, or None when it (a half) is smaller than image_size and `upscale` is False;
      whether it is grayscale as stored; its stored (width, height)).
 
   Raises:
     OSError, ValueError, PIL.UnidentifiedImageError: the data is unreadable or truncated.
+    NotAPairError: `halves=2` and the width is not twice the height.
   """
   from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
 
@@ -409,20 +448,62 @@ def decode_image(
       img = ImageOps.exif_transpose(img)
     size = img.size
     img = _to_mode(img, channels)
+  if halves == 2:
+    w, h = img.size
+    if w != 2 * h:
+      raise NotAPairError(size)
+    parts = [_fit(img.crop((x, 0, x + h, h)), image_size, resize, upscale) for x in (0, h)]
+    pair = None if parts[0] is None else np.concatenate(parts, axis=1)
+    return pair, gray, size
+  return _fit(img, image_size, resize, upscale), gray, size
+
+
+def _fit(img, image_size: int, resize: str, upscale: bool) -> np.ndarray | None:
+  """A converted Pillow image cropped / resized to uint8 [S, S, C] (see `decode_image`);
+  None when it is too small and not `upscale`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
   w, h = img.size
   if resize == 'crop':
     s = min(w, h)
     if s < image_size and not upscale:
-      return None, gray, size
+      return None
     left, top = (w - s) // 2, (h - s) // 2
     if (w, h) != (s, s):
       img = img.crop((left, top, left + s, top + s))
   elif min(w, h) < image_size and not upscale:
-    return None, gray, size
+    return None
   if img.size != (image_size, image_size):
     img = img.resize((image_size, image_size), Image.BILINEAR)
   arr = np.asarray(img, np.uint8)
-  return (arr[..., None] if arr.ndim == 2 else arr), gray, size
+  return arr[..., None] if arr.ndim == 2 else arr
+
+
+def stored_channels(spec: FolderSpec) -> int:
+  """The channels the folder's images have as stored: 1 when every one is grayscale (by its
+  Pillow mode, as `decode_image` tells), else 3. Reads each file's header, decodes no pixels.
+
+  Raises:
+    ConfigError: as `list_images`, or a file that is not an image Pillow can open (named).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  listing = list_images(spec)
+  read, close = _reader(spec, listing)
+  try:
+    for rel in listing.files:
+      try:
+        with Image.open(io.BytesIO(read(rel))) as img:
+          if img.mode not in _GRAY_MODES:
+            return 3
+      except Exception as err:  # noqa: BLE001 - Pillow raises many kinds; all are reported
+        raise ConfigError(
+          f'{spec.fields[0]}={spec.name!r}: {rel} cannot be read ({_reason(err)}); fix or '
+          'remove it.'
+        ) from None
+  finally:
+    close()
+  return 1
 
 
 def _reader(spec: FolderSpec, listing: Listing):
@@ -468,14 +549,16 @@ def _decode_all(
   spec: FolderSpec, listing: Listing, out: np.ndarray, image_size: int, channels: int
 ) -> None:
   """Decodes every listed image into `out`; raises one ConfigError naming all failures."""
-  bad, small, gray, colour = [], [], [], []
+  bad, small, gray, colour, unpaired = [], [], [], [], []
   t0 = last = time.perf_counter()
   n = len(listing.files)
   read, close = _reader(spec, listing)
 
   def decode(rel: str):
     try:
-      return decode_image(read(rel), image_size, channels, spec.resize, spec.upscale == 'yes')
+      return decode_image(
+        read(rel), image_size, channels, spec.resize, spec.upscale == 'yes', spec.halves
+      )
     except Exception as err:  # noqa: BLE001 - Pillow raises many kinds; all are reported
       return err
 
@@ -487,6 +570,9 @@ def _decode_all(
       for lo in range(0, n, 1024):
         chunk = listing.files[lo : lo + 1024]
         for i, (rel, result) in enumerate(zip(chunk, pool.map(decode, chunk)), lo):
+          if isinstance(result, NotAPairError):
+            unpaired.append(f'{rel} ({result.size[0]}x{result.size[1]})')
+            continue
           if isinstance(result, Exception):
             bad.append(f'{rel} ({_reason(result)})')
             continue
@@ -501,50 +587,57 @@ def _decode_all(
           log.info('Decoding %s: %d/%d images', spec.path, min(lo + 1024, n), n)
   finally:
     close()
-  where = f'data.name={spec.name!r}'
+  where = f'{spec.fields[0]}={spec.name!r}'
   if bad:
     raise ConfigError(
       f'{where}: {len(bad)} of {n} images cannot be read (unreadable or truncated): '
       f'{_first_few(bad)}; fix or remove them.'
     )
+  if unpaired:
+    raise ConfigError(
+      f'{where}: {len(unpaired)} of {n} images are not A | B pairs (pix2pix\'s format: width '
+      f'twice the height, A left, B right): {_first_few(unpaired)}; fix or remove them.'
+    )
   if small:
     raise ConfigError(
-      f'{where}: {len(small)} of {n} images are smaller than data.image_size={image_size} '
+      f'{where}: {len(small)} of {n} images are smaller than {spec.fields[1]}={image_size} '
       f'{"after the centre crop" if spec.resize == "crop" else "on a side"} and would be '
-      f'upscaled: {_first_few(small)}; remove them, use a smaller data.image_size, or add '
+      f'upscaled: {_first_few(small)}; remove them, use a smaller {spec.fields[1]}, or add '
       '?upscale=yes to the name to enlarge them.'
     )
   if channels == 3 and gray and colour and spec.mixed == 'error':
     raise ConfigError(
       f'{where}: the folder mixes {len(gray)} grayscale and {len(colour)} colour images and '
-      f'data.channels=3 (grayscale ones: {_first_few(gray)}); remove them, set '
-      'data.channels=1, or add ?mixed=convert to the name to use them as gray RGB images.'
+      f'{spec.fields[2]}=3 (grayscale ones: {_first_few(gray)}); remove them, set '
+      f'{spec.fields[2]}=1, or add ?mixed=convert to the name to use them as gray RGB images.'
     )
   log.info('Decoded %d images of %s in %.1f s', n, spec.path, time.perf_counter() - t0)
 
 
 def load_cached(
-  name: str, *, image_size: int, channels: int, cache_dir: str | None = None
+  name: str | FolderSpec, *, image_size: int, channels: int, cache_dir: str | None = None
 ) -> CachedFolder:
   """The decoded folder, memory-mapped from the cache; decodes and caches it if needed.
 
   Args:
-    name: 'folder:PATH[?options]'.
-    image_size, channels: the stored shape [image_size, image_size, channels].
+    name: 'folder:PATH[?options]', or a parsed `FolderSpec` (e.g. one with `halves=2`).
+    image_size, channels: the stored shape [image_size, image_size, channels]
+      ([image_size, 2 * image_size, channels] for pairs).
     cache_dir: overrides the cache root (`gan_jax.cache_dir.cache_root`).
 
   Raises:
     ConfigError: a bad name, an empty folder, unreadable or truncated images, images
       smaller than image_size (without upscale=yes), or mixed grayscale and colour images
-      with channels=3 (without mixed=convert); one line that names the first few files.
+      with channels=3 (without mixed=convert), files that are not A | B pairs (halves=2);
+      one line that names the first few files.
   """
-  spec = parse_name(name)
+  spec = name if isinstance(name, FolderSpec) else parse_name(name)
   listing = list_images(spec)
   tag = f'{listing.key[:32]}-{image_size}x{image_size}x{channels}-{_options_tag(spec)}'
   tag += f'-v{_FORMAT_VERSION}'
   path = os.path.join(_cache_dir(cache_dir), tag)
   images_path = os.path.join(path, 'images.npy')
-  shape = (len(listing.files), image_size, image_size, channels)
+  shape = (len(listing.files), image_size, spec.halves * image_size, channels)
   if os.path.exists(images_path):
     try:
       cached = _open(path, listing, shape)
@@ -572,8 +665,9 @@ def load_cached(
       'source': spec.path,
       'content_key': listing.key,
       'count': n,
-      'shape': [image_size, image_size, channels],
+      'shape': list(shape[1:]),
       'options': {k: getattr(spec, k) for k in _OPTIONS},
+      **({'halves': spec.halves} if spec.halves != 1 else {}),
       'classes': list(listing.classes),
       'format_version': _FORMAT_VERSION,
     }
