@@ -123,35 +123,45 @@ def feature_fid(
 
 
 def direction_scores(
-  net: FeatureNet,
+  net: FeatureNet | None,
   inputs: np.ndarray,
   outputs: np.ndarray,
   cycled: np.ndarray,
   targets: np.ndarray,
-  target_label: int,
+  target_label: int | None,
   input_domain_mean: np.ndarray,
 ) -> dict[str, float | None]:
   """The scores of one translation direction (module docstring).
 
   Args:
-    net: the domain classifier (`gan_jax.metrics.lenet.load_lenet('fashion_mnist')`).
+    net: the domain classifier (`gan_jax.metrics.lenet.load_lenet('fashion_mnist')`); None
+      for domains without one (your own data): the accuracies and FIDs are then None.
     inputs: float32 `[N, S, S, C]` held-out images of the source domain.
     outputs: their translations `[N, S, S, C]`; cycled: the translations translated back.
     targets: float32 `[M, S, S, C]` held-out images of the target domain.
-    target_label: the target domain's class.
+    target_label: the target domain's class (None without a classifier).
     input_domain_mean: float `[S, S, C]`, the mean training image of the source domain.
 
   Returns:
     {'accuracy', 'baseline_accuracy', 'target_accuracy', 'cycle_l1', 'baseline_cycle_l1',
     'change_l1' (mean |output - input|), 'fid', 'baseline_fid'}.
   """
-  return {
-    'accuracy': class_fraction(net, outputs, target_label),
-    'baseline_accuracy': class_fraction(net, inputs, target_label),
-    'target_accuracy': class_fraction(net, targets, target_label),
+  scores = {
+    'accuracy': None,
+    'baseline_accuracy': None,
+    'target_accuracy': None,
     'cycle_l1': mean_l1(cycled, inputs),
     'baseline_cycle_l1': mean_l1(inputs, input_domain_mean),
     'change_l1': mean_l1(outputs, inputs),
-    'fid': feature_fid(net, outputs, targets),
-    'baseline_fid': feature_fid(net, inputs, targets),
+    'fid': None,
+    'baseline_fid': None,
   }
+  if net is not None:
+    scores.update(
+      accuracy=class_fraction(net, outputs, target_label),
+      baseline_accuracy=class_fraction(net, inputs, target_label),
+      target_accuracy=class_fraction(net, targets, target_label),
+      fid=feature_fid(net, outputs, targets),
+      baseline_fid=feature_fid(net, inputs, targets),
+    )
+  return scores

@@ -28,6 +28,11 @@ Unpaired (`build_unpaired_task`, for CycleGAN):
   among B's; the first `num_train` of each class in its half, in TFDS order (each half holds
   about 3,000 of each class). Held out: the first `num_test` sneakers and ankle boots of the
   'test' split (1,000 of each).
+
+Your own data (`build_source_task`): any name of `gan_jax.data.translation_sources`
+('pairs:/path' gives a `PairedTask` named 'pairs': A the inputs, B the targets, baseline
+the input copied; 'unpaired:/a,/b' and 'cycle_gan/<name>' give an `UnpairedTask` without
+classes).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ class PairedTask:
     train_inputs, train_targets: `[N, S, S, in_channels]`, `[N, S, S, out_channels]`.
     test_inputs, test_targets: the same for the held-out (TFDS 'test') images.
     test_baseline: the trivial baseline's output on the test inputs, `[M, S, S, out]`.
-    baseline: what the baseline is ('greyscale copy', 'bicubic', 'mean fill').
+    baseline: what the baseline is ('greyscale copy', 'bicubic', 'mean fill', 'input copy').
   """
 
   name: str
@@ -225,12 +230,16 @@ class UnpairedTask:
   """Two unpaired image domains, float32 numpy `[N, S, S, C]` in [-1, 1].
 
   Attributes:
-    name: the task ('sneakers_boots').
-    dataset: the TFDS dataset the images come from.
-    train_a, train_b: training images of domains A and B (from disjoint halves of 'train').
+    name: the task ('sneakers_boots'; 'unpaired' or 'cycle_gan' for `build_source_task`).
+    dataset: the TFDS dataset the images come from (or the data's name).
+    train_a, train_b: training images of domains A and B (from disjoint halves of 'train');
+      their counts may differ for your own data.
     test_a, test_b: held-out images of A and B (from 'test').
-    class_a, class_b: the dataset's class labels of A and B (7 and 9).
+    class_a, class_b: the dataset's class labels of A and B (7 and 9); None for data without
+      a domain classifier (your own).
     names: readable names of A and B.
+    source: for `build_source_task`, the data's description
+      (`TranslationImages.describe`); None for the built-in task.
   """
 
   name: str
@@ -239,9 +248,10 @@ class UnpairedTask:
   train_b: np.ndarray
   test_a: np.ndarray
   test_b: np.ndarray
-  class_a: int
-  class_b: int
+  class_a: int | None
+  class_b: int | None
   names: tuple[str, str]
+  source: dict[str, Any] | None = None
 
   @property
   def image_size(self) -> int:
@@ -317,8 +327,79 @@ def build_unpaired_task(
   )
 
 
+def _to_unit(images: np.ndarray) -> np.ndarray:
+  """uint8 -> float32 in [-1, 1] (x / 127.5 - 1, as the input pipeline maps pixels)."""
+  return np.asarray(images, np.float32) / 127.5 - 1.0
+
+
+def build_source_task(
+  name: str,
+  *,
+  kind: str,
+  image_size: int,
+  channels: int | None = None,
+  num_train: int,
+  num_test: int,
+  data_dir: str | None = None,
+  download: bool = False,
+) -> PairedTask | UnpairedTask:
+  """A task of your own data, read by `gan_jax.data.translation_sources.load`.
+
+  Args:
+    name: 'pairs:/path', 'unpaired:/a,/b' or 'cycle_gan/<name>'.
+    kind: 'paired' (pix2pix: a `PairedTask`) or 'unpaired' (CycleGAN: an `UnpairedTask`).
+    image_size, channels, num_train, num_test, data_dir, download: as `load`'s.
+
+  Returns:
+    A `PairedTask` named 'pairs' (inputs A, targets B, baseline the input copied) or an
+    `UnpairedTask` named after its source, with no classes; float32 in [-1, 1].
+
+  Raises:
+    gan_jax.errors.ConfigError, gan_jax.data.tfds_images.DatasetNotFoundError: as `load`.
+  """
+  from gan_jax.data import translation_sources  # pylint: disable=g-import-not-at-top
+
+  data = translation_sources.load(
+    name,
+    image_size=image_size,
+    channels=channels,
+    num_train=num_train,
+    num_test=num_test,
+    kind=kind,
+    data_dir=data_dir,
+    download=download,
+  )
+  if data.kind == translation_sources.PAIRED:
+    test_inputs = _to_unit(data.test_a)
+    return PairedTask(
+      name=data.source,
+      dataset=data.name,
+      train_inputs=_to_unit(data.train_a),
+      train_targets=_to_unit(data.train_b),
+      test_inputs=test_inputs,
+      test_targets=_to_unit(data.test_b),
+      test_baseline=test_inputs,
+      baseline='input copy',
+    )
+  return UnpairedTask(
+    name=data.source,
+    dataset=data.name,
+    train_a=_to_unit(data.train_a),
+    train_b=_to_unit(data.train_b),
+    test_a=_to_unit(data.test_a),
+    test_b=_to_unit(data.test_b),
+    class_a=None,
+    class_b=None,
+    names=data.domains,
+    source=data.describe(),
+  )
+
+
 def describe_unpaired(task: UnpairedTask) -> dict[str, Any]:
   """A JSON-able summary of an unpaired task's shapes and provenance."""
+  if task.source is not None:
+    return {'task': task.name, 'dataset': task.dataset, **task.source,
+            'num_train': int(task.train_a.shape[0]), 'num_test': int(task.test_a.shape[0])}  # fmt: skip
   return {
     'task': task.name,
     'dataset': task.dataset,
