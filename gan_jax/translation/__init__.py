@@ -5,7 +5,9 @@ CycleGAN on unpaired ones (Zhu et al. 2017).
 * `cyclegan`: the `CycleGANState` pytree (with the discriminators' image histories),
   `create_cyclegan`, the pure, data-parallel `train_step`, the learning-rate schedule.
 * `tasks`: colourisation, 4x super-resolution and inpainting built from the TFDS data, with
-  their trivial baselines; the unpaired Fashion-MNIST sneakers <-> ankle boots.
+  their trivial baselines; the unpaired Fashion-MNIST sneakers <-> ankle boots; your own
+  data (`build_source_task`: 'pairs:', 'unpaired:', 'cycle_gan/*' of
+  `gan_jax.data.translation_sources`).
 * `metrics`: PSNR and SSIM (dm-pix); translation accuracy, cycle-reconstruction error and
   FID (LeNet) with their baselines.
 * `run`: translation run folders (`translation_run.json` beside the Orbax checkpoints):
