@@ -89,6 +89,7 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
 
 import jax  # noqa: E402
 from bench_util import package_version  # noqa: E402
+from step_timing import timed_steps, warm_up  # noqa: E402
 from throughput import _csv, _fmt, flops_of  # noqa: E402
 
 from gan_jax.config import validate  # noqa: E402
@@ -251,21 +252,10 @@ class Case:
     self.times: list[list[float]] = []  # Per round, the step times in seconds.
 
   def warmup(self, n: int) -> None:
-    t0 = time.perf_counter()
-    self.state, metrics = self.compiled(self.state, self.batch)
-    jax.block_until_ready(metrics)
-    self.first_step_s = time.perf_counter() - t0
-    for _ in range(n - 1):
-      self.state, metrics = self.compiled(self.state, self.batch)
-    jax.block_until_ready((self.state, metrics))
+    self.state, _, self.first_step_s = warm_up(self.compiled, self.state, self.batch, n)
 
   def run(self, steps: int) -> None:
-    times = []
-    for _ in range(steps):
-      start = time.perf_counter()
-      self.state, self.metrics = self.compiled(self.state, self.batch)
-      jax.block_until_ready(self.metrics)
-      times.append(time.perf_counter() - start)
+    self.state, self.metrics, times = timed_steps(self.compiled, self.state, self.batch, steps)
     self.times.append(times)
 
 

@@ -8,9 +8,9 @@ Cases (each an experiment file, optionally with fields changed; all at one batch
   dcgan28_r3obj experiments/mnist_dcgan.py with the       DCGAN-28 with R3GAN's objective, so that
                 r3gan case's loss, r1/r2 weights, betas   r3gan / dcgan28_r3obj is the architecture alone
 
-Method (that of `benchmarks/ingredients.py`, whose helpers it imports): one fixed random
-batch on the devices, the jitted train step `jit_train_step(make_train_step(...))`
-compiled first, `--warmup` untimed steps, then `--rounds` interleaved rounds (the order
+Method (that of `benchmarks/ingredients.py`, whose helpers it imports; the timing loop is
+`benchmarks/step_timing.py`'s): one fixed random batch on the devices, the jitted train step
+`jit_train_step(make_train_step(...))` compiled first, `--warmup` untimed steps, then `--rounds` interleaved rounds (the order
 rotated by one case per round) of `--steps` timed steps per case, each ending in
 `jax.block_until_ready`. Interleaving keeps a shared machine fair to every case. Reported
 per case: the median images/s over all timed steps, p10-p90, the median over rounds of the
@@ -54,6 +54,7 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
 import jax  # noqa: E402
 from bench_util import loadavg, package_version  # noqa: E402
 from ingredients import fixed_batch  # noqa: E402
+from step_timing import timed_steps, warm_up  # noqa: E402
 from throughput import flops_of  # noqa: E402
 
 from gan_jax.cli.main import load_config_file  # noqa: E402
@@ -135,15 +136,12 @@ class Case:
     self.flops = flops * mesh.devices.size if flops is not None else None
     self.times: list[list[float]] = []
 
-  def run(self, steps: int, record: bool = True) -> None:
-    times = []
-    for _ in range(steps):
-      start = time.perf_counter()
-      self.state, self.metrics = self.compiled(self.state, self.batch)
-      jax.block_until_ready(self.metrics)
-      times.append(time.perf_counter() - start)
-    if record:
-      self.times.append(times)
+  def warmup(self, n: int) -> None:
+    self.state, self.metrics, self.first_step_s = warm_up(self.compiled, self.state, self.batch, n)
+
+  def run(self, steps: int) -> None:
+    self.state, self.metrics, times = timed_steps(self.compiled, self.state, self.batch, steps)
+    self.times.append(times)
 
 
 def summarize(case: Case, ref: Case, batch: int) -> dict[str, Any]:
@@ -156,6 +154,7 @@ def summarize(case: Case, ref: Case, batch: int) -> dict[str, Any]:
     'objective': case.objective,
     'num_params': case.num_params,
     'compile_s': case.compile_s,
+    'first_step_s': case.first_step_s,
     'flops_per_step': case.flops,
     'flops_ratio_to_dcgan28': case.flops / ref.flops if case.flops and ref.flops else None,
     'images_per_s_median': float(np.median(img_s)),
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   cases = []
   for name in CASES:
     case = Case(name, args, mesh)
-    case.run(args.warmup, record=False)
+    case.warmup(args.warmup)
     print(f'{name}: compiled in {case.compile_s:.1f} s', file=sys.stderr, flush=True)
     cases.append(case)
   for r in range(args.rounds):

@@ -109,6 +109,7 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
 
 import jax  # noqa: E402
 from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
+from step_timing import timed_steps, warm_up  # noqa: E402
 
 from gan_jax.config import base_config, validate  # noqa: E402
 from gan_jax.core.losses import get_loss  # noqa: E402
@@ -476,21 +477,10 @@ class JaxCase:
     self.metrics = None
 
   def warmup(self, n: int) -> None:
-    t0 = time.perf_counter()
-    self.state, self.metrics = self.compiled(self.state, self.batch)
-    jax.block_until_ready(self.metrics)
-    self.first_step_s = time.perf_counter() - t0
-    for _ in range(n - 1):
-      self.state, self.metrics = self.compiled(self.state, self.batch)
-    jax.block_until_ready((self.state, self.metrics))
+    self.state, self.metrics, self.first_step_s = warm_up(self.compiled, self.state, self.batch, n)
 
   def run(self, n: int) -> None:
-    times = []
-    for _ in range(n):
-      start = time.perf_counter()
-      self.state, self.metrics = self.compiled(self.state, self.batch)
-      jax.block_until_ready(self.metrics)
-      times.append(time.perf_counter() - start)
+    self.state, self.metrics, times = timed_steps(self.compiled, self.state, self.batch, n)
     self.rounds.append(times)
 
   def summary(self, args: argparse.Namespace) -> dict[str, Any]:

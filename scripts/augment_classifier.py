@@ -57,6 +57,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+# This script's path from the repository root, as results.json records it in 'command'.
+SCRIPT = Path(__file__).resolve().relative_to(HERE.parent).as_posix()
 sys.path.insert(0, str(HERE))
 
 import train_classifier  # noqa: E402
@@ -251,7 +253,7 @@ def main(argv=None) -> dict:
   print('\n' + md)
   report = {
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-    'command': ' '.join(['scripts/augment_classifier.py', *(argv or sys.argv[1:])]),
+    'command': ' '.join([SCRIPT, *(sys.argv[1:] if argv is None else argv)]),
     'args': {k: v for k, v in vars(args).items()},
     'results': results,
   }

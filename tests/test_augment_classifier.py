@@ -18,6 +18,14 @@ def augment():
   return module
 
 
+def test_records_its_own_path_from_the_repository_root(augment):
+  assert augment.SCRIPT == 'scripts/augment_classifier.py'
+  assert (REPO / augment.SCRIPT).resolve() == (REPO / 'scripts' / 'augment_classifier.py').resolve()
+  # The committed result's command names the script where it is now.
+  recorded = json.loads((REPO / 'experiments' / 'results' / 'augment_mnist.json').read_text())
+  assert (REPO / recorded['command'].split()[0]).is_file()
+
+
 def test_subsets_are_disjoint_slices_per_seed(augment):
   assert [augment.subset_split(5, s) for s in range(3)] == [
     'train[0%:5%]',
@@ -62,6 +70,7 @@ def test_tiny_run_trains_the_gan_on_the_subset_and_scores_all_conditions(augment
   assert config['data']['split'] == 'train[0%:1%]' and config['model']['num_classes'] == 10
   assert json.loads((tmp_path / 'mnist' / 'results.json').read_text())['results'] == [row]
   assert '| 1% | 600 |' in (tmp_path / 'mnist' / 'results.md').read_text()
+  assert report['command'] == ' '.join(['scripts/augment_classifier.py', *argv])
   # Run again: the finished GAN is reused, not retrained ...
   args = augment.parse_args(argv)
   assert augment.train_gan(args, row['split'], 0, str(run)) == 0.0

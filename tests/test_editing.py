@@ -104,6 +104,63 @@ def test_slerp_antiparallel_and_zero_endpoints():
   assert np.isfinite(np.asarray(E.slerp(z0, -2.0 * z0, jnp.linspace(0, 1, 7)))).all()
 
 
+def _slerp_prefix_np(z0, z1, t, eps=1e-7):
+  """The pre-fix slerp formula (before the antiparallel fix), in float64 numpy."""
+  z0, z1 = np.broadcast_arrays(np.float64(z0), np.float64(z1))
+  t = np.asarray(t, np.float64)[..., None]
+  r0 = np.linalg.norm(z0, axis=-1, keepdims=True)
+  r1 = np.linalg.norm(z1, axis=-1, keepdims=True)
+  u, w = z0 / r0, z1 / r1
+  cos = np.clip(np.sum(u * w, -1, keepdims=True), -1.0, 1.0)
+  perp = w - cos * u
+  sin = np.linalg.norm(perp, axis=-1, keepdims=True)
+  assert (sin > eps).all()  # only ordinary endpoints here
+  omega = np.arctan2(sin, cos)
+  return ((1 - t) * r0 + t * r1) * (np.cos(t * omega) * u + np.sin(t * omega) * perp / sin)
+
+
+def _antiparallel_path_np(z0, z1, t):
+  """The documented antiparallel path in float64 numpy: radius (cos(t pi) u + sin(t pi) v),
+  v the coordinate axis least aligned with u, made orthogonal to u and normalised."""
+  z0, z1 = np.float64(z0), np.float64(z1)
+  t = np.asarray(t, np.float64)[:, None]
+  r0, r1 = np.linalg.norm(z0), np.linalg.norm(z1)
+  u = z0 / r0
+  v = np.eye(u.size)[np.argmin(np.abs(u))]
+  v = v - (v @ u) * u
+  v /= np.linalg.norm(v)
+  return ((1 - t) * r0 + t * r1) * (np.cos(t * np.pi) * u + np.sin(t * np.pi) * v)
+
+
+@pytest.mark.parametrize('d', [2, 8, 128])
+@pytest.mark.parametrize('scale', [-1.0, -2.5, -0.05])
+def test_slerp_antiparallel_random_endpoints_keep_their_norm(d, scale):
+  # Non-axis-aligned endpoints: float32 rounding leaves sin(angle) ~ 1e-7 of pure noise,
+  # which the pre-fix code took for a direction (its path dipped towards the origin).
+  rng = np.random.default_rng(d)
+  t = np.linspace(0.0, 1.0, 11)
+  for _ in range(8):
+    z0 = (rng.normal(size=d) * rng.uniform(0.1, 10.0)).astype(np.float32)
+    z1 = (scale * z0).astype(np.float32)
+    path = np.asarray(E.slerp(z0, z1, t), np.float64)
+    r0, r1 = np.linalg.norm(np.float64(z0)), np.linalg.norm(np.float64(z1))
+    radius = (1 - t) * r0 + t * r1
+    np.testing.assert_allclose(np.linalg.norm(path, axis=-1), radius, rtol=1e-5)
+    assert np.linalg.norm(path, axis=-1).min() >= 0.999 * min(r0, r1)  # never near 0
+    np.testing.assert_allclose(path[0], z0, atol=1e-5 * r0)
+    np.testing.assert_allclose(path[-1], z1, atol=1e-5 * r1)
+    np.testing.assert_allclose(path, _antiparallel_path_np(z0, z1, t), atol=1e-5 * max(r0, r1))
+
+
+def test_slerp_ordinary_endpoints_unchanged_by_the_antiparallel_fix():
+  rng = np.random.default_rng(3)
+  z0 = rng.normal(size=(6, 1, 32)).astype(np.float32)
+  z1 = (rng.normal(size=(6, 1, 32)) * rng.uniform(0.2, 5.0, size=(6, 1, 1))).astype(np.float32)
+  z1[0] = -z0[0] + 0.05 * z1[0]  # close to antiparallel, but a real direction
+  t = np.linspace(-0.25, 1.25, 13)
+  np.testing.assert_allclose(E.slerp(z0, z1, t), _slerp_prefix_np(z0, z1, t), atol=1e-5, rtol=1e-5)
+
+
 def test_interpolation_grid_and_png(tiny, tmp_path):
   gan, state = tiny
   k = jax.random.key(1)

@@ -8,6 +8,7 @@ beta = 0.5 ** (B / nimg) (with the ramp-up early on); bad strings are one-line C
 
 from __future__ import annotations
 
+import json
 import math
 import types
 
@@ -141,6 +142,16 @@ def test_resume_with_schedules_is_bit_exact(tiny_config, tmp_path):
   hyper, t = full.g_opt_state.hyperparams, tiny_config.train
   np.testing.assert_allclose(float(hyper['b2']), t.b2 * (1 - 0.1 * 5 / 6), rtol=1e-6)
   np.testing.assert_allclose(float(hyper['learning_rate']), t.g_lr * 0.1, rtol=1e-6)
+  # summary.json records those last values, the same for the resumed run.
+  final = {
+    name: json.loads((tmp_path / name / 'summary.json').read_text())['schedules_final']
+    for name in ('full', 'resumed')
+  }
+  assert final['full'] == final['resumed']
+  np.testing.assert_allclose(final['full']['b2'], float(hyper['b2']), rtol=1e-6)
+  np.testing.assert_allclose(final['full']['g_lr'], float(hyper['learning_rate']), rtol=1e-6)
+  # H * cosine 0.5->1 at step 5 of 5 = 64, under the ramp-up's 5 * 16 * 0.5 = 40 images.
+  np.testing.assert_allclose(final['full']['ema_half_life_images'], 40.0, rtol=1e-6)
 
 
 def _stepper(config, ema_zero=False):
@@ -227,6 +238,37 @@ def test_schedules_compose_with_per_replica_values(tiny_config, tmp_path):
     _assert_close(replicas.unstack(states, i), separate)
   g0, g1 = (jax.tree.leaves(replicas.unstack(states, i).g_params)[0] for i in (0, 1))
   assert not np.allclose(g0, g1)
+  # Each replica's summary.json: its own base values times the factors of the last step (2).
+  for i, (g_lr, r1) in enumerate([(1e-4, 1.0), (4e-4, 8.0)]):
+    summary = json.loads((tmp_path / 'replicated' / f'replica_{i}' / 'summary.json').read_text())
+    assert summary['g_lr'] == g_lr  # the base rate, as before
+    final = summary['schedules_final']
+    assert list(final) == ['g_lr', 'r1_weight']
+    np.testing.assert_allclose(final['g_lr'], g_lr * 0.1, rtol=1e-6)
+    np.testing.assert_allclose(final['r1_weight'], r1 * 0.5 * (1 - 2 / 3), rtol=1e-6)
+
+
+def test_summary_records_the_scheduled_fields_final_values(tiny_config, tmp_path):
+  """summary.json's schedules_final: each scheduled field at the last step (state.step 3 of
+  a 4-step run), in closed form; the other keys as without schedules."""
+  tiny_config.train.steps = 4
+  tiny_config.train.r1_weight = 2.0
+  tiny_config.train.schedules = 'g_lr,d_lr=cosine:1->0.25@3step; r1_weight=cosine:1->0@6step'
+  config_lib.validate(tiny_config)
+  train.train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+  summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  t = tiny_config.train
+  final = summary['schedules_final']
+  assert list(final) == ['g_lr', 'd_lr', 'r1_weight']
+  np.testing.assert_allclose(final['g_lr'], t.g_lr * 0.25, rtol=1e-6)  # the cosine's end
+  np.testing.assert_allclose(final['d_lr'], t.d_lr * 0.25, rtol=1e-6)
+  # Halfway along 1 -> 0 over 6 steps at step 3: (1 + cos(pi / 2)) / 2 = 0.5.
+  np.testing.assert_allclose(final['r1_weight'], 2.0 * 0.5, rtol=1e-6)
+  assert summary['g_lr'] == t.g_lr and summary['d_lr'] == t.d_lr and summary['end_step'] == 4
+  assert train.schedules_final(t, 4) == final
+  # Without schedules: an empty dict.
+  tiny_config.train.schedules = ''
+  assert train.schedules_final(tiny_config.train, 4) == {}
 
 
 BAD = [

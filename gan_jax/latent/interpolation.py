@@ -35,6 +35,16 @@ def lerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike) -> jax.Array:
   return z0 + t * (z1 - z0)
 
 
+# sin(angle) below which endpoints with cos < 0 count as antiparallel (see `slerp`): 25x the
+# float32 rounding noise of sin for exactly antiparallel endpoints (measured <= 4e-7, d 2-4096).
+_ANTIPARALLEL_SIN = 1e-5
+
+
+def _orthogonal(x: jax.Array, u: jax.Array) -> jax.Array:
+  """x minus its component along the unit vectors u (both float `[..., d]`)."""
+  return x - jnp.sum(x * u, axis=-1, keepdims=True) * u
+
+
 @functools.partial(jax.jit, static_argnames=('eps',))
 def slerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike, eps: float = 1e-7) -> jax.Array:
   """Spherical linear interpolation (Shoemake 1985; White 2016, "Sampling Generative Networks").
@@ -52,10 +62,15 @@ def slerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike, eps: float = 1e-7) -> jax.
   equal norms, and to `lerp` for parallel endpoints). Special cases:
 
   * (nearly) parallel endpoints, sin(w) <= eps: w ~ 0 and z(t) = lerp(z0, z1, t);
-  * antiparallel endpoints: the great circle is not unique; v is taken orthogonal to u from
-    the coordinate axis least aligned with u (deterministic), so the path still keeps its
-    norm instead of passing through the origin as `lerp` would;
+  * (nearly) antiparallel endpoints, cos(w) < 0 and sin(w) <= max(eps, 1e-5): the great
+    circle is not unique (and float32 rounding alone leaves sin(w) ~ 4e-7 for z1 = -c z0, a
+    direction of pure noise); w = pi and v is taken orthogonal to u from the coordinate axis
+    least aligned with u (deterministic), so the path keeps its interpolated norm instead of
+    passing through the origin as `lerp` would; z(1) is then -|z1| u, within 1e-5 |z1| of z1;
   * a zero endpoint (|z0| or |z1| <= eps): there is no angle; `lerp` is returned.
+
+  In every case v is made orthogonal to u once more after normalising, so the norm of z(t)
+  is ((1 - t) |z0| + t |z1|) up to float32 rounding.
 
   Args:
     z0: float `[..., d]` start latents.
@@ -76,15 +91,18 @@ def slerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike, eps: float = 1e-7) -> jax.
   u = z0 / jnp.where(degenerate, 1.0, r0)
   w = z1 / jnp.where(degenerate, 1.0, r1)
   cos = jnp.clip(jnp.sum(u * w, axis=-1, keepdims=True), -1.0, 1.0)
-  perp = w - cos * u
+  perp = _orthogonal(w - cos * u, u)  # twice: rounding leaves w - cos u a little along u
   sin = jnp.linalg.norm(perp, axis=-1, keepdims=True)
   omega = jnp.arctan2(sin, cos)
   # Fallback v for (anti)parallel endpoints: the axis least aligned with u, made orthogonal.
   axis = jax.nn.one_hot(jnp.argmin(jnp.abs(u), axis=-1), u.shape[-1], dtype=u.dtype)
-  v_fb = axis - jnp.sum(axis * u, axis=-1, keepdims=True) * u
+  v_fb = _orthogonal(axis, u)
   v_fb = v_fb / jnp.maximum(jnp.linalg.norm(v_fb, axis=-1, keepdims=True), eps)
-  v = jnp.where(sin > eps, perp / jnp.where(sin > eps, sin, 1.0), v_fb)
-  omega = jnp.where(sin > eps, omega, jnp.where(cos > 0, 0.0, jnp.pi))
+  # Antiparallel needs a wider tolerance than eps: there sin is float32 noise (~4e-7).
+  ok = jnp.where(cos > 0, sin > eps, sin > max(eps, _ANTIPARALLEL_SIN))
+  v = jnp.where(ok, perp / jnp.where(ok, sin, 1.0), v_fb)
+  v = _orthogonal(v, u)
+  omega = jnp.where(ok, omega, jnp.where(cos > 0, 0.0, jnp.pi))
   radius = (1.0 - t) * r0 + t * r1
   out = radius * (jnp.cos(t * omega) * u + jnp.sin(t * omega) * v)
   return jnp.where(degenerate, lerp(z0, z1, t[..., 0]), out)

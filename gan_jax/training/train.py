@@ -12,6 +12,7 @@ Config in, a `GANState` threaded through the jitted train step, files out:
     <workdir>/best/<step>/            the checkpoint with the lowest FID so far (eval.keep_best)
     <workdir>/best.json               its step and FID
     <workdir>/summary.json            wall time, images/s, evaluation time and final metrics
+                                      (and `schedules_final`: scheduled fields' last values)
     <workdir>/classes.json            for a folder dataset: its class names (label i = classes[i])
 
 One loop serves one GAN and K GANs in one compiled program (`num_replicas = K`,
@@ -66,6 +67,7 @@ from gan_jax.training.run_setup import (  # noqa: F401  (all re-exported: gan_ja
   write_run_config,
 )
 from gan_jax.training.signals import StopOnSignal
+from gan_jax.core import schedules
 from gan_jax.core.state import GAN, GANState, create_state, make_optimizers
 from gan_jax.core.sharding import batch_sharding, replicate
 from gan_jax.core.train_step import jit_train_step, make_train_step_from_config
@@ -546,6 +548,7 @@ class _Training:
         'lr_scale': self.lr_scale,
         'g_lr': f.config.train.g_lr * self.lr_scale,  # effective rates (config.json: requested)
         'd_lr': f.config.train.d_lr * self.lr_scale,
+        'schedules_final': schedules_final(f.config.train, step, self.lr_scale),
       }
       if self.stacked:
         summary.update(
@@ -553,6 +556,37 @@ class _Training:
         )
       with open(os.path.join(f.workdir, 'summary.json'), 'w') as out:
         json.dump(summary, out, indent=2)
+
+
+def schedules_final(train_config: Any, end_step: int, lr_scale: float = 1.0) -> dict[str, float]:
+  """The value each field of `train.schedules` had in a run's last train step.
+
+  That step is `end_step - 1` (the state's step while it ran; `end_step` is the step count
+  after it): each field is its base value times `factor(end_step - 1)`
+  (`gan_jax.core.schedules`), the learning rates also times the rollbacks' `lr_scale`, and
+  `ema_half_life_images` is `Schedules.ema_half_life` (with the ramp-up). Computed in float32,
+  as the step computes it. summary.json's `g_lr` and `d_lr` stay unscheduled (base x lr_scale).
+
+  Args:
+    train_config: the run folder's `train` block (a replica's own values for a replica).
+    end_step: the run's step count at its end, >= 1.
+    lr_scale: the product of the rollbacks' learning-rate factors (1.0 without rollbacks).
+
+  Returns:
+    {field: float value} for each scheduled field, in `train.schedules` order; {} if none.
+  """
+  sched = schedules.Schedules.from_config(train_config)
+  last = max(int(end_step) - 1, 0)
+  values = {}
+  for field, _ in sched.segments:
+    if field == 'ema_half_life_images':
+      value = sched.ema_half_life(last)
+    else:
+      value = train_config[field] * sched.factor(field)(last)
+      if field in ('g_lr', 'd_lr'):
+        value = value * lr_scale
+    values[field] = float(value)
+  return values
 
 
 def _finish_summary(
@@ -600,6 +634,7 @@ def _finish_summary(
     'lr_scale': lr_scale,
     'g_lr': config.train.g_lr * lr_scale,
     'd_lr': config.train.d_lr * lr_scale,
+    'schedules_final': schedules_final(config.train, total, lr_scale),
     'finished_on_rerun': True,  # the steps ran in an earlier invocation
   }
   with open(path + '.tmp', 'w') as f:
