@@ -6,6 +6,8 @@ must equal the same config trained by one process with 4 devices, to float32 tol
 at the same step with a checkpoint, which then resumes in a single process (another process
 and device count) to the uninterrupted run's final state. And the launch flags fail fast:
 bad flags in one line with exit status 2, an unreachable coordinator within its timeout.
+The same holds for K = 2 replicas in one compiled program (`num_replicas = 2`, with a
+learning rate per replica): each process feeds its rows of every replica's global batch.
 """
 
 import errno
@@ -26,7 +28,7 @@ from PIL import Image
 
 from conftest import REPO
 from gan_jax.data import pipeline as data
-from gan_jax.training import train
+from gan_jax.training import replicas, train
 from gan_jax.cli.main import main
 
 CONFIG = str(REPO / 'experiments' / 'mnist_dcgan.py') + ':tiny'
@@ -49,10 +51,11 @@ from gan_jax.training import checkpoint
 from gan_jax.cli import main
 after = int(os.environ.get('SIGTERM_AFTER_SAVE', '-1'))
 if after >= 0:
-  save = checkpoint.Checkpointer.save
+  save, signalled = checkpoint.Checkpointer.save, []
   def save_then_signal(self, state, **kwargs):
     step = save(self, state, **kwargs)
-    if step == after:
+    if step == after and not signalled:  # once: K replicas each save step N
+      signalled.append(step)
       os.kill(os.getpid(), signal.SIGTERM)
     return step
   checkpoint.Checkpointer.save = save_then_signal
@@ -234,6 +237,83 @@ def test_the_checkpoint_resumes_in_one_process_to_the_uninterrupted_state(
   _assert_logs_close(_lines(workdir), _lines(one))  # every step once
 
 
+# Two replicas with their own discriminator learning rates (traced per-replica inputs).
+REPLICAS = {'num_replicas': 2, 'replica_values': 'train.d_lr=1e-4,3e-4'}
+
+
+@pytest.fixture(scope='module')
+def replica_runs(tmp_path_factory, tfds_dir):
+  """K = 2 replicas trained by 2 processes x 2 devices (process 1 alone gets SIGTERM after
+  its checkpoint 1) and by 1 process with 4 devices, uninterrupted, side by side."""
+  root = tmp_path_factory.mktemp('multihost_replicas')
+  two, one = root / 'two_processes', root / 'one_process'
+  port = str(_free_port())
+  flags = [f'--config.{k}={v}' for k, v in REPLICAS.items()]
+  launch = ['--coordinator', f'localhost:{port}', '--num-processes', '2', '--distributed-timeout']
+  results = _run_together(
+    [
+      (_train_command(two, tfds_dir, *flags, *launch, '60', '--process-id', '0'), _env(2)),
+      (
+        _train_command(two, tfds_dir, *flags, *launch, '60', '--process-id', '1'),
+        _env(2, SIGTERM_AFTER_SAVE='1'),
+      ),
+      (_train_command(one, tfds_dir, *flags), _env(4)),
+    ]
+  )
+  for code, _, err in results:
+    assert code == 0, err[-3000:]
+  return two, one, results
+
+
+def test_two_processes_train_replicas_as_one_process_with_four_devices(replica_runs):
+  """Each replica folder of the 2-process run holds what the 4-device run's holds at step
+  3, written once, to float32 tolerance: the replicas' gradients are all-reduced over
+  gloo between the processes and within XLA in one process, which sum in another order
+  (so not bit for bit; a bit-exact difference would mean other batches or another step)."""
+  two, one, ((_, out0, _), (_, out1, _), _) = replica_runs
+  assert 'stopped at step 3 of 4' in out0
+  assert 'stopped at step' not in out1 and 'done' not in out1
+  assert sorted(os.listdir(two)) == ['replica_0', 'replica_1']
+  finals = []
+  for i in range(2):
+    folder, alone = two / f'replica_{i}', one / f'replica_{i}'
+    assert sorted(os.listdir(folder / 'checkpoints')) == ['1', '2', '3']
+    state = _saved_state(folder, 3)
+    assert int(state['step']) == 3
+    _assert_close(state, _saved_state(alone, 3))
+    finals.append(state)
+    _assert_logs_close(_lines(folder), _lines(alone)[:3])
+    assert len([n for n in os.listdir(folder) if n.startswith('events.out.tfevents.')]) == 1
+    assert os.listdir(folder / 'samples') == ['step_0000002.png']
+    summary = json.loads((folder / 'summary.json').read_text())
+    assert summary['end_step'] == 3 and summary['devices'] == 4
+    assert summary['replica'] == i and summary['num_replicas'] == 2
+    assert summary['stopped_by_signal'] == 'in another process'
+    config = json.loads((folder / 'config.json').read_text())
+    assert config['seed'] == i and config['num_replicas'] == 1
+    assert config['train']['d_lr'] == [1e-4, 3e-4][i]
+    assert not [n for n in os.listdir(folder) if n.endswith('.tmp')]
+  # The replicas are distinct runs (seeds and learning rates), not copies of one.
+  assert not np.array_equal(*(jax.tree.leaves(s['g_params'])[0] for s in finals))
+
+
+def test_replica_checkpoints_resume_in_one_process_to_the_uninterrupted_state(
+  replica_runs, tiny_config, tmp_path
+):
+  """Resumed here, in one process, the 2-process replicas' checkpoints of step 3 go on to
+  the uninterrupted 4-device replicas' step 4."""
+  two, one, _ = replica_runs
+  workdir = tmp_path / 'resumed'
+  shutil.copytree(two, workdir)
+  tiny_config.update_from_flattened_dict({**OVERRIDES, **REPLICAS})
+  states = train.train_and_evaluate(tiny_config, str(workdir))
+  assert np.asarray(jax.device_get(states.step)).tolist() == [4, 4]
+  for i in range(2):
+    folder = workdir / f'replica_{i}'
+    _assert_close(_saved_state(folder, 4), _saved_state(one / f'replica_{i}', 4))
+    _assert_logs_close(_lines(folder), _lines(one / f'replica_{i}'))
+
+
 def test_the_global_batches_do_not_depend_on_the_number_of_processes(tfds_dir):
   """Each process's rows of a step are rows of the one-process batch of that step, so the
   processes together train on exactly the batches one process would."""
@@ -256,6 +336,20 @@ def test_the_global_batches_do_not_depend_on_the_number_of_processes(tfds_dir):
         np.concatenate([h[step][key] for h in halves], axis=1), whole[step][key]
       )
       np.testing.assert_array_equal(scattered[step][key], whole[step][key][:, [0, 2, 5]])
+
+
+def test_each_process_feeds_its_rows_of_every_replicas_batch(tiny_config):
+  """The replicas' stacked batch of a process is its rows (`process_rows`, here scattered
+  as a permuted mesh would make them) of each replica's one-process batch, replica by
+  replica in each replica's own seed's order."""
+  tiny_config.update_from_flattened_dict(REPLICAS)
+  configs = replicas.replica_configs(tiny_config)
+  whole = next(replicas.stacked_batches(configs, 2))
+  mine = next(replicas.stacked_batches(configs, 2, rows=np.array([0, 3, 5])))
+  assert whole['image'].shape[:3] == (2, 1, tiny_config.train.batch_size)
+  assert not np.array_equal(whole['image'][0], whole['image'][1])  # two data orders
+  for key in ('image', 'label'):
+    np.testing.assert_array_equal(mine[key], whole[key][:, :, [0, 3, 5]])
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,11 @@ convolution), and it can be evaluated, sampled, or resumed on its own with `gan-
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/lr4 \
         --config.num_replicas=4 --config.replica_values='train.d_lr=1e-4,2e-4,4e-4,8e-4'
 
-`gan-jax sweep --replicas` trains the seeds of each ablation cell this way.
+`gan-jax sweep --replicas` trains the seeds of each ablation cell this way. Across several
+processes (`gan_jax.training.distributed`) each process feeds its rows of every replica's
+global batch (`stacked_batches`) and process 0 writes the replica folders, so the replicas
+equal those of one process with the same devices (to float32 tolerance: the cross-process
+all-reduce sums in another order).
 
 The step is built one of two ways (`config.replica_impl`, `make_replicated_train_step`):
 `jax.vmap` over the replicas ('vmap'), or the step traced K times into one program
@@ -232,11 +236,21 @@ def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True
 
 
 def stacked_batches(
-  configs: Sequence[ml_collections.ConfigDict], start_step: int
+  configs: Sequence[ml_collections.ConfigDict], start_step: int, rows: Any = None
 ) -> Iterator[dict[str, np.ndarray]]:
   """Zips the replicas' host pipelines (each in its own seed's order), stacking each leaf on a
-  new leading axis: images float32 `[K, n_critic, B, H, W, C]` in [-1, 1]."""
-  streams = [run_setup.host_batches(c, start_step) for c in configs]
+  new leading axis: images float32 `[K, n_critic, B_local, H, W, C]` in [-1, 1].
+
+  Args:
+    configs: the K replica configs.
+    start_step: the first step to yield.
+    rows: this process's rows of every replica's global batch of B, int `[B_local]`
+      (`gan_jax.data.pipeline.process_rows(batch_sharding(mesh, batch_axis=2), B, 2)`); None:
+      block `jax.process_index()` of `jax.process_count()` (`run_setup.host_batches`). With
+      one process every row; with several, each feeds the same rows of every replica, so the
+      K global batches do not depend on the number of processes.
+  """
+  streams = [run_setup.host_batches(c, start_step, rows) for c in configs]
   for batches in zip(*streams):
     yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 

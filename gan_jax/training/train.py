@@ -273,9 +273,9 @@ class _Training:
       sharding = batch_sharding(self.mesh)
       rows = data_lib.process_rows(sharding, self.config.train.batch_size)
       return data_lib.device_prefetch(host_batches(self.config, start, rows), sharding)
-    return data_lib.device_prefetch(
-      replicas.stacked_batches(self.configs, start), batch_sharding(self.mesh, batch_axis=2)
-    )
+    sharding = batch_sharding(self.mesh, batch_axis=2)
+    rows = data_lib.process_rows(sharding, self.config.train.batch_size, batch_axis=2)
+    return data_lib.device_prefetch(replicas.stacked_batches(self.configs, start, rows), sharding)
 
   def state_of(self, state: GANState, i: int) -> GANState:
     """Folder i's (unstacked) state."""
