@@ -134,7 +134,11 @@ class Env:
       )  # fmt: skip
       code, out, err = p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired as e:
-      code, out, err = None, _text(e.stdout), _text(e.stderr) + f'\n[probe: timed out after {timeout} s]'
+      code, out, err = (
+        None,
+        _text(e.stdout),
+        _text(e.stderr) + f'\n[probe: timed out after {timeout} s]',
+      )
     return Outcome(argv, code, out, err, time.time() - t0)
 
   def popen(self, args, *, driver=False, env=None):
@@ -193,7 +197,7 @@ def lost_files(before, after, moved=lambda p: None) -> list[str]:
   says they went): what a command destroyed."""
   out = []
   for path, digest in before.items():
-    if digest == 'dir':
+    if digest == 'dir' or os.path.basename(path) == '.gan_jax.lock':  # a dead holder's details
       continue
     where = [path] + ([moved(path)] if moved(path) else [])
     if not any(after.get(w) == digest for w in where):
@@ -279,7 +283,9 @@ def two_together(e: Env) -> dict:
   oa, ob = communicate(a, 900), communicate(b, 900)
   refused, ran = (ob, oa) if ob.exit == 2 else (oa, ob)
   steps = logged_steps(w)
-  s = e.run(['sample', '--workdir', w, '--step', '1', '--num', '4', '--out', e.path('p1_1', 's.png')])
+  s = e.run(
+    ['sample', '--workdir', w, '--step', '1', '--num', '4', '--out', e.path('p1_1', 's.png')]
+  )
   return dict(
     outcome=refused, expect=2,
     checks={
@@ -330,10 +336,16 @@ def second_trainer(e: Env) -> dict:
   )  # fmt: skip
 
 
-def tiny_ablation(e: Env, name: str, grid, steps: int) -> str:
+def tiny_ablation(e: Env, name: str, grid, steps: int, log_every: bool = True) -> str:
+  """An ablation file of the tiny config (with log_every=1 unless `log_every` is False: the
+  tiny run's own config, so that its folder can stand for one of the sweep's runs)."""
   path = e.path(name, 'ablation.py')
-  spec = dict(base=CONFIG, overrides={'train.steps': steps, 'checkpoint_every': 3,
-              'log_every': 1}, grid=grid, seeds=[0])  # fmt: skip
+  overrides = {
+    'train.steps': steps,
+    'checkpoint_every': 3,
+    **({'log_every': 1} if log_every else {}),
+  }
+  spec = dict(base=CONFIG, overrides=overrides, grid=grid, seeds=[0])
   with open(path, 'w') as f:
     f.write(f'def get_ablation(variant=""):\n  return {spec!r}\n')
   return path
@@ -386,7 +398,7 @@ def sweep_killed(e: Env) -> dict:
   'the folder is held by a plain process holding the run lock, standing for a `train` that '
   'outlived its sweep; the other run is a finished one')  # fmt: skip
 def sweep_rerun_busy(e: Env) -> dict:
-  abl = tiny_ablation(e, 'p1_4', {'lr': {'a': {}, 'b': {'train.g_lr': 1e-4}}}, 6)
+  abl = tiny_ablation(e, 'p1_4', {'lr': {'a': {}, 'b': {'train.g_lr': 1e-4}}}, 6, log_every=False)
   w = e.path('p1_4', 'sweep')
   # lr=a: the finished tiny run (same config: the sweep finds it done); lr=b: busy.
   shutil.copytree(e.base, f'{w}/lr=a/seed_0')
@@ -453,7 +465,7 @@ def killed_before_summary(e: Env) -> dict:
        'the sweep\'s run folder is the tiny run with its summary.json removed, the state a '
        'kill before summary.json leaves')  # fmt: skip
 def sweep_unfinishable(e: Env) -> dict:
-  abl = tiny_ablation(e, 'p2_2', {'lr': {'a': {}}}, 6)
+  abl = tiny_ablation(e, 'p2_2', {'lr': {'a': {}}}, 6, log_every=False)
   w = e.path('p2_2', 'sweep')
   run = f'{w}/lr=a/seed_0'
   shutil.copytree(e.base, run)
@@ -483,7 +495,11 @@ def rollback_leak(e: Env) -> dict:
   w = e.path('p3', 'run')
   args = ['--config.train.steps=3', '--config.on_nonfinite=rollback', '--config.max_rollbacks=3']
   f = e.train(w, *args, driver=True, env={'PROBE_NAN_AT_STEP': '2'})
-  ckpts = [n for n in os.listdir(f'{w}/checkpoints') if n.isdigit()] if os.path.isdir(f'{w}/checkpoints') else []
+  ckpts = (
+    [n for n in os.listdir(f'{w}/checkpoints') if n.isdigit()]
+    if os.path.isdir(f'{w}/checkpoints')
+    else []
+  )
   o = e.train(w, *args)
   s = json.load(open(f'{w}/summary.json')) if os.path.exists(f'{w}/summary.json') else {}
   return dict(
@@ -640,8 +656,9 @@ def garbled_config(e):
 def _sample_probe_in(e, w, name, *extra, expect=2):
   out = e.path(name + 'o', 'out.png')  # outside the run folder `w`
   r = one_shot(e, ['sample', '--workdir', w, '--num', '4', '--out', out, *extra], w, expect=expect)
-  r.setdefault('checks', {})['no output written' if expect else 'output written'] = (
-    os.path.exists(out) == (expect == 0))
+  r.setdefault('checks', {})['no output written' if expect else 'output written'] = os.path.exists(
+    out
+  ) == (expect == 0)
   return r
 
 
@@ -760,7 +777,9 @@ def _eval_images(e, name, folder, expect=2):
   argv = ['eval', '--images', folder, '--dataset', 'mnist', '--data-dir', e.tfds, '--split',
           'train[:1000]', '--metrics', 'fid', '--out', out]  # fmt: skip
   r = one_shot(e, argv, folder, expect=expect)
-  r['checks'] = {('no output written' if expect else 'output written'): os.path.exists(out) == (expect == 0)}
+  r['checks'] = {
+    ('no output written' if expect else 'output written'): os.path.exists(out) == (expect == 0)
+  }
   return r, out
 
 
@@ -788,7 +807,9 @@ def _png_bomb(path, width=20000, height=20000):
   idat = b''.join(z.compress(row) for _ in range(height)) + z.flush()
   ihdr = width.to_bytes(4, 'big') + height.to_bytes(4, 'big') + bytes([1, 0, 0, 0, 0])
   with open(path, 'wb') as f:
-    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+    f.write(
+      b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', idat) + chunk(b'IEND', b'')
+    )
 
 
 @probe('7.11', 'decompression-bomb PNG (20,000 x 20,000) given to `eval --images`', B7)
@@ -809,9 +830,12 @@ def full_disk(e):
   o = e.train(w, driver=True, env={'PROBE_FSIZE_AFTER': '3'})
   ckpts = sorted(n for n in os.listdir(f'{w}/checkpoints') if n.isdigit())
   r = e.train(w)
+  others = o.lines[:-1]
   return dict(
-    outcome=o, expect=1, lost=[],
+    outcome=o, expect=1, lost=[], error_lines=1,
     checks={
+      'the error is the last line; before it at most the grid warning (documented)': all(
+        'Could not write the sample grid' in l for l in others) and len(others) <= 1,
       'checkpoint 3 kept, 6 not listed': ckpts == ['3'],
       'the same command then resumes and finishes (exit 0)': r.exit == 0,
     },
@@ -879,8 +903,9 @@ def sample_damaged(e):
   with open(biggest, 'r+b') as f:
     f.truncate(os.path.getsize(biggest) // 3)
   r = _sample_probe_in(e, w, 'p8_6', expect=0)
-  r['checks']['reads step 3, leaves checkpoint 6 in place'] = (
-    'from step 3' in r['outcome'].stdout and os.path.isdir(f'{w}/checkpoints/6'))
+  r['checks']['reads step 3, leaves checkpoint 6 in place'] = 'from step 3' in r[
+    'outcome'
+  ].stdout and os.path.isdir(f'{w}/checkpoints/6')
   r['note'] = 'exit 0 is right here: it samples step 3 and warns; nothing renamed'
   return r
 
@@ -900,7 +925,7 @@ def resume_seed(e):
                       '--config.seed=7'], w)  # fmt: skip
 
 
-@probe('8.8', 'the docs and --help say config files are Python code', B8,
+@probe('8.8', 'the docs say config files are Python code', B8,
        'not a process: reads README.md, docs/ and `gan-jax train --help`')  # fmt: skip
 def python_code_said(e):
   o = e.run(['train', '--help'], timeout=120)
@@ -924,10 +949,14 @@ def sample_os_error(e):
   w = e.copy_base('p9_1a')
   blocker = e.path('p9_1ao', 'a_file')
   open(blocker, 'w').write('not a folder')
-  r = one_shot(e, ['sample', '--workdir', w, '--num', '4', '--out', f'{blocker}/x.png'], w, expect=None)
+  r = one_shot(
+    e, ['sample', '--workdir', w, '--num', '4', '--out', f'{blocker}/x.png'], w, expect=None
+  )
   last = (r['outcome'].lines or [''])[-1]
-  r['checks'] = {'no words of resuming': 'resume' not in last and 'Checkpoints already' not in last,
-                 'exit 1 or 2, one line': r['outcome'].exit in (1, 2) and len(r['outcome'].lines) == 1}
+  r['checks'] = {
+    'no words of resuming': 'resume' not in last and 'Checkpoints already' not in last,
+    'exit 1 or 2, one line': r['outcome'].exit in (1, 2) and len(r['outcome'].lines) == 1,
+  }
   return r
 
 
@@ -939,8 +968,10 @@ def eval_os_error(e):
   r = one_shot(e, ['eval', '--workdir', w, '--num-samples', '200', '--out', f'{blocker}/e.json'],
                w, expect=None)  # fmt: skip
   last = (r['outcome'].lines or [''])[-1]
-  r['checks'] = {'no words of resuming': 'resume' not in last and 'Checkpoints already' not in last,
-                 'exit 1 or 2, one line': r['outcome'].exit in (1, 2) and len(r['outcome'].lines) == 1}
+  r['checks'] = {
+    'no words of resuming': 'resume' not in last and 'Checkpoints already' not in last,
+    'exit 1 or 2, one line': r['outcome'].exit in (1, 2) and len(r['outcome'].lines) == 1,
+  }
   return r
 
 
@@ -951,7 +982,9 @@ def folder_png(e):
   r, out = _eval_images(e, 'p9_2', folder, expect=0)
   result = json.load(open(out)) if os.path.exists(out) else {}
   n = result.get('num_samples', result.get('num_images'))
-  r['checks']['150 images counted, not 151'] = n in (150, None) and 'x.png' not in r['outcome'].stderr
+  r['checks']['150 images counted, not 151'] = (
+    n in (150, None) and 'x.png' not in r['outcome'].stderr
+  )
   r['note'] = f'exit 0 is right: the folder is skipped; result counts {n} images'
   return r
 
@@ -1052,8 +1085,14 @@ def count_fuzz(e: Env) -> dict:
 
 
 CLI_GROUP = {  # test_hostile_cli's kinds, by what they attack
-  'CLI values': ('sample --scale', 'sample --num', 'sample --out', 'edit ', 'sample --step',
-                 'train --config.seed'),
+  'CLI values': (
+    'sample --scale',
+    'sample --num',
+    'sample --out',
+    'edit ',
+    'sample --step',
+    'train --config.seed',
+  ),
   'run-folder files': ('config.json',),
   'images': ('eval --images',),
 }
@@ -1070,8 +1109,10 @@ def verdict(r: dict) -> str:
     problems.append(f'exit {o.exit}, expected {r["expect"]}')
   if 'Traceback' in o.stderr:
     problems.append('traceback')
-  if r['expect'] in (1, 2) and len(o.lines) != 1:
+  if r['expect'] in (1, 2) and len(o.lines) != 1 and not r.get('error_lines'):
     problems.append(f'{len(o.lines)} stderr lines')
+  if r['expect'] in (1, 2) and sum(l.startswith('gan-jax: error') for l in o.lines) != 1:
+    problems.append('not exactly one `gan-jax: error:` line')
   if r.get('lost'):
     problems.append(f'lost {r["lost"][:5]}')
   if r.get('folder_changed') and r['expect'] in (1, 2):
@@ -1106,6 +1147,7 @@ def run_probe(e: Env, p: dict) -> dict:
     command=command(o.argv, e),
     exit=o.exit, expected_exit=r['expect'], stderr_lines=len(lines),
     stderr_lines_raw=len(o.stderr.splitlines()), traceback='Traceback' in o.stderr,
+    stderr_tail=[l.replace(str(e.scratch), '$TMP')[:400] for l in lines[-5:]],
     last_line=r.get('last_line', lines[-1] if lines else '').replace(str(e.scratch), '$TMP'),
     folder_changed=r.get('folder_changed'), diff=r.get('diff'), lost=r.get('lost', []),
     checks=r.get('checks', {}), note=str(r.get('note', '')).replace(str(e.scratch), '$TMP'),
@@ -1135,8 +1177,16 @@ def markdown(results: list[dict], fuzz: dict, meta: dict) -> str:
     'whose bytes are gone. Raw data: `hostile_probes.json`.',
     '',
     f'**{len(results) + len(errors)} probes; {len(ok)} as they should be'
-    + (f', {len(errors)} could not be run' if errors else '') + f'.** Of the {len(failing)} that '
-    f'should fail: {len(one_line)} print one line, '
+    + (f', {len(errors)} could not be run' if errors else '')
+    + f'.** Of the {len(failing)} that '
+    f'should fail: {len(one_line)} print one line'
+    + (
+      f' ({", ".join(r["id"] + ": " + str(r["stderr_lines"]) for r in failing if r not in one_line)}'
+      ' lines, see the row)'
+      if len(one_line) < len(failing)
+      else ''
+    )
+    + ', '
     f'{sum(r["exit"] == r["expected_exit"] for r in failing)} exit with the expected status '
     f'(2 for bad input, 1 for a failed run), '
     f'{sum(not r["traceback"] for r in results)} of all {len(results)} show no traceback, '
@@ -1175,8 +1225,11 @@ def markdown(results: list[dict], fuzz: dict, meta: dict) -> str:
               for g, pre in CLI_GROUP.items()}  # fmt: skip
     lines.append(
       f'- `{k["test"]}`: {k["cases"]} cases through `gan-jax sample`, `eval`, `edit` and '
-      f'`train`, {len(k["kinds"])} kinds: ' + ', '.join(f'{g} {v}' for g, v in groups.items())
-      + ' (' + ', '.join(f'{n} {v}' for n, v in k['kinds'].items()) + ')'
+      f'`train`, {len(k["kinds"])} kinds: '
+      + ', '.join(f'{g} {v}' for g, v in groups.items())
+      + ' ('
+      + ', '.join(f'{n} {v}' for n, v in k['kinds'].items())
+      + ')'
     )
   lines += [
     '',
@@ -1184,6 +1237,8 @@ def markdown(results: list[dict], fuzz: dict, meta: dict) -> str:
     'settings) without running gan-jax. Each case must exit 2 with one line, write nothing and '
     'leave the run folder byte for byte as it was.',
   ]
+  if meta.get('updated'):
+    lines += ['', f'Rows updated since: {meta["updated"]}.']
   if meta.get('fuzz_tests'):
     lines += ['', f'Run once with this table: {meta["fuzz_tests"]}']
   return '\n'.join(lines) + '\n'
@@ -1199,10 +1254,19 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--jobs', type=int, default=3)
   parser.add_argument('--only', default='', help='comma-separated probe ids (e.g. 1.2,7.3)')
-  parser.add_argument('--out', default='', help='results prefix (default: experiments/results/hostile_probes unless --only)')
+  parser.add_argument(
+    '--out',
+    default='',
+    help='results prefix (default: experiments/results/hostile_probes unless --only)',
+  )
   parser.add_argument('--no-fuzz-count', action='store_true')
   parser.add_argument('--keep', action='store_true', help='keep the temporary folder')
   parser.add_argument('--base', default='', help='copy this tiny run instead of training one')
+  parser.add_argument(
+    '--update',
+    action='store_true',
+    help='with --only: replace those probes\' rows in the committed results',
+  )
   args = parser.parse_args()
   tfds = os.environ.get('TFDS_DATA_DIR') or str(REPO.parent / 'shared' / 'tfds')
   scratch = tempfile.mkdtemp(prefix='hostile_probes_')
@@ -1231,9 +1295,16 @@ def main() -> None:
     else:
       print('kept', scratch)
   ordered = [results[p['id']] for p in todo if p['id'] in results]
+  default = str(REPO / 'experiments/results/hostile_probes')
+  if args.update:  # the other probes' rows from the last full run
+    with open(default + '.json') as f:
+      old = json.load(f)
+    rows = {r['id']: r for r in old['probes']} | {r['id']: r for r in ordered}
+    ordered = [rows[p['id']] for p in PROBES if p['id'] in rows]
+    fuzz = fuzz or old['fuzz']
   meta = dict(
     command='TFDS_DATA_DIR=../shared/tfds nice -n 10 python scripts/hostile_probes.py'
-    + (f' --only {args.only}' if args.only else ''),
+    + (f' --only {args.only}' if args.only and not args.update else ''),
     date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
     git=subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True,
                        text=True).stdout.strip(),  # fmt: skip
@@ -1241,7 +1312,10 @@ def main() -> None:
     host=socket.gethostname(), python=platform.python_version(), wall_s=time.time() - t0,
     jobs=args.jobs,
   )  # fmt: skip
-  prefix = args.out or ('' if args.only else str(REPO / 'experiments/results/hostile_probes'))
+  if args.update:
+    meta = {**old['meta'], 'updated': f'probes {args.only} rerun on {meta["date"]} ({meta["git"]}, '
+            f'load average {meta["load"]}, {meta["wall_s"]:.0f} s)'}  # fmt: skip
+  prefix = args.out or ('' if args.only and not args.update else default)
   if prefix:
     with open(prefix + '.json', 'w') as f:
       json.dump(dict(meta=meta, probes=ordered, fuzz=fuzz), f, indent=1)
