@@ -433,3 +433,28 @@ def test_save_reports_are_replayed_on_success_and_dropped_on_failure(caplog):
     assert len(seen) == 1  # the failed save's report was not passed on
   finally:
     sys.excepthook = hook
+
+
+def test_metrics_lines_gan_jax_did_not_write_are_skipped_on_resume(tmp_path):
+  """Issue 17, item 7: a metrics.jsonl line that is JSON but not a logged step (a list, an
+  object without an integer step) failed the resume with a TypeError or KeyError traceback.
+  Like a line cut short by a crash, it is dropped, and the steps around it are kept."""
+  from gan_jax.sweep.folders import read_evals
+  from gan_jax.training.run_actions import ScalarLog, parse_log_line
+
+  ours = [{'step': 2, 'd_loss': 1.5}, {'step': 4, 'eval/fid_lenet': 9.0}, {'step': 6, 'g_loss': 2}]
+  alien = ['[1, 2]', '{"d_loss": 1.0}', '{"step": "4"}', '{"step": true}', '3', 'not json',
+           '{"step": 4, "d_lo']  # fmt: skip
+  lines = [json.dumps(ours[0]), alien[0], alien[1], json.dumps(ours[1]), *alien[2:6],
+           json.dumps(ours[2]), json.dumps({'step': 8, 'd_loss': 0.1}), alien[6]]  # fmt: skip
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('\n'.join(lines))
+  for line in alien:
+    assert parse_log_line(line) is None, line
+  assert [parse_log_line(json.dumps(e)) for e in ours] == ours
+  # The sweep reads evaluations from the same file (a rerun over such a folder).
+  assert read_evals(str(tmp_path)) == [(4, {'fid_lenet': 9.0})]
+  log = ScalarLog(str(tmp_path), start_step=6)  # resuming at step 6: step 8 is dropped too
+  log.writer.close()
+  assert [json.loads(l) for l in path.read_text().splitlines()] == ours
+  assert log.eval_steps == {4}

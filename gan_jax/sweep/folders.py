@@ -52,7 +52,7 @@ def read_evals(workdir: str) -> list[tuple[int, dict[str, float]]]:
   """[(step, {metric: value})] of every evaluation in `<workdir>/metrics.jsonl`, in order.
 
   Metric names lose their `eval/` prefix; a line that does not parse (cut short by a crash)
-  is skipped; a missing file gives [].
+  or is no JSON object is skipped; a missing file gives [].
   """
   out = []
   try:
@@ -64,6 +64,8 @@ def read_evals(workdir: str) -> list[tuple[int, dict[str, float]]]:
     try:
       entry = json.loads(line)
     except ValueError:
+      continue
+    if not isinstance(entry, dict):  # JSON, but not a line gan-jax wrote (`[1, 2]`)
       continue
     values = {k[len('eval/') :]: v for k, v in entry.items() if k.startswith('eval/')}
     if values and isinstance(entry.get('step'), int):

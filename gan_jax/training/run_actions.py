@@ -96,6 +96,31 @@ def write_grid(
     log.warning('Could not write the sample grid %s: %s', path, err)
 
 
+def parse_log_line(line: str) -> dict[str, Any] | None:
+  """One metrics.jsonl line as the dict ScalarLog wrote, or None for any other line.
+
+  A line cut short by a crash is not JSON; a line written by hand or by another tool may be
+  JSON but no object (`[1, 2]`), or an object without an integer `step`. None of these is a
+  logged step, so readers skip them instead of failing on them (issue 17, item 7).
+
+  Args:
+    line: one line of the file, with or without its newline.
+
+  Returns:
+    The parsed object, whose 'step' is an int; None when the line is not such an object.
+  """
+  try:
+    entry = json.loads(line)
+  except ValueError:
+    return None
+  if not isinstance(entry, dict):
+    return None
+  step = entry.get('step')
+  if not isinstance(step, int) or isinstance(step, bool):
+    return None
+  return entry
+
+
 class ScalarLog:
   """Buffers per-step metrics on device, checks them for NaN/Inf, writes TB + JSONL.
 
@@ -122,7 +147,8 @@ class ScalarLog:
 
   def rewind(self, step: int) -> None:
     """Drops what was logged after `step` (before an interruption or a rollback), so the
-    log of a resumed run has every step once; then (re)opens the TensorBoard writer."""
+    log of a resumed run has every step once, and every line that is no logged step
+    (`parse_log_line`); then (re)opens the TensorBoard writer."""
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
@@ -130,9 +156,8 @@ class ScalarLog:
       kept = []
       with open(self.path) as f:
         for line in f:
-          try:
-            entry = json.loads(line)
-          except ValueError:  # a line cut short by a crash (SIGKILL, power loss)
+          entry = parse_log_line(line)
+          if entry is None:  # cut short by a crash (SIGKILL, power loss), or not ours
             continue
           if entry['step'] <= step:
             kept.append(line if line.endswith('\n') else line + '\n')
@@ -231,11 +256,8 @@ class BestCheckpoint:
     if os.path.exists(metrics_path):
       with open(metrics_path) as f:
         for line in f:
-          try:
-            entry = json.loads(line)
-          except ValueError:
-            continue
-          if entry['step'] == step and f'eval/{self.fid_key}' in entry:
+          entry = parse_log_line(line)
+          if entry is not None and entry['step'] == step and f'eval/{self.fid_key}' in entry:
             return entry[f'eval/{self.fid_key}']
     return math.inf
 
