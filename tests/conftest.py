@@ -14,6 +14,30 @@ TFDS_DIR = REPO.parent / 'shared' / 'tfds'
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# One persistent XLA compilation cache for the whole test run: the pytest-xdist workers and every
+# subprocess they start inherit these variables (set here, before any test module imports jax),
+# so the same tiny programs compiled by dozens of tests and `gan-jax` subprocesses are compiled
+# once. A cache hit loads the same executable, so results are unchanged; it halved the CPU time
+# of a tiny `gan-jax train` subprocess (19.5 s -> 9.7 s user). One folder per run (the xdist
+# controller sets it before starting its workers, and removes it at the end).
+_XLA_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  _XLA_CACHE = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(
+    prefix='gan_jax_tests_xla_cache_'
+  )
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+
+
+def pytest_unconfigure(config):
+  """Removes the run's XLA compilation cache (in the process that made it)."""
+  del config
+  if _XLA_CACHE is not None:
+    import shutil  # pylint: disable=g-import-not-at-top
+
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)
+
 
 @pytest.fixture(scope='session', autouse=True)
 def metrics_cache(tmp_path_factory) -> str:
