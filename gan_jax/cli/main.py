@@ -134,6 +134,19 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:
   return result.error_line(args.workdir)
 
 
+def _check_out_folder(out: str) -> None:
+  """UsageError unless the folder of `--out` is a folder or can be made: the nearest part of
+  its path that exists must be a folder, not a regular file (e.g. `--out a_file/x.png`)."""
+  parent = os.path.dirname(os.path.abspath(out))
+  while not os.path.lexists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise UsageError(
+      f'--out {out!r} is inside {parent!r}, which is a file, not a folder; choose an --out '
+      'in a folder.'
+    )
+
+
 def _sample(args: argparse.Namespace) -> None:
   if not os.path.isdir(args.workdir):
     raise UsageError(
@@ -150,6 +163,7 @@ def _sample(args: argparse.Namespace) -> None:
   from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+  _check_out_folder(args.out)
   try:
     sampling.check_image_path(args.out)
     sampling.check_scale(args.scale)
@@ -258,6 +272,8 @@ def _eval(args: argparse.Namespace) -> None:
     )
   if args.num_samples is not None and args.num_samples <= 0:
     raise UsageError(f'--num-samples={args.num_samples} must be a positive number of images.')
+  if args.out is not None:
+    _check_out_folder(args.out)
   defaults = base_config()
   metrics = evaluate.parse_metrics(args.metrics or defaults.eval.metrics)
   common = dict(

@@ -178,6 +178,24 @@ def _drop_late_closed_loop_reports() -> None:
     sys.excepthook = quiet_excepthook
 
 
+@contextlib.contextmanager
+def _absl_records_to_debug() -> Iterator[None]:
+  """Sends the `absl` logger's records to the DEBUG log (`log`) while the block runs: Orbax
+  warns through absl, twice, that item 'state' "could not be restored" when the metadata of a
+  checkpoint that failed to read is looked up; the failure itself is reported in one line."""
+
+  def to_debug(record: logging.LogRecord) -> bool:
+    log.debug('absl: %s', record.getMessage())
+    return False
+
+  absl = logging.getLogger('absl')
+  absl.addFilter(to_debug)
+  try:
+    yield
+  finally:
+    absl.removeFilter(to_debug)
+
+
 # The items of every checkpoint, each a folder in `<step>/`: the state and its digest.
 ITEMS = ('state', 'meta')
 
@@ -280,7 +298,8 @@ class Checkpointer:
       # A run written before a field was added to GANState (e.g. `extras`) lacks it on disk:
       # when the target's value of such fields is empty, restore the others and keep it.
       try:  # the on-disk tree's metadata (known to the manager once a restore was tried)
-        on_disk = set(self._manager.item_metadata(step)['state'].keys())
+        with _absl_records_to_debug():
+          on_disk = set(self._manager.item_metadata(step)['state'].keys())
       except Exception:  # pylint: disable=broad-except
         raise err from None
       absent = [
@@ -490,5 +509,15 @@ def load_run(
           'train with evaluation on (eval_every > 0, metrics with fid).' if best else 'train first.'
         )
       )
-    state = ckpt.restore(state, step)
+    try:
+      state = ckpt.restore(state, step)
+    except (FileNotFoundError, UnreadableCheckpointError):
+      raise
+    except Exception as err:  # pylint: disable=broad-except  # TensorStore raises plain Exception
+      # An explicit step whose files are garbled or cut short: Orbax and TensorStore raise
+      # JSON, Unicode, ValueError or plain Exceptions with many-line messages.
+      raise UnreadableCheckpointError(
+        f'{ckpt._why(step, err)}; it was left in place. Read another step (there are: '
+        f'{ckpt.all_steps()}), or restore its files.'
+      ) from None
   return config, gan, state
