@@ -24,6 +24,13 @@ out, and the baseline is the input copied:
 Bad data (a missing folder, an image that is not A | B, images smaller than --image-size,
 unpaired data) ends with one line `pix2pix_task.py: error: ...` and exit status 2.
 
+--seeds S1 S2 ... trains the seeds in turn, each into its own run folder DIR/seed_<s>/ (the
+files above); rerunning the command reads back the seeds finished with the same arguments and
+trains the others. --results FILE.json (written after each seed) holds the command, per seed
+metrics.json, the seeds still missing, and the mean +- std (ddof=1) over the seeds of PSNR,
+SSIM (model and baseline) and training wall time; --grid FILE.png is a copy of the first
+seed's grid.png.
+
 --tiny shrinks everything for tests and notebooks (a few seconds of CPU): 3 steps of batch 8
 on 64 training and 16 test images, widths 8; flags given explicitly still win.
 """
@@ -70,6 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--num-test', type=int, default=512)
   p.add_argument('--batch-size', type=int, default=32)
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument(
+    '--seeds', type=int, nargs='+', default=None,
+    help='train these seeds in turn, each in OUT/seed_<s>/; a seed already finished there '
+    'with the same arguments is read back, not retrained (default: --seed, into OUT)',
+  )  # fmt: skip
+  p.add_argument(
+    '--results', default=None, help='results JSON: per seed and mean +- std over the seeds'
+  )
+  p.add_argument('--grid', default=None, help="a copy of the first seed's grid.png")
   p.add_argument('--hole', type=int, default=None, help='inpaint: square side (default S // 2)')
   p.add_argument('--g-width', type=int, default=64)
   p.add_argument('--d-width', type=int, default=64)
@@ -125,8 +141,8 @@ def build(args: argparse.Namespace):
     raise SystemExit(2) from None
 
 
-def main(argv: list[str] | None = None) -> dict:
-  args = parse_args(argv)
+def train(args: argparse.Namespace) -> dict:
+  """Trains and scores one seed (args.seed) into args.out; returns what metrics.json holds."""
   import jax
 
   from gan_jax.core.sampling import save_grid
@@ -206,6 +222,89 @@ def main(argv: list[str] | None = None) -> dict:
     ),
     flush=True,
   )
+  return result
+
+
+# Arguments that do not change a seed's training (a finished seed with other values is reused).
+NOT_TRAINING = ('seed', 'seeds', 'out', 'results', 'grid', 'log_every')
+
+
+def finished_seed(folder: str, args: argparse.Namespace) -> dict | None:
+  """folder/metrics.json if it holds a run of these training arguments, else None."""
+  path = os.path.join(folder, 'metrics.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    done = json.load(f)
+  same = all(done['args'].get(k) == v for k, v in vars(args).items() if k not in NOT_TRAINING)
+  return done if same else None
+
+
+def summarize(runs: list[dict]) -> dict:
+  """Mean and standard deviation (ddof=1 when more than one seed) of PSNR/SSIM and wall time."""
+  vals = {
+    'psnr': [r['model']['psnr'] for r in runs],
+    'ssim': [r['model']['ssim'] for r in runs],
+    'baseline_psnr': [r['baseline']['psnr'] for r in runs],
+    'baseline_ssim': [r['baseline']['ssim'] for r in runs],
+    'train_wall_s': [r['wall_s']['train'] for r in runs],
+  }
+  return {
+    k: {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+    for k, v in vals.items()
+  }
+
+
+def write_results(
+  args: argparse.Namespace, runs: list[dict], seeds: list[int], command: str
+) -> dict:
+  """Writes --results (the seeds finished so far, the rest listed as missing) and --grid."""
+  import shutil
+
+  result = {
+    'task': runs[0]['task'],
+    'method': 'pix2pix (Isola et al. 2017): U-Net generator, PatchGAN, adversarial + L1',
+    'command': command,
+    'args': {k: v for k, v in vars(args).items() if k not in ('seed', 'results', 'grid')},
+    'steps': args.steps,
+    'baseline': runs[0]['baseline']['name'],
+    'seeds_done': [r['args']['seed'] for r in runs],
+    'seeds_missing': [s for s in seeds if s not in [r['args']['seed'] for r in runs]],
+    'summary': summarize(runs),
+    'runs': [{k: v for k, v in r.items() if k != 'smoke_run_not_a_result'} for r in runs],
+  }
+  if args.results:
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results + '.tmp', 'w') as f:
+      json.dump(result, f, indent=2)
+    os.replace(args.results + '.tmp', args.results)
+  if args.grid:
+    first = os.path.join(args.out, f'seed_{seeds[0]}') if args.seeds else args.out
+    if os.path.exists(os.path.join(first, 'grid.png')):
+      os.makedirs(os.path.dirname(os.path.abspath(args.grid)), exist_ok=True)
+      shutil.copyfile(os.path.join(first, 'grid.png'), args.grid)
+  return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+  args = parse_args(argv)
+  command = 'python scripts/pix2pix_task.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+  if args.seeds is None:
+    result = train(args)
+    if args.results or args.grid:
+      write_results(args, [result], [args.seed], command)
+    return result
+  out, runs = args.out, []
+  for seed in args.seeds:
+    folder = os.path.join(out, f'seed_{seed}')
+    done = finished_seed(folder, argparse.Namespace(**{**vars(args), 'seed': seed}))
+    if done is None:
+      done = train(argparse.Namespace(**{**vars(args), 'seed': seed, 'out': folder}))
+    else:
+      print(f'seed {seed}: finished before in {folder}, read back', flush=True)
+    runs.append(done)  # results rewritten after each seed, so a partial run counts
+    result = write_results(args, runs, args.seeds, command)
+  print(json.dumps({'summary': result['summary']}), flush=True)
   return result
 
 

@@ -304,3 +304,33 @@ def test_tiny_flags_set_defaults_that_explicit_flags_override():
   assert cg.parse_args(['--steps', '10', '--out', 'x']).width == 16
   with pytest.raises(SystemExit):  # --steps stays required without --tiny
     cg.parse_args(['--out', 'x'])
+
+
+def test_pix2pix_seeds_write_results_and_reuse_finished_seeds(tfds_dir, tmp_path):
+  """--seeds trains one run folder per seed; --results holds each seed's metrics.json and their
+  mean and std (numpy, ddof=1); --grid copies the first seed's grid; a rerun reads finished
+  seeds back instead of retraining them, but not a seed trained with other arguments."""
+  p2p = _script('pix2pix_task')
+  out = tmp_path / 'run'
+  argv = ['--task', 'inpaint', '--tiny', '--steps', '1', '--num-train', '16', '--num-test', '8',
+          '--seeds', '0', '1', '--out', str(out), '--results', str(tmp_path / 'r.json'),
+          '--grid', str(tmp_path / 'g.png'), '--data-dir', tfds_dir]  # fmt: skip
+  p2p.main(argv)
+  per_seed = [json.loads((out / f'seed_{s}' / 'metrics.json').read_text()) for s in (0, 1)]
+  res = json.loads((tmp_path / 'r.json').read_text())
+  assert res['seeds_done'] == [0, 1] and res['seeds_missing'] == []
+  assert res['command'] == 'python scripts/pix2pix_task.py ' + ' '.join(argv)
+  for key, get in (('psnr', lambda m: m['model']['psnr']), ('baseline_ssim',
+                   lambda m: m['baseline']['ssim'])):  # fmt: skip
+    vals = [get(m) for m in per_seed]
+    assert vals[0] != vals[1]  # the seeds differ (weights and inpainting squares)
+    assert res['summary'][key]['mean'] == pytest.approx(np.mean(vals))
+    assert res['summary'][key]['std'] == pytest.approx(np.std(vals, ddof=1))
+  assert (tmp_path / 'g.png').read_bytes() == (out / 'seed_0' / 'grid.png').read_bytes()
+  mtimes = [os.path.getmtime(out / f'seed_{s}' / 'metrics.json') for s in (0, 1)]
+  again = p2p.main(argv)
+  assert [os.path.getmtime(out / f'seed_{s}' / 'metrics.json') for s in (0, 1)] == mtimes
+  assert again['summary'] == res['summary']
+  other = p2p.parse_args(argv[:3] + ['--steps', '2'] + argv[5:])
+  other.seed = 0
+  assert p2p.finished_seed(str(out / 'seed_0'), other) is None
