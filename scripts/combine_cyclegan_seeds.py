@@ -28,7 +28,9 @@ _COMMANDS_OF_SEED0 = (
 
 
 def _cyclegan_task():
-  spec = importlib.util.spec_from_file_location('cyclegan_task', os.path.join(_HERE, 'cyclegan_task.py'))
+  spec = importlib.util.spec_from_file_location(
+    'cyclegan_task', os.path.join(_HERE, 'cyclegan_task.py')
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -42,6 +44,7 @@ def combine(files: list[str], commands: dict[str, str]) -> dict:
   """
   parts = [json.load(open(f)) for f in files]
   first = parts[0]
+
   def training(args: dict) -> dict:  # the arguments that shape training ('tiny' None = False)
     return {k: v for k, v in args.items() if k != 'seeds' and not (k == 'tiny' and not v)}
 
@@ -49,7 +52,9 @@ def combine(files: list[str], commands: dict[str, str]) -> dict:
   for f, part in zip(files, parts):
     if training(part['args']) != training(first['args']):
       raise ValueError(f'{f} was trained with other arguments than {files[0]}')
-    runs += [{k: v for k, v in r.items() if k != 'history'} for r in part['runs']]  # logs stay in the inputs
+    runs += [
+      {k: v for k, v in r.items() if k != 'history'} for r in part['runs']
+    ]  # logs stay in the inputs
   seeds = [r['seed'] for r in runs]
   if len(set(seeds)) != len(seeds):
     raise ValueError(f'a seed appears twice: {seeds}')

@@ -32,15 +32,25 @@ def test_real_mnist_digits_give_their_labels_shares(tfds_dir, tmp_path):
   )
   images = images.astype(np.float32) / 127.5 - 1.0
   ev = evaluate.Evaluator.create(
-    dataset='mnist', split='test[:3000]', data_dir=tfds_dir, image_size=28, channels=1,
-    metrics='classes', feature_net='lenet_mnist', num_samples=3000, batch_size=500,
-    kid_pr_samples=3000, cache_dir=str(tmp_path),
+    dataset='mnist',
+    split='test[:3000]',
+    data_dir=tfds_dir,
+    image_size=28,
+    channels=1,
+    metrics='classes',
+    feature_net='lenet_mnist',
+    num_samples=3000,
+    batch_size=500,
+    kid_pr_samples=3000,
+    cache_dir=str(tmp_path),
   )
   got = ev.evaluate_batches(images[i : i + 500] for i in range(0, 3000, 500))
   shares = np.bincount(labels, minlength=10) / labels.size  # the LeNet is ~99% accurate
   assert got['classes_lenet_min'] == pytest.approx(shares.min(), abs=0.005)
   assert got['classes_lenet_max'] == pytest.approx(shares.max(), abs=0.005)
-  assert got['classes_lenet_kl'] == pytest.approx(scipy.stats.entropy(shares, np.full(10, 0.1)), abs=0.003)
+  assert got['classes_lenet_kl'] == pytest.approx(
+    scipy.stats.entropy(shares, np.full(10, 0.1)), abs=0.003
+  )
   collapsed = ev.evaluate_batches([np.repeat(images[labels == 1][:1], 3000, axis=0)])
   assert collapsed['classes_lenet_kl'] == pytest.approx(np.log(10))
   assert collapsed['classes_lenet_max'] == 1.0
