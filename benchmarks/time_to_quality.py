@@ -252,6 +252,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   )
   parser.add_argument('--seed', type=int, default=0, help='Seed of both runs and the latents.')
   parser.add_argument(
+    '--jax-config',
+    default=None,
+    help='gan_jax trains this config file (FILE.py[:variant], e.g. the main job '
+    'experiments/mnist_main.py) instead of --model\'s experiment: its own model, loss, '
+    'penalties, schedules, EMA and conditioning; PyTorch still trains --model.',
+  )
+  parser.add_argument(
+    '--report-fids',
+    default='',
+    help="Comma-separated FIDs (LeNet), or 'torch' for PyTorch's last FID: for each, the "
+    'first evaluation of each framework at or below it (step, training wall s).',
+  )
+  parser.add_argument(
     '--json',
     default=None,
     help='Output JSON (default benchmarks/results/time_to_quality_<platform>.json).',
@@ -465,6 +478,55 @@ def make_config(args: argparse.Namespace):
   return config
 
 
+def make_jax_config(args: argparse.Namespace):
+  """--jax-config's config with this benchmark's seed, data, batch, steps and evaluation.
+
+  Raises:
+    gan_jax.config_files.UsageError: an unreadable config file or unknown variant.
+  """
+  from gan_jax.config_files import load_config_file  # noqa: PLC0415
+  from gan_jax.training.train import resolve_config  # noqa: PLC0415
+
+  c = load_config_file(args.jax_config)
+  c.seed = args.seed
+  c.data.data_dir = default_data_dir(args.data_dir)
+  c.data.split = args.train_split
+  c.train.batch_size = args.batch_size
+  c.train.steps = args.max_steps
+  if args.tiny:
+    for key in ('g_width', 'd_width'):
+      c.model[key] = TINY_MODEL[key]
+  c.eval_every = args.eval_every
+  c.eval_num_samples = args.eval_samples
+  c.eval.split = args.eval_split
+  c.eval.metrics = 'fid'
+  return resolve_config(c)
+
+
+def first_at_or_below(results: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
+  """For each FID of `spec` ('20,torch': 'torch' is PyTorch's last FID), each framework's
+  first evaluation at or below it: [{'fid': x, 'name': ..., 'by': {label: {step,
+  train_wall_s} or None}}]."""
+  by = {r['framework']: r for r in results}
+  out = []
+  for item in (x.strip() for x in spec.split(',') if x.strip()):
+    if item == 'torch':
+      fid = by.get('torch', {}).get('final_fid_lenet')
+      if fid is None:
+        continue
+      name = f"PyTorch's FID at step {by['torch']['steps_run']}"
+    else:
+      fid, name = float(item), f'FID {item}'
+    reached = {}
+    for r in results:
+      hit = next(
+        (e for e in r['evals'] if e['fid_lenet'] is not None and e['fid_lenet'] <= fid), None
+      )
+      reached[r['label']] = hit and {'step': hit['step'], 'train_wall_s': hit['train_wall_s']}
+    out.append({'fid': fid, 'name': name, 'by': reached})
+  return out
+
+
 def make_evaluator(config):
   """gan_jax's FID (LeNet) evaluator against the reference statistics of eval.split."""
   from gan_jax.metrics.evaluate import Evaluator  # noqa: PLC0415
@@ -550,11 +612,10 @@ def run_jax(config, evaluator, args: argparse.Namespace, log) -> dict[str, Any]:
   import jax  # noqa: PLC0415
 
   from gan_jax.data import pipeline as data_lib  # noqa: PLC0415
-  from gan_jax.core.losses import get_loss  # noqa: PLC0415
   from gan_jax.core.sharding import check_batch_size, make_mesh, replicate  # noqa: PLC0415
   from gan_jax.core.state import create_state  # noqa: PLC0415
   from gan_jax.training.train import host_batches  # noqa: PLC0415
-  from gan_jax.core.train_step import jit_train_step, make_train_step  # noqa: PLC0415
+  from gan_jax.core.train_step import jit_train_step, make_train_step_from_config  # noqa: PLC0415
 
   t0 = time.perf_counter()
   mesh = make_mesh()
@@ -566,9 +627,7 @@ def run_jax(config, evaluator, args: argparse.Namespace, log) -> dict[str, Any]:
     'g': sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.g_params)),
     'd': sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.d_params)),
   }
-  step_fn = make_train_step(
-    gan, get_loss(config.train.loss), n_critic=1, ema_decay=config.train.ema_decay, mesh=mesh
-  )
+  step_fn = make_train_step_from_config(gan, config, mesh=mesh)
   sharding = data_lib.batch_sharding(mesh)
   batch_spec = {
     'image': jax.ShapeDtypeStruct((1, b, *gan.image_shape), np.float32, sharding=sharding),
@@ -777,11 +836,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   t0 = time.perf_counter()
   evaluator = make_evaluator(config)
   log(f'evaluator ready in {time.perf_counter() - t0:.1f} s ({evaluator.reference.key})')
+  jax_config, jax_evaluator = config, evaluator
+  if args.jax_config:
+    jax_config = make_jax_config(args)
+    jax_evaluator = make_evaluator(jax_config)
   results = []
   with tempfile.TemporaryDirectory(prefix='time_to_quality_') as tmp:
     for framework in args.frameworks:
       if framework == 'jax':
-        results.append(run_jax(config, evaluator, args, log))
+        results.append(run_jax(jax_config, jax_evaluator, args, log))
       else:
         results.append(run_torch(config, evaluator, args, tmp, log))
   by = {r['framework']: r for r in results}
@@ -833,6 +896,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     'tiny': args.tiny,
     'frameworks': args.frameworks,
     'time_to_target_ratio_torch_to_jax': ratio,
+    'jax_config': args.jax_config,
+    'jax_recipe': None
+    if not args.jax_config
+    else {
+      'model': jax_config.model.name,
+      'num_classes': jax_config.model.get('num_classes', 0),
+      'loss': jax_config.train.loss,
+      'r1_weight': jax_config.train.get('r1_weight', 0.0),
+      'r2_weight': jax_config.train.get('r2_weight', 0.0),
+      'ema_half_life_images': jax_config.train.get('ema_half_life_images', 0.0),
+      'ema_batch_stats': jax_config.eval.get('ema_batch_stats', None),
+    },
+    'first_at_or_below': first_at_or_below(results, args.report_fids),
     'argv': argv_list,
     'results': results,
   }
@@ -851,6 +927,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   print(table(results))
   if ratio is not None:
     print(f'\nPyTorch / gan_jax training wall time to target: {ratio:.2f}')
+  for row in report['first_at_or_below']:
+    print(f"\nFirst evaluation at or below {row['name']} ({row['fid']:.1f}):")
+    for label, hit in row['by'].items():
+      print(
+        f'  {label}: '
+        + (
+          'not reached'
+          if hit is None
+          else f"step {hit['step']}, {hit['train_wall_s']:.1f} s of training"
+        )
+      )
   path = (
     Path(args.json)
     if args.json

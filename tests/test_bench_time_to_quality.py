@@ -199,3 +199,65 @@ def test_torch_ema_generator_samples_in_eval_mode(ttq, tmp_path):
     np.testing.assert_array_equal(echo, real)
   finally:
     torch.set_num_threads(threads)
+
+
+def test_first_at_or_below_finds_each_frameworks_first_evaluation(ttq):
+  def result(fw, label, fids):
+    evals = [
+      {'step': 100 * (i + 1), 'fid_lenet': f, 'train_wall_s': 10.0 * (i + 1)}
+      for i, f in enumerate(fids)
+    ]
+    return {
+      'framework': fw,
+      'label': label,
+      'evals': evals,
+      'final_fid_lenet': fids[-1],
+      'steps_run': 100 * len(fids),
+    }
+
+  results = [
+    result('jax', 'gan_jax', [300.0, None, 90.0, 15.0]),
+    result('torch', 'PyTorch', [400.0, 200.0, 120.0]),
+  ]
+  rows = ttq.first_at_or_below(results, '20, torch')
+  assert [r['fid'] for r in rows] == [20.0, 120.0]
+  assert rows[0]['by'] == {'gan_jax': {'step': 400, 'train_wall_s': 40.0}, 'PyTorch': None}
+  assert rows[1]['name'] == "PyTorch's FID at step 300"
+  assert rows[1]['by'] == {
+    'gan_jax': {'step': 300, 'train_wall_s': 30.0},
+    'PyTorch': {'step': 300, 'train_wall_s': 30.0},
+  }
+  # Without a PyTorch run, 'torch' names no FID and is left out.
+  assert ttq.first_at_or_below(results[:1], 'torch') == []
+
+
+def test_jax_config_trains_that_recipe(ttq, tfds_dir, tmp_path):
+  """--jax-config: gan_jax trains that file's recipe (here the class-conditional DCGAN)."""
+  out = tmp_path / 'ttq.json'
+  report = ttq.main(
+    [
+      '--tiny',
+      '--frameworks',
+      'jax',
+      '--data-dir',
+      tfds_dir,
+      '--jax-config',
+      'experiments/mnist_cdcgan.py',
+      '--report-fids',
+      '2000',
+      '--json',
+      str(out),
+    ]
+  )
+  recipe = report['jax_recipe']
+  assert recipe['num_classes'] == 10 and recipe['model'] == 'dcgan28'
+  jx = report['results'][0]
+  _check_run(jx)
+  # FID ~900 after 4 tiny steps is below 2000 at the first evaluation.
+  assert report['first_at_or_below'] == [
+    {
+      'fid': 2000.0,
+      'name': 'FID 2000',
+      'by': {'gan_jax': {'step': 2, 'train_wall_s': jx['evals'][0]['train_wall_s']}},
+    }
+  ]
