@@ -21,6 +21,13 @@ train split of TFDS (`--data-dir`, default $TFDS_DATA_DIR, else ../shared/tfds):
     indexes a batch out of it (`index_select`) from a fresh `torch.randperm` per epoch
     (seeded with --seed + 2), so its data feeding costs next to nothing.
 
+`--jax-config FILE.py[:variant]` makes gan_jax train that config's recipe instead (its model,
+loss, penalties, schedules, EMA, conditioning and `eval.ema_batch_stats`, with this
+benchmark's seed, data, batch, steps and evaluation), while PyTorch still trains the DCGAN of
+`--model`: issue 18 compares the main job's recipe with the PyTorch DCGAN this way.
+`--report-fids 20,torch` adds, for each FID listed ('torch': PyTorch's last one), each
+framework's first evaluation at or below it (`first_at_or_below` in the JSON).
+
 The frameworks run one after the other (`--frameworks`, default jax,torch; torch only when
 installed, the `bench` extra), never at the same time.
 
