@@ -19,7 +19,8 @@ drawn uniformly. This file asks which recipe takes it under 10:
 Every evaluation scores the EMA generator with its own standing BatchNorm statistics
 (`fid_lenet`, ...) and the raw generator (`raw_fid_lenet`, ...), as main_job_mnist.py does.
 Results: experiments/results/main_job_cmnist{_screen}.{csv,md}. `:screen` is seed 0, the
-default is seeds 0-2, `:tiny` is seconds long, for tests.
+default is seeds 0-2, `:<recipe>` is that recipe alone at seeds 0-2 (into the same folder: the
+screen's finished seed 0 is skipped), `:tiny` is seconds long, for tests.
 """
 
 RECIPES = {
@@ -38,7 +39,8 @@ METRICS = [
 
 
 def get_ablation(variant: str = ''):
-  """Returns the ablation: '' (3 seeds), 'screen' (seed 0) or 'tiny' (seconds, for tests).
+  """Returns the ablation: '' (3 seeds), 'screen' (seed 0), a recipe's name (it alone, 3 seeds)
+  or 'tiny' (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -59,12 +61,16 @@ def get_ablation(variant: str = ''):
       seeds=[0],
       metrics=['fid_lenet', 'raw_fid_lenet', 'classes_lenet_kl'],
     )
-  if variant not in ('', 'screen'):
-    raise ValueError(f'unknown variant {variant!r} of main_job_cmnist; use "screen", "tiny" or none.')
+  if variant not in ('', 'screen', *RECIPES):
+    raise ValueError(
+      f'unknown variant {variant!r} of main_job_cmnist; use "screen", "tiny", a recipe '
+      f'({", ".join(RECIPES)}) or none.'
+    )
+  recipes = {variant: RECIPES[variant]} if variant in RECIPES else RECIPES
   return dict(
     base='experiments/mnist_cdcgan.py',
     overrides=overrides,
-    grid={'recipe': RECIPES},
+    grid={'recipe': recipes},
     seeds=[0] if variant == 'screen' else [0, 1, 2],
     metrics=METRICS,
   )
