@@ -49,18 +49,6 @@ def _own_data(config: ml_collections.ConfigDict, kind: str):
   )
 
 
-def _reversed_pairs(task: tasks_lib.PairedTask) -> tasks_lib.PairedTask:
-  """The pairs read B -> A: B the inputs, A the targets, the baseline B copied."""
-  return dataclasses.replace(
-    task,
-    train_inputs=task.train_targets,
-    train_targets=task.train_inputs,
-    test_inputs=task.test_targets,
-    test_targets=task.test_inputs,
-    test_baseline=task.test_targets,
-  )
-
-
 @dataclasses.dataclass(frozen=True)
 class Kind:
   """What differs between translation kinds.
@@ -98,7 +86,7 @@ def _pix2pix_task(config: ml_collections.ConfigDict) -> tasks_lib.PairedTask:
   t = config.translation
   if t.data:
     task = _own_data(config, 'paired')
-    return _reversed_pairs(task) if t.direction == 'b2a' else task
+    return tasks_lib.reversed_pairs(task) if t.direction == 'b2a' else task
   return tasks_lib.build_task(
     t.task,
     data_dir=config.data.data_dir,
