@@ -3,6 +3,8 @@
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/mnist_dcgan \
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
         [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
+    gan-jax train --config experiments/pix2pix_inpaint_mnist.py --workdir runs/p2p
+        (a translation config, with a `translation` block: gan_jax/translation/train.py)
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
     gan-jax sample --workdir runs/mnist_cdcgan --label 3 | --per-class 8   (conditional runs)
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
