@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import signal
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -165,3 +166,39 @@ def test_bad_translation_fields_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and message in err[0], (override, err)
   assert not os.path.exists(workdir)
+
+
+TRANSLATION_EXPERIMENTS = sorted(
+  p.stem for p in Path(ROOT, 'experiments').glob('*.py') if 'translation_config(' in p.read_text()
+)
+
+
+def test_translation_experiments_are_valid_and_document_their_command():
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
+
+  assert TRANSLATION_EXPERIMENTS == [
+    'cyclegan_sneakers_boots', 'pix2pix_colorize_cifar10', 'pix2pix_inpaint_mnist',
+  ]  # fmt: skip
+  for name in TRANSLATION_EXPERIMENTS:
+    path = os.path.join(ROOT, 'experiments', f'{name}.py')
+    for variant in ('', ':tiny'):
+      config = load_config_file(path + variant)
+      assert run_config.is_translation(config)
+      run_config.validate(config)
+    with open(path) as f:
+      assert f'gan-jax train --config experiments/{name}.py' in f.read()
+
+
+@needs_data
+def test_tiny_colorize_trains_on_cifar10(tmp_path):
+  config = _config(os.path.join(ROOT, 'experiments', 'pix2pix_colorize_cifar10.py'))
+  state = train.train_translation(config, str(tmp_path))
+  assert int(state.step) == config.train.steps == 3
+  run = load_translation_run(str(tmp_path))
+  assert run.record['image_shapes'] == {'a': [32, 32, 1], 'b': [32, 32, 3]}
+  final = _summary(str(tmp_path))['final_eval']
+  # The baseline copies the luma to the 3 channels: its PSNR is the task's, recomputed here.
+  task = build_task('colorize', num_train=64, num_test=16)
+  base = image_quality(task.test_baseline, task.test_targets)
+  assert final['baseline_psnr'] == pytest.approx(base['psnr'], rel=1e-6)
+  assert os.listdir(tmp_path / 'samples') == ['step_0000003.png']
