@@ -16,7 +16,9 @@ Your own paired images instead of a built-in task: --data pairs:/path, a folder 
 A | B images side by side (pix2pix's format: width twice the height; A the input, B the
 target), read by `gan_jax.data.translation_sources` at --image-size (default 64) and
 --channels (default: the images' own); its last --num-test images (sorted paths) are held
-out, and the baseline is the input copied:
+out, and the baseline is the input copied. --direction b2a trains the other way, B -> A (B
+the input, A the target). A folder with train/ and test/ subfolders (pix2pix's datasets) is
+split by them instead (`gan_jax.data.translation_sources`):
 
   python scripts/pix2pix_task.py --data pairs:/data/facades --image-size 128 --num-test 50 \
       --steps 2000 --out /tmp/p2p_facades
@@ -62,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--image-size', type=int, default=None, help='--data: image side (default 64)')
   p.add_argument('--channels', type=int, default=None, help="--data: 1 or 3 (default: the data's)")
   p.add_argument(
+    '--direction', choices=['a2b', 'b2a'], default=None,
+    help='--data: a2b (A -> B, default) or b2a (B the inputs, A the targets)',
+  )  # fmt: skip
+  p.add_argument(
     '--tiny', action='store_true', help='a few steps of a small model (tests, notebooks)'
   )
   pre = argparse.ArgumentParser(add_help=False)
@@ -101,8 +107,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.error('--steps must be >= 0 and --batch-size >= 1')
   if own and args.task is not None:
     p.error('give --task (a built-in task) or --data (your own pairs), not both')
-  if not own and (args.image_size is not None or args.channels is not None):
-    p.error('--image-size and --channels go with --data')
+  if not own and (
+    args.image_size is not None or args.channels is not None or args.direction is not None
+  ):
+    p.error('--image-size, --channels and --direction go with --data')
   return args
 
 
@@ -114,7 +122,7 @@ def build(args: argparse.Namespace):
   """
   from gan_jax.data.tfds_images import DatasetNotFoundError
   from gan_jax.errors import ConfigError
-  from gan_jax.translation.tasks import build_source_task, build_task
+  from gan_jax.translation.tasks import build_source_task, build_task, reversed_pairs
 
   if args.data is None:
     return build_task(
@@ -127,7 +135,7 @@ def build(args: argparse.Namespace):
       hole=args.hole,
     )
   try:
-    return build_source_task(
+    task = build_source_task(
       args.data,
       kind='paired',
       image_size=64 if args.image_size is None else args.image_size,
@@ -139,6 +147,7 @@ def build(args: argparse.Namespace):
   except (ConfigError, DatasetNotFoundError) as e:
     print(f'pix2pix_task.py: error: {e}', file=sys.stderr)
     raise SystemExit(2) from None
+  return reversed_pairs(task) if args.direction == 'b2a' else task
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -158,6 +167,9 @@ def train(args: argparse.Namespace) -> dict:
   t0 = time.time()
   task = build(args)
   t_data = time.time() - t0
+  task_record = describe(task)
+  if args.data is not None:
+    task_record['direction'] = args.direction or 'a2b'  # b2a: B the inputs, A the targets
   model_args = dict(
     image_size=task.image_size,
     in_channels=task.in_channels,
@@ -192,7 +204,7 @@ def train(args: argparse.Namespace) -> dict:
   outputs = translate_batches(model, state, task.test_inputs)
   result = {
     'smoke_run_not_a_result': True,
-    'task': describe(task),
+    'task': task_record,
     'args': vars(args),
     'steps': args.steps,
     'model': image_quality(outputs, task.test_targets),
@@ -207,7 +219,7 @@ def train(args: argparse.Namespace) -> dict:
   }
   os.makedirs(args.out, exist_ok=True)
   save_translation_run(
-    args.out, 'pix2pix', describe(task), model_args, state, seed=args.seed
+    args.out, 'pix2pix', task_record, model_args, state, seed=args.seed
   )  # for `gan-jax translate`
   with open(os.path.join(args.out, 'metrics.json'), 'w') as f:
     json.dump(result, f, indent=2)

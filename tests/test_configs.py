@@ -11,9 +11,12 @@ from gan_jax.training import train
 from conftest import REPO, load_experiment
 
 # Run configs: every experiments/*.py with a get_config (scripts such as train_classifier.py
-# are not configs).
+# are not configs). Translation configs (a `translation` block) are tested in
+# tests/test_translation_train.py.
 EXPERIMENTS = sorted(
-  p.stem for p in (REPO / 'experiments').glob('*.py') if 'def get_config' in p.read_text()
+  p.stem
+  for p in (REPO / 'experiments').glob('*.py')
+  if 'def get_config' in p.read_text() and 'translation_config(' not in p.read_text()
 )
 
 

@@ -3,6 +3,8 @@
     gan-jax train --config experiments/mnist_dcgan.py --workdir runs/mnist_dcgan \
         [--config.train.steps=200 --config.data.data_dir=../shared/tfds ...]
         [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
+    gan-jax train --config experiments/pix2pix_inpaint_mnist.py --workdir runs/p2p
+        (a translation config, with a `translation` block: gan_jax/translation/train.py)
     gan-jax sample --workdir runs/mnist_dcgan --num 64 --out samples.png
     gan-jax sample --workdir runs/mnist_cdcgan --label 3 | --per-class 8   (conditional runs)
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
@@ -92,6 +94,11 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   if not (args.distributed or args.num_processes):  # (the processes of one run share it)
     _refuse_if_locked(args.workdir)
   config = apply_overrides(load_config_file(args.config), overrides)
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
+
+  if run_config.is_translation(config):  # pix2pix / CycleGAN: gan_jax.translation.train
+    _train_translation(args, config)
+    return
   _join_processes(args, connect=True)
   import jax  # pylint: disable=g-import-not-at-top
   from gan_jax.training import train  # pylint: disable=g-import-not-at-top
@@ -103,9 +110,27 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
   where = args.workdir
   if config.num_replicas > 1:
     where = os.path.join(args.workdir, f'replica_{{0..{config.num_replicas - 1}}}')
-  if step < config.train.steps:
+  _report_end(step, config.train.steps, where)
+
+
+def _train_translation(args: argparse.Namespace, config) -> None:
+  """`gan-jax train` of a translation config (one process)."""
+  if args.distributed or args.num_processes or args.coordinator:
+    raise UsageError(
+      'a translation config (pix2pix, CycleGAN) trains in one process: drop --coordinator, '
+      '--num-processes, --process-id and --distributed.'
+    )
+  from gan_jax.translation import train  # pylint: disable=g-import-not-at-top
+
+  state = train.train_translation(config, args.workdir, overwrite=args.overwrite)
+  _report_end(_step_values(state.step)[0], config.train.steps, args.workdir)
+
+
+def _report_end(step: int, steps: int, where: str) -> None:
+  """The last line of `gan-jax train`: done, or stopped with a checkpoint to resume from."""
+  if step < steps:
     print(
-      f'stopped at step {step} of {config.train.steps} with a checkpoint in {where}; '
+      f'stopped at step {step} of {steps} with a checkpoint in {where}; '
       'run the same command again to resume.'
     )
   else:

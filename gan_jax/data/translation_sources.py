@@ -14,7 +14,10 @@ Folders are read by `gan_jax.data.image_folder` (same files, order, decoding, co
 cache and one-line errors; its options after '?', per folder: `unpaired:/a?upscale=yes,/b`;
 a path cannot hold a comma). Each half of a pair is brought to the model's size as a square
 image is. A folder is one sorted list: its last `num_test` images are held out and the
-first `num_train` of the others train (so the two never overlap). TFDS's `cycle_gan/*` is
+first `num_train` of the others train (so the two never overlap); a 'pairs:' folder with
+`train/` and `test/` subfolders (pix2pix's datasets: facades/train, facades/test, ...) is
+split by them instead: the first `num_train` pairs of train/ train, the first `num_test` of
+test/ are held out (other subfolders, e.g. val/, are not read). TFDS's `cycle_gan/*` is
 read through `gan_jax.data.tfds_images` from a prepared build in the TFDS data dir
 (downloaded only when asked, `download=True`): `num_train` images of trainA / trainB and
 `num_test` of testA / testB, in stored order.
@@ -283,7 +286,15 @@ def _pairs_load(name, *, image_size, channels, num_train, num_test, data_dir, do
   if channels is None:
     channels = image_folder.stored_channels(spec)
   cached = image_folder.load_cached(spec, image_size=image_size, channels=channels)
-  train, test = _hold_out(cached.images, num_train, num_test, f'{fields[0]}={name!r}')
+  if {'train', 'test'} <= set(cached.classes):  # the folder's own splits
+    train, test = (
+      np.asarray(cached.images[cached.labels == cached.classes.index(split)][:count])
+      for split, count in (('train', num_train), ('test', num_test))
+    )
+    held_out = f"the first {test.shape[0]} images (sorted paths) of test/; train/'s train"
+  else:
+    train, test = _hold_out(cached.images, num_train, num_test, f'{fields[0]}={name!r}')
+    held_out = _held_out_text(num_test)
   s = image_size
   return TranslationImages(
     source='pairs',
@@ -294,7 +305,7 @@ def _pairs_load(name, *, image_size, channels, num_train, num_test, data_dir, do
     test_a=test[:, :, :s],
     test_b=test[:, :, s:],
     domains=('A', 'B'),
-    held_out=_held_out_text(num_test),
+    held_out=held_out,
   )
 
 

@@ -243,6 +243,7 @@ def plan(ablation: Ablation, workdir: str, cli_overrides: Sequence[str] = ()) ->
   """
   from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
 
   base_config = load_config_file(ablation.base)
   cli = list(cli_overrides)
@@ -285,12 +286,20 @@ def plan(ablation: Ablation, workdir: str, cli_overrides: Sequence[str] = ()) ->
       args = tuple(common + override_args(pairs) + [f'--config.seed={seed}'] + cli)
       config = apply_overrides(copy.deepcopy(base_config), args)
       where = f'{path}: cell {cell.name} seed {seed}'
-      try:
-        config_lib.validate(config)
-      except ConfigError as e:
-        raise UsageError(f'{where}: {e}') from None
-      if ablation.metrics:
-        _check_metrics(config, ablation.metrics, where)
+      if run_config.is_translation(config):  # pix2pix / CycleGAN (gan_jax.translation)
+        try:
+          run_config.validate(config)
+          if ablation.metrics:
+            run_config.check_metrics(config, ablation.metrics)
+        except ConfigError as e:
+          raise UsageError(f'{where}: {e}') from None
+      else:
+        try:
+          config_lib.validate(config)
+        except ConfigError as e:
+          raise UsageError(f'{where}: {e}') from None
+        if ablation.metrics:
+          _check_metrics(config, ablation.metrics, where)
       runs.append(
         Run(
           cell=cell,

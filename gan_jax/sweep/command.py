@@ -57,6 +57,12 @@ def run_sweep(
     raise UsageError(f'--workdir {workdir!r} is a file, not a folder.')
   ablation = load_ablation(spec)
   runs = plan(ablation, workdir, cli_overrides)
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
+
+  if replicas and any(run_config.is_translation(run.config) for run in runs):
+    raise UsageError(
+      'a translation config (pix2pix, CycleGAN) trains one model per run: drop --replicas.'
+    )
   problems = [(run, reason) for run in runs if (reason := conflict(run)) is not None]
   if problems:
     run, reason = problems[0]

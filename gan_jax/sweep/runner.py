@@ -39,11 +39,18 @@ class Stopper(StopOnSignal):
 
 
 def _train_in_process(run: Run) -> str | None:
-  """Trains `run` here; returns None, or the one-line error it failed with."""
+  """Trains `run` here (a translation config with `gan_jax.translation.train`); returns None,
+  or the one-line error it failed with."""
   from gan_jax.training import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
 
+  fn = train.train_and_evaluate
+  if run_config.is_translation(run.config):
+    from gan_jax.translation import train as translation_train  # pylint: disable=g-import-not-at-top
+
+    fn = translation_train.train_translation
   try:
-    train.train_and_evaluate(copy.deepcopy(run.config), run.workdir)
+    fn(copy.deepcopy(run.config), run.workdir)
   except Exception as e:  # pylint: disable=broad-except  (recorded; the sweep goes on)
     return clip(f'{type(e).__name__}: {e}', 1000)
   return None

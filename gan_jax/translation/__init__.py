@@ -15,6 +15,12 @@ CycleGAN on unpaired ones (Zhu et al. 2017).
   latest checkpoint).
 * `translate`: `gan-jax translate`: image files prepared as each task's training inputs,
   translated in inference mode, written as PNGs or an input | output grid.
+* `run_config`: translation configs for `gan-jax train` (a run config with a `translation`
+  block): `translation_config`, `apply_tiny`, `validate`, `is_translation`, `EVAL_METRICS`.
+* `kinds`: what differs between a pix2pix and a CycleGAN run (task, model, step, batches of
+  step k from (seed, k), evaluation, grid), one registry entry each.
+* `train`: `train_translation(config, workdir)`, the loop `gan-jax train` runs for a
+  translation config (checkpoints, exact resume, evaluation, grids, summary).
 
 The models are `gan_jax.models.unet.UNetGenerator` and `PatchGANDiscriminator` (pix2pix),
 `gan_jax.models.resnet_generator.ResnetGenerator` and the PatchGAN (CycleGAN).

@@ -1,7 +1,8 @@
 """Translation run folders: the record written beside the checkpoints, and loading it back.
 
-A translation run folder (written by `scripts/pix2pix_task.py` into `--out`, by
-`scripts/cyclegan_task.py` into each `OUT/seed_<s>`, or by `save_translation_run`) holds
+A translation run folder (written by `gan-jax train` of a translation config into
+`--workdir`, by `scripts/pix2pix_task.py` into `--out`, by `scripts/cyclegan_task.py` into
+each `OUT/seed_<s>`, or by `save_translation_run`) holds
 
     translation_run.json   the record: kind, task, image shapes, the model's arguments
     checkpoints/<step>/    Orbax checkpoints of the whole state (`gan_jax.training.checkpoint`)
@@ -46,8 +47,8 @@ KINDS = ('pix2pix', 'cyclegan')
 # The directions each kind can translate: pix2pix learns x -> y only.
 DIRECTIONS = {'pix2pix': ('a2b',), 'cyclegan': ('a2b', 'b2a')}
 _TRAIN_HINT = (
-  'train one with scripts/pix2pix_task.py --out DIR or scripts/cyclegan_task.py --out DIR '
-  '(then DIR/seed_<s>)'
+  'train one with gan-jax train --config experiments/pix2pix_inpaint_mnist.py --workdir DIR, '
+  'scripts/pix2pix_task.py --out DIR or scripts/cyclegan_task.py --out DIR (then DIR/seed_<s>)'
 )
 
 

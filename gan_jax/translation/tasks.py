@@ -395,6 +395,30 @@ def build_source_task(
   )
 
 
+def reversed_pairs(task: PairedTask) -> PairedTask:
+  """The task read B -> A (pix2pix's `--direction BtoA`): the targets become the inputs and
+  the inputs the targets; the baseline is the new input copied (so for a task whose inputs
+  and targets have other channels, e.g. 'colorize', it is not defined: use your own pairs).
+
+  Raises:
+    ValueError: inputs and targets of different channels.
+  """
+  if task.in_channels != task.out_channels:
+    raise ValueError(
+      f'cannot reverse task {task.name!r}: its inputs have {task.in_channels} channels and its '
+      f'targets {task.out_channels}.'
+    )
+  return dataclasses.replace(
+    task,
+    train_inputs=task.train_targets,
+    train_targets=task.train_inputs,
+    test_inputs=task.test_targets,
+    test_targets=task.test_inputs,
+    test_baseline=task.test_targets,
+    baseline='input copy',
+  )
+
+
 def describe_unpaired(task: UnpairedTask) -> dict[str, Any]:
   """A JSON-able summary of an unpaired task's shapes and provenance."""
   if task.source is not None:
