@@ -1,0 +1,35 @@
+"""The README's first command trains the recipe that issue 18's study chose.
+
+experiments/mnist_main.py must train exactly what the ablation cell
+`experiments/ablations/main_job_cmnist.py` recipe=rpgan_r1r2_ema, seed 0, trained: the figures
+docs/results.md quotes for the main job come from that cell's runs. Only how it is evaluated
+and shown may differ (the study also scores the raw generator and hides the progress bar).
+"""
+
+import re
+
+from gan_jax.config_files import load_config_file
+from gan_jax.sweep.ablation import load_ablation, plan
+from gan_jax.training.run_setup import flatten_config
+
+from conftest import REPO
+
+EVAL_ONLY = {'eval.raw_generator', 'progress_bar'}
+
+
+def test_main_job_trains_the_studys_chosen_cell(tmp_path):
+  ablation = load_ablation(str(REPO / 'experiments/ablations/main_job_cmnist.py:rpgan_r1r2_ema'))
+  cell = next(r.config for r in plan(ablation, str(tmp_path)) if r.seed == 0)
+  main = load_config_file(str(REPO / 'experiments/mnist_main.py'))
+  a, b = flatten_config(cell.to_dict()), flatten_config(main.to_dict())
+  differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+  assert differ == EVAL_ONLY, differ
+  assert (b['train.loss'], b['model.num_classes'], b['eval.ema_batch_stats']) == (
+    'rpgan', 10, 'standing')
+
+
+def test_readme_first_command_runs_the_main_job():
+  readme = (REPO / 'README.md').read_text()
+  blocks = re.findall(r'```bash\n(.*?)\n```', readme, flags=re.S)
+  assert 'gan-jax train --config experiments/mnist_main.py' in blocks[0]
+  assert 'pytest' in blocks[1]
