@@ -290,9 +290,7 @@ def export_run(
     gan, state, use_ema=use_ema, ema_stats=policy, seed=config.seed
   )
   try:
-    exported = export_generator(
-      gan, state, use_ema=use_ema, platforms=platforms, batch_stats=stats
-    )
+    exported = export_generator(gan, state, use_ema=use_ema, platforms=platforms, batch_stats=stats)
   except Exception as e:  # pylint: disable=broad-except  # JAX's lowering errors vary
     reason = ' '.join(str(e).split())[:300]
     raise ExportUsageError(

@@ -129,7 +129,10 @@ def test_sample_command_follows_the_run_and_the_flag(runs, tmp_path, capsys):
   cases = {
     'default': ([], sampling.sample(gan, state, z, batch_stats=_standing(gan, state, 3))),
     'raw': (['--ema-stats', 'raw'], sampling.sample(gan, state, z)),
-    'no_ema': (['--no-ema', '--ema-stats', 'standing'], sampling.sample(gan, state, z, use_ema=False)),
+    'no_ema': (
+      ['--no-ema', '--ema-stats', 'standing'],
+      sampling.sample(gan, state, z, use_ema=False),
+    ),
   }
   got = {}
   for name, (flags, want) in cases.items():

@@ -8,8 +8,8 @@
 For each input image the strip shows one row: [input | reconstruction | G(z + s n) for each
 strength s], where z is the image's inversion (`gan_jax.latent.invert`, EMA G in inference
 mode, with the BatchNorm statistics the run's `eval.ema_batch_stats` or `--ema-stats` gives
-it, `gan_jax.core.sampling.sampling_batch_stats`) and n the attribute's unit direction (InterFaceGAN, `gan_jax.latent`), fitted on
-`--num-latents` samples of G. Attributes: 'ink' (mean ink / brightness) for every run, and
+it, `gan_jax.core.sampling.sampling_batch_stats`) and n the attribute's unit direction
+(InterFaceGAN, `gan_jax.latent`), fitted on `--num-latents` samples of G (the same G). Attributes: 'ink' (mean ink / brightness) for every run, and
 'class_0'..'class_9' (the pinned LeNet's log-odds of the class) for MNIST and Fashion-MNIST
 runs; `--direction FILE.npz` takes any direction saved with `gan_jax.latent.save_direction`
 (e.g. a CelebA attribute fitted from labelled faces). Fitted directions are cached in

@@ -181,9 +181,6 @@ def _sample(args: argparse.Namespace) -> None:
     raise UsageError(str(e)) from None
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
-  stats = sampling.sampling_batch_stats(
-    gan, state, use_ema=use_ema, ema_stats=_ema_stats(args, config), seed=config.seed
-  )
   key = jax.random.PRNGKey(args.seed)
   flag = '--label' if args.label is not None else '--per-class'
   if not gan.conditional and (args.label is not None or args.per_class is not None):
@@ -213,6 +210,9 @@ def _sample(args: argparse.Namespace) -> None:
     what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
   else:
     z = gan.sample_latents(key, args.num)
+  stats = sampling.sampling_batch_stats(
+    gan, state, use_ema=use_ema, ema_stats=_ema_stats(args, config), seed=config.seed
+  )
   images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema, batch_stats=stats)
   sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
   print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
