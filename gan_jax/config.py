@@ -136,7 +136,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.cache_dir = config_dict.placeholder(str)  # Reference-statistics cache; None: $GAN_JAX_CACHE_DIR or ~/.cache/gan_jax.
   c.eval.keep_best = True          # Keep the checkpoint with the lowest FID in <workdir>/best/.
   c.eval.raw_generator = False     # Also evaluate the raw G (EMA on), as eval/raw_<metric>: EMA off vs on from one run.
-  c.eval.ema_batch_stats = 'raw'   # BatchNorm statistics of the evaluated EMA G: 'raw' (the raw G's running averages) or 'standing' (recomputed from the EMA weights, Brock et al. 2019).
+  c.eval.ema_batch_stats = 'raw'   # BatchNorm statistics of the EMA G wherever it samples (evaluations, sample grids, gan-jax sample/eval/edit/export): 'raw' (the raw G's running averages) or 'standing' (recomputed from the EMA weights, Brock et al. 2019).
   c.lock()
   return c
 
@@ -218,8 +218,27 @@ def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]
 MAX_GRID_IMAGES = 10_000  # num_samples: images in one training sample grid
 MAX_PARAMS = 2**30  # parameters of G + D (about 20 GiB of float32 training state)
 
-# eval.ema_batch_stats: which BatchNorm statistics the EMA generator is evaluated with.
+# eval.ema_batch_stats: which BatchNorm statistics the EMA generator samples with, in every
+# sampler (`gan_jax.core.sampling.sampling_batch_stats`, whose EMA_STATS_POLICIES these are).
 EMA_BATCH_STATS = ('raw', 'standing')
+
+
+def ema_batch_stats(config: ml_collections.ConfigDict) -> str:
+  """A run's BatchNorm-statistics policy for its EMA generator, `eval.ema_batch_stats`.
+
+  Args:
+    config: a run config (one read back from a run folder's config.json too).
+
+  Returns:
+    'raw' or 'standing'; 'raw' for configs written before the field (or without `eval`).
+
+  Raises:
+    ConfigError: any other value (one line naming the choices).
+  """
+  ema_stats = config.get('eval', {}).get('ema_batch_stats', 'raw')  # missing in older configs
+  if ema_stats not in EMA_BATCH_STATS:
+    raise _err('eval.ema_batch_stats', ema_stats, f'choose one of {list(EMA_BATCH_STATS)}')
+  return ema_stats
 
 
 def _err(field: str, value: Any, need: str) -> ConfigError:
@@ -389,9 +408,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.train.get('reuse_fakes', False), bool):
     raise _err('train.reuse_fakes', config.train.reuse_fakes, 'must be true or false')
   _validate_conditioning(config)
-  ema_stats = config.eval.get('ema_batch_stats', 'raw')  # missing in older configs
-  if ema_stats not in EMA_BATCH_STATS:
-    raise _err('eval.ema_batch_stats', ema_stats, f'choose one of {list(EMA_BATCH_STATS)}')
+  ema_batch_stats(config)
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'must be >= 0 (0 disables evaluation)')
   if config.eval_every:

@@ -1,7 +1,7 @@
 """Exporting a trained generator for use without gan_jax: `gan-jax export`.
 
     gan-jax export --workdir runs/mnist_dcgan --out exported/mnist_dcgan [--step N | --best]
-        [--raw] [--platforms cpu,cuda,tpu]
+        [--raw] [--ema-stats raw|standing] [--platforms cpu,cuda,tpu]
 
 writes three things into the (new or empty) folder `--out`:
 
@@ -11,10 +11,16 @@ writes three things into the (new or empty) folder `--out`:
                         'serving_default': inputs 'z' (and 'labels'), output 'images'.
   metadata.json         latent_dim, num_classes, image shape and value range, the inputs'
                         names/dtypes/shapes, the run's config and step, which generator (EMA
-                        or raw), and the gan_jax, JAX and TensorFlow versions.
+                        or raw) and which BatchNorm statistics it carries, and the gan_jax,
+                        JAX and TensorFlow versions.
 
 The exported function is what `gan-jax sample` computes (`gan_jax.core.sampling.sample`: G in
-inference mode, BatchNorm running averages, the EMA weights unless `--raw`):
+inference mode, the EMA weights unless `--raw`), with the BatchNorm statistics held as
+constants that `gan-jax sample` uses: the raw generator its own running averages; the EMA
+generator those the run's `eval.ema_batch_stats` (or `--ema-stats`) gives it, 'raw' (the raw
+G's running averages) or 'standing' (the EMA weights' own, computed once at export with the
+run's seed; `gan_jax.core.sampling.sampling_batch_stats`). metadata.json's 'ema_batch_stats'
+says which ('raw' or 'standing'; null for the raw generator):
 
     images = f(z)            unconditional run
     images = f(z, labels)    class-conditional run (model.num_classes = K > 0)
@@ -50,7 +56,9 @@ class ExportUsageError(ValueError):
   """A mistake in the `export` command's arguments; `gan-jax` prints it as one line (status 2)."""
 
 
-def generator_function(gan: Any, state: Any, *, use_ema: bool = True) -> Callable[..., Any]:
+def generator_function(
+  gan: Any, state: Any, *, use_ema: bool = True, batch_stats: Any = None
+) -> Callable[..., Any]:
   """G in inference mode as a pure function of its inputs, weights held as constants.
 
   The function calls `gan_jax.core.sampling.sample` on a host copy of the state, so it computes
@@ -61,6 +69,9 @@ def generator_function(gan: Any, state: Any, *, use_ema: bool = True) -> Callabl
     gan: the run's `gan_jax.core.state.GAN`.
     state: its `GANState` (e.g. from `gan_jax.training.checkpoint.load_run`).
     use_ema: the EMA generator's weights (`ema_params`); False: the raw `g_params`.
+    batch_stats: G's BatchNorm statistics, held as constants (None: `state.g_batch_stats`,
+      the raw generator's running averages); `export_run` passes
+      `gan_jax.core.sampling.sampling_batch_stats`'s.
 
   Returns:
     `f(z)` (unconditional) or `f(z, labels)` (conditional): z float32 `[B, latent_dim]`,
@@ -71,10 +82,11 @@ def generator_function(gan: Any, state: Any, *, use_ema: bool = True) -> Callabl
   from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
 
   params = state.ema_params if use_ema else state.g_params
+  stats = state.g_batch_stats if batch_stats is None else batch_stats
   # Only what G reads, fetched to the host: the exported constants are plain arrays.
   host = state.replace(
     g_params=jax.device_get(params), ema_params=jax.device_get(params),
-    g_batch_stats=jax.device_get(state.g_batch_stats),
+    g_batch_stats=jax.device_get(stats),
   )  # fmt: skip
 
   if gan.conditional:
@@ -118,12 +130,17 @@ def _abstract_inputs(gan: Any) -> list[Any]:
 
 
 def export_generator(
-  gan: Any, state: Any, *, use_ema: bool = True, platforms: Sequence[str] = DEFAULT_PLATFORMS
+  gan: Any,
+  state: Any,
+  *,
+  use_ema: bool = True,
+  platforms: Sequence[str] = DEFAULT_PLATFORMS,
+  batch_stats: Any = None,
 ) -> Any:
   """Lowers the generator to a batch-polymorphic `jax.export.Exported`.
 
   Args:
-    gan, state, use_ema: as in `generator_function`.
+    gan, state, use_ema, batch_stats: as in `generator_function`.
     platforms: the backends to lower for ('cpu', 'cuda', 'rocm', 'tpu'); the artefact runs
       on any of them.
 
@@ -138,7 +155,7 @@ def export_generator(
   """
   import jax  # pylint: disable=g-import-not-at-top
 
-  fn = generator_function(gan, state, use_ema=use_ema)
+  fn = generator_function(gan, state, use_ema=use_ema, batch_stats=batch_stats)
   return jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*_abstract_inputs(gan))
 
 
@@ -149,6 +166,7 @@ def save_saved_model(
   *,
   use_ema: bool = True,
   platforms: Sequence[str] = DEFAULT_PLATFORMS,
+  batch_stats: Any = None,
 ) -> None:
   """Writes the generator as a TensorFlow SavedModel (jax2tf, native serialization).
 
@@ -159,14 +177,14 @@ def save_saved_model(
   exported.
 
   Args:
-    gan, state, use_ema, platforms: as in `export_generator`.
+    gan, state, use_ema, platforms, batch_stats: as in `export_generator`.
     path: the SavedModel folder to write.
   """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
-  fn = generator_function(gan, state, use_ema=use_ema)
+  fn = generator_function(gan, state, use_ema=use_ema, batch_stats=batch_stats)
   poly = ['(B, _)', '(B,)'] if gan.conditional else ['(B, _)']
   tf_fn = jax2tf.convert(
     fn,
@@ -218,6 +236,7 @@ def export_run(
   best: bool = False,
   raw: bool = False,
   platforms: Sequence[str] = DEFAULT_PLATFORMS,
+  ema_stats: str | None = None,
 ) -> dict[str, Any]:
   """Exports a run's generator into `out`: generator.jax_export, saved_model/, metadata.json.
 
@@ -233,9 +252,12 @@ def export_run(
       `train.ema_decay = 0` has no separate EMA generator and is exported raw either way,
       as `gan-jax sample` samples it.
     platforms: the backends the artefacts are lowered for.
+    ema_stats: the EMA generator's BatchNorm statistics, 'raw' or 'standing' (None: the
+      run's `eval.ema_batch_stats`, as `gan-jax sample` uses; see the module docstring).
 
   Returns:
     the metadata written to `metadata.json`: format_version, generator ('ema' or 'raw'),
+    ema_batch_stats (the EMA generator's statistics policy; None for the raw generator),
     latent_dim, num_classes, conditional, image_shape [H, W, C], image_layout 'NHWC',
     value_range [-1.0, 1.0], inputs (see `input_specs`), outputs, files, platforms, step,
     checkpoint ('latest', 'step' or 'best'), workdir, config (the run's, as a dict), and
@@ -258,10 +280,17 @@ def export_run(
   import gan_jax  # pylint: disable=g-import-not-at-top
   from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+  from gan_jax.config import ema_batch_stats  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
+
   config, gan, state = load_run(workdir, step, best=best)
   use_ema = config.train.ema_decay > 0 and not raw  # as `gan-jax sample` (--no-ema)
+  policy = ema_stats or ema_batch_stats(config)
+  stats = sampling.sampling_batch_stats(
+    gan, state, use_ema=use_ema, ema_stats=policy, seed=config.seed
+  )
   try:
-    exported = export_generator(gan, state, use_ema=use_ema, platforms=platforms)
+    exported = export_generator(gan, state, use_ema=use_ema, platforms=platforms, batch_stats=stats)
   except Exception as e:  # pylint: disable=broad-except  # JAX's lowering errors vary
     reason = ' '.join(str(e).split())[:300]
     raise ExportUsageError(
@@ -276,7 +305,12 @@ def export_run(
     with open(os.path.join(tmp, EXPORT_FILE), 'wb') as f:
       f.write(exported.serialize())
     save_saved_model(
-      gan, state, os.path.join(tmp, SAVED_MODEL_DIR), use_ema=use_ema, platforms=platforms
+      gan,
+      state,
+      os.path.join(tmp, SAVED_MODEL_DIR),
+      use_ema=use_ema,
+      platforms=platforms,
+      batch_stats=stats,
     )
     import jaxlib  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -284,6 +318,7 @@ def export_run(
     meta = {
       'format_version': FORMAT_VERSION,
       'generator': 'ema' if use_ema else 'raw',
+      'ema_batch_stats': policy if use_ema else None,
       'latent_dim': gan.latent_dim,
       'num_classes': gan.num_classes,
       'conditional': gan.conditional,
@@ -338,6 +373,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
   p.add_argument('--best', action='store_true', help='export the best-FID checkpoint')
   p.add_argument('--raw', action='store_true', help='export the raw, not the EMA, generator')
   p.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default=None,
+    help="BatchNorm statistics the EMA generator carries: 'raw' (the raw G's running "
+    "averages) or 'standing' (recomputed from the EMA weights, Brock et al. 2019); default: "
+    "the run's eval.ema_batch_stats",
+  )
+  p.add_argument(
     '--platforms',
     default=','.join(DEFAULT_PLATFORMS),
     help='comma-separated backends to lower for (default cpu,cuda,tpu)',
@@ -361,7 +404,13 @@ def run(args: argparse.Namespace) -> None:
       f'--platforms={args.platforms!r}: give a comma-separated list of {", ".join(known)}.'
     )
   meta = export_run(
-    args.workdir, args.out, step=args.step, best=args.best, raw=args.raw, platforms=platforms
+    args.workdir,
+    args.out,
+    step=args.step,
+    best=args.best,
+    raw=args.raw,
+    platforms=platforms,
+    ema_stats=args.ema_stats,
   )
   which = 'EMA' if meta['generator'] == 'ema' else 'raw'
   print(

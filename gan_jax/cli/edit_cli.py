@@ -7,8 +7,9 @@
 
 For each input image the strip shows one row: [input | reconstruction | G(z + s n) for each
 strength s], where z is the image's inversion (`gan_jax.latent.invert`, EMA G in inference
-mode) and n the attribute's unit direction (InterFaceGAN, `gan_jax.latent`), fitted on
-`--num-latents` samples of G. Attributes: 'ink' (mean ink / brightness) for every run, and
+mode, with the BatchNorm statistics the run's `eval.ema_batch_stats` or `--ema-stats` gives
+it, `gan_jax.core.sampling.sampling_batch_stats`) and n the attribute's unit direction
+(InterFaceGAN, `gan_jax.latent`), fitted on `--num-latents` samples of G (the same G). Attributes: 'ink' (mean ink / brightness) for every run, and
 'class_0'..'class_9' (the pinned LeNet's log-odds of the class) for MNIST and Fashion-MNIST
 runs; `--direction FILE.npz` takes any direction saved with `gan_jax.latent.save_direction`
 (e.g. a CelebA attribute fitted from labelled faces). Fitted directions are cached in
@@ -68,6 +69,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
   p.add_argument('--out', default='edit.png', help='PNG file to write (default edit.png)')
   p.add_argument('--step', type=int, help='checkpoint step (default: latest)')
   p.add_argument('--no-ema', action='store_true', help='use the raw, not the EMA, G')
+  p.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default=None,
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages) or "
+    "'standing' (recomputed from the EMA weights, seeded with the run's seed, Brock et al. "
+    "2019); default: the run's eval.ema_batch_stats",
+  )
   p.add_argument(
     '--hold',
     default='',
@@ -190,8 +199,14 @@ class _Attributes:
     return self._fns[name]
 
 
-def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_ema: bool):
-  """The unit direction of attribute `name`: cached in <workdir>/directions, else fitted."""
+def _direction(
+  args, attrs: _Attributes, name: str, gan, state, step: int, use_ema: bool, stats: Any = None
+):
+  """The unit direction of attribute `name`: cached in <workdir>/directions, else fitted.
+
+  `stats`: (policy, G's BatchNorm statistics) of a generator sampled with standing
+  statistics, which the cache records; None for the raw generator's running averages.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -207,6 +222,8 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
     ema=use_ema,
     label=-1 if args.label is None else args.label,
   )
+  if stats is not None:  # only then: directions cached before the policy still match
+    meta['ema_stats'] = stats[0]
   path = os.path.join(args.workdir, 'directions', f'{name}.npz')
   if os.path.isfile(path) and not args.refit:
     try:
@@ -227,6 +244,7 @@ def _direction(args, attrs: _Attributes, name: str, gan, state, step: int, use_e
       method=args.method,
       use_ema=use_ema,
       labels=labels,
+      batch_stats=None if stats is None else stats[1],
     )
   except ValueError as e:  # e.g. an attribute that no sampled image has
     raise EditUsageError(f'cannot fit the direction of {name!r}: {e}') from None
@@ -318,6 +336,13 @@ def run(args: argparse.Namespace) -> None:
     raise EditUsageError(f'--label={args.label} is out of range: 0 to {num_classes - 1}.')
   step = int(jax.device_get(state.step))
   use_ema = config.train.ema_decay > 0 and not args.no_ema
+  from gan_jax.config import ema_batch_stats  # pylint: disable=g-import-not-at-top
+
+  policy = args.ema_stats or ema_batch_stats(config)
+  g_stats = sampling.sampling_batch_stats(
+    gan, state, use_ema=use_ema, ema_stats=policy, seed=config.seed
+  )
+  stats = (policy, g_stats) if use_ema and policy != 'raw' else None
 
   if args.direction is not None:
     try:
@@ -331,10 +356,10 @@ def run(args: argparse.Namespace) -> None:
       )
     what = os.path.basename(args.direction)
   else:
-    direction = _direction(args, attrs, args.attribute, gan, state, step, use_ema)
+    direction = _direction(args, attrs, args.attribute, gan, state, step, use_ema, stats)
     what = repr(args.attribute)
   if hold:
-    others = [_direction(args, attrs, h, gan, state, step, use_ema) for h in hold]
+    others = [_direction(args, attrs, h, gan, state, step, use_ema, stats) for h in hold]
     direction = latent.orthogonalize(direction, np.stack(others))
     what += f' holding {", ".join(hold)}'
 
@@ -356,11 +381,14 @@ def run(args: argparse.Namespace) -> None:
     latent_reg=None if args.latent_reg == 'none' else args.latent_reg,
     use_ema=use_ema,
     labels=labels,
+    batch_stats=g_stats,
   )
   s = np.asarray(strengths, np.float32)
   z = np.asarray(latent.edit(inv.z[:, None], direction, s)).reshape(n * len(s), -1)
   edit_labels = None if labels is None else np.repeat(labels, len(s))
-  edited = np.asarray(latent.generate(gan, state, z, use_ema=use_ema, labels=edit_labels))
+  edited = np.asarray(
+    latent.generate(gan, state, z, use_ema=use_ema, labels=edit_labels, batch_stats=g_stats)
+  )
   edited = edited.reshape((n, len(s)) + images.shape[1:])
   strip = np.concatenate([images[:, None], inv.images[:, None], edited], axis=1)
   sampling.save_grid(

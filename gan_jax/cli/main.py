@@ -172,6 +172,16 @@ def _check_out_folder(out: str) -> None:
     )
 
 
+def _ema_stats(args: argparse.Namespace, config: object) -> str:
+  """The EMA generator's BatchNorm-statistics policy: `--ema-stats` when given, else the
+  run's `eval.ema_batch_stats` ('raw' for runs written before the field)."""
+  if args.ema_stats is not None:
+    return args.ema_stats
+  from gan_jax.config import ema_batch_stats  # pylint: disable=g-import-not-at-top
+
+  return ema_batch_stats(config)
+
+
 def _sample(args: argparse.Namespace) -> None:
   if not os.path.isdir(args.workdir):
     raise UsageError(
@@ -225,7 +235,10 @@ def _sample(args: argparse.Namespace) -> None:
     what = f' ({gan.num_classes} classes x {ncol}, one row per class)'
   else:
     z = gan.sample_latents(key, args.num)
-  images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema)
+  stats = sampling.sampling_batch_stats(
+    gan, state, use_ema=use_ema, ema_stats=_ema_stats(args, config), seed=config.seed
+  )
+  images = sampling.sample_in_chunks(gan, state, z, labels, use_ema=use_ema, batch_stats=stats)
   sampling.save_grid(args.out, images, ncol=ncol, scale=args.scale)
   print(f'wrote {len(images)} samples{what} from step {int(state.step)} to {args.out}')
 
@@ -331,14 +344,15 @@ def _eval(args: argparse.Namespace) -> None:
       **common,
     )
     use_ema = config.train.ema_decay > 0 and not args.no_ema
-    ev = dataclasses.replace(ev, ema_batch_stats=args.ema_stats)
+    ema_stats = _ema_stats(args, config)
+    ev = dataclasses.replace(ev, ema_batch_stats=ema_stats)
     results = ev.evaluate_state(gan, state, use_ema=use_ema)
     step = int(state.step)
     meta.update(
       workdir=args.workdir,
       step=step,
       ema=use_ema,
-      ema_batch_stats=args.ema_stats if use_ema else None,
+      ema_batch_stats=ema_stats if use_ema else None,
       dataset=args.dataset or config.data.name,
     )
     out = args.out or os.path.join(
@@ -517,6 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
   s.add_argument('--scale', type=int, default=2, help='pixel upscaling of the grid (default 2)')
   s.add_argument('--no-ema', action='store_true', help='sample from the raw, not the EMA, G')
   s.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default=None,
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages) or "
+    "'standing' (recomputed from the EMA weights on 16 x 256 latents seeded with the run's "
+    "seed, Brock et al. 2019); default: the run's eval.ema_batch_stats",
+  )
+  s.add_argument(
     '--label',
     type=int,
     default=None,
@@ -560,9 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument(
     '--ema-stats',
     choices=('raw', 'standing'),
-    default='raw',
-    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages, default) "
-    "or 'standing' (recomputed from the EMA weights on 16 x 256 latents, Brock et al. 2019)",
+    default=None,
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages) or "
+    "'standing' (recomputed from the EMA weights on 16 x 256 latents seeded with --seed, "
+    "Brock et al. 2019); default: the run's eval.ema_batch_stats",
   )
   e.add_argument('--channels', type=int, choices=(1, 3), help='folder images: read as 1 or 3')
   e.add_argument('--batch-size', type=int, default=500, help='images per call (default 500)')

@@ -4,6 +4,11 @@ A class-conditional generator (`gan.num_classes = K > 0`) samples given classes:
 `sample(gan, state, z, labels)`; `per_class_inputs` gives the latents and labels of a grid
 with one row per class, the same latent in each column (so a column shows one "style" across
 the classes).
+
+The BatchNorm statistics a generator is sampled with come from `sampling_batch_stats`: the
+raw generator's own running averages, and for the EMA generator what a run's policy
+`eval.ema_batch_stats` says ('raw': the raw generator's, or 'standing': the EMA weights' own,
+`standing_batch_stats`).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def sample(
     use_ema: sample from the EMA generator (Yazici et al. 2019).
     batch_stats: G's BatchNorm statistics to use instead of `state.g_batch_stats` (the raw
       generator's running averages), e.g. the EMA generator's standing statistics from
-      `standing_batch_stats`.
+      `standing_batch_stats`; `sampling_batch_stats` gives those a run's policy asks for.
 
   Returns:
     float32 `[N, H, W, C]` in [-1, 1].
@@ -118,6 +123,59 @@ def standing_batch_stats(
     stats = one(params, batch_stats, i)
     total = stats if total is None else jax.tree.map(jnp.add, total, stats)
   return jax.tree.map(lambda x: x / num_batches, total)
+
+
+EMA_STATS_POLICIES = ('raw', 'standing')  # `eval.ema_batch_stats`: the EMA G's BatchNorm statistics
+
+
+def sampling_batch_stats(
+  gan: GAN,
+  state: GANState,
+  *,
+  use_ema: bool = True,
+  ema_stats: str = 'raw',
+  seed: int = 0,
+) -> PyTree:
+  """The BatchNorm statistics to sample `state`'s generator with: the one place that decides.
+
+  The raw generator (`use_ema=False`) always gets its own running averages,
+  `state.g_batch_stats`. The EMA generator gets what the policy `ema_stats` (a run's
+  `eval.ema_batch_stats`) says:
+
+  - 'raw': the raw generator's running averages too (`state.g_batch_stats`; what every
+    sampler did before the policy existed, and still the default);
+  - 'standing': the EMA weights' own standing statistics, `standing_batch_stats(gan,
+    state.ema_params, state.g_batch_stats, seed=seed)` with its defaults (16 x 256 latents;
+    Brock et al. 2019).
+
+  A generator without BatchNorm has no statistics (an empty pytree) and gets them back
+  unchanged under either policy. Every sampler of a run's generator (the evaluator, the
+  training grids, `gan-jax sample` / `eval` / `edit` / `export`) takes its statistics from
+  here, so they all sample the same generator.
+
+  Args:
+    gan: static G/D definitions.
+    state: the training state (its `ema_params` and `g_batch_stats` are read).
+    use_ema: the EMA generator (else the raw one, `g_params`).
+    ema_stats: 'raw' or 'standing' (`EMA_STATS_POLICIES`).
+    seed: seeds the standing statistics' latents (callers pass the run's `seed`, the
+      evaluator its own).
+
+  Returns:
+    A pytree like `state.g_batch_stats` ('mean' and 'var' float32 per BatchNorm), to pass as
+    `sample(..., batch_stats=...)` or to `GAN.generate`.
+
+  Raises:
+    ValueError: `ema_stats` is not one of `EMA_STATS_POLICIES`.
+  """
+  if ema_stats not in EMA_STATS_POLICIES:
+    raise ValueError(
+      f'ema_stats={ema_stats!r} is not a BatchNorm statistics policy: choose one of '
+      f'{list(EMA_STATS_POLICIES)}.'
+    )
+  if not use_ema or ema_stats == 'raw':
+    return state.g_batch_stats
+  return standing_batch_stats(gan, state.ema_params, state.g_batch_stats, seed=seed)
 
 
 def check_class_labels(gan: GAN, labels: Any, num: int) -> jax.Array:
@@ -291,10 +349,11 @@ def sample_in_chunks(
   *,
   use_ema: bool = True,
   chunk: int = 1024,
+  batch_stats: PyTree | None = None,
 ) -> np.ndarray:
   """`sample`, `chunk` latents at a time, gathered on the host: device memory stays bounded
   by one chunk whatever the number of latents. float32 `[N, H, W, C]` in [-1, 1]; the same
-  images as `sample` (one call when N <= chunk).
+  images as `sample` (one call when N <= chunk), with the same `batch_stats`.
 
   Raises:
     ValueError: as `sample`, or chunk < 1.
@@ -305,7 +364,9 @@ def sample_in_chunks(
   parts = []
   for lo in range(0, n, chunk):
     part_labels = None if labels is None else labels[lo : lo + chunk]
-    images = sample(gan, state, z[lo : lo + chunk], part_labels, use_ema=use_ema)
+    images = sample(
+      gan, state, z[lo : lo + chunk], part_labels, use_ema=use_ema, batch_stats=batch_stats
+    )
     parts.append(np.asarray(jax.device_get(images)))
   return np.concatenate(parts) if len(parts) > 1 else parts[0]
 

@@ -3,7 +3,10 @@
 Everything here works on a trained `gan_jax.core.state.GAN` / `GANState` pair (e.g. from
 `gan_jax.training.checkpoint.load_run`) with G in inference mode: BatchNorm uses its running
 averages, so G maps every latent independently of the others in its batch, and the EMA
-generator (`state.ema_params`) is used unless `use_ema=False`. Images are float32
+generator (`state.ema_params`) is used unless `use_ema=False`. The functions that run G take
+an optional `batch_stats` (default: `state.g_batch_stats`), so the EMA generator can run with
+the statistics its run's policy gives it, `gan_jax.core.sampling.sampling_batch_stats` (as
+`gan-jax edit` does). Images are float32
 `[..., H, W, C]` in [-1, 1] of any size (28x28x1 MNIST, 64x64x3 CelebA, ...); latents are
 float32 `[..., d]` with d = `gan.latent_dim`. For a class-conditional G, the functions that
 run G take an optional `labels` (int32 `[N]`) that they pass on to `GAN.generate` only when

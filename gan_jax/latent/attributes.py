@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax.latent.generator import ArrayLike, generator_params, run_g
+from gan_jax.latent.generator import ArrayLike, generator_params, generator_stats, run_g
 from gan_jax.core.state import GAN, GANState
 
 AttributeFn = Callable[[jax.Array], jax.Array]
@@ -89,6 +89,7 @@ def sample_attributes(
   batch_size: int = 500,
   use_ema: bool = True,
   labels: ArrayLike | None = None,
+  batch_stats: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Draws z ~ N(0, I) and labels each by an attribute of G(z) (InterFaceGAN's data).
 
@@ -103,6 +104,8 @@ def sample_attributes(
     batch_size: latents per jitted call (the last batch is padded).
     use_ema: use the EMA generator.
     labels: int32 `[num]` class labels of a class-conditional G.
+    batch_stats: G's BatchNorm statistics (None: `state.g_batch_stats`; see
+      `gan_jax.latent.generator.generate`).
 
   Returns:
     (z float32 `[num, d]`, values float32 `[num]`), numpy arrays.
@@ -111,7 +114,7 @@ def sample_attributes(
     raise ValueError(f'num={num} must be >= 2.')
   z = np.asarray(gan.sample_latents(key, num))
   y = None if labels is None else np.asarray(labels, np.int32)
-  params, stats = generator_params(state, use_ema), state.g_batch_stats
+  params, stats = generator_params(state, use_ema), generator_stats(state, batch_stats)
   chunk = min(batch_size, num)
   values = []
   for lo in range(0, num, chunk):

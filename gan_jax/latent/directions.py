@@ -179,6 +179,7 @@ def fit_attribute_direction(
   batch_size: int = 500,
   use_ema: bool = True,
   labels: ArrayLike | None = None,
+  batch_stats: Any = None,
 ) -> np.ndarray:
   """InterFaceGAN end to end: `sample_attributes`, then `fit_direction`.
 
@@ -189,7 +190,7 @@ def fit_attribute_direction(
     num_latents: latents sampled (InterFaceGAN used 500k for StyleGAN faces; a few
       thousand suffice for an MNIST DCGAN's 100-d z).
     method, fraction, c: as in `fit_direction`.
-    batch_size, use_ema, labels: as in `sample_attributes`.
+    batch_size, use_ema, labels, batch_stats: as in `sample_attributes`.
 
   Returns:
     float32 `[d]` unit normal, pointing towards higher attribute values.
@@ -203,6 +204,7 @@ def fit_attribute_direction(
     batch_size=batch_size,
     use_ema=use_ema,
     labels=labels,
+    batch_stats=batch_stats,
   )
   return fit_direction(z, values, method, fraction=fraction, c=c)
 

@@ -1,5 +1,6 @@
 """Running a trained G for the latent-space tools (`gan_jax.latent`): inference mode (BatchNorm
-running averages), the EMA generator unless asked otherwise, labels only when given.
+running averages, or the statistics a caller gives: `batch_stats`), the EMA generator unless
+asked otherwise, labels only when given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ ArrayLike = Any
 def generator_params(state: GANState, use_ema: bool):
   """G's parameters: the EMA generator's (`state.ema_params`) if `use_ema`, else `g_params`."""
   return state.ema_params if use_ema else state.g_params
+
+
+def generator_stats(state: GANState, batch_stats: Any = None):
+  """G's BatchNorm statistics: `batch_stats` when given (e.g. the EMA generator's standing
+  statistics from `gan_jax.core.sampling.sampling_batch_stats`), else `state.g_batch_stats`
+  (the raw generator's running averages)."""
+  return state.g_batch_stats if batch_stats is None else batch_stats
 
 
 def run_g(gan: GAN, params, stats, z: jax.Array, labels: jax.Array | None) -> jax.Array:
@@ -39,6 +47,7 @@ def generate(
   *,
   use_ema: bool = True,
   labels: ArrayLike | None = None,
+  batch_stats: Any = None,
 ) -> jax.Array:
   """G(z) in inference mode (BatchNorm running averages), jitted.
 
@@ -50,6 +59,9 @@ def generate(
       has no EMA).
     labels: int32 `[N]` class labels, only for a class-conditional G (passed to
       `GAN.generate` only when given).
+    batch_stats: G's BatchNorm statistics instead of `state.g_batch_stats`, e.g. the ones
+      a run's policy gives the EMA generator (`gan_jax.core.sampling.sampling_batch_stats`);
+      None: `state.g_batch_stats`.
 
   Returns:
     float32 `[N, H, W, C]` in [-1, 1].
@@ -59,7 +71,8 @@ def generate(
   """
   z = check_latents(gan, z)
   labels = None if labels is None else jnp.asarray(labels)
-  return _generate(gan, generator_params(state, use_ema), state.g_batch_stats, z, labels)
+  params, stats = generator_params(state, use_ema), generator_stats(state, batch_stats)
+  return _generate(gan, params, stats, z, labels)
 
 
 def check_latents(gan: GAN, z: ArrayLike) -> jax.Array:

@@ -149,6 +149,7 @@ def interpolation_grid(
   rows: int = 8,
   use_ema: bool = True,
   labels: ArrayLike | None = None,
+  batch_stats: Any = None,
 ) -> jax.Array:
   """Images along interpolation paths between pairs of latents.
 
@@ -164,6 +165,7 @@ def interpolation_grid(
     rows: number of pairs drawn when `z_pairs_or_keys` is one key.
     use_ema: use the EMA generator.
     labels: int32 `[R]` class labels of a class-conditional G (one per path).
+    batch_stats: G's BatchNorm statistics (None: `state.g_batch_stats`; see `generate`).
 
   Returns:
     float32 `[R, T, H, W, C]` in [-1, 1]; `[:, 0]` is G(z0) and `[:, -1]` is G(z1).
@@ -180,7 +182,14 @@ def interpolation_grid(
   path = (slerp if method == 'slerp' else lerp)(z0[:, None], z1[:, None], t)  # [R, T, d]
   r = path.shape[0]
   flat_labels = None if labels is None else jnp.repeat(jnp.asarray(labels), steps)
-  images = generate(gan, state, path.reshape(r * steps, -1), use_ema=use_ema, labels=flat_labels)
+  images = generate(
+    gan,
+    state,
+    path.reshape(r * steps, -1),
+    use_ema=use_ema,
+    labels=flat_labels,
+    batch_stats=batch_stats,
+  )
   return images.reshape((r, steps) + images.shape[1:])
 
 

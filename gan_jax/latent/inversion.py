@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gan_jax.latent.generator import ArrayLike, generator_params, run_g
+from gan_jax.latent.generator import ArrayLike, generator_params, generator_stats, run_g
 from gan_jax.core.state import GAN, GANState
 
 FeatureFn = Callable[[jax.Array], jax.Array]
@@ -204,6 +204,7 @@ def invert(
   use_ema: bool = True,
   labels: ArrayLike | None = None,
   per_layer: bool = False,
+  batch_stats: Any = None,
 ) -> Inversion:
   """GAN inversion by optimisation: z* = argmin_z L(G(z), x) for each real image x.
 
@@ -248,6 +249,8 @@ def invert(
     use_ema: invert the EMA generator.
     labels: int32 `[N]` class labels of a class-conditional G (held fixed).
     per_layer: per-layer latents; not supported by gan_jax's generators (raises).
+    batch_stats: G's BatchNorm statistics (None: `state.g_batch_stats`; see
+      `gan_jax.latent.generator.generate`).
 
   Returns:
     an `Inversion` of numpy arrays (z, reconstructions, pixel MSE, objectives).
@@ -270,7 +273,7 @@ def invert(
   n = x.shape[0]
   y = None if labels is None else jnp.asarray(labels, jnp.int32)
   z0 = initial_latents(key, n, restarts, gan.latent_dim).reshape(n * restarts, -1)
-  params, stats = generator_params(state, use_ema), state.g_batch_stats
+  params, stats = generator_params(state, use_ema), generator_stats(state, batch_stats)
   chunk = min(batch_size, n)
   outs = []
   for lo in range(0, n, chunk):

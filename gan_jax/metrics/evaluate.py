@@ -125,7 +125,8 @@ class Evaluator:
     kid_num_subsets: KID subsets (100 as in Binkowski et al.; fewer only for quick tests).
     ema_batch_stats: BatchNorm statistics `evaluate_state` gives the EMA generator: 'raw'
       (`GANState.g_batch_stats`, the raw generator's running averages) or 'standing'
-      (recomputed from the EMA weights, `gan_jax.core.sampling.standing_batch_stats`).
+      (recomputed from the EMA weights, `gan_jax.core.sampling.standing_batch_stats`),
+      chosen by `gan_jax.core.sampling.sampling_batch_stats` seeded with `seed`.
   """
 
   metrics: tuple[str, ...]
@@ -289,9 +290,9 @@ class Evaluator:
     """Evaluates the generator of a `GANState` (the EMA generator when `use_ema`, with the
     BatchNorm statistics `ema_batch_stats` says; the raw generator with its own)."""
     params = state.ema_params if use_ema else state.g_params
-    stats = state.g_batch_stats
-    if use_ema and self.ema_batch_stats == 'standing':
-      stats = sampling.standing_batch_stats(gan, params, stats, seed=self.seed)
+    stats = sampling.sampling_batch_stats(
+      gan, state, use_ema=use_ema, ema_stats=self.ema_batch_stats, seed=self.seed
+    )
     return self.evaluate_batches(self.generator_batches(gan, params, stats))
 
   def evaluate_batches(self, batches: Iterable[Any]) -> dict[str, Any]:

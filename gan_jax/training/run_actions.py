@@ -70,6 +70,9 @@ def write_grid(
   path: str,
   use_ema: bool,
   labels: jax.Array | None = None,
+  *,
+  ema_stats: str = 'raw',
+  seed: int = 0,
 ) -> None:
   """Writes a PNG grid of samples of `state`'s generator.
 
@@ -85,8 +88,18 @@ def write_grid(
     use_ema: sample the EMA generator (else the raw one).
     labels: int32 `[N]` class labels of a conditional GAN (`fixed_labels`), else None; with
       labels the grid has one row per class.
+    ema_stats: the EMA generator's BatchNorm statistics, the run's `eval.ema_batch_stats`
+      ('raw' or 'standing'; see `gan_jax.core.sampling.sampling_batch_stats`). The raw
+      generator always uses its own.
+    seed: seeds the standing statistics (the run's `seed`).
+
+  Raises:
+    ValueError: an unknown `ema_stats`.
   """
-  images = jax.device_get(sampling.sample(gan, state, z, labels, use_ema=use_ema))
+  stats = sampling.sampling_batch_stats(gan, state, use_ema=use_ema, ema_stats=ema_stats, seed=seed)
+  images = jax.device_get(
+    sampling.sample(gan, state, z, labels, use_ema=use_ema, batch_stats=stats)
+  )
   if not distributed.is_writer():
     return
   ncol = len(z) // gan.num_classes if labels is not None else None

@@ -40,6 +40,7 @@ import jax
 import ml_collections
 import tqdm
 
+from gan_jax.config import ema_batch_stats
 from gan_jax.data import pipeline as data_lib
 from gan_jax.training import distributed
 from gan_jax.training import replicas
@@ -487,7 +488,14 @@ class _Training:
       for i, f in enumerate(self.folders):
         path = os.path.join(f.workdir, 'samples', f'step_{step:07d}.png')
         write_grid(
-          self.gan, self.state_of(state, i), f.z_fixed, path, self.use_ema, self.labels_fixed
+          self.gan,
+          self.state_of(state, i),
+          f.z_fixed,
+          path,
+          self.use_ema,
+          self.labels_fixed,
+          ema_stats=ema_batch_stats(f.config),
+          seed=f.config.seed,
         )
     if save:
       for i, f in enumerate(self.folders):
