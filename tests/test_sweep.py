@@ -137,6 +137,30 @@ def test_rerun_skips_finished_runs_and_dry_run_changes_nothing(tiny_sweep, tfds_
   assert _mtimes(tiny_sweep) == after
 
 
+def test_summary_only_tabulates_the_folders_as_they_are_and_trains_nothing(
+  tiny_sweep, tfds_dir, tmp_path, capsys
+):
+  workdir = tmp_path / 'partial'
+  shutil.copytree(tiny_sweep, workdir)
+  missing = 'loss=least_squares,ema=on/seed_1'
+  shutil.rmtree(workdir / missing)
+  before = _mtimes(workdir)
+  code, out, _ = _sweep(capsys, workdir, '--summary-only', data_dir=tfds_dir)
+  assert code == 0, out
+  assert 'training' not in out and f'{missing}: not trained (--summary-only; new)' in out
+  after = _mtimes(workdir)
+  assert not (workdir / missing).exists()
+  for path, mtime in before.items():  # run files untouched, only the summaries rewritten
+    if os.sep in path:
+      assert after[path] == mtime, path
+  status = {f"{r['cell']}/seed_{r['seed']}": r['status'] for r in _rows(workdir)}
+  assert status == {run: 'not_run' if run == missing else 'done' for run in RUNS}
+  want = {(r['cell'], r['seed']): r['fid_lenet'] for r in _rows(tiny_sweep)}
+  for r in _rows(workdir):
+    if f"{r['cell']}/seed_{r['seed']}" != missing:
+      assert r['fid_lenet'] == want[(r['cell'], r['seed'])]
+
+
 def test_replicas_train_each_cells_seeds_in_one_program_with_the_same_results(
   tiny_sweep, tfds_dir, tmp_path, capsys
 ):

@@ -10,7 +10,7 @@
     gan-jax eval --workdir runs/mnist_dcgan --num-samples 10000 [--metrics fid,kid,is,pr]
     gan-jax eval --images generated_pngs/ --dataset mnist [--split train]
     gan-jax sweep experiments/ablations/losses_fashion.py --workdir runs/losses_fashion \
-        [--jobs 2] [--dry-run] [--config.train.steps=200 ...]   (see gan_jax/sweep/__init__.py)
+        [--jobs 2] [--dry-run | --summary-only] [--config.train.steps=200 ...]   (see gan_jax/sweep/__init__.py)
     gan-jax edit --workdir runs/mnist_dcgan --image digit.png --attribute ink --out strip.png
         [--strengths -3,-1.5,0,1.5,3] [--hold class_3]   (see gan_jax/cli/edit_cli.py)
     gan-jax export --workdir runs/mnist_dcgan --out exported/ [--step N | --best] [--raw]
@@ -154,6 +154,7 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:
     jobs=args.jobs,
     replicas=args.replicas,
     dry_run=args.dry_run,
+    summary_only=args.summary_only,
     cli_overrides=overrides,
   )
   return result.error_line(args.workdir)
@@ -628,6 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
     action='store_true',
     help='train the seeds of each cell together as replicas of one compiled program '
     '(config.num_replicas; in process)',
+  )
+  w.add_argument(
+    '--summary-only',
+    action='store_true',
+    help='train nothing: rewrite results.csv/.md and the plots from the run folders as they are',
   )
   edit_cli.add_parser(sub)
   export.add_parser(sub)

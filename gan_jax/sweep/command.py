@@ -24,6 +24,7 @@ def run_sweep(
   cli_overrides: Sequence[str] = (),
   say: Callable[[str], None] = print,
   replicas: bool = False,
+  summary_only: bool = False,
 ) -> SweepResult:
   """Runs (or with `dry_run` lists) every run of an ablation and writes the summaries.
 
@@ -38,6 +39,9 @@ def run_sweep(
     replicas: train the unfinished seeds of each cell together, as replicas of one compiled
       program (`gan_jax.training.replicas`; in this process, so not with jobs > 1). The run folders
       are the same as without it, to float32 tolerance.
+    summary_only: train nothing; rewrite the summaries from the run folders as they are
+      (unfinished and missing runs are listed as such), e.g. for a variant that covers more
+      runs than have been trained.
 
   Returns:
     A `SweepResult`; `error_line()` sums up failed runs (the command exits 1 then).
@@ -112,6 +116,8 @@ def run_sweep(
     if state.status == 'done':
       result.skipped.append(run.name)
       say(f'[{i + 1}/{len(runs)}] {run.name}: skipped (finished at step {state.step})')
+    elif summary_only:
+      say(f'[{i + 1}/{len(runs)}] {run.name}: not trained (--summary-only; {state.status})')
     else:
       todo.append((i, run))
   with Stopper() as stopper:
