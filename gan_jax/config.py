@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 from ml_collections import config_dict
@@ -183,8 +183,13 @@ REPLICA_FIELDS = (
 )
 
 
-def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]:
+def parse_replica_values(
+  spec: str, num_replicas: int, fields: Sequence[str] = REPLICA_FIELDS
+) -> dict[str, list[float]]:
   """Parses `replica_values`, e.g. 'train.g_lr=1e-4,2e-4;train.r1_weight=1,10'.
+
+  `fields` are the fields that may differ (a GAN's `REPLICA_FIELDS`; a translation config's
+  are `gan_jax.translation.run_config.REPLICA_FIELDS[kind]`).
 
   Returns:
     {field: [value of replica 0, ..., value of replica K-1]} (empty for '').
@@ -199,9 +204,9 @@ def parse_replica_values(spec: str, num_replicas: int) -> dict[str, list[float]]
       continue
     field, sep, values = part.partition('=')
     field = field.strip()
-    if not sep or field not in REPLICA_FIELDS:
+    if not sep or field not in fields:
       raise _err('replica_values', spec, f'{field!r} cannot differ between replicas; use '
-                 f'FIELD=v1,...,vK;... with FIELD from {", ".join(REPLICA_FIELDS)}')
+                 f'FIELD=v1,...,vK;... with FIELD from {", ".join(fields)}')
     if field in out:
       raise _err('replica_values', spec, f'{field} is given twice')
     try:

@@ -60,6 +60,9 @@ def test_translation_ablations_are_checked_before_anything_runs(tmp_path):
       f'{ABLATION}:tiny', workdir, cli_overrides=['--config.translation.l1_weight=-1'],
       say=lambda line: None,
     )  # fmt: skip
-  with pytest.raises(UsageError, match='drop --replicas'):
-    sweep.run_sweep(f'{ABLATION}:tiny', workdir, replicas=True, say=lambda line: None)
+  with pytest.raises(UsageError, match=r"translation\.l1_weight=-1\.0 is invalid"):
+    sweep.run_sweep(
+      f'{ABLATION}:tiny', workdir, replicas=True, say=lambda line: None,
+      cli_overrides=['--config.translation.l1_weight=-1'],
+    )  # fmt: skip
   assert not os.path.exists(workdir)

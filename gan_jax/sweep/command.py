@@ -37,7 +37,8 @@ def run_sweep(
     cli_overrides: `--config.KEY=VALUE` arguments applied to every run, last.
     say: where progress lines go.
     replicas: train the unfinished seeds of each cell together, as replicas of one compiled
-      program (`gan_jax.training.replicas`; in this process, so not with jobs > 1). The run folders
+      program (`gan_jax.training.replicas`, for translation configs
+      `gan_jax.translation.replicas`; in this process, so not with jobs > 1). The run folders
       are the same as without it, to float32 tolerance.
     summary_only: train nothing; rewrite the summaries from the run folders as they are
       (unfinished and missing runs are listed as such), e.g. for a variant that covers more
@@ -61,12 +62,6 @@ def run_sweep(
     raise UsageError(f'--workdir {workdir!r} is a file, not a folder.')
   ablation = load_ablation(spec)
   runs = plan(ablation, workdir, cli_overrides)
-  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
-
-  if replicas and any(run_config.is_translation(run.config) for run in runs):
-    raise UsageError(
-      'a translation config (pix2pix, CycleGAN) trains one model per run: drop --replicas.'
-    )
   problems = [(run, reason) for run in runs if (reason := conflict(run)) is not None]
   if problems:
     run, reason = problems[0]

@@ -57,12 +57,19 @@ def _train_in_process(run: Run) -> str | None:
 
 
 def _train_replicas_in_process(runs: Sequence[Run]) -> str | None:
-  """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.training.replicas`);
-  returns None, or the one-line error they failed with."""
+  """Trains the seeds of one cell as replicas of one compiled program (`gan_jax.training.replicas`;
+  translation configs: `gan_jax.translation.replicas`); returns None, or the one-line error
+  they failed with."""
   from gan_jax.training import train  # pylint: disable=g-import-not-at-top
+  from gan_jax.translation import run_config  # pylint: disable=g-import-not-at-top
 
+  fn = train.train_replicas
+  if run_config.is_translation(runs[0].config):
+    from gan_jax.translation import train as translation_train  # pylint: disable=g-import-not-at-top
+
+    fn = translation_train.train_translation_replicas
   try:
-    train.train_replicas([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
+    fn([copy.deepcopy(r.config) for r in runs], [r.workdir for r in runs])
   except Exception as e:  # pylint: disable=broad-except  (recorded; the sweep goes on)
     return clip(f'{type(e).__name__}: {e}', 1000)
   return None

@@ -68,16 +68,21 @@ def unstack(tree: Any, index: int) -> Any:
   return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def replica_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-  """The K single-GAN configs of `config.num_replicas = K` (each with num_replicas 1).
+def replica_configs(
+  config: ml_collections.ConfigDict, fields: Sequence[str] = config_lib.REPLICA_FIELDS
+) -> list[ml_collections.ConfigDict]:
+  """The K single-run configs of `config.num_replicas = K` (each with num_replicas 1).
 
   Replica i gets seed `seed + i` (`replica_seeds`, the default; else every replica has
-  `seed`) and the i-th value of each field in `replica_values`.
+  `seed`) and the i-th value of each field in `replica_values`, which may name `fields` (a
+  GAN's `gan_jax.config.REPLICA_FIELDS`, or a translation kind's).
 
   Raises:
     ConfigError: a malformed `replica_values` (see `gan_jax.config.parse_replica_values`).
   """
-  values = config_lib.parse_replica_values(config.get('replica_values', ''), config.num_replicas)
+  values = config_lib.parse_replica_values(
+    config.get('replica_values', ''), config.num_replicas, fields
+  )
   out = []
   for i in range(config.num_replicas):
     c = ml_collections.ConfigDict(config.to_dict())
@@ -97,16 +102,18 @@ def replica_workdirs(workdir: str, num_replicas: int) -> list[str]:
   return [os.path.join(workdir, f'replica_{i}') for i in range(num_replicas)]
 
 
-def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
+def check_replicable(
+  configs: Sequence[ml_collections.ConfigDict], fields: Sequence[str] = config_lib.REPLICA_FIELDS
+) -> None:
   """Replicas share one compiled step: their configs may differ only in `seed` and the
-  continuous fields of `gan_jax.config.REPLICA_FIELDS` (learning rates, Adam betas, penalty
-  weights), which enter the step as traced values.
+  continuous `fields` (for a GAN `gan_jax.config.REPLICA_FIELDS`: learning rates, Adam betas,
+  penalty weights), which enter the step as traced values.
 
   Raises:
     ConfigError: naming the fields that differ from the first config, or if a config asks
       for replicas itself (`num_replicas > 1`).
   """
-  free = {'seed', *config_lib.REPLICA_FIELDS}
+  free = {'seed', *fields}
   base = run_setup.flatten_config(configs[0].to_dict())
   for i, config in enumerate(configs):
     if config.get('num_replicas', 1) != 1:
@@ -118,7 +125,7 @@ def check_replicable(configs: Sequence[ml_collections.ConfigDict]) -> None:
     if differ:
       raise ConfigError(
         f'replica {i} differs from replica 0 in {", ".join(differ)}: replicas share one '
-        f'compiled step, so only seed and {", ".join(config_lib.REPLICA_FIELDS)} may differ; '
+        f'compiled step, so only seed and {", ".join(fields)} may differ; '
         'train such runs separately.'
       )
 

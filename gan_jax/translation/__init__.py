@@ -19,8 +19,12 @@ CycleGAN on unpaired ones (Zhu et al. 2017).
   block): `translation_config`, `apply_tiny`, `validate`, `is_translation`, `EVAL_METRICS`.
 * `kinds`: what differs between a pix2pix and a CycleGAN run (task, model, step, batches of
   step k from (seed, k), evaluation, grid), one registry entry each.
+* `replicas`: K translation runs in one compiled program (`num_replicas`, `gan-jax sweep
+  --replicas`): replica configs, per-replica learning rate and loss weight as traced inputs,
+  the replicated step, stacked batches.
 * `train`: `train_translation(config, workdir)`, the loop `gan-jax train` runs for a
-  translation config (checkpoints, exact resume, evaluation, grids, summary).
+  translation config (checkpoints, exact resume, evaluation, grids, summary), and
+  `train_translation_replicas(configs, workdirs)` for K of them in one program.
 
 The models are `gan_jax.models.unet.UNetGenerator` and `PatchGANDiscriminator` (pix2pix),
 `gan_jax.models.resnet_generator.ResnetGenerator` and the PatchGAN (CycleGAN).

@@ -143,12 +143,14 @@ def lr_schedule(lr: float, hold_steps: int, decay_steps: int | None) -> optax.Sc
       lr(k) = lr * max(0, 1 - (k - hold_steps) / decay_steps),
 
   reaching 0 at k = hold_steps + decay_steps and staying there (`optax.join_schedules` of a
-  constant and `optax.linear_schedule`). `decay_steps=None` keeps `lr` for ever.
+  constant and `optax.linear_schedule`). `decay_steps=None` keeps `lr` for ever. `lr` may be
+  a traced float32 scalar (then it is not checked).
 
   Raises:
     ValueError: for lr <= 0, hold_steps < 0 or decay_steps < 1.
   """
-  if not lr > 0 or hold_steps < 0 or (decay_steps is not None and decay_steps < 1):
+  bad_lr = not isinstance(lr, jax.core.Tracer) and not lr > 0
+  if bad_lr or hold_steps < 0 or (decay_steps is not None and decay_steps < 1):
     raise ValueError(
       f'lr={lr} must be > 0, hold_steps={hold_steps} >= 0 and decay_steps={decay_steps} >= 1 '
       '(or None for no decay).'
@@ -207,6 +209,8 @@ class CycleGAN:
     identity_ratio: mu / lambda (0.5 in the paper; 0 leaves the identity term out).
     image_size, a_channels, b_channels: images of A are `[B, S, S, a_channels]`, of B `[B, S,
       S, b_channels]`.
+    b1, b2, hold_steps, decay_steps: Adam's betas and the `lr_schedule`'s steps
+      (`with_hparams` rebuilds Adam with them).
   """
 
   g_graphdefs: dict[str, nnx.GraphDef]
@@ -219,6 +223,28 @@ class CycleGAN:
   image_size: int
   a_channels: int
   b_channels: int
+  b1: float = 0.5
+  b2: float = 0.999
+  hold_steps: int = 0
+  decay_steps: int | None = None
+
+  def with_hparams(self, *, lr: Any = None, cycle_weight: Any = None) -> CycleGAN:
+    """The same model with the peak learning rate of the `lr_schedule` and/or lambda
+    replaced, by floats or by traced float32 scalars (each replica of one compiled step its
+    own: `gan_jax.translation.replicas`). The optimizer state keeps its structure, and values
+    equal to the model's give the same step."""
+    out = self
+    if lr is not None:
+      schedule = lr_schedule(lr, self.hold_steps, self.decay_steps)
+      out = dataclasses.replace(
+        out,
+        schedule=schedule,
+        g_tx=optax.adam(schedule, b1=self.b1, b2=self.b2),
+        d_tx=optax.adam(schedule, b1=self.b1, b2=self.b2),
+      )
+    if cycle_weight is not None:
+      out = dataclasses.replace(out, cycle_weight=cycle_weight)
+    return out
 
   def channels(self, domain: str) -> int:
     return self.a_channels if domain == 'a' else self.b_channels
@@ -330,6 +356,10 @@ def create_cyclegan(
     image_size=image_size,
     a_channels=a_channels,
     b_channels=b_channels,
+    b1=b1,
+    b2=b2,
+    hold_steps=hold_steps,
+    decay_steps=decay_steps,
   )
   state = CycleGANState(
     step=jnp.zeros((), jnp.int32),

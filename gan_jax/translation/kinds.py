@@ -60,6 +60,8 @@ class Kind:
     model_args: (config, task) -> the keyword arguments of `create`.
     create: `create_pix2pix` / `create_cyclegan`.
     make_step: (model, mesh) -> jitted `step(state, *batch) -> (state, metrics)`.
+    train_step: the pure `train_step(model, state, *batch) -> (state, metrics)` that
+      `make_step` jits (`gan_jax.translation.replicas` replicates it).
     batch: (task, seed, step, batch_size) -> the step's numpy batch, a tuple.
     evaluate: (model, state, task, net) -> {metric: float} (`run_config.EVAL_METRICS`).
     picture: (model, state, task, k) -> (rows float32 `[3 k', S, S, C]` in [-1, 1], 3 per
@@ -73,6 +75,7 @@ class Kind:
   model_args: Callable[[ml_collections.ConfigDict, Any], dict[str, Any]]
   create: Callable[..., tuple[Any, Any]]
   make_step: Callable[[Any, Any], Callable[..., Any]]
+  train_step: Callable[..., Any]
   batch: Callable[[Any, int, int, int], tuple[np.ndarray, ...]]
   evaluate: Callable[[Any, Any, Any, Any], dict[str, float]]
   picture: Callable[[Any, Any, Any, int], np.ndarray]
@@ -250,6 +253,7 @@ KINDS = {
     model_args=_pix2pix_args,
     create=pix2pix_lib.create_pix2pix,
     make_step=_pix2pix_step,
+    train_step=pix2pix_lib.train_step,
     batch=_pix2pix_batch,
     evaluate=_pix2pix_evaluate,
     picture=_pix2pix_picture,
@@ -262,6 +266,7 @@ KINDS = {
     model_args=_cyclegan_args,
     create=cyclegan_lib.create_cyclegan,
     make_step=_cyclegan_step,
+    train_step=cyclegan_lib.train_step,
     batch=_cyclegan_batch,
     evaluate=_cyclegan_evaluate,
     picture=_cyclegan_picture,

@@ -73,6 +73,7 @@ class Pix2Pix:
     l1_weight: lambda, the weight of the L1 term (100 in the paper).
     image_size, in_channels, out_channels: shapes of inputs `[B, S, S, in]` and outputs
       `[B, S, S, out]`.
+    b1, b2: Adam's betas (`with_hparams` rebuilds Adam with them).
   """
 
   g_graphdef: nnx.GraphDef
@@ -84,6 +85,24 @@ class Pix2Pix:
   image_size: int
   in_channels: int
   out_channels: int
+  b1: float = 0.5
+  b2: float = 0.999
+
+  def with_hparams(self, *, lr: Any = None, l1_weight: Any = None) -> Pix2Pix:
+    """The same model with Adam's learning rate and/or lambda replaced, by floats or by
+    traced float32 scalars (each replica of one compiled step its own:
+    `gan_jax.translation.replicas`). The optimizer state keeps its structure, and values
+    equal to the model's give the same step."""
+    out = self
+    if lr is not None:
+      out = dataclasses.replace(
+        out,
+        g_tx=optax.adam(lr, b1=self.b1, b2=self.b2),
+        d_tx=optax.adam(lr, b1=self.b1, b2=self.b2),
+      )
+    if l1_weight is not None:
+      out = dataclasses.replace(out, l1_weight=l1_weight)
+    return out
 
   def translate(
     self,
@@ -183,6 +202,8 @@ def create_pix2pix(
     image_size=image_size,
     in_channels=in_channels,
     out_channels=out_channels,
+    b1=b1,
+    b2=b2,
   )
   state = Pix2PixState(
     step=jnp.zeros((), jnp.int32),

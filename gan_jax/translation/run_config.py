@@ -8,6 +8,8 @@ block to `gan_jax.translation.train.train_translation` instead of the GAN loop.
 Of the base fields a translation run reads only these (the others are ignored):
 
     seed                 the models' initialisation, the batch order, dropout, histories
+    num_replicas, replica_values, replica_seeds, replica_impl
+                         K runs in one compiled program (`gan_jax.translation.replicas`)
     train.steps          train steps (pix2pix: one D + one G update; CycleGAN: G then D)
     train.batch_size     images per step (per domain for CycleGAN)
     log_every, sample_every, checkpoint_every, keep_checkpoints, eval_every, progress_bar
@@ -71,6 +73,16 @@ _DIRECTION_SCORES = (
 EVAL_METRICS = {
   'pix2pix': ('psnr', 'ssim', 'baseline_psnr', 'baseline_ssim'),
   'cyclegan': tuple(f'{d}_{s}' for d in ('a2b', 'b2a') for s in _DIRECTION_SCORES),
+}
+
+
+# The fields that may differ between the replicas of one compiled program
+# (`config.replica_values`; `gan_jax.translation.replicas`): they enter the step as traced
+# float32 `[K]` inputs. The others (model shapes, the loss, the identity ratio, ...) shape
+# the program, so replicas share them.
+REPLICA_FIELDS = {
+  'pix2pix': ('translation.lr', 'translation.l1_weight'),
+  'cyclegan': ('translation.lr', 'translation.cycle_weight'),
 }
 
 
@@ -168,8 +180,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _err(field, value, 'use an integer >= 1')
   if config.eval_every < 0:
     raise _err('eval_every', config.eval_every, 'use >= 0 (0 turns evaluation off)')
-  if config.get('num_replicas', 1) != 1:
-    raise _err('num_replicas', config.num_replicas, 'translation runs train one model; use 1')
+  _validate_replicas(config)
   if not t.lr > 0:
     raise _err('translation.lr', t.lr, 'use a learning rate > 0')
   tasks = PAIRED_TASKS if t.kind == 'pix2pix' else UNPAIRED_TASKS
@@ -189,6 +200,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _validate_pix2pix(t)
   else:
     _validate_cyclegan(config)
+
+
+def _validate_replicas(config: ml_collections.ConfigDict) -> None:
+  from gan_jax.config import parse_replica_values  # pylint: disable=g-import-not-at-top
+
+  k = config.get('num_replicas', 1)
+  if not isinstance(k, int) or k < 1:
+    raise _err('num_replicas', k, 'use a positive integer (1: one model)')
+  if config.get('replica_values', ''):
+    if k < 2:
+      raise _err('replica_values', config.replica_values, 'needs num_replicas > 1')
+    parse_replica_values(config.replica_values, k, REPLICA_FIELDS[config.translation.kind])
+  if config.get('replica_impl', 'auto') not in ('auto', 'vmap', 'unroll'):
+    raise _err('replica_impl', config.replica_impl, "use 'auto', 'vmap' or 'unroll'")
 
 
 def _validate_pix2pix(t: ml_collections.ConfigDict) -> None:
