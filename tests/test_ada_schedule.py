@@ -41,8 +41,10 @@ def _fixed(config, p_init=P0, spec=SPEC):
       'ada_p=cosine:1->0.2@512img',
       lambda s: 0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * np.minimum(s * B / 512, 1.0))),
     ),
-    ('ada_p=constant:0.5@3step,linear:0.5->1@3step', lambda s: np.where(
-      s < 3, 0.5, 0.5 + 0.5 * np.minimum((s - 3) / 3, 1.0))),
+    (
+      'ada_p=constant:0.5@3step,linear:0.5->1@3step',
+      lambda s: np.where(s < 3, 0.5, 0.5 + 0.5 * np.minimum((s - 3) / 3, 1.0)),
+    ),
   ],
 )
 def test_scheduled_p_is_ada_p_init_times_the_closed_form(spec, closed_form):

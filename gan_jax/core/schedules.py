@@ -280,9 +280,8 @@ def _check_augment(train_config: Any, spec: str) -> None:
       "train.augment='fixed' for p = train.ada_p_init * the schedule, or drop the ada_p entry",
     )
   if mode != 'fixed':
-    what = 'DiffAugment has no probability' if _get(train_config, 'diffaugment', '') else (
-      'augmentation is off'
-    )
+    diffaugment = _get(train_config, 'diffaugment', '')
+    what = 'DiffAugment has no probability' if diffaugment else 'augmentation is off'
     raise _error(
       spec,
       f"ada_p schedules ADA's probability, but train.augment={mode!r} ({what}); set "
