@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.ema_rampup = 0.0         # > 0: half-life min(it, images seen * ema_rampup) (Karras et al. 2020: 0.05); 0 = off.
   # Schedules (gan_jax/core/schedules.py, docs/configs.md#schedules): factors that multiply a field
   # as a function of the images seen, e.g. 'g_lr,d_lr=cosine:1->0.25@500kimg; r1_weight=linear:0->1@10kimg'.
-  c.train.schedules = ''           # Fields: g_lr, d_lr, b2, gp_weight, r1_weight, r2_weight, ema_half_life_images; '' = none.
+  c.train.schedules = ''           # Fields: g_lr, d_lr, b2, gp_weight, r1_weight, r2_weight, ema_half_life_images, ada_p (times ada_p_init, augment='fixed' only); '' = none.
   # Discriminator regularizers and stabilizers (gan_jax/core/regularizers.py, gan_jax/core/augment.py); 0/'' = off.
   c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
   c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
@@ -103,7 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.ada_target = 0.6         # Target of r_t = E[sign(D(real))]: p rises while D is more confident on reals than this.
   c.train.ada_kimg = 500.0         # Thousands of real images for p to move by 1.
   c.train.ada_interval = 4         # Steps between p adjustments.
-  c.train.ada_p_init = 0.0         # p at step 0 ('ada'), or the constant p ('fixed').
+  c.train.ada_p_init = 0.0         # p at step 0 ('ada'), or the constant p ('fixed'; times the ada_p factor of train.schedules).
   c.train.aux_weight = 1.0         # AC-GAN (model.d_conditioning='acgan'): weight of the class cross-entropies in D's and G's losses.
   c.train.reuse_fakes = False      # The G update reuses the last D update's fakes and G forward (one G forward per step, -9% FLOPs on DCGAN-28); changes the algorithm.
 

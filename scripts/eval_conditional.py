@@ -2,9 +2,12 @@
 
     python scripts/eval_conditional.py --workdir runs/mnist_cdcgan \
         [--num-per-class 1000] [--classes 0,1,2] [--split train] [--out results.json]
+        [--ema-stats raw|standing]
 
 For every requested class c the EMA generator (the raw one with --no-ema) makes N images of
-class c, and the dataset's pinned LeNet classifier (gan_jax/metrics/lenet.py, the network
+class c, with the BatchNorm statistics every sampler of the run uses
+(`gan_jax.core.sampling.sampling_batch_stats`: the run's `eval.ema_batch_stats`, or
+--ema-stats; standing statistics are seeded with the run's seed), and the dataset's pinned LeNet classifier (gan_jax/metrics/lenet.py, the network
 behind "FID (LeNet)") judges them:
 
 * accuracy: the fraction the classifier assigns to class c (how well G obeys its label; the
@@ -64,6 +67,7 @@ def evaluate_conditional(
   use_ema: bool = True,
   seed: int = 0,
   batch_size: int = 500,
+  ema_stats: str | None = None,
 ) -> dict[str, Any]:
   """Evaluates a conditional run per class (see the module docstring).
 
@@ -78,20 +82,23 @@ def evaluate_conditional(
     use_ema: evaluate the EMA generator (when the run has one).
     seed: seed of the latents (`gan_jax.metrics.evaluate.latents`).
     batch_size: images per generator / classifier call.
+    ema_stats: the EMA generator's BatchNorm statistics, 'raw' or 'standing'
+      (`gan_jax.core.sampling.sampling_batch_stats`); None: the run's `eval.ema_batch_stats`.
 
   Returns:
-    A JSON-ready dict: run facts (workdir, step, ema, dataset, split, feature_net, seed,
-    num_per_class) and 'classes': [{class, accuracy, fid_lenet (None with <= 128 images on
+    A JSON-ready dict: run facts (workdir, step, ema, ema_stats (the policy, None for the raw
+    G), dataset, split, feature_net, seed, num_per_class) and 'classes': [{class, accuracy, fid_lenet (None with <= 128 images on
     a side), real_accuracy, real_count, generated}], and 'overall': {accuracy, fid_lenet,
     real_accuracy, real_count, generated}. Accuracies are fractions in [0, 1].
 
   Raises:
     ValueError: not a conditional run, a dataset without a pinned LeNet, bad classes or
-      sizes.
+      sizes, an unknown `ema_stats`.
     FileNotFoundError: no run or checkpoint in workdir.
   """
   import jax  # pylint: disable=g-import-not-at-top
 
+  from gan_jax.config import ema_batch_stats  # pylint: disable=g-import-not-at-top
   from gan_jax.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.core import sampling  # pylint: disable=g-import-not-at-top
   from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
@@ -119,6 +126,10 @@ def evaluate_conditional(
   classes = [int(c) for c in classes]
   net = load_lenet(dataset)
   use_ema = use_ema and config.train.ema_decay > 0
+  ema_stats = ema_stats or ema_batch_stats(config)
+  g_stats = sampling.sampling_batch_stats(
+    gan, state, use_ema=use_ema, ema_stats=ema_stats, seed=config.seed
+  )
   data_dir = data_dir or config.data.get('data_dir')
 
   # Real features and classifier predictions, per class.
@@ -159,7 +170,7 @@ def evaluate_conditional(
       n = min(batch_size, num_per_class - lo)
       z = latents(seed, lo, batch_size, gan.latent_dim)  # full batches: one compile
       y = sampling.per_class_labels(gan.num_classes, batch_size, [c])
-      images = generate(params, state.g_batch_stats, z, y)[:n]
+      images = generate(params, g_stats, z, y)[:n]
       features, logits = jax.device_get(net.apply(images))
       stats.update(features)
       hits += int(np.sum(np.argmax(logits, axis=-1) == c))
@@ -186,6 +197,7 @@ def evaluate_conditional(
     'workdir': workdir,
     'step': int(state.step),
     'ema': use_ema,
+    'ema_stats': ema_stats if use_ema else None,
     'dataset': dataset,
     'split': split,
     'feature_net': net.name,
@@ -212,8 +224,11 @@ def format_table(results: dict[str, Any]) -> str:
   def num(x):
     return 'n/a' if x is None else f'{x:.3f}'
 
+  g = 'raw G'
+  if results['ema']:
+    g = f'EMA G, {results.get("ema_stats") or "raw"} BatchNorm statistics'
   lines = [
-    f'{results["dataset"]}, step {results["step"]} ({"EMA" if results["ema"] else "raw"} G), '
+    f'{results["dataset"]}, step {results["step"]} ({g}), '
     f'{results["num_per_class"]} samples per class, real split {results["split"]!r}',
     '',
     '| class | accuracy (LeNet) | FID (LeNet) | real accuracy | real images |',
@@ -237,6 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('--data-dir', help="TFDS data dir (default: the run's or $TFDS_DATA_DIR)")
   parser.add_argument('--step', type=int, help='checkpoint step (default: latest)')
   parser.add_argument('--no-ema', action='store_true', help='evaluate the raw, not the EMA, G')
+  parser.add_argument(
+    '--ema-stats',
+    choices=('raw', 'standing'),
+    default=None,
+    help="BatchNorm statistics of the EMA G: 'raw' (the raw G's running averages) or "
+    "'standing' (recomputed from the EMA weights, seeded with the run's seed, Brock et al. "
+    "2019); default: the run's eval.ema_batch_stats",
+  )
   parser.add_argument('--seed', type=int, default=0, help='seed of the latents')
   parser.add_argument('--batch-size', type=int, default=500, help='images per call')
   parser.add_argument('--out', help='JSON file (default <workdir>/eval_conditional_step<N>.json)')
@@ -252,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       use_ema=not args.no_ema,
       seed=args.seed,
       batch_size=args.batch_size,
+      ema_stats=args.ema_stats,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f'eval_conditional: error: {str(e).splitlines()[0]}', file=sys.stderr)

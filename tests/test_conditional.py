@@ -474,3 +474,36 @@ def test_eval_conditional_reports_accuracy_and_fid_per_class(mnist_run, tmp_path
   )
   assert script['main']([*argv[:2], '--classes', '12']) == 2
   assert 'must list distinct classes' in capsys.readouterr().err
+
+
+def test_eval_conditional_samples_with_the_runs_ema_batch_stats(mnist_run, tmp_path, capsys):
+  """The EMA G's BatchNorm statistics follow the run's eval.ema_batch_stats ('raw' for the
+  tiny run) unless --ema-stats says otherwise: a copy of the run set to 'standing' gives the
+  same numbers as --ema-stats standing on the original, and other ones than 'raw'."""
+  _, workdir, _ = mnist_run
+  standing_dir = str(tmp_path / 'standing')
+  shutil.copytree(workdir, standing_dir)
+  path = os.path.join(standing_dir, 'config.json')
+  with open(path) as f:
+    saved = json.load(f)
+  saved['eval']['ema_batch_stats'] = 'standing'
+  with open(path, 'w') as f:
+    json.dump(saved, f)
+  script = runpy.run_path(str(REPO / 'scripts' / 'eval_conditional.py'))
+  argv = ['--num-per-class', '130', '--classes', '0', '--split', 'train[:2000]']
+  results = {}
+  for name, extra in [
+    ('raw', ['--workdir', workdir]),
+    ('copy', ['--workdir', standing_dir]),
+    ('flag', ['--workdir', workdir, '--ema-stats', 'standing']),
+  ]:
+    out = str(tmp_path / f'{name}.json')
+    assert script['main']([*argv, *extra, '--out', out]) == 0, capsys.readouterr().err
+    with open(out) as f:
+      results[name] = json.load(f)
+  assert 'EMA G, standing BatchNorm statistics' in capsys.readouterr().out
+  got = [results[n]['ema_stats'] for n in ('raw', 'copy', 'flag')]
+  assert got == ['raw', 'standing', 'standing']
+  assert results['copy']['classes'] == results['flag']['classes']
+  fid = {n: results[n]['classes'][0]['fid_lenet'] for n in ('raw', 'copy')}
+  assert fid['raw'] > 0 and fid['copy'] > 0 and fid['copy'] != fid['raw']

@@ -480,13 +480,17 @@ def initial_state(train_config) -> dict[str, Array]:
   }
 
 
-def probability(mode: str, p_init: float, extras: dict[str, Array]) -> Array | None:
-  """The p of this step: `extras['ada_p']` for mode 'ada', the constant `p_init` for
-  'fixed', None when augmentation is off ('')."""
+def probability(
+  mode: str, p_init: float, extras: dict[str, Array], scheduled: Array | None = None
+) -> Array | None:
+  """The p of this step: `extras['ada_p']` for mode 'ada'; for 'fixed' `scheduled` (float32
+  scalar, `train.schedules`' `ada_p` at this step, `gan_jax.core.schedules.Schedules.
+  augment_probability`) when given, else the constant `p_init`; None when augmentation is
+  off ('')."""
   if mode == 'ada':
     return extras['ada_p']
   if mode == 'fixed':
-    return jnp.float32(p_init)
+    return jnp.float32(p_init) if scheduled is None else scheduled
   return None
 
 

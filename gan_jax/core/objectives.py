@@ -61,8 +61,9 @@ class Stabilizers:
     lecam_decay: decay of those EMAs (0.99 in the paper).
     augment: ADA (Karras et al. 2020, `gan_jax.core.ada`) on every D input, real and
       generated, in the D and the G step: 'ada' (p in `state.extras['ada_p']`, adjusted from
-      the signs of D's real outputs, which each D update counts), 'fixed' (p = `ada_p_init`)
-      or '' (off). Not with `diffaugment`.
+      the signs of D's real outputs, which each D update counts), 'fixed' (p = `ada_p_init`,
+      or times `train.schedules`' `ada_p` factor, the objectives' `ada_p`) or '' (off). Not
+      with `diffaugment`.
     ada_transforms: ADA's transforms (`gan_jax.core.ada.parse_transforms`), e.g. 'bgc'.
     ada_target, ada_kimg, ada_interval: ADA's p update (`gan_jax.core.ada.adjust`).
     ada_p_init: p at step 0 ('ada'), or the constant p ('fixed').
@@ -275,6 +276,7 @@ def d_objective(
   d_loss: Callable[[Array, Array], Array],
   stabilizers: Stabilizers,
   aux_weight: float,
+  ada_p: Array | None = None,
 ) -> tuple[Array, DOutputs]:
   """D's loss for one update, differentiable in `d_params`.
 
@@ -295,13 +297,15 @@ def d_objective(
     d_loss: the adversarial D loss (`discriminator_loss`).
     stabilizers: the penalties and input transforms.
     aux_weight: weight of the AC-GAN class loss, >= 0.
+    ada_p: float32 scalar, the step's scheduled p with `stabilizers.augment == 'fixed'`
+      (`gan_jax.core.schedules.Schedules.augment_probability`); None: `ada_p_init`.
 
   Returns:
     (float32 scalar total loss, `DOutputs`).
   """
   st = stabilizers
   k_real, k_fake, k_gp = jax.random.split(key, 3)
-  p = ada.probability(st.augment, st.ada_p_init, extras)
+  p = ada.probability(st.augment, st.ada_p_init, extras, ada_p)
   real, fake = d_input(real, k_real, step, st, p), d_input(fake, k_fake, step, st, p)
   stats_in = d_stats
   real_logits, real_cls, d_stats = judge(gan, d_params, d_stats, real, y_real)
@@ -337,6 +341,7 @@ def g_adversarial(
   loss: GANLoss,
   stabilizers: Stabilizers,
   aux_weight: float,
+  ada_p: Array | None = None,
 ) -> tuple[Array, GOutputs]:
   """G's loss as a function of its images, differentiable in `fake`.
 
@@ -354,13 +359,13 @@ def g_adversarial(
     step: float32 scalar, the train step.
     extras: `state.extras` after this step's D updates (ADA's p); None when ADA is not
       'ada'.
-    gan, loss, stabilizers, aux_weight: as in `d_objective`; `loss.g` is G's loss.
+    gan, loss, stabilizers, aux_weight, ada_p: as in `d_objective`; `loss.g` is G's loss.
 
   Returns:
     (float32 scalar total loss, `GOutputs`).
   """
   k_fake, k_real = jax.random.split(key)
-  p = ada.probability(stabilizers.augment, stabilizers.ada_p_init, extras or {})
+  p = ada.probability(stabilizers.augment, stabilizers.ada_p_init, extras or {}, ada_p)
   fake = d_input(fake, k_fake, step, stabilizers, p)
   g_aux = jnp.float32(0.0)
   if gan.acgan:
@@ -394,6 +399,7 @@ def g_objective(
   loss: GANLoss,
   stabilizers: Stabilizers,
   aux_weight: float,
+  ada_p: Array | None = None,
 ) -> tuple[Array, tuple[PyTree, GOutputs]]:
   """G's loss as a function of its parameters: G (with BatchNorm statistics `g_stats`)
   makes images from `z` (float32 `[B, latent_dim]`) and `y_fake`, then `g_adversarial`
@@ -417,5 +423,6 @@ def g_objective(
     loss=loss,
     stabilizers=stabilizers,
     aux_weight=aux_weight,
+    ada_p=ada_p,
   )
   return total, (g_stats, out)

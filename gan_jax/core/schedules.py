@@ -40,6 +40,12 @@ resumed run continues bit for bit; the schedules are not state. The fields (`FIE
                    the penalty weights, multiplied inside the step (the penalty must be on)
   ema_half_life_images
                    the EMA half-life (below)
+  ada_p            ADA's augmentation probability with `train.augment = 'fixed'`:
+                   p(s) = train.ada_p_init * factor(s) (e.g. `ada_p=linear:0->1@100kimg`
+                   with ada_p_init = 0.6 ramps p from 0 to 0.6), logged as the metric
+                   `ada_p`. Refused, in one line, with `train.augment = 'ada'` (p is then
+                   adapted from D's outputs) and without ADA (DiffAugment has no
+                   probability); the schedule may not take p above 1 (no clipping)
 
 The EMA horizon as a half-life in images (Karras et al. 2020, StyleGAN2-ADA, training_loop.py):
 with `train.ema_half_life_images = H > 0` the generator EMA's decay at step s is
@@ -72,7 +78,10 @@ FIELDS: tuple[str, ...] = (
   'b2',
   *penalties.REPLICA_WEIGHT_FIELDS,
   'ema_half_life_images',
+  'ada_p',
 )
+# A field whose base value has another name in the train block: {field: train.<name>}.
+_BASES = {'ada_p': 'ada_p_init'}
 KINDS = ('constant', 'linear', 'cosine')
 # Images per unit of a segment's length; 'step' is train.batch_size images.
 UNITS = {'img': 1.0, 'kimg': 1e3, 'Mimg': 1e6, 'step': None, 'steps': None}
@@ -190,6 +199,12 @@ def parse(spec: str) -> dict[str, tuple[Segment, ...]]:
   return out
 
 
+def base_field(field: str) -> str:
+  """The `train` field a schedule of `field` multiplies: `field` itself, 'ada_p_init' for
+  'ada_p'."""
+  return _BASES.get(field, field)
+
+
 def _get(train_config: Any, name: str, default: Any) -> Any:
   value = getattr(train_config, name, default)  # a ConfigDict, or a SimpleNamespace of hparams
   return default if value is None else value
@@ -199,8 +214,10 @@ def check(train_config: Any) -> None:
   """Validates `train.schedules`, `train.ema_half_life_images` and `train.ema_rampup`.
 
   Raises:
-    ConfigError: (one line) a malformed schedule (`parse`); a schedule on a penalty or an
-      EMA half-life that is off (0); Adam's beta2 reaching 1; a half-life or ramp-up that is
+    ConfigError: (one line) a malformed schedule (`parse`); a schedule on a penalty, an EMA
+      half-life or an augmentation probability that is off (0); Adam's beta2 reaching 1; an
+      `ada_p` schedule without `train.augment = 'fixed'` or taking p above 1; a half-life
+      or ramp-up that is
       not a finite number >= 0; a ramp-up without a half-life; a half-life with
       `train.ema_decay = 0` (which marks a run without an EMA generator).
   """
@@ -228,18 +245,48 @@ def check(train_config: Any) -> None:
     )
   spec = _get(train_config, 'schedules', '')
   for field, segments in parse(spec).items():
-    base = _get(train_config, field, 0.0)
-    if field in penalties.REPLICA_WEIGHT_FIELDS + ('ema_half_life_images',) and not base > 0:
+    name = base_field(field)
+    base = _get(train_config, name, 0.0)
+    if field == 'ada_p':
+      _check_augment(train_config, spec)
+    if field in penalties.REPLICA_WEIGHT_FIELDS + ('ema_half_life_images', 'ada_p') and not (
+      base > 0
+    ):
       raise _error(
         spec,
-        f'it schedules {field}, but train.{field}={base!r} is off; set '
-        f'train.{field} > 0 (the schedule multiplies it)',
+        f'it schedules {field}, but train.{name}={base!r} is off; set '
+        f'train.{name} > 0 (the schedule multiplies it)',
       )
     top = max(max(s.start, s.end) for s in segments)
     if field == 'b2' and not base * top < 1:
       raise _error(
         spec, f'b2 would reach train.b2 * {top:g} = {base * top:g}; Adam needs beta2 < 1'
       )
+    if field == 'ada_p' and not base * top <= 1:
+      raise _error(
+        spec,
+        f'ada_p would reach train.ada_p_init * {top:g} = {base * top:g}; a probability is '
+        f'<= 1 (lower the factors or train.ada_p_init)',
+      )
+
+
+def _check_augment(train_config: Any, spec: str) -> None:
+  """An `ada_p` schedule needs `train.augment = 'fixed'` (one-line ConfigError otherwise)."""
+  mode = _get(train_config, 'augment', '')
+  if mode == 'ada':
+    raise _error(
+      spec,
+      "ada_p cannot be scheduled with train.augment='ada' (ADA adapts p itself); set "
+      "train.augment='fixed' for p = train.ada_p_init * the schedule, or drop the ada_p entry",
+    )
+  if mode != 'fixed':
+    diffaugment = _get(train_config, 'diffaugment', '')
+    what = 'DiffAugment has no probability' if diffaugment else 'augmentation is off'
+    raise _error(
+      spec,
+      f"ada_p schedules ADA's probability, but train.augment={mode!r} ({what}); set "
+      "train.augment='fixed' (p = train.ada_p_init * the schedule) or drop the ada_p entry",
+    )
 
 
 def curve(segments: tuple[Segment, ...], batch_size: int) -> Callable[[Any], jax.Array]:
@@ -347,6 +394,15 @@ class Schedules:
     for field, factor in scheduled:
       hp[field] = hp.get(field, getattr(weights, field)) * factor(step)
     return hp
+
+  def augment_probability(self, p_init: float, step: Any) -> jax.Array | None:
+    """ADA's p at `step` with `train.augment = 'fixed'`: float32 `p_init * factor(step)` (in
+    [0, 1] for a config `check` accepted), or None when `ada_p` has no schedule (p stays
+    `p_init`, `gan_jax.core.ada.probability`)."""
+    factor = self.factor('ada_p')
+    if factor is None:
+      return None
+    return jnp.float32(p_init) * factor(step)
 
   def ema_half_life(self, step: Any) -> jax.Array:
     """The EMA half-life in images at `step`, float32: H * factor(step), then with the

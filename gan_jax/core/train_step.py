@@ -236,16 +236,19 @@ def d_update(
   d_params: Any,
   d_opt_state: Any,
   objective_args: tuple[Any, ...],
+  ada_p: jax.Array | None = None,
 ) -> tuple[Any, Any, Any, DOutputs]:
   """One D update on `objectives.d_objective(d_params, *objective_args)` (its arguments
-  after `d_params`: d_stats, real, fake, y_real, y_fake, key, step, hp, extras), then WGAN
-  weight clipping if on: (new params, new optimizer state, D's gradient, `DOutputs`)."""
+  after `d_params`: d_stats, real, fake, y_real, y_fake, key, step, hp, extras; `ada_p` the
+  step's scheduled ADA p or None), then WGAN weight clipping if on: (new params, new
+  optimizer state, D's gradient, `DOutputs`)."""
   d_objective = functools.partial(
     objectives.d_objective,
     gan=spec.gan,
     d_loss=spec.d_loss,
     stabilizers=spec.stabilizers,
     aux_weight=spec.aux_weight,
+    ada_p=ada_p,
   )
   (_, out), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_params, *objective_args)
   d_params, d_opt_state = apply_gradients(d_tx, d_grads, d_opt_state, d_params)
@@ -301,6 +304,9 @@ def train_step(
   hp = dict(hparams or {})
   g_tx, d_tx = step_optimizers(gan, hp, spec.schedules)
   hp = spec.schedules.penalty_weights(hp, spec.stabilizers, state.step)
+  ada_p = None  # ADA's p with augment='fixed' and an ada_p schedule, else ada_p_init/state's
+  if spec.stabilizers.augment == 'fixed':
+    ada_p = spec.schedules.augment_probability(spec.stabilizers.ada_p_init, state.step)
   images, real_labels = real_batch(gan, batch, n_critic)
   batch_size = images.shape[1]
   keys = step_keys(state, n_critic, gan.conditional)
@@ -328,20 +334,24 @@ def train_step(
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
     fake = jax.lax.stop_gradient(fake)
     d_args = (d_stats, images[i], fake, real_labels[i], y_fake, keys.aux[i], step, hp, extras)
-    d_params, d_opt_state, d_grads, d_out = d_update(spec, d_tx, d_params, d_opt_state, d_args)
+    d_params, d_opt_state, d_grads, d_out = d_update(
+      spec, d_tx, d_params, d_opt_state, d_args, ada_p
+    )
     d_stats, extras = d_out.stats, d_out.extras
     d_losses.append(d_out.adv_loss)
 
   g_args = (d_params, d_stats, images[-1], real_labels[-1], keys.aux[n_critic], step, extras)
   if spec.reuse_fakes:
-    g_adversarial = functools.partial(objectives.g_adversarial, **spec.objective_args())
+    g_adversarial = functools.partial(
+      objectives.g_adversarial, **spec.objective_args(), ada_p=ada_p
+    )
     (_, g_out), fake_cotangent = jax.value_and_grad(g_adversarial, has_aux=True)(
       g_fake, g_fake_labels, *g_args
     )
     (g_grads,) = g_vjp(fake_cotangent)
   else:
     z = latents(gan, keys.latent[n_critic], batch_size, spec.mesh)
-    g_objective = functools.partial(objectives.g_objective, **spec.objective_args())
+    g_objective = functools.partial(objectives.g_objective, **spec.objective_args(), ada_p=ada_p)
     (_, (g_stats, g_out)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(
       state.g_params, state.g_batch_stats, z, g_labels(n_critic), *g_args
     )
@@ -358,6 +368,8 @@ def train_step(
       images_per_step=batch_size * n_critic,
     )
     metrics.update(ada_metrics)
+  elif ada_p is not None:  # 'fixed' with a schedule: the p this step used
+    metrics['ada_p'] = ada_p
   new_state = state.replace(
     step=state.step + 1,
     g_params=g_params,
@@ -409,9 +421,9 @@ def make_train_step(
       forward on fresh latents. It saves one G forward per step (DCGAN-28: 9.11 -> 8.29
       GFLOP per step at batch 64) but changes the algorithm (G's gradient then comes from
       the very samples D was just updated on), so it is off by default.
-    schedules: schedules of the penalty weights and the EMA half-life, as functions of
-      `state.step` (`gan_jax.core.schedules.Schedules.from_config`), and of the learning
-      rates and beta2 when the optimizers are rebuilt from `hparams`; None: none (the
+    schedules: schedules of the penalty weights, the EMA half-life and ADA's fixed p, as
+      functions of `state.step` (`gan_jax.core.schedules.Schedules.from_config`), and of the
+      learning rates and beta2 when the optimizers are rebuilt from `hparams`; None: none (the
       learning-rate and beta2 schedules live in `gan`'s optimizers, `make_optimizers`).
 
   Returns:
@@ -433,7 +445,8 @@ def make_train_step(
     d_aux_loss (CE of D's class predictions on the real plus the generated images, last D
     update) and g_aux_loss (CE on G's images in the G update), unweighted; with
     `stabilizers.augment == 'ada'`, ada_p (p after this step) and ada_rt (E[sign(D(real))]
-    since the last p adjustment, `gan_jax.core.ada.adjust`).
+    since the last p adjustment, `gan_jax.core.ada.adjust`); with 'fixed' and an `ada_p`
+    schedule, ada_p (the p this step used, `Schedules.augment_probability`).
 
   Raises:
     ValueError: if n_critic < 1, ema_decay is outside [0, 1), aux_weight < 0, an unknown

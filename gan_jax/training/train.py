@@ -572,7 +572,8 @@ def schedules_final(train_config: Any, end_step: int, lr_scale: float = 1.0) -> 
   That step is `end_step - 1` (the state's step while it ran; `end_step` is the step count
   after it): each field is its base value times `factor(end_step - 1)`
   (`gan_jax.core.schedules`), the learning rates also times the rollbacks' `lr_scale`, and
-  `ema_half_life_images` is `Schedules.ema_half_life` (with the ramp-up). Computed in float32,
+  `ema_half_life_images` is `Schedules.ema_half_life` (with the ramp-up); `ada_p`'s base is
+  `train.ada_p_init`. Computed in float32,
   as the step computes it. summary.json's `g_lr` and `d_lr` stay unscheduled (base x lr_scale).
 
   Args:
@@ -590,7 +591,7 @@ def schedules_final(train_config: Any, end_step: int, lr_scale: float = 1.0) -> 
     if field == 'ema_half_life_images':
       value = sched.ema_half_life(last)
     else:
-      value = train_config[field] * sched.factor(field)(last)
+      value = train_config[schedules.base_field(field)] * sched.factor(field)(last)
       if field in ('g_lr', 'd_lr'):
         value = value * lr_scale
     values[field] = float(value)
