@@ -23,6 +23,16 @@ default is seeds 0-2, `:<recipe>` is that recipe alone at seeds 0-2 (into the sa
 screen's finished seed 0 is skipped), `:tiny` is seconds long, for tests.
 """
 
+import importlib.util
+import os
+
+# The study's evaluation settings and tiny variant, shared with the unconditional arm.
+_spec = importlib.util.spec_from_file_location(
+  '_main_job_mnist', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'main_job_mnist.py')
+)
+_unconditional = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_unconditional)
+
 RECIPES = {
   'cdcgan2016': {},
   'ema_hl': {'train.ema_half_life_images': 10000.0, 'train.ema_rampup': 0.05},
@@ -45,21 +55,10 @@ def get_ablation(variant: str = ''):
   Raises:
     ValueError: for an unknown variant.
   """
-  overrides = {
-    'eval.metrics': 'fid,kid,is,pr,classes',
-    'eval.raw_generator': True,
-    'eval.ema_batch_stats': 'standing',
-    'progress_bar': False,
-  }
+  overrides = _unconditional.EVAL_OVERRIDES
   if variant == 'tiny':
-    return dict(
-      base='experiments/mnist_cdcgan.py:tiny',
-      overrides={**overrides, 'train.steps': 2, 'eval_every': 2, 'eval_num_samples': 256,
-                 'eval.split': 'train[:512]', 'eval.kid_pr_samples': 256,
-                 'eval.metrics': 'fid,classes'},
-      grid={'recipe': {k: RECIPES[k] for k in ('cdcgan2016', 'rpgan_r1r2_ema')}},
-      seeds=[0],
-      metrics=['fid_lenet', 'raw_fid_lenet', 'classes_lenet_kl'],
+    return _unconditional.tiny_ablation(
+      'experiments/mnist_cdcgan.py:tiny', {k: RECIPES[k] for k in ('cdcgan2016', 'rpgan_r1r2_ema')}
     )
   if variant not in ('', 'screen', *RECIPES):
     raise ValueError(

@@ -46,6 +46,28 @@ METRICS = [
   'classes_lenet_max', 'is_lenet',
 ]
 
+# Every run of the study (this file and main_job_cmnist.py) scores both generators: the EMA
+# one with its own standing statistics, the raw one with its running averages.
+EVAL_OVERRIDES = {
+  'eval.metrics': 'fid,kid,is,pr,classes',
+  'eval.raw_generator': True,
+  'eval.ema_batch_stats': 'standing',
+  'progress_bar': False,
+}
+
+
+def tiny_ablation(base: str, recipes: dict) -> dict:
+  """The seconds-long variant of the study over `recipes`, on `base` (a `:tiny` config)."""
+  return dict(
+    base=base,
+    overrides={**EVAL_OVERRIDES, 'train.steps': 2, 'eval_every': 2, 'eval_num_samples': 256,
+               'eval.split': 'train[:512]', 'eval.kid_pr_samples': 256,
+               'eval.metrics': 'fid,classes'},
+    grid={'recipe': recipes},
+    seeds=[0],
+    metrics=['fid_lenet', 'raw_fid_lenet', 'classes_lenet_kl'],
+  )
+
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (3 seeds), 'screen' (seed 0) or 'tiny' (seconds, for tests).
@@ -53,22 +75,9 @@ def get_ablation(variant: str = ''):
   Raises:
     ValueError: for an unknown variant.
   """
-  overrides = {
-    'eval.metrics': 'fid,kid,is,pr,classes',
-    'eval.raw_generator': True,
-    'eval.ema_batch_stats': 'standing',
-    'progress_bar': False,
-  }
+  overrides = EVAL_OVERRIDES
   if variant == 'tiny':
-    return dict(
-      base='experiments/mnist_dcgan.py:tiny',
-      overrides={**overrides, 'train.steps': 2, 'eval_every': 2, 'eval_num_samples': 256,
-                 'eval.split': 'train[:512]', 'eval.kid_pr_samples': 256,
-                 'eval.metrics': 'fid,classes'},
-      grid={'recipe': {k: RECIPES[k] for k in ('dcgan2016', 'combo')}},
-      seeds=[0],
-      metrics=['fid_lenet', 'raw_fid_lenet', 'classes_lenet_kl'],
-    )
+    return tiny_ablation('experiments/mnist_dcgan.py:tiny', {k: RECIPES[k] for k in ('dcgan2016', 'combo')})
   if variant not in ('', 'screen'):
     raise ValueError(f'unknown variant {variant!r} of main_job_mnist; use "screen", "tiny" or none.')
   return dict(
