@@ -64,6 +64,14 @@ def tfds_dir() -> str:
   return str(TFDS_DIR)
 
 
+@pytest.fixture
+def tfds_env(tfds_dir, monkeypatch) -> str:
+  """TFDS_DATA_DIR set to ../shared/tfds for the test (and the subprocesses it starts), for
+  code that finds the data through the environment, as the translation tasks do."""
+  monkeypatch.setenv('TFDS_DATA_DIR', tfds_dir)
+  return tfds_dir
+
+
 def load_experiment(name: str, variant: str = ''):
   """get_config(variant) of experiments/<name>.py."""
   from gan_jax.cli.main import load_config_file  # pylint: disable=g-import-not-at-top

@@ -26,9 +26,9 @@ from gan_jax.translation.run import load_translation_run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIX2PIX = os.path.join(ROOT, 'experiments', 'pix2pix_inpaint_mnist.py')
 CYCLEGAN = os.path.join(ROOT, 'experiments', 'cyclegan_sneakers_boots.py')
-needs_data = pytest.mark.skipif(
-  not os.environ.get('TFDS_DATA_DIR'), reason='needs the TFDS data ($TFDS_DATA_DIR)'
-)
+# The TFDS data of ../shared/tfds through TFDS_DATA_DIR (conftest's `tfds_env`); a missing
+# data folder fails the test rather than skipping it.
+needs_data = pytest.mark.usefixtures('tfds_env')
 
 
 def _config(path: str, *overrides: str):

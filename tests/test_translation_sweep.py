@@ -22,7 +22,7 @@ def _read(path: str):
     return json.load(f) if path.endswith('.json') else f.read()
 
 
-@pytest.mark.skipif(not os.environ.get('TFDS_DATA_DIR'), reason='needs $TFDS_DATA_DIR')
+@pytest.mark.usefixtures('tfds_env')
 def test_tiny_lambda_sweep_trains_each_cell_and_tabulates_its_evaluation(tmp_path):
   workdir = str(tmp_path / 'sweep')
   result = sweep.run_sweep(f'{ABLATION}:tiny', workdir, say=lambda line: None)
