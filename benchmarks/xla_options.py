@@ -28,6 +28,11 @@ Options (name: what the child process sets):
                   gradient: try it with --set train.gp_weight=10).
   bf16            config.dtype = 'bfloat16': mixed precision (layers compute in bfloat16;
                   parameters, optimizer state, EMA and BatchNorm statistics stay float32).
+  chunk64         Conv.batch_chunk = ConvTranspose.batch_chunk = 64: every (transposed)
+                  convolution of D and G runs on chunks of 64 images, unrolled
+                  (`layers.in_batch_chunks`); the same step to float rounding. Try it at
+                  --batch-size 256.
+  chunk128        the same with chunks of 128 images.
 
 Run from the repository root (venv active):
 
@@ -68,6 +73,8 @@ OPTIONS: dict[str, dict[str, str]] = {
   'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
   'bf16': {'dtype': 'bfloat16'},
   'lax_conv': {'conv_impl': 'lax'},
+  'chunk64': {'batch_chunk': '64'},
+  'chunk128': {'batch_chunk': '128'},
 }
 
 
@@ -120,6 +127,8 @@ def child(args: argparse.Namespace) -> dict:
     layers.ConvTranspose.impl = option['impl']
   if 'conv_impl' in option:
     layers.Conv.impl = option['conv_impl']
+  if 'batch_chunk' in option:
+    layers.Conv.batch_chunk = layers.ConvTranspose.batch_chunk = int(option['batch_chunk'])
   spec = importlib.util.spec_from_file_location('_throughput', REPO / 'benchmarks/throughput.py')
   throughput = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(throughput)

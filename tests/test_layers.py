@@ -206,3 +206,40 @@ def test_conv_auto_applies_to_strided_layers_on_cpu(impl):
   Conv.impl = 'fast'
   with pytest.raises(ValueError, match="use 'auto', 'custom' or 'lax'"):
     Conv(3, 4, (4, 4), (2, 2), rngs=nnx.Rngs(0))(x)
+
+
+@pytest.mark.parametrize('cls', [Conv, ConvTranspose])
+def test_batch_chunks_give_the_layer_and_its_second_order_gradients(cls, monkeypatch):
+  """`batch_chunk` (issue 21's chunked-convolution attempt): the layer on chunks of 4 images
+  equals the layer on the batch of 12, forward, in the kernel gradient, and in the kernel
+  gradient of an R1-style input-gradient norm (which gradient penalties differentiate)."""
+  layer = cls(3, 5, (4, 4), (2, 2), padding='SAME', rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(layer)
+  x = jax.random.normal(jax.random.key(1), (12, 8, 8, 3))
+
+  def outputs(params):
+    def f(p, x):
+      return nnx.merge(graphdef, p)(x)
+
+    def r1(p):
+      grad_x = jax.grad(lambda x: jnp.sum(jnp.tanh(f(p, x))))(x)
+      return jnp.sum(grad_x**2)
+
+    y = f(params, x)
+    gk = jax.grad(lambda p: jnp.sum(jnp.sin(f(p, x))))(params)['kernel'][...]
+    g2 = jax.grad(r1)(params)['kernel'][...]
+    return y, gk, g2
+
+  def conv_count():
+    jaxpr = jax.make_jaxpr(lambda p: nnx.merge(graphdef, p)(x))(params)
+    return str(jaxpr).count('conv_general_dilated')
+
+  whole, n_whole = outputs(params), conv_count()
+  monkeypatch.setattr(cls, 'batch_chunk', 4)
+  chunked = outputs(params)
+  assert conv_count() == 3 * n_whole  # three chunks of 4 images, each with the layer's convs
+  for a, b in zip(chunked, whole):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # A chunk that does not divide the batch computes the batch at once.
+  monkeypatch.setattr(cls, 'batch_chunk', 5)
+  assert conv_count() == n_whole

@@ -133,6 +133,28 @@ def _pair(value) -> tuple[int, int]:
   return (value, value) if isinstance(value, int) else tuple(value)
 
 
+def in_batch_chunks(fn, x: jax.Array, chunk: int | None) -> jax.Array:
+  """`fn(x)` computed on consecutive chunks of `chunk` images, unrolled, concatenated.
+
+  For a per-image function (a convolution) the result is `fn(x)`; gradients with respect to
+  shared parameters are summed over the chunks by autodiff, so they equal the unchunked ones
+  to float rounding. Applies only when `chunk` divides the batch and is smaller than it;
+  otherwise it is `fn(x)`.
+
+  Args:
+    fn: maps [b, ...] to [b, ...] image by image.
+    x: [B, ...].
+    chunk: images per chunk (None or 0: no chunking).
+
+  Returns:
+    [B, ...], `fn(x)`.
+  """
+  batch = x.shape[0]
+  if not chunk or batch <= chunk or batch % chunk:
+    return fn(x)
+  return jnp.concatenate([fn(x[i : i + chunk]) for i in range(0, batch, chunk)], axis=0)
+
+
 class ConvTranspose(nnx.ConvTranspose):
   """`flax.nnx.ConvTranspose` (same constructor, parameters and results), computed with
   `conv_transpose_subpixel` when it applies: 2D, NHWC with one batch axis, 'SAME' or
@@ -154,6 +176,9 @@ class ConvTranspose(nnx.ConvTranspose):
   # force one (for comparisons). Set on the class (`ConvTranspose.impl = 'lax'`) before the
   # step is traced.
   impl: str = 'auto'
+  # Images per chunk: None (default) computes the whole batch at once; an int computes the
+  # layer on chunks of that many images (`in_batch_chunks`). Set on the class before tracing.
+  batch_chunk: int | None = None
 
   def _subpixel_applies(self, inputs: jax.Array) -> bool:
     if self.impl not in ('auto', 'subpixel', 'lax'):
@@ -174,6 +199,9 @@ class ConvTranspose(nnx.ConvTranspose):
     )
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
+    return in_batch_chunks(self._call_whole, inputs, self.batch_chunk)
+
+  def _call_whole(self, inputs: jax.Array) -> jax.Array:
     if not self._subpixel_applies(inputs):
       return super().__call__(inputs)
     bias = self.bias[...] if self.bias is not None else None
@@ -287,6 +315,8 @@ class Conv(nnx.Conv):
   # 'auto' (default): `strided_conv` on the CPU backend; 'custom' and 'lax' force one (for
   # comparisons). Set on the class before the step is traced.
   impl: str = 'auto'
+  # As `ConvTranspose.batch_chunk`.
+  batch_chunk: int | None = None
 
   def _strided_applies(self, inputs: jax.Array) -> bool:
     if self.impl not in ('auto', 'custom', 'lax'):
@@ -307,8 +337,13 @@ class Conv(nnx.Conv):
     )
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
-    if out_sharding is not None or not self._strided_applies(inputs):
+    if out_sharding is not None:
       return super().__call__(inputs, out_sharding=out_sharding)
+    return in_batch_chunks(self._call_whole, inputs, self.batch_chunk)
+
+  def _call_whole(self, inputs: jax.Array) -> jax.Array:
+    if not self._strided_applies(inputs):
+      return super().__call__(inputs)
     bias = self.bias[...] if self.bias is not None else None
     inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
     strides = _pair(self.strides)

@@ -1,0 +1,63 @@
+"""benchmarks/conv_ops.py: the timed computations are the layer's function, and the script runs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location('conv_ops', REPO / 'benchmarks/conv_ops.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize('kind,h,cin,cout', [('down', 14, 8, 16), ('up', 7, 16, 8), ('up', 14, 8, 1)])
+def test_variants_compute_the_layer_and_its_gradients(kind, h, cin, cout):
+  conv_ops = _load()
+  ref_apply, w, x, g = conv_ops.jax_layer('jax', kind, 128, h, cin, cout)
+  y = ref_apply(w, x)
+  assert y.shape == g.shape
+  _, vjp = jax.vjp(ref_apply, w, x)
+  dw, dx = vjp(g)
+  for impl in ('jax_nchw', 'jax_chunk64'):
+    apply, w2, x2, g2 = conv_ops.jax_layer(impl, kind, 128, h, cin, cout)
+    y2 = apply(w2, x2)
+    _, vjp2 = jax.vjp(apply, w2, x2)
+    dw2, dx2 = vjp2(g2)
+    if impl == 'jax_nchw':  # back to NHWC; the kernel is the layer's HWIO kernel
+      y2, dx2 = y2.transpose(0, 2, 3, 1), dx2.transpose(0, 2, 3, 1)
+      dw2 = {'kernel': dw2}
+      dw = {'kernel': dw['kernel'][...]}
+    else:
+      dw2 = {'kernel': dw2['kernel'][...]}
+      dw = {'kernel': dw['kernel'][...]}
+    np.testing.assert_allclose(y2, y, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw2['kernel'], dw['kernel'], rtol=1e-4, atol=1e-3)
+
+
+def test_tiny_run_writes_every_layer_and_pass(tmp_path):
+  conv_ops = _load()
+  out = tmp_path / 'ops.json'
+  conv_ops.main(
+    ['--tiny', '--rounds', '1', '--reps', '1', '--batch-sizes', '64', '--impls', 'jax,jax_chunk64',
+     '--json', str(out)]
+  )
+  report = json.loads(out.read_text())
+  assert len(report['rows']) == 2 * len(conv_ops.CASES['dcgan28'])
+  assert all(r['ms']['jax'] > 0 and r['ms']['jax_chunk64'] > 0 for r in report['rows'])
+
+
+def test_bad_batch_sizes_exit_2_with_one_line(capsys):
+  conv_ops = _load()
+  with pytest.raises(SystemExit) as e:
+    conv_ops.parse_args(['--batch-sizes', '64,x'])
+  assert e.value.code == 2
+  assert 'comma-separated integers' in capsys.readouterr().err
