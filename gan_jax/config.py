@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
   c.model.pack = 1                 # DCGAN D judges packs of this many images, stacked on channels (PacGAN, Lin et al. 2018: 2).
   c.model.minibatch_std = 0        # DCGAN D: minibatch-stddev group size, min(it, batch / pack) (Karras et al. 2018: 4); 0 = off.
+  c.model.remat = False            # sngan32: recompute G's and D's residual blocks in the backward pass (jax.checkpoint) instead of storing them: less memory, ~1 more forward pass per gradient, same results to float32 rounding.
   # Class-conditional GANs (gan_jax/models/conditional.py; dcgan28, dcgan, sngan32, r3gan): G makes
   # images of a given class, D judges (image, class) pairs; the data's labels must be 0..K-1.
   c.model.num_classes = 0          # K classes (10 for MNIST); 0 = unconditional (the models are then exactly the unconditional ones).

@@ -167,3 +167,99 @@ def test_sngan32_through_create_state_under_jit():
     models.build_models(config.model, (64, 64, 3), seed=0)
   with pytest.raises(ValueError, match='32x32'):
     models.SNGANDiscriminator((28, 28, 1), rngs=nnx.Rngs(0))
+
+
+def _tiny_sngan_config(**model_fields):
+  config = config_lib.base_config()
+  config.model.name = 'sngan32'
+  config.model.latent_dim = 16
+  config.model.g_width = 8
+  config.model.d_width = 8
+  config.data.image_size = 32
+  config.data.channels = 3
+  config.train.batch_size = 8
+  config.train.loss = 'hinge'
+  config.train.ema_decay = 0.9
+  for name, value in model_fields.items():
+    config.model[name] = value
+  return config
+
+
+def _two_steps(config):
+  """Two jitted train steps of `config` on a fixed batch: (final state, metrics)."""
+  from gan_jax.core.sharding import make_mesh, replicate  # noqa: PLC0415
+  from gan_jax.core.train_step import jit_train_step, make_train_step_from_config  # noqa: PLC0415
+
+  mesh = make_mesh()
+  gan, state = create_state(config)
+  step = jit_train_step(make_train_step_from_config(gan, config, mesh=mesh), mesh)
+  image = jax.random.uniform(jax.random.key(3), (1, 8, 32, 32, 3), minval=-1.0, maxval=1.0)
+  state = replicate(state, mesh)
+  for _ in range(2):
+    state, metrics = step(state, {'image': image})
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+def test_remat_gives_the_same_two_steps_to_float_rounding():
+  """model.remat recomputes the blocks' activations in the backward pass: the same
+  gradients, so the same metrics, D parameters and BatchNorm / power-iteration state after
+  two steps (to float32 rounding), in the same state layout (checkpoints interchange)."""
+  config = _tiny_sngan_config()
+  plain_state, plain_metrics = _two_steps(config)
+  remat_state, remat_metrics = _two_steps(_tiny_sngan_config(remat=True))
+  assert jax.tree.structure(remat_state) == jax.tree.structure(plain_state)
+  for name, value in plain_metrics.items():
+    np.testing.assert_allclose(remat_metrics[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+  for part in ('d_params', 'g_batch_stats', 'd_batch_stats'):
+    pairs = zip(jax.tree.leaves(getattr(remat_state, part)), jax.tree.leaves(getattr(plain_state, part)))
+    for a, b in pairs:
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=part)
+  # G's conv biases feed BatchNorms, so their exact gradient is 0 and the computed one is
+  # rounding noise, which Adam scales to steps of up to g_lr: G agrees to 2 steps x g_lr.
+  lr = config.train.g_lr
+  for a, b in zip(jax.tree.leaves(remat_state.g_params), jax.tree.leaves(plain_state.g_params)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2 * 2 * lr)
+  # ... while every other G parameter (nearly all elements) agrees to rounding.
+  a, b = (np.concatenate([x.ravel() for x in jax.tree.leaves(s.g_params)]) for s in (remat_state, plain_state))
+  assert np.mean(np.isclose(a, b, rtol=1e-4, atol=1e-6)) > 0.95
+
+
+def test_remat_gives_the_same_gradients_to_float_rounding():
+  """G's and D's parameter gradients of D(G(z)) with and without remat (model level)."""
+
+  def grads(remat):
+    g = models.SNGANGenerator((32, 32, 3), 16, 8, remat=remat, rngs=nnx.Rngs(params=0))
+    d = models.SNGANDiscriminator((32, 32, 3), 8, remat=remat, rngs=nnx.Rngs(params=1))
+    z = jax.random.normal(jax.random.key(2), (4, 16))
+    (gd, gp, gs), (dd, dp, ds) = nnx.split(g, nnx.Param, ...), nnx.split(d, nnx.Param, ...)
+
+    def loss(gp, dp):
+      fake = nnx.merge(gd, gp, gs, copy=True)(z, train=True)
+      return nnx.merge(dd, dp, ds, copy=True)(fake, train=True).mean()
+
+    return jax.tree.leaves(jax.jit(jax.grad(loss, argnums=(0, 1)))(gp, dp))
+
+  plain, remat = grads(False), grads(True)
+  scale = max(float(np.abs(x).max()) for x in plain)
+  for a, b in zip(remat, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_remat_is_refused_by_models_without_it_and_must_be_a_bool():
+  config = _tiny_sngan_config()
+  config.model.remat = True
+  config_lib.validate(config)  # sngan32 declares it
+  config.model.name = 'dcgan'
+  with pytest.raises(config_lib.ConfigError, match='model.remat=True is invalid: model "dcgan" does not support it; use model.name=sngan32'):
+    config_lib.validate(config)
+  config = _tiny_sngan_config()
+  with config.unlocked():
+    config.model.remat = None  # ml_collections allows None for any field
+    with pytest.raises(config_lib.ConfigError, match='model.remat=None is invalid: must be true or false'):
+      config_lib.validate(config)
+  # A config written before the field existed builds the models without remat.
+  config = _tiny_sngan_config()
+  with config.unlocked():
+    del config.model['remat']
+  g, d = models.build_models(config.model, (32, 32, 3), seed=0)
+  assert g.remat is False and d.remat is False

@@ -89,9 +89,10 @@ def _dcgan(cfg, shape, rngs, dtype):
 
 
 def _sngan32(cfg, shape, rngs, dtype):
+  opts = dict(dtype=dtype, remat=cfg.get('remat', False), rngs=rngs)
   return (
-    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, dtype=dtype, rngs=rngs, **_g_cond(cfg)),
-    SNGANDiscriminator(shape, cfg.d_width, dtype=dtype, rngs=rngs, **_d_cond(cfg)),
+    SNGANGenerator(shape, cfg.latent_dim, cfg.g_width, **opts, **_g_cond(cfg)),
+    SNGANDiscriminator(shape, cfg.d_width, **opts, **_d_cond(cfg)),
   )
 
 
@@ -150,6 +151,7 @@ register(
     image_size=lambda s: s == 32,
     image_size_need='needs 32',
     conditional=True,
+    remat=True,
     paper='Miyato et al. 2018',
   )
 )
@@ -187,6 +189,8 @@ def build_models(
       `num_classes` (default 0: unconditional, exactly the models without these fields),
       `g_conditioning` ('cbn' default, or 'concat'), `d_conditioning` ('projection' default,
       'concat' or 'acgan') and `label_embed_dim` (default 0: one-hot labels for 'concat').
+      'sngan32' also reads `remat` (default False; True rematerialises G's and D's residual
+      blocks in gradients: less memory, the same results to float32 rounding).
       'r3gan' (`gan_jax.models.r3gan`, Huang et al. 2024) reads `stage_widths` (default ():
       `g_width` / `d_width` at every stage), `stage_blocks` ((1,)), `expansion` (2) and
       `group_size` (16), and conditions G by 'concat' only.

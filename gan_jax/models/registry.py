@@ -56,6 +56,8 @@ class Model:
       'minibatch_std'); any other must stay off.
     conditional: it has class conditioning (`gan_jax.models.conditional`): it accepts
       `model.num_classes > 0` and the conditioning fields.
+    remat: its builder honours `model.remat` (rematerialised residual blocks: activations
+      recomputed in the backward pass, `jax.checkpoint`); others refuse `model.remat=true`.
     size_fields: the `model` fields that set its number of parameters (named when a config
       would build too large a model).
     paper: the reference, for docs.
@@ -69,6 +71,7 @@ class Model:
   channels: tuple[int, ...] = (1, 3)
   d_options: tuple[str, ...] = ()
   conditional: bool = False
+  remat: bool = False
   size_fields: tuple[str, ...] = ('latent_dim', 'g_width', 'd_width')
   paper: str = ''
 
@@ -88,7 +91,8 @@ class Model:
 
   def check_shape(self, config: Any) -> None:
     """`data.image_size` and `data.channels`; the range of each `D_OPTIONS` field; that the
-    options it lacks are off.
+    options it lacks are off; that `model.remat` (absent: False) is a bool, true only for a
+    model that declares `remat`.
 
     Raises:
       ConfigError: as `check`.
@@ -115,6 +119,17 @@ class Model:
           f'model "{self.name}" does not support it; use '
           f'model.name={others}, or set model.{field}={off}',
         )
+    remat = m.get('remat', False)
+    if not isinstance(remat, bool):
+      raise _err('model.remat', remat, 'must be true or false')
+    if remat and not self.remat:
+      others = either(n for n, e in MODELS.items() if e.remat)
+      raise _err(
+        'model.remat',
+        remat,
+        f'model "{self.name}" does not support it; use model.name={others}, or set '
+        'model.remat=false',
+      )
 
   def check_conditioning(self, config: Any) -> None:
     """A positive integer `model.num_classes` needs a model with class conditioning (the

@@ -68,6 +68,35 @@ def _avg_pool(x: jax.Array) -> jax.Array:
   return x.reshape((b, h // 2, 2, w // 2, 2, c)).mean(axis=(2, 4))
 
 
+def run_blocks(
+  blocks: nnx.List, x: jax.Array, call: Callable[[nnx.Module, jax.Array], jax.Array], remat: bool
+) -> jax.Array:
+  """`x` through each residual block in turn, `x <- call(block, x)`.
+
+  With `remat` each block is rematerialised (`flax.nnx.remat`, i.e. `jax.checkpoint`,
+  Chen et al. 2016): the backward pass recomputes the block's activations from its input
+  instead of keeping them from the forward pass, so a gradient holds only the blocks'
+  inputs (and one block's activations at a time). The same values to float32 rounding
+  (the recomputed forward is the same computation; XLA may fuse it differently), at about
+  one more forward pass of the blocks in each gradient. State updates inside a block
+  (BatchNorm running averages, the power iteration of `SpectralNorm`) happen once, as
+  without remat.
+
+  Args:
+    blocks: the residual blocks (`GBlock` or `DBlock`).
+    x: the first block's input, `[B, H, W, C]`.
+    call: `call(block, x) -> block output`, the block with its other arguments bound.
+    remat: rematerialise each block.
+
+  Returns:
+    The last block's output.
+  """
+  apply = nnx.remat(call) if remat else call
+  for block in blocks:
+    x = apply(block, x)
+  return x
+
+
 def _check_32(image_shape: tuple[int, int, int]) -> None:
   if tuple(image_shape[:2]) != (32, 32):
     raise ValueError(
@@ -163,6 +192,9 @@ class SNGANGenerator(nnx.Module):
     dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
       precision: float32 parameters and BatchNorm statistics, bfloat16 activations and
       output).
+    remat: rematerialise the up-ResBlocks in gradients (`run_blocks`; `model.remat`): less
+      memory (the activations of one block at a time), one more forward pass of the blocks
+      per gradient; the same results to float32 rounding. Default False.
     rngs: `nnx.Rngs` for initialisation.
 
   Call: `G(z, y=None, train=True)`, z float32 `[B, latent_dim]`, y int32 `[B]` in [0, K)
@@ -184,10 +216,12 @@ class SNGANGenerator(nnx.Module):
     conditioning: str = 'cbn',
     embed_dim: int = 0,
     dtype: Dtype = None,
+    remat: bool = False,
     rngs: nnx.Rngs,
   ):
     _check_32(image_shape)
     self.width = width
+    self.remat = remat
     extra = cond.init_generator_conditioning(
       self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
     )
@@ -204,8 +238,8 @@ class SNGANGenerator(nnx.Module):
   def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool = True) -> jax.Array:
     h, y = cond.generator_input(self, z, y)
     x = self.fc(h).reshape((z.shape[0], 4, 4, self.width))
-    for block in self.blocks:
-      x = block(x, y if cond.bn_classes(self) else None, train=train)
+    y = y if cond.bn_classes(self) else None
+    x = run_blocks(self.blocks, x, lambda block, x: block(x, y, train=train), self.remat)
     x = jax.nn.relu(self.bn(x, use_running_average=not train))
     return jnp.tanh(self.out(x))
 
@@ -230,6 +264,8 @@ class SNGANDiscriminator(cond.Discriminator):
     dtype: computation dtype of every layer: None (float32) or jnp.bfloat16 (mixed
       precision: float32 parameters and power-iteration state, bfloat16 activations and
       logits).
+    remat: rematerialise the ResBlocks in gradients (`run_blocks`; `model.remat`), as for
+      the generator. Default False.
     rngs: `nnx.Rngs` for initialisation.
 
   Call: `D(x, y=None, train=True, with_class_logits=False)`, x float32 `[B, 32, 32, C]` in
@@ -252,9 +288,11 @@ class SNGANDiscriminator(cond.Discriminator):
     conditioning: str = 'projection',
     embed_dim: int = 0,
     dtype: Dtype = None,
+    remat: bool = False,
     rngs: nnx.Rngs,
   ):
     _check_32(image_shape)
+    self.remat = remat
     extra = cond.init_discriminator_conditioning(
       self, num_classes, conditioning, embed_dim, dtype=dtype, rngs=rngs
     )
@@ -276,6 +314,5 @@ class SNGANDiscriminator(cond.Discriminator):
     """phi(x): ReLU and global sum pooling of the last block, `[B, width]` (the label maps
     join the image first with 'concat')."""
     x, _ = cond.discriminator_input(self, x, y)
-    for block in self.blocks:
-      x = block(x, train=train)
+    x = run_blocks(self.blocks, x, lambda block, x: block(x, train=train), self.remat)
     return jnp.sum(jax.nn.relu(x), axis=(1, 2))
