@@ -33,6 +33,9 @@ Options (name: what the child process sets):
                   (`layers.in_batch_chunks`); the same step to float rounding. Try it at
                   --batch-size 256.
   chunk128        the same with chunks of 128 images.
+  concurrency_sched  gan_jax.core.train_step.CPU_COMPILER_OPTIONS = {}: XLA's default CPU
+                  scheduler (concurrency-optimised; gan_jax's default before December 5,
+                  2026 is now the memory-optimised one).
 
 Run from the repository root (venv active):
 
@@ -75,6 +78,7 @@ OPTIONS: dict[str, dict[str, str]] = {
   'lax_conv': {'conv_impl': 'lax'},
   'chunk64': {'batch_chunk': '64'},
   'chunk128': {'batch_chunk': '128'},
+  'concurrency_sched': {'cpu_scheduler': "XLA's default"},
 }
 
 
@@ -120,6 +124,7 @@ def child(args: argparse.Namespace) -> dict:
   from gan_jax.models import layers  # noqa: PLC0415
   from gan_jax.core.sharding import make_mesh, replicate  # noqa: PLC0415
   from gan_jax.core.state import create_state  # noqa: PLC0415
+  from gan_jax.core import train_step as train_step_module  # noqa: PLC0415
   from gan_jax.core.train_step import Stabilizers, jit_train_step, make_train_step  # noqa: PLC0415
 
   option = OPTIONS[args.child]
@@ -127,6 +132,8 @@ def child(args: argparse.Namespace) -> dict:
     layers.ConvTranspose.impl = option['impl']
   if 'conv_impl' in option:
     layers.Conv.impl = option['conv_impl']
+  if 'cpu_scheduler' in option:
+    train_step_module.CPU_COMPILER_OPTIONS = {}
   if 'batch_chunk' in option:
     layers.Conv.batch_chunk = layers.ConvTranspose.batch_chunk = int(option['batch_chunk'])
   spec = importlib.util.spec_from_file_location('_throughput', REPO / 'benchmarks/throughput.py')
