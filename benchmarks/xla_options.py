@@ -33,6 +33,8 @@ Options (name: what the child process sets):
                   (`layers.in_batch_chunks`); the same step to float rounding. Try it at
                   --batch-size 256.
   chunk128        the same with chunks of 128 images.
+  chunk64_d       Conv.batch_chunk = 64 only: D's convolutions in chunks of 64 images, G's
+                  transposed convolutions whole.
   concurrency_sched  gan_jax.core.train_step.CPU_COMPILER_OPTIONS = {}: XLA's default CPU
                   scheduler (concurrency-optimised; gan_jax's default before December 5,
                   2026 is now the memory-optimised one).
@@ -79,6 +81,7 @@ OPTIONS: dict[str, dict[str, str]] = {
   'chunk64': {'batch_chunk': '64'},
   'chunk128': {'batch_chunk': '128'},
   'concurrency_sched': {'cpu_scheduler': "XLA's default"},
+  'chunk64_d': {'conv_batch_chunk': '64'},
 }
 
 
@@ -134,6 +137,8 @@ def child(args: argparse.Namespace) -> dict:
     layers.Conv.impl = option['conv_impl']
   if 'cpu_scheduler' in option:
     train_step_module.CPU_COMPILER_OPTIONS = {}
+  if 'conv_batch_chunk' in option:
+    layers.Conv.batch_chunk = int(option['conv_batch_chunk'])
   if 'batch_chunk' in option:
     layers.Conv.batch_chunk = layers.ConvTranspose.batch_chunk = int(option['batch_chunk'])
   spec = importlib.util.spec_from_file_location('_throughput', REPO / 'benchmarks/throughput.py')
