@@ -242,9 +242,7 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict]]) -> list[dic
     for name, kind, h, cin, cout in layers(args.case, args.tiny):
       for which in ('forward', 'backward'):
         key = f'{name}@{batch}'
-        ms = {
-          impl: float(np.median([r[key][f'{which}_ms'] for r in runs[impl]])) for impl in runs
-        }
+        ms = {impl: float(np.median([r[key][f'{which}_ms'] for r in runs[impl]])) for impl in runs}
         gflop = flops(kind, batch, h, cin, cout) * (1 if which == 'forward' else 2) / 1e9
         rows.append(
           dict(layer=name, batch=batch, pass_=which, gflop=gflop, ms=ms, shape=[h, cin, cout])

@@ -129,7 +129,9 @@ def main(argv=None) -> dict:
       runs[form].append(run_child(args, form))
       print(f'round {r + 1}: {form} done', flush=True)
   rows = []
-  print('\n| batch B | separate ms (2 calls of B) | fused ms (1 call of 2B) | fused / separate | same to fp32 rounding |')
+  print(
+    '\n| batch B | separate ms (2 calls of B) | fused ms (1 call of 2B) | fused / separate | same to fp32 rounding |'
+  )
   print('|---|---|---|---|---|')
   for batch in map(str, args.batch_sizes):
     sep = float(np.median([run[batch]['ms'] for run in runs['separate']]))
@@ -139,8 +141,15 @@ def main(argv=None) -> dict:
     scale = float(np.max(np.abs(a['grad'])))
     same = abs(a['loss'] - b['loss']) <= 1e-5 * abs(a['loss']) and diff <= 1e-4 * scale
     rows.append(
-      dict(batch=int(batch), separate_ms=sep, fused_ms=fus, ratio=fus / sep, same=same,
-           max_grad_difference=diff, grad_scale=scale)
+      dict(
+        batch=int(batch),
+        separate_ms=sep,
+        fused_ms=fus,
+        ratio=fus / sep,
+        same=same,
+        max_grad_difference=diff,
+        grad_scale=scale,
+      )
     )
     print(f'| {batch} | {sep:.1f} | {fus:.1f} | {fus / sep:.2f} | {"yes" if same else "no"} |')
   report = {

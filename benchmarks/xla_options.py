@@ -35,9 +35,11 @@ Options (name: what the child process sets):
   chunk128        the same with chunks of 128 images.
   chunk64_d       Conv.batch_chunk = 64 only: D's convolutions in chunks of 64 images, G's
                   transposed convolutions whole.
-  concurrency_sched  gan_jax.core.train_step.CPU_COMPILER_OPTIONS = {}: XLA's default CPU
-                  scheduler (concurrency-optimised; gan_jax's default before December 5,
-                  2026 is now the memory-optimised one).
+  concurrency_sched  train.cpu_scheduler='concurrency' (XLA's default CPU scheduler; gan_jax's
+                  default; the runs of December 5, 2026 before 06:40 UTC had 'memory' as
+                  their baseline).
+  memory_sched    train.cpu_scheduler='memory' (XLA's memory-optimised scheduler: about half
+                  the temporary memory; bitwise the same step).
 
 Run from the repository root (venv active):
 
@@ -80,7 +82,8 @@ OPTIONS: dict[str, dict[str, str]] = {
   'lax_conv': {'conv_impl': 'lax'},
   'chunk64': {'batch_chunk': '64'},
   'chunk128': {'batch_chunk': '128'},
-  'concurrency_sched': {'cpu_scheduler': "XLA's default"},
+  'concurrency_sched': {'cpu_scheduler': 'concurrency'},
+  'memory_sched': {'cpu_scheduler': 'memory'},
   'chunk64_d': {'conv_batch_chunk': '64'},
 }
 
@@ -136,7 +139,9 @@ def child(args: argparse.Namespace) -> dict:
   if 'conv_impl' in option:
     layers.Conv.impl = option['conv_impl']
   if 'cpu_scheduler' in option:
-    train_step_module.CPU_COMPILER_OPTIONS = {}
+    train_step_module.CPU_COMPILER_OPTIONS = train_step_module.CPU_SCHEDULERS[
+      option['cpu_scheduler']
+    ]
   if 'conv_batch_chunk' in option:
     layers.Conv.batch_chunk = int(option['conv_batch_chunk'])
   if 'batch_chunk' in option:

@@ -107,6 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.ada_p_init = 0.0         # p at step 0 ('ada'), or the constant p ('fixed'; times the ada_p factor of train.schedules).
   c.train.aux_weight = 1.0         # AC-GAN (model.d_conditioning='acgan'): weight of the class cross-entropies in D's and G's losses.
   c.train.reuse_fakes = False      # The G update reuses the last D update's fakes and G forward (one G forward per step, -9% FLOPs on DCGAN-28); changes the algorithm.
+  c.train.cpu_scheduler = 'concurrency'  # On CPU, XLA's scheduler of the step: 'concurrency' (XLA's default) or 'memory' (about half the temporary memory, e.g. SNGAN-32 at batch 256; same results bit for bit; speed differs by model, benchmarks/xla_options.py).
 
   c.log_every = 50                 # Steps between scalar logs (TensorBoard, metrics.jsonl, progress bar).
   c.sample_every = 500             # Steps between PNG sample grids (and one at the end).
@@ -413,6 +414,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f'{packs}, e.g. {math.gcd(packs, m.minibatch_std)}, or change train.batch_size')
   if not isinstance(config.train.get('reuse_fakes', False), bool):
     raise _err('train.reuse_fakes', config.train.reuse_fakes, 'must be true or false')
+  if config.train.get('cpu_scheduler', 'concurrency') not in ('concurrency', 'memory'):
+    raise _err('train.cpu_scheduler', config.train.cpu_scheduler, "use 'concurrency' or 'memory'")
   _validate_conditioning(config)
   ema_batch_stats(config)
   if config.eval_every < 0:

@@ -18,8 +18,15 @@ def _run(*args):
 def test_tiny_case_reports_every_option_and_writes_json(tmp_path):
   out = tmp_path / 'mem.json'
   proc = _run(
-    '--case', 'sngan32', '--tiny', '--batch-sizes', '8', '--options', 'baseline,d_grad',
-    '--json', str(out),
+    '--case',
+    'sngan32',
+    '--tiny',
+    '--batch-sizes',
+    '8',
+    '--options',
+    'baseline,d_grad',
+    '--json',
+    str(out),
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
   report = json.loads(out.read_text())

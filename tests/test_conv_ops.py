@@ -18,7 +18,9 @@ def _load():
   return module
 
 
-@pytest.mark.parametrize('kind,h,cin,cout', [('down', 14, 8, 16), ('up', 7, 16, 8), ('up', 14, 8, 1)])
+@pytest.mark.parametrize(
+  'kind,h,cin,cout', [('down', 14, 8, 16), ('up', 7, 16, 8), ('up', 14, 8, 1)]
+)
 def test_variants_compute_the_layer_and_its_gradients(kind, h, cin, cout):
   conv_ops = _load()
   ref_apply, w, x, g = conv_ops.jax_layer('jax', kind, 128, h, cin, cout)
@@ -47,8 +49,19 @@ def test_tiny_run_writes_every_layer_and_pass(tmp_path):
   conv_ops = _load()
   out = tmp_path / 'ops.json'
   conv_ops.main(
-    ['--tiny', '--rounds', '1', '--reps', '1', '--batch-sizes', '64', '--impls', 'jax,jax_chunk64',
-     '--json', str(out)]
+    [
+      '--tiny',
+      '--rounds',
+      '1',
+      '--reps',
+      '1',
+      '--batch-sizes',
+      '64',
+      '--impls',
+      'jax,jax_chunk64',
+      '--json',
+      str(out),
+    ]
   )
   report = json.loads(out.read_text())
   assert len(report['rows']) == 2 * len(conv_ops.CASES['dcgan28'])

@@ -74,15 +74,23 @@ _OPTIMIZER_FIELDS = ('g_lr', 'd_lr', 'b1', 'b2')
 # make_train_step's default: every stabilizer off.
 _NO_STABILIZERS = Stabilizers()
 
-# XLA compiler options of the jitted step on CPU. XLA's CPU default schedules the step's
-# operations for concurrency, which keeps many activations alive at once; the
-# memory-optimised schedule runs the same operations (bitwise the same results: the pinned
-# state hashes of tests/test_state_hashes.py hold under both) in an order that needs about
-# half the temporary memory: SNGAN-32 at batch 256, 4,299 -> 2,300 MiB per XLA's memory
-# analysis (benchmarks/memory_analysis.py, issue 21). Empty: XLA's defaults.
-CPU_COMPILER_OPTIONS: dict[str, str] = {
-  'xla_cpu_scheduler_type': 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
+# XLA's CPU schedulers for the jitted step (`train.cpu_scheduler`). Both run the same
+# operations, so the step's results are bitwise the same (the pinned state hashes of
+# tests/test_state_hashes.py hold under both); they differ in the order, which sets how many
+# activations are alive at once and how much of the 2 cores the step keeps busy:
+# - 'concurrency' (XLA's default, gan_jax's): the faster one for DCGAN-28 at batch 64
+#   (1,203 against 1,122 img/s here) and DCGAN-32 at batch 256;
+# - 'memory' (XLA's memory-optimised schedule): about half the temporary memory (SNGAN-32 at
+#   batch 256: 4,299 -> 2,300 MiB per XLA's memory analysis, benchmarks/memory_analysis.py),
+#   and faster for DCGAN-28 at batch 256 (679 against 605 img/s). Issue 21; measured with
+#   benchmarks/xla_options.py (`concurrency_sched`, `memory_sched`).
+CPU_SCHEDULERS: dict[str, dict[str, str]] = {
+  'concurrency': {},
+  'memory': {'xla_cpu_scheduler_type': 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'},
 }
+# The compiler options of `jit_train_step` on CPU when no scheduler is named (benchmarks
+# replace it to compare schedulers).
+CPU_COMPILER_OPTIONS: dict[str, str] = CPU_SCHEDULERS['concurrency']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,7 +535,9 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
   )
 
 
-def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) -> TrainStep:
+def jit_train_step(
+  train_step: TrainStep, mesh: Mesh, *, donate: bool = True, cpu_scheduler: str | None = None
+) -> TrainStep:
   """Compiles `train_step` data-parallel over `mesh`.
 
   Args:
@@ -535,13 +545,24 @@ def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) ->
     mesh: a mesh with a 'data' axis (`make_mesh()`).
     donate: donate the input state's buffers to the output (the caller must not reuse the
       state it passed in).
+    cpu_scheduler: on a CPU mesh, XLA's scheduler: 'concurrency' or 'memory'
+      (`CPU_SCHEDULERS`: the same results, about half the temporary memory with 'memory');
+      None: `CPU_COMPILER_OPTIONS` ('concurrency'). Ignored on GPU and TPU.
 
   Returns:
     The jitted step. Inputs: a replicated `GANState` and a batch whose arrays are sharded
     along axis 1 (`batch_sharding(mesh)`); outputs: the replicated new state and replicated
-    scalar metrics. On a CPU mesh it is compiled with `CPU_COMPILER_OPTIONS` (XLA's
-    memory-optimised schedule: the same results with about half the temporary memory).
+    scalar metrics.
+
+  Raises:
+    ValueError: for another `cpu_scheduler`.
   """
+  if cpu_scheduler is not None and cpu_scheduler not in CPU_SCHEDULERS:
+    raise ValueError(
+      f'train.cpu_scheduler={cpu_scheduler!r}: use one of {sorted(CPU_SCHEDULERS)} '
+      "('memory' halves the step's temporary memory on CPU, 'concurrency' is XLA's default)."
+    )
+  options = CPU_COMPILER_OPTIONS if cpu_scheduler is None else CPU_SCHEDULERS[cpu_scheduler]
   rep = replicated(mesh)
   on_cpu = mesh.devices.flat[0].platform == 'cpu'
   return jax.jit(
@@ -549,5 +570,5 @@ def jit_train_step(train_step: TrainStep, mesh: Mesh, *, donate: bool = True) ->
     in_shardings=(rep, batch_sharding(mesh)),
     out_shardings=(rep, rep),
     donate_argnums=(0,) if donate else (),
-    compiler_options=dict(CPU_COMPILER_OPTIONS) if on_cpu and CPU_COMPILER_OPTIONS else None,
+    compiler_options=dict(options) if on_cpu and options else None,
   )

@@ -256,7 +256,9 @@ class _Training:
       _scaled(self.gan, config, lr_scale), config, mesh=None if self.stacked else self.mesh
     )
     if not self.stacked:
-      return jit_train_step(unjitted, self.mesh)
+      return jit_train_step(
+        unjitted, self.mesh, cpu_scheduler=config.train.get('cpu_scheduler', 'concurrency')
+      )
     impl = replicas.resolve_replica_impl(config)
     log.info('%d replicas in one program, replica_impl=%s', self.k, impl)
     step = replicas.jit_replicated_train_step(
