@@ -12,6 +12,9 @@ size, in several computations:
               only: the arrays are made in that layout, no transposes are timed).
   jax_chunk64 the layer applied to chunks of 64 images, unrolled, outputs concatenated
               (kernel gradients summed by autodiff): the same result to float rounding.
+  jax_adjoint the layer with `ConvTranspose.backward = 'adjoint'` (the sub-pixel form's
+              backward pass through the adjoint strided convolution,
+              `layers.conv_transpose_adjoint_vjp`); D's layers as `jax`.
   torch       `torch.nn.functional.conv2d` / `conv_transpose2d` (padding 1, as
               benchmarks/torch_reference.py), NCHW, eager, autograd for the backward pass.
 
@@ -64,7 +67,7 @@ CASES: dict[str, list[tuple[str, str, int, int, int]]] = {
     ('G.out', 'up', 16, 64, 3),
   ],
 }
-IMPLS = ('jax', 'jax_nchw', 'jax_chunk64', 'torch')
+IMPLS = ('jax', 'jax_nchw', 'jax_chunk64', 'jax_adjoint', 'torch')
 CHUNK = 64
 
 
@@ -138,6 +141,8 @@ def jax_layer(impl: str, kind: str, batch: int, h: int, cin: int, cout: int):
   g = jax.random.normal(kg, (batch, out_h, out_h, cout))
   cls = L.Conv if kind == 'down' else L.ConvTranspose
   layer = cls(cin, cout, (4, 4), (2, 2), padding='SAME', use_bias=False, rngs=nnx.Rngs(0))
+  if impl == 'jax_adjoint' and kind == 'up':
+    layer.backward = 'adjoint'  # this layer only (a static attribute of its graphdef)
   graphdef, params = nnx.split(layer)
 
   def apply_one(w, x):

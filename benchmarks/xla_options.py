@@ -35,6 +35,10 @@ Options (name: what the child process sets):
   chunk128        the same with chunks of 128 images.
   chunk64_d       Conv.batch_chunk = 64 only: D's convolutions in chunks of 64 images, G's
                   transposed convolutions whole.
+  tconv_adjoint   ConvTranspose.backward = 'adjoint': G's sub-pixel transposed convolutions
+                  backpropagate through the adjoint strided convolution
+                  (`layers.conv_transpose_adjoint_vjp`); the same step to float rounding.
+  tconv_adjoint_chunk64_d   both.
   concurrency_sched  train.cpu_scheduler='concurrency' (XLA's default CPU scheduler; gan_jax's
                   default; the runs of December 5, 2026 before 06:40 UTC had 'memory' as
                   their baseline).
@@ -85,6 +89,8 @@ OPTIONS: dict[str, dict[str, str]] = {
   'concurrency_sched': {'cpu_scheduler': 'concurrency'},
   'memory_sched': {'cpu_scheduler': 'memory'},
   'chunk64_d': {'conv_batch_chunk': '64'},
+  'tconv_adjoint': {'tconv_backward': 'adjoint'},
+  'tconv_adjoint_chunk64_d': {'tconv_backward': 'adjoint', 'conv_batch_chunk': '64'},
 }
 
 
@@ -142,6 +148,8 @@ def child(args: argparse.Namespace) -> dict:
     train_step_module.CPU_COMPILER_OPTIONS = train_step_module.CPU_SCHEDULERS[
       option['cpu_scheduler']
     ]
+  if 'tconv_backward' in option:
+    layers.ConvTranspose.backward = option['tconv_backward']
   if 'conv_batch_chunk' in option:
     layers.Conv.batch_chunk = int(option['conv_batch_chunk'])
   if 'batch_chunk' in option:

@@ -243,3 +243,53 @@ def test_batch_chunks_give_the_layer_and_its_second_order_gradients(cls, monkeyp
   # A chunk that does not divide the batch computes the batch at once.
   monkeypatch.setattr(cls, 'batch_chunk', 5)
   assert conv_count() == n_whole
+
+
+@pytest.mark.parametrize(
+  'k,strides,padding,hw',
+  [
+    (4, (2, 2), 'SAME', (7, 7)),
+    (3, (2, 2), 'SAME', (5, 6)),
+    (4, (2, 2), 'VALID', (4, 4)),
+    (3, (1, 1), 'SAME', (5, 5)),
+  ],
+)
+def test_adjoint_backward_equals_autodiff_of_the_transposed_convolution(k, strides, padding, hw):
+  """`conv_transpose_adjoint_vjp` (issue 21): the output of the sub-pixel form, and input and
+  kernel gradients equal to autodiff of XLA's own transposed convolution (the reference),
+  also on odd sizes (uneven phases) and 'VALID' padding."""
+  from gan_jax.models.layers import conv_transpose_adjoint_vjp
+
+  kx, kw, kg = jax.random.split(jax.random.key(3), 3)
+  x = jax.random.normal(kx, (3, *hw, 5))
+  w = jax.random.normal(kw, (k, k, 5, 4))
+
+  def ref(x, w):
+    return lax.conv_transpose(x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  y_ref = ref(x, w)
+  g = jax.random.normal(kg, y_ref.shape)
+  y = conv_transpose_adjoint_vjp(x, w, strides, padding)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+  _, vjp_ref = jax.vjp(ref, x, w)
+  _, vjp = jax.vjp(lambda x, w: conv_transpose_adjoint_vjp(x, w, strides, padding), x, w)
+  for a, b in zip(vjp(g), vjp_ref(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_layer_backward_option_picks_the_adjoint_and_keeps_its_outputs(monkeypatch):
+  layer = ConvTranspose(6, 4, (4, 4), (2, 2), padding='SAME', rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(layer)
+  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 6))
+
+  def grads():
+    return jax.grad(lambda p: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x))))(params)['kernel'][...]
+
+  ref = grads()
+  monkeypatch.setattr(ConvTranspose, 'backward', 'adjoint')
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(x))))(params))
+  assert 'custom_vjp_call' in jaxpr
+  np.testing.assert_allclose(grads(), ref, rtol=1e-4, atol=1e-4)
+  monkeypatch.setattr(ConvTranspose, 'backward', 'other')
+  with pytest.raises(ValueError, match="ConvTranspose.backward='other'"):
+    nnx.merge(graphdef, params)(x)

@@ -126,6 +126,67 @@ def conv_transpose_subpixel(
   return y
 
 
+def _lax_conv_transpose(x, kernel, strides, padding, precision):
+  return lax.conv_transpose(
+    x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision
+  )
+
+
+def _transpose_adjoint(g, kernel, x_aval, strides, padding, precision):
+  """A_W^T g for A_W x = conv_transpose(x, W): JAX's transpose of the zero-dilated form,
+  which is a stride-s convolution of g (no zeros inserted)."""
+  transpose = jax.linear_transpose(
+    lambda x: _lax_conv_transpose(x, kernel, strides, padding, precision), x_aval
+  )
+  return transpose(g)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_transpose_adjoint_vjp(
+  x: jax.Array,
+  kernel: jax.Array,
+  strides: tuple[int, int],
+  padding: str = 'SAME',
+  precision: lax.PrecisionLike = None,
+) -> jax.Array:
+  """`conv_transpose_subpixel(x, kernel, strides, padding)`, whose backward pass runs
+  through the adjoint strided convolution instead of the phase convolutions' own gradients.
+
+  A transposed convolution y = A_W x is linear in x and in W. Its input gradient is
+  A_W^T g, a stride-s convolution of the output gradient g; its kernel gradient follows from
+  <g, A_W x> = <A_W^T g, x>: it is the kernel gradient of that strided convolution at input g
+  with output gradient x. Both are the strided convolution's fast CPU operations (those of
+  a discriminator layer), where autodiff of the sub-pixel form runs s * s small
+  convolutions' gradients (issue 21: 0.37x PyTorch's backward for DCGAN-28's 7x7x128 ->
+  14x14x64 layer, `benchmarks/conv_ops.py`).
+
+  Args:
+    x, kernel, strides, padding, precision: as `conv_transpose_subpixel`.
+
+  Returns:
+    As `conv_transpose_subpixel`; its gradients equal autodiff's to float rounding
+    (`tests/test_layers.py`).
+  """
+  return conv_transpose_subpixel(x, kernel, strides, padding, precision)
+
+
+def _adjoint_vjp_fwd(x, kernel, strides, padding, precision):
+  return conv_transpose_adjoint_vjp(x, kernel, strides, padding, precision), (x, kernel)
+
+
+def _adjoint_vjp_bwd(strides, padding, precision, residuals, g):
+  x, kernel = residuals
+  x_aval = jax.ShapeDtypeStruct(x.shape, x.dtype)
+  dx, kernel_vjp = jax.vjp(
+    lambda w: _transpose_adjoint(g, w, x_aval, strides, padding, precision), kernel
+  )
+  (dkernel,) = kernel_vjp(x)
+  return dx, dkernel
+
+
+conv_transpose_adjoint_vjp.defvjp(_adjoint_vjp_fwd, _adjoint_vjp_bwd)
+
+
 def _pair(value) -> tuple[int, int]:
   """Flax's int-or-sequence (None = 1) stride / dilation as a pair."""
   if value is None:
@@ -179,6 +240,11 @@ class ConvTranspose(nnx.ConvTranspose):
   # Images per chunk: None (default) computes the whole batch at once; an int computes the
   # layer on chunks of that many images (`in_batch_chunks`). Set on the class before tracing.
   batch_chunk: int | None = None
+  # The backward pass of the sub-pixel form: 'autodiff' (default: the phase convolutions'
+  # own gradients) or 'adjoint' (`conv_transpose_adjoint_vjp`: the adjoint strided
+  # convolution's operations; the same gradients to float rounding). Set on the class
+  # before tracing.
+  backward: str = 'autodiff'
 
   def _subpixel_applies(self, inputs: jax.Array) -> bool:
     if self.impl not in ('auto', 'subpixel', 'lax'):
@@ -206,7 +272,10 @@ class ConvTranspose(nnx.ConvTranspose):
       return super().__call__(inputs)
     bias = self.bias[...] if self.bias is not None else None
     inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-    y = conv_transpose_subpixel(inputs, kernel, _pair(self.strides), self.padding, self.precision)
+    if self.backward not in ('autodiff', 'adjoint'):
+      raise ValueError(f"ConvTranspose.backward={self.backward!r}: use 'autodiff' or 'adjoint'.")
+    fn = conv_transpose_adjoint_vjp if self.backward == 'adjoint' else conv_transpose_subpixel
+    y = fn(inputs, kernel, _pair(self.strides), self.padding, self.precision)
     if bias is not None:
       y = y + bias.reshape(1, 1, 1, -1)
     return y
