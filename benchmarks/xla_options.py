@@ -40,7 +40,7 @@ Options (name: what the child process sets):
                   (`layers.conv_transpose_adjoint_vjp`); the same step to float rounding.
   tconv_adjoint_chunk64_d   both.
   concurrency_sched  train.cpu_scheduler='concurrency' (XLA's default CPU scheduler; gan_jax's
-                  default; the runs of December 5, 2026 before 06:40 UTC had 'memory' as
+                  default; the runs of December 5, 2026 before 06:31 UTC had 'memory' as
                   their baseline).
   memory_sched    train.cpu_scheduler='memory' (XLA's memory-optimised scheduler: about half
                   the temporary memory; bitwise the same step).
