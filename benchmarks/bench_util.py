@@ -94,3 +94,31 @@ class JsonLinesWorker:
       self.proc.stdout.close()
       self.proc.wait()
     return reply
+
+
+def run_json_child(cmd: list[str], what: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+  """Runs one of a benchmark's own child processes; returns the JSON of its last stdout line
+  that starts with '{'.
+
+  Args:
+    cmd: the command line (e.g. [sys.executable, __file__, '--child', name, ...]).
+    what: names the child in the error.
+    env: its environment (default: this process's).
+
+  Raises:
+    RuntimeError: if it exits non-zero or prints no JSON line (with the end of its stderr).
+  """
+  proc = subprocess.run(
+    cmd, env=dict(os.environ) if env is None else env, capture_output=True, text=True, check=False
+  )
+  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+  if proc.returncode or not lines:
+    raise RuntimeError(f'{what} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}')
+  return json.loads(lines[-1])
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+  """Writes a benchmark's report as indented JSON (creating the folder) and says where."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1))
+  print(f'\nwrote {out}')

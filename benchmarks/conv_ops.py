@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -233,11 +231,7 @@ def run_child(args: argparse.Namespace, impl: str) -> dict[str, Any]:
   cmd = [sys.executable, __file__, '--child', impl, '--case', args.case, '--reps', str(args.reps)]
   cmd += ['--batch-sizes', ','.join(map(str, args.batch_sizes))]
   cmd += ['--torch-threads', str(args.torch_threads)] + (['--tiny'] if args.tiny else [])
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=dict(os.environ))
-  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-  if proc.returncode or not lines:
-    raise RuntimeError(f'{impl} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}')
-  return json.loads(lines[-1])
+  return bench_util.run_json_child(cmd, impl)
 
 
 def summarise(args: argparse.Namespace, runs: dict[str, list[dict]]) -> list[dict[str, Any]]:
@@ -304,9 +298,7 @@ def main(argv=None) -> dict[str, Any]:
     'runs': runs,
   }
   out = Path(args.json or REPO / 'benchmarks' / 'results' / f'conv_ops_{args.case}.json')
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f'\nwrote {out}')
+  bench_util.write_report(out, report)
   return report
 
 

@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_util  # noqa: E402
+
 FORMS = ('separate', 'fused')
 
 
@@ -111,11 +113,7 @@ def child(args: argparse.Namespace) -> dict:
 def run_child(args: argparse.Namespace, form: str) -> dict:
   cmd = [sys.executable, __file__, '--child', form, '--reps', str(args.reps)]
   cmd += ['--batch-sizes', ','.join(map(str, args.batch_sizes))] + (['--tiny'] if args.tiny else [])
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=dict(os.environ))
-  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-  if proc.returncode or not lines:
-    raise RuntimeError(f'{form} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}')
-  return json.loads(lines[-1])
+  return bench_util.run_json_child(cmd, form)
 
 
 def main(argv=None) -> dict:
@@ -163,9 +161,7 @@ def main(argv=None) -> dict:
     'ms_per_round': {f: [{b: run[b]['ms'] for b in run} for run in runs[f]] for f in FORMS},
   }
   out = Path(args.json or REPO / 'benchmarks' / 'results' / 'd_pass_fusion.json')
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f'\nwrote {out}')
+  bench_util.write_report(out, report)
   return report
 
 

@@ -63,6 +63,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_util  # noqa: E402
+
 MIB = 2**20
 
 # Option -> what its child sets: 'part' (the function compiled: 'step' (default), 'd_grad',
@@ -347,9 +350,7 @@ def main(argv=None) -> dict:
     'table': text,
   }
   out = Path(args.json or REPO / 'benchmarks' / 'results' / f'memory_analysis_{args.case}.json')
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f'\nwrote {out}')
+  bench_util.write_report(out, report)
   return report
 
 

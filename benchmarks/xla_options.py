@@ -61,7 +61,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,6 +68,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_util  # noqa: E402
 
 OPTIONS: dict[str, dict[str, str]] = {
   'baseline': {},
@@ -223,11 +224,7 @@ def run_option(args: argparse.Namespace, name: str) -> dict:
   ] + (['--tiny'] if args.tiny else [])
   for item in args.set:
     cmd += ['--set', item]
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-  if proc.returncode or not lines:
-    raise RuntimeError(f'option {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}')
-  return json.loads(lines[-1])
+  return bench_util.run_json_child(cmd, f'option {name}', env)
 
 
 def relative_difference(a: dict, b: dict) -> float:
@@ -287,9 +284,7 @@ def main(argv=None) -> dict:
   out = Path(
     args.json or REPO / 'benchmarks' / 'results' / f'xla_options_{args.case}_{args.batch_size}.json'
   )
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f'\nwrote {out}')
+  bench_util.write_report(out, report)
   return report
 
 
