@@ -81,6 +81,7 @@ PyTorch versions, device kind and count, threads, the date and the command.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import importlib.util
 import json
@@ -112,6 +113,7 @@ from bench_util import JsonLinesWorker, default_threads, loadavg, package_versio
 from step_timing import timed_steps, warm_up  # noqa: E402
 
 from gan_jax.config import base_config, validate  # noqa: E402
+from gan_jax.errors import ConfigError  # noqa: E402
 from gan_jax.core.losses import get_loss  # noqa: E402
 from gan_jax.core.sharding import batch_sharding, check_batch_size, make_mesh, replicate  # noqa: E402
 from gan_jax.core.state import create_state  # noqa: E402
@@ -268,6 +270,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   )
   parser.add_argument('--seed', type=int, default=0, help='config.seed and the batch seed.')
   parser.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='A config field for every gan_jax case, repeatable, e.g. --set '
+    'model.tconv_backward=adjoint --set model.d_conv_chunk=64 or --set '
+    'train.cpu_scheduler=memory: speed-only options (the PyTorch side is unchanged). VALUE '
+    'is a Python literal, else a string.',
+  )
+  parser.add_argument(
     '--json',
     default=None,
     help='Output JSON path (default '
@@ -296,7 +308,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.error('--torch-threads must be positive integers, e.g. 2 or 2,1.')
   if args.pipeline_batches < 1:
     parser.error('--pipeline-batches must be >= 1.')
+  args.overrides = parse_set(args.set, parser.error)
+  for case in args.models:
+    for batch_size in args.batch_sizes:
+      try:
+        make_config(case, batch_size, args.seed, args.tiny, args.overrides)
+      except (ConfigError, KeyError) as e:
+        parser.error(f'--set on case {case}: {e}')
   return args
+
+
+def parse_set(items: list[str], error) -> dict[str, Any]:
+  """`--set` items 'block.field=value' -> {'block.field': value}; a value is a Python
+  literal (`ast.literal_eval`) or else the string itself. Calls `error(message)` on an item
+  without '='."""
+  out: dict[str, Any] = {}
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep or not key:
+      error(f'--set {item!r}: use FIELD=VALUE, e.g. model.tconv_backward=adjoint.')
+    try:
+      out[key] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[key] = text
+  return out
 
 
 def make_config(
@@ -447,6 +482,7 @@ class JaxCase:
     overrides: dict[str, Any] | None = None,
   ):
     self.case, self.batch_size, self.mesh = case, batch_size, mesh
+    overrides = {**getattr(args, 'overrides', {}), **(overrides or {})}
     self.config = config = make_config(case, batch_size, args.seed, args.tiny, overrides)
     check_batch_size(batch_size, mesh)
     gan, state = create_state(config)
@@ -457,7 +493,7 @@ class JaxCase:
       ema_decay=config.train.ema_decay,
       mesh=mesh,
     )
-    jitted = jit_train_step(step, mesh)
+    jitted = jit_train_step(step, mesh, cpu_scheduler=config.train.cpu_scheduler)
     self.image_shape = list(gan.image_shape)
     self.num_params = {
       'g': sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.g_params)),
@@ -601,19 +637,23 @@ class TorchWorker(JsonLinesWorker):
 
 def memory_jax(case: str, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
   """Peak RSS of a fresh process that trains this case in JAX (`--memory-child`)."""
-  cmd = [
-    sys.executable,
-    str(Path(__file__).resolve()),
-    '--memory-child',
-    '--models',
-    case,
-    '--batch-sizes',
-    str(batch_size),
-    '--memory-steps',
-    str(args.memory_steps),
-    '--seed',
-    str(args.seed),
-  ] + (['--tiny'] if args.tiny else [])
+  cmd = (
+    [
+      sys.executable,
+      str(Path(__file__).resolve()),
+      '--memory-child',
+      '--models',
+      case,
+      '--batch-sizes',
+      str(batch_size),
+      '--memory-steps',
+      str(args.memory_steps),
+      '--seed',
+      str(args.seed),
+    ]
+    + (['--tiny'] if args.tiny else [])
+    + [f'--set={item}' for item in args.set]
+  )
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
   lines = [x for x in proc.stdout.splitlines() if x.startswith('MEMORY ')]
   if proc.returncode or not lines:
@@ -954,6 +994,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     'n_critic': 1,
     'ema_decay': base_config().train.ema_decay,
     'tiny': args.tiny,
+    'overrides': args.overrides,
     'steps': args.steps,
     'round_steps': args.round_steps,
     'warmup_steps': args.warmup,

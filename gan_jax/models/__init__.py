@@ -29,7 +29,7 @@ from gan_jax.models.dcgan import (
   pack_images,
 )
 from gan_jax.models.mlp import MLPDiscriminator, MLPGenerator
-from gan_jax.models import r3gan, registry
+from gan_jax.models import layers, r3gan, registry
 from gan_jax.models.registry import MODELS, Model, register, unregister
 from gan_jax.models.r3gan import R3GANDiscriminator, R3GANEntry, R3GANGenerator, stage_config
 from gan_jax.models.sngan import SNGANDiscriminator, SNGANGenerator, SpectralNorm
@@ -128,6 +128,7 @@ register(
     image_size_need='needs 28; use model.name=dcgan for power-of-two sizes',
     d_options=('pack', 'minibatch_std'),
     conditional=True,
+    layer_options=True,
     paper='Radford et al. 2016',
   )
 )
@@ -140,6 +141,7 @@ register(
     image_size_need='needs a power of two >= 8, e.g. 32',
     d_options=('pack', 'minibatch_std'),
     conditional=True,
+    layer_options=True,
     paper='Radford et al. 2016',
   )
 )
@@ -152,6 +154,7 @@ register(
     image_size_need='needs 32',
     conditional=True,
     remat=True,
+    layer_options=True,
     paper='Miyato et al. 2018',
   )
 )
@@ -191,6 +194,10 @@ def build_models(
       'concat' or 'acgan') and `label_embed_dim` (default 0: one-hot labels for 'concat').
       'sngan32' also reads `remat` (default False; True rematerialises G's and D's residual
       blocks in gradients: less memory, the same results to float32 rounding).
+      'dcgan28' and 'dcgan' also read the speed-only layer options `tconv_backward`
+      ('autodiff' default, or 'adjoint'), `g_conv_chunk` and `d_conv_chunk` (default 0: whole
+      batches), set on their layers by `layers.set_layer_options`
+      (`gan_jax.models.registry.LAYER_OPTIONS`).
       'r3gan' (`gan_jax.models.r3gan`, Huang et al. 2024) reads `stage_widths` (default ():
       `g_width` / `d_width` at every stage), `stage_blocks` ((1,)), `expansion` (2) and
       `group_size` (16), and conditions G by 'concat' only.
@@ -223,7 +230,18 @@ def build_models(
       f'model.num_classes={k}: model "{model.name}" has no class conditioning; use '
       f'model.name={registry.either(registry.conditional_names())}, or set model.num_classes=0.'
     )
-  return model.build(model_config, tuple(image_shape), nnx.Rngs(params=seed), DTYPES[dtype])
+  g, d = model.build(model_config, tuple(image_shape), nnx.Rngs(params=seed), DTYPES[dtype])
+  options = {f: model_config.get(f, off) for f, off in registry.LAYER_OPTIONS.items()}
+  if options != registry.LAYER_OPTIONS:
+    if not model.layer_options:
+      raise ValueError(
+        f'model "{model.name}" does not support model.tconv_backward / model.g_conv_chunk / '
+        f'model.d_conv_chunk; use model.name={registry.either(n for n, e in MODELS.items() if e.layer_options)}.'
+      )
+    backward = options['tconv_backward']
+    layers.set_layer_options(g, tconv_backward=backward, batch_chunk=options['g_conv_chunk'])
+    layers.set_layer_options(d, tconv_backward=backward, batch_chunk=options['d_conv_chunk'])
+  return g, d
 
 
 __all__ = [

@@ -38,6 +38,16 @@ D_OPTIONS: dict[str, tuple[int, str]] = {
   'minibatch_std': (0, 'must be >= 0 (0 disables it; Karras et al. 2018 use 4)'),
 }
 
+# How the layers of `gan_jax.models.layers` compute, for speed only (the same results to
+# float32 rounding; issue 21, docs/performance.md): config field in the `model` block -> its
+# default. A value other than the default needs a model whose entry declares `layer_options`.
+#   tconv_backward: the backward pass of G's sub-pixel transposed convolutions (CPU):
+#     'autodiff' or 'adjoint' (`layers.conv_transpose_adjoint_vjp`).
+#   g_conv_chunk / d_conv_chunk: G's / D's (transposed) convolutions run on chunks of this
+#     many images of the batch (`layers.in_batch_chunks`); 0 = the whole batch at once.
+LAYER_OPTIONS: dict[str, Any] = {'tconv_backward': 'autodiff', 'g_conv_chunk': 0, 'd_conv_chunk': 0}
+TCONV_BACKWARDS = ('autodiff', 'adjoint')
+
 
 @dataclasses.dataclass(frozen=True)
 class Model:
@@ -58,6 +68,9 @@ class Model:
       `model.num_classes > 0` and the conditioning fields.
     remat: its builder honours `model.remat` (rematerialised residual blocks: activations
       recomputed in the backward pass, `jax.checkpoint`); others refuse `model.remat=true`.
+    layer_options: its G and D are built of `gan_jax.models.layers` `Conv` / `ConvTranspose`,
+      so the `LAYER_OPTIONS` fields (`model.tconv_backward`, `model.g_conv_chunk`,
+      `model.d_conv_chunk`) apply to it; others refuse them off their defaults.
     size_fields: the `model` fields that set its number of parameters (named when a config
       would build too large a model).
     paper: the reference, for docs.
@@ -72,6 +85,7 @@ class Model:
   d_options: tuple[str, ...] = ()
   conditional: bool = False
   remat: bool = False
+  layer_options: bool = False
   size_fields: tuple[str, ...] = ('latent_dim', 'g_width', 'd_width')
   paper: str = ''
 
@@ -130,6 +144,33 @@ class Model:
         f'model "{self.name}" does not support it; use model.name={others}, or set '
         'model.remat=false',
       )
+    self.check_layer_options(config)
+
+  def check_layer_options(self, config: Any) -> None:
+    """The `LAYER_OPTIONS` fields: each a valid value, off its default only for a model that
+    declares `layer_options`.
+
+    Raises:
+      ConfigError: as `check`.
+    """
+    m = config.model
+    backward = m.get('tconv_backward', 'autodiff')
+    if backward not in TCONV_BACKWARDS:
+      raise _err('model.tconv_backward', backward, f'use {either(TCONV_BACKWARDS)}')
+    for field in ('g_conv_chunk', 'd_conv_chunk'):
+      value = m.get(field, 0)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _err(f'model.{field}', value, 'must be 0 (the whole batch) or a positive integer')
+    for field, off in LAYER_OPTIONS.items():
+      value = m.get(field, off)
+      if value != off and not self.layer_options:
+        others = either(n for n, e in MODELS.items() if e.layer_options)
+        raise _err(
+          f'model.{field}',
+          value,
+          f'model "{self.name}" does not support it; use model.name={others}, or set '
+          f'model.{field}={off}',
+        )
 
   def check_conditioning(self, config: Any) -> None:
     """A positive integer `model.num_classes` needs a model with class conditioning (the

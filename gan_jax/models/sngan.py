@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gan_jax.models import conditional as cond
-from gan_jax.models.layers import Dtype, SpectralNorm, batch_norm  # noqa: F401  (re-exported)
+from gan_jax.models.layers import Conv, Dtype, SpectralNorm, batch_norm  # noqa: F401  (re-exported)
 
 
 def _glorot(gain: float = 1.0) -> Callable:
@@ -49,12 +49,10 @@ def _sn(layer: nnx.Module, rngs: nnx.Rngs) -> SpectralNorm:
   return SpectralNorm(layer, rngs=rngs)
 
 
-def _conv(
-  cin: int, cout: int, k: int, gain: float, rngs: nnx.Rngs, dtype: Dtype = None
-) -> nnx.Conv:
-  return nnx.Conv(
-    cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), dtype=dtype, rngs=rngs
-  )
+def _conv(cin: int, cout: int, k: int, gain: float, rngs: nnx.Rngs, dtype: Dtype = None) -> Conv:
+  # `layers.Conv`: for these stride-1 convolutions exactly `nnx.Conv` (same parameters and
+  # results), and it takes the speed-only layer options (`layers.set_layer_options`).
+  return Conv(cin, cout, (k, k), padding='SAME', kernel_init=_glorot(gain), dtype=dtype, rngs=rngs)
 
 
 def _upsample(x: jax.Array) -> jax.Array:
