@@ -3,6 +3,8 @@
 the same outputs and gradients as the defaults to float32 rounding (the defaults' autodiff is
 the reference), are refused in one line where they cannot apply, and train end to end."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,3 +103,30 @@ def test_set_layer_options_refuses_bad_values():
     layers.set_layer_options(g, batch_chunk=-2)
   # DCGAN-28's G: a Dense to 7x7, then two transposed convolutions (up1, up2).
   assert layers.set_layer_options(g, batch_chunk=2) == len(_layers(g)) == 2
+
+
+def test_a_run_resumes_with_other_layer_options_and_an_older_runs_config(tiny_config, tmp_path):
+  """The options change no shape: a run saved with the defaults (and one whose config.json
+  predates the fields) resumes with the adjoint backward and chunks, and a changed
+  architecture field is still refused."""
+  import json
+
+  from gan_jax.training import train
+
+  workdir = str(tmp_path / 'run')
+  tiny_config.train.steps = 2
+  train.train_and_evaluate(tiny_config, workdir)
+  path = os.path.join(workdir, 'config.json')
+  with open(path) as f:
+    saved = json.load(f)
+  for field in ('tconv_backward', 'g_conv_chunk', 'd_conv_chunk'):
+    del saved['model'][field]  # as written before the fields existed
+  with open(path, 'w') as f:
+    json.dump(saved, f)
+  tiny_config.train.steps = 4
+  tiny_config.model.tconv_backward, tiny_config.model.d_conv_chunk = 'adjoint', 2
+  state = train.train_and_evaluate(tiny_config, workdir)
+  assert int(state.step) == 4
+  tiny_config.model.g_width *= 2
+  with pytest.raises(ConfigError, match='another model or image shape .model.g_width'):
+    train.train_and_evaluate(tiny_config, workdir)

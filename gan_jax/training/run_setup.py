@@ -28,6 +28,7 @@ from gan_jax.data import pipeline as data_lib
 from gan_jax.training import distributed
 from gan_jax.data import sources as data_sources
 from gan_jax.core import penalties
+from gan_jax.models import registry
 from gan_jax.training import run_lock
 from gan_jax.training.checkpoint import read_run_config
 from gan_jax.errors import ConfigError
@@ -54,6 +55,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 # Fields that change the shapes in the checkpointed state: a run cannot resume across them.
 SHAPE_FIELDS = ('model', 'data.image_size', 'data.channels')
+# `model` fields that change only how the layers compute (speed; the same results to float32
+# rounding): a run may resume with other values.
+SPEED_FIELDS = tuple(f'model.{f}' for f in registry.LAYER_OPTIONS)
 # Fields that change what a run is (its data and its data order): resuming across them mixes
 # two runs, so it is refused unless `allow_resume_changes` (the earlier config is then kept
 # in config_history.jsonl).
@@ -101,7 +105,9 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   changed = [
     f'{k}: {old.get(k)!r} -> {new.get(k)!r}'
     for k in sorted(set(old) | set(new))
-    if (k.startswith(SHAPE_FIELDS) or k in switches) and old.get(k) != new.get(k)
+    if (k.startswith(SHAPE_FIELDS) or k in switches)
+    and k not in SPEED_FIELDS
+    and old.get(k) != new.get(k)
   ]
   if changed:
     raise ConfigError(
