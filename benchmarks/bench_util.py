@@ -27,6 +27,18 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
+def batch_sizes(text: str, error) -> list[int]:
+  """'64,256' -> [64, 256]; calls `error(message)` (e.g. `parser.error`) unless every item is
+  a positive integer and there is at least one."""
+  try:
+    sizes = [int(b) for b in text.split(',') if b]
+  except ValueError:
+    sizes = []
+  if not sizes or min(sizes) < 1:
+    error(f'--batch-sizes {text!r}: give comma-separated positive integers, e.g. 64,256.')
+  return sizes
+
+
 def loadavg() -> float | None:
   """The 1-minute load average, or None where the OS has none."""
   try:

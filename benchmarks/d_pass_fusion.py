@@ -50,12 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--json', default=None)
   p.add_argument('--child', default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
-  try:
-    args.batch_sizes = [int(b) for b in args.batch_sizes.split(',') if b]
-  except ValueError:
-    p.error(f'--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 64,256.')
-  if args.rounds < 1 or args.reps < 1 or not args.batch_sizes or min(args.batch_sizes) < 1:
-    p.error('--rounds, --reps and every batch size must be >= 1.')
+  args.batch_sizes = bench_util.batch_sizes(args.batch_sizes, p.error)
+  if args.rounds < 1 or args.reps < 1:
+    p.error('--rounds and --reps must be >= 1.')
   return args
 
 

@@ -73,4 +73,7 @@ def test_bad_batch_sizes_exit_2_with_one_line(capsys):
   with pytest.raises(SystemExit) as e:
     conv_ops.parse_args(['--batch-sizes', '64,x'])
   assert e.value.code == 2
-  assert 'comma-separated integers' in capsys.readouterr().err
+  assert 'comma-separated positive integers' in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    conv_ops.parse_args(['--batch-sizes', '64,0'])
+  assert e.value.code == 2 and "--batch-sizes '64,0'" in capsys.readouterr().err
