@@ -334,3 +334,21 @@ def test_pix2pix_seeds_write_results_and_reuse_finished_seeds(tfds_dir, tmp_path
   other = p2p.parse_args(argv[:3] + ['--steps', '2'] + argv[5:])
   other.seed = 0
   assert p2p.finished_seed(str(out / 'seed_0'), other) is None
+
+
+
+def test_sample_and_eval_of_a_translation_run_name_translate_in_one_line(
+  p2p_run, cg_run, tmp_path, capsys
+):
+  """`gan-jax sample` / `gan-jax eval` read GAN runs; given a pix2pix run, or a CycleGAN run's
+  folder of seeds, they exit 2 with one line that names `gan-jax translate`, and write nothing."""
+  before = digest_folder(tmp_path)
+  for workdir in (p2p_run, os.path.dirname(cg_run)):
+    for argv in (['sample', '--out', str(tmp_path / 'grid.png')], ['eval']):
+      one_line_error(
+        capsys,
+        [argv[0], '--workdir', workdir, *argv[1:]],
+        'is an image translation run',
+        f'gan-jax translate --workdir {workdir} --input',
+      )
+  assert digest_folder(tmp_path) == before

@@ -27,6 +27,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import glob
 import dataclasses
 import gc
 import logging
@@ -183,6 +184,22 @@ def _ema_stats(args: argparse.Namespace, config: object) -> str:
   return ema_batch_stats(config)
 
 
+def _refuse_translation_run(workdir: str, command: str) -> None:
+  """A pix2pix / CycleGAN run folder (`translation_run.json`, or a config with a
+  `translation` block) given to a command for GAN runs: one line naming `gan-jax translate`."""
+  from gan_jax.translation import run as translation_run  # pylint: disable=g-import-not-at-top
+
+  records = [os.path.join(workdir, translation_run.RECORD_FILE)] + glob.glob(
+    os.path.join(glob.escape(workdir), 'seed_*', translation_run.RECORD_FILE)
+  )
+  if any(os.path.exists(r) for r in records):
+    raise UsageError(
+      f'{workdir!r} is an image translation run (pix2pix / CycleGAN), not a GAN run that '
+      f'{command} reads: translate images with `gan-jax translate --workdir {workdir} --input '
+      'IMAGE_OR_FOLDER --out OUT` (a CycleGAN run: its seed_<s> folder).'
+    )
+
+
 def _sample(args: argparse.Namespace) -> None:
   if not os.path.isdir(args.workdir):
     raise UsageError(
@@ -205,6 +222,7 @@ def _sample(args: argparse.Namespace) -> None:
     sampling.check_scale(args.scale)
   except ValueError as e:
     raise UsageError(str(e)) from None
+  _refuse_translation_run(args.workdir, 'gan-jax sample')
   config, gan, state = load_run(args.workdir, args.step)
   use_ema = config.train.ema_decay > 0 and not args.no_ema
   key = jax.random.PRNGKey(args.seed)
@@ -332,6 +350,7 @@ def _eval(args: argparse.Namespace) -> None:
       raise UsageError(f'workdir {args.workdir!r} does not exist; train first.')
     from gan_jax.training.checkpoint import load_run  # pylint: disable=g-import-not-at-top
 
+    _refuse_translation_run(args.workdir, 'gan-jax eval')
     config, gan, state = load_run(args.workdir, args.step, best=args.best)
     data_dir = args.data_dir or config.data.get('data_dir')
     num = args.num_samples or defaults.eval_num_samples
