@@ -45,7 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.spectral_norm = False    # DCGAN D: spectral norm on every layer, no BatchNorm (Miyato et al. 2018); sngan32 always.
   c.model.pack = 1                 # DCGAN D judges packs of this many images, stacked on channels (PacGAN, Lin et al. 2018: 2).
   c.model.minibatch_std = 0        # DCGAN D: minibatch-stddev group size, min(it, batch / pack) (Karras et al. 2018: 4); 0 = off.
-  # Speed only, the same results to float32 rounding (dcgan28, dcgan; issue 21, docs/performance.md):
+  # Speed only, the same results to float32 rounding (dcgan28, dcgan, sngan32; issue 21, docs/performance.md):
   c.model.tconv_backward = 'autodiff'  # G's sub-pixel transposed convolutions on CPU: 'autodiff' or 'adjoint' (their gradients as the adjoint strided convolution's operations; 1.1-1.2x DCGAN-28's step on 2 CPU cores).
   c.model.g_conv_chunk = 0         # Run G's (transposed) convolutions on chunks of this many images; 0 = the whole batch at once.
   c.model.d_conv_chunk = 0         # The same for D's convolutions (64 at batch 256: with 'adjoint', 1.4x DCGAN-28's step on 2 CPU cores).

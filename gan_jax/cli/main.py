@@ -185,8 +185,9 @@ def _ema_stats(args: argparse.Namespace, config: object) -> str:
 
 
 def _refuse_translation_run(workdir: str, command: str) -> None:
-  """A pix2pix / CycleGAN run folder (`translation_run.json`, or a config with a
-  `translation` block) given to a command for GAN runs: one line naming `gan-jax translate`."""
+  """A pix2pix / CycleGAN run folder (its `translation_run.json`, or a CycleGAN run's
+  `seed_<s>/translation_run.json`) given to a command for GAN runs: one line naming
+  `gan-jax translate`."""
   from gan_jax.translation import run as translation_run  # pylint: disable=g-import-not-at-top
 
   records = [os.path.join(workdir, translation_run.RECORD_FILE)] + glob.glob(

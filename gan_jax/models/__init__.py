@@ -194,9 +194,10 @@ def build_models(
       'concat' or 'acgan') and `label_embed_dim` (default 0: one-hot labels for 'concat').
       'sngan32' also reads `remat` (default False; True rematerialises G's and D's residual
       blocks in gradients: less memory, the same results to float32 rounding).
-      'dcgan28' and 'dcgan' also read the speed-only layer options `tconv_backward`
+      'dcgan28', 'dcgan' and 'sngan32' also read the speed-only layer options `tconv_backward`
       ('autodiff' default, or 'adjoint'), `g_conv_chunk` and `d_conv_chunk` (default 0: whole
-      batches), set on their layers by `layers.set_layer_options`
+      batches; SNGAN-32 has no transposed convolutions), set on their layers by
+      `layers.set_layer_options`
       (`gan_jax.models.registry.LAYER_OPTIONS`).
       'r3gan' (`gan_jax.models.r3gan`, Huang et al. 2024) reads `stage_widths` (default ():
       `g_width` / `d_width` at every stage), `stage_blocks` ((1,)), `expansion` (2) and
