@@ -29,15 +29,17 @@ def test_writer_does_not_import_torch(tmp_path):
   fake = tmp_path / 'site' / 'torch'
   fake.mkdir(parents=True)
   mark = tmp_path / 'torch_was_imported'
-  (fake / '__init__.py').write_text(
-    f'open({str(mark)!r}, "w").close()\nSTAND_IN = True\n'
-  )
+  (fake / '__init__.py').write_text(f'open({str(mark)!r}, "w").close()\nSTAND_IN = True\n')
   run = tmp_path / 'run'
   run.mkdir()
   env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path / 'site'), os.getcwd()])}
   out = subprocess.run(
     [sys.executable, '-c', CHILD, str(run), str(mark)],
-    env=env, capture_output=True, text=True, check=False, timeout=300,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=300,
   )
   assert out.returncode == 0, out.stderr[-3000:]
   lines = out.stdout.splitlines()
