@@ -95,6 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.gp_weight = 0.0          # WGAN-GP lambda on real/fake interpolates (Gulrajani et al. 2017: 10).
   c.train.r1_weight = 0.0          # R1 gamma: + gamma/2 E||grad D(real)||^2 (Mescheder et al. 2018).
   c.train.r2_weight = 0.0          # R2 gamma: the same on generated images.
+  c.train.penalty_interval = 1     # Lazy regularization: GP, R1 and R2 only every k-th step, weighted x k (Karras et al. 2020, StyleGAN2: 16); 1 = every step.
   c.train.lecam_weight = 0.0       # LeCam lambda (Tseng et al. 2021, eq. 3; they use 0.3 for BigGAN on CIFAR-10); 0 = off.
   c.train.lecam_decay = 0.99       # Decay of LeCam's EMAs of D's mean real and fake outputs.
   c.train.clip = 0.0               # WGAN weight clipping of D's parameters to [-clip, clip] (Arjovsky et al. 2017: 0.01).
@@ -366,6 +367,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= t.lecam_decay < 1:
     raise _err('train.lecam_decay', t.lecam_decay, 'must be in [0, 1), e.g. 0.99')
   penalties.check_weights(t)
+  penalties.check_interval(t)
   for field in ('clip', 'instance_noise'):
     value = t[field]
     if not (value >= 0 and math.isfinite(value)):

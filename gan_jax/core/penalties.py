@@ -4,8 +4,9 @@ On the model of `gan_jax.core.losses.GANLoss`: a `Penalty` names its config fiel
 the config's `train` block; 0 = off), the function in `gan_jax.core.regularizers` that computes
 it, the factor its weight is multiplied by, whether it needs one D output per image (so it
 cannot be combined with PacGAN's packs), whether its weight may differ between the replicas
-of one compiled step (it then enters the step as a traced value), and which entries of
-`GANState.extras` it keeps. `gan_jax.config.validate`, the replica fields, the step's
+of one compiled step (it then enters the step as a traced value), whether it may be applied
+lazily (every `train.penalty_interval`-th step), and which entries of `GANState.extras` it
+keeps. `gan_jax.config.validate`, the replica fields, the step's
 hyperparameters and the state's extras all read this table instead of their own list of
 names.
 
@@ -42,6 +43,11 @@ class Penalty(NamedTuple):
       output for each image), so `model.pack > 1` (one output per pack) refuses it.
     per_replica: its weight may differ between the replicas of one compiled step
       (`gan_jax.training.replicas`): the step takes it as a traced hyperparameter.
+    lazy: it may be computed only every `train.penalty_interval`-th step with its weight
+      multiplied by the interval (lazy regularization, Karras et al. 2020, "Analyzing and
+      Improving the Image Quality of StyleGAN", section 4): a penalty without state whose
+      expected contribution per step is then unchanged. LeCam is not lazy: its EMAs follow
+      every D update.
     state: the `GANState.extras` entries it keeps while on (float32 scalars, 0 at step 0),
       e.g. LeCam's EMAs of D's mean outputs; turning it on or off changes the state's
       structure, so a run cannot resume across that.
@@ -54,6 +60,7 @@ class Penalty(NamedTuple):
   scale: float = 1.0
   per_image: bool = False
   per_replica: bool = False
+  lazy: bool = False
   state: tuple[str, ...] = ()
   paper: str = ''
 
@@ -74,6 +81,7 @@ PENALTIES: dict[str, Penalty] = {
       'gradient_penalty',
       per_image=True,
       per_replica=True,
+      lazy=True,
       paper='Gulrajani et al. 2017, eq. 3',
     ),
     Penalty(
@@ -83,6 +91,7 @@ PENALTIES: dict[str, Penalty] = {
       scale=0.5,
       per_image=True,
       per_replica=True,
+      lazy=True,
       paper='Mescheder et al. 2018, eq. 9',
     ),
     Penalty(
@@ -92,6 +101,7 @@ PENALTIES: dict[str, Penalty] = {
       scale=0.5,
       per_image=True,
       per_replica=True,
+      lazy=True,
       paper='Mescheder et al. 2018, eq. 10',
     ),
     Penalty(
@@ -106,6 +116,9 @@ PENALTIES: dict[str, Penalty] = {
 
 # The weight fields of the penalties that may differ between replicas, in registry order.
 REPLICA_WEIGHT_FIELDS: tuple[str, ...] = tuple(p.field for p in PENALTIES.values() if p.per_replica)
+
+# The weight fields of the penalties that `train.penalty_interval` applies lazily.
+LAZY_WEIGHT_FIELDS: tuple[str, ...] = tuple(p.field for p in PENALTIES.values() if p.lazy)
 
 
 def weight_fields() -> tuple[str, ...]:
@@ -147,3 +160,26 @@ def check_pack(train_config: Any, pack: int) -> None:
         f'model.pack={pack!r} is invalid: D gives one logit per pack, but train.{p.field}='
         f'{weight} needs one logit per image; set model.pack=1 or train.{p.field}=0.'
       )
+
+
+def check_interval(train_config: Any) -> None:
+  """`train.penalty_interval` (lazy regularization) must be an integer >= 1, and > 1 only
+  with a lazy penalty on (else it would change nothing). A field missing from an older
+  config counts as 1.
+
+  Raises:
+    ConfigError: naming the field, its value and what to set instead.
+  """
+  interval = train_config.get('penalty_interval', 1)
+  if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+    raise ConfigError(
+      f'train.penalty_interval={interval!r} is invalid: must be an integer >= 1 (1 computes '
+      'the penalties every step; 16 is StyleGAN2\'s lazy R1).'
+    )
+  lazy = [p.field for p in active(train_config) if p.lazy]
+  if interval > 1 and not lazy:
+    fields = ', '.join(f'train.{f}' for f in LAZY_WEIGHT_FIELDS)
+    raise ConfigError(
+      f'train.penalty_interval={interval} has nothing to apply lazily: {fields} are all 0. '
+      'Turn one of them on, or set train.penalty_interval=1.'
+    )

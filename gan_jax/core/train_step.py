@@ -109,6 +109,8 @@ class StepSpec:
     reuse_fakes: the G update reuses the last D update's generated batch.
     schedules: the step's schedules and EMA half-life (`gan_jax.core.schedules`); none by
       default.
+    penalty_interval: the lazy penalties (GP, R1, R2) are computed only in the steps where
+      `state.step % penalty_interval == 0`, weighted x penalty_interval; 1: every step.
   """
 
   gan: GAN
@@ -121,6 +123,13 @@ class StepSpec:
   aux_weight: float
   reuse_fakes: bool
   schedules: Schedules = Schedules()
+  penalty_interval: int = 1
+
+  @property
+  def lazy(self) -> bool:
+    """Whether the lazy penalties are skipped in some steps (an interval > 1 with one on)."""
+    st = self.stabilizers
+    return self.penalty_interval > 1 and any(getattr(st, f) for f in penalties.LAZY_WEIGHT_FIELDS)
 
   def objective_args(self) -> dict[str, Any]:
     """The keyword arguments `objectives.g_adversarial` and `g_objective` take."""
@@ -275,6 +284,53 @@ def d_update(
   return d_params, d_opt_state, d_grads, out
 
 
+def lazy_d_update(
+  spec: StepSpec,
+  d_tx: optax.GradientTransformation,
+  d_params: Any,
+  d_opt_state: Any,
+  objective_args: tuple[Any, ...],
+  ada_p: jax.Array | None,
+  step: jax.Array,
+) -> tuple[Any, Any, Any, DOutputs]:
+  """`d_update` with lazy regularization (Karras et al. 2020, "Analyzing and Improving the
+  Image Quality of StyleGAN", section 4): the lazy penalties (`penalties.LAZY_WEIGHT_FIELDS`:
+  GP, R1, R2) are computed only when `step % k == 0` (k = `spec.penalty_interval`), then with
+  their weights (and traced `hp` weights) multiplied by k, so that their expected contribution
+  per step is the same; in the other steps D's loss has no gradient penalty. StyleGAN2 also
+  runs its lazy R1 as a separate optimizer step; here it joins that step's D update.
+
+  `jax.lax.cond` runs one branch per step. Under `jax.vmap` (K replicas in one program,
+  `gan_jax.training.replicas`) the condition is batched and both branches run: the same
+  result, without the saving.
+
+  Args:
+    as `d_update`, plus step: int32 scalar, `state.step`.
+
+  Returns:
+    As `d_update`; `DOutputs.penalty` is the weighted penalty added (0 in a skipped step).
+  """
+  k = spec.penalty_interval
+  st = spec.stabilizers
+  hp = objective_args[7]
+  off = dataclasses.replace(
+    spec, stabilizers=dataclasses.replace(st, **{f: 0.0 for f in penalties.LAZY_WEIGHT_FIELDS})
+  )
+  on = dataclasses.replace(
+    spec,
+    stabilizers=dataclasses.replace(
+      st, **{f: getattr(st, f) * k for f in penalties.LAZY_WEIGHT_FIELDS}
+    ),
+  )
+  hp_on = {f: v * k if f in penalties.LAZY_WEIGHT_FIELDS else v for f, v in hp.items()}
+  args_on = (*objective_args[:7], hp_on, *objective_args[8:])
+  return jax.lax.cond(
+    step % k == 0,
+    lambda: d_update(on, d_tx, d_params, d_opt_state, args_on, ada_p),
+    lambda: d_update(off, d_tx, d_params, d_opt_state, objective_args, ada_p),
+  )
+
+
 def ema_update(g_params: Any, ema_params: Any, decay: float, rate: jax.Array | None = None) -> Any:
   """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0.
   `rate` (float32 scalar, `Schedules.ema_rate`: 1 - beta of the EMA half-life), when given,
@@ -352,9 +408,14 @@ def train_step(
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
     fake = jax.lax.stop_gradient(fake)
     d_args = (d_stats, images[i], fake, real_labels[i], y_fake, keys.aux[i], step, hp, extras)
-    d_params, d_opt_state, d_grads, d_out = d_update(
-      spec, d_tx, d_params, d_opt_state, d_args, ada_p
-    )
+    if spec.lazy:
+      d_params, d_opt_state, d_grads, d_out = lazy_d_update(
+        spec, d_tx, d_params, d_opt_state, d_args, ada_p, state.step
+      )
+    else:
+      d_params, d_opt_state, d_grads, d_out = d_update(
+        spec, d_tx, d_params, d_opt_state, d_args, ada_p
+      )
     d_stats, extras = d_out.stats, d_out.extras
     d_losses.append(d_out.adv_loss)
 
@@ -415,6 +476,7 @@ def make_train_step(
   aux_weight: float = 1.0,
   reuse_fakes: bool = False,
   schedules: Schedules | None = None,
+  penalty_interval: int = 1,
 ) -> TrainStep:
   """Builds the (unjitted) train step.
 
@@ -443,6 +505,10 @@ def make_train_step(
       functions of `state.step` (`gan_jax.core.schedules.Schedules.from_config`), and of the
       learning rates and beta2 when the optimizers are rebuilt from `hparams`; None: none (the
       learning-rate and beta2 schedules live in `gan`'s optimizers, `make_optimizers`).
+    penalty_interval: lazy regularization (Karras et al. 2020, StyleGAN2, section 4; they use
+      16 for R1): GP, R1 and R2 are computed only in the steps where `state.step %
+      penalty_interval == 0`, weighted x penalty_interval (`lazy_d_update`); 1 (default):
+      every step. Each D update of such a step is penalised; `d_penalty` is 0 in the others.
 
   Returns:
     `train_step(state, batch, hparams=None) -> (new_state, metrics)`. `hparams` optionally
@@ -479,6 +545,12 @@ def make_train_step(
     raise ValueError(f'train.ema_decay={ema_decay} must be in [0, 1); 0 disables the EMA.')
   if stabilizers.augment not in ada.MODES:
     raise ValueError(f'train.augment={stabilizers.augment!r} must be one of {ada.MODES}.')
+  if (
+    isinstance(penalty_interval, bool)
+    or not isinstance(penalty_interval, int)
+    or penalty_interval < 1
+  ):
+    raise ValueError(f'train.penalty_interval={penalty_interval!r} must be an integer >= 1.')
   spec = StepSpec(
     gan=gan,
     loss=loss,
@@ -490,6 +562,7 @@ def make_train_step(
     aux_weight=aux_weight,
     reuse_fakes=reuse_fakes,
     schedules=schedules or Schedules(),
+    penalty_interval=penalty_interval,
   )
 
   def step(
@@ -504,7 +577,8 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
   """`make_train_step` with every setting read from a run config.
 
   The loss is `get_loss(config.train.loss)`; `n_critic`, `ema_decay`, `aux_weight` (1 if
-  absent) and `reuse_fakes` (False if absent) are the `train` fields of those names, the
+  absent), `reuse_fakes` (False if absent) and `penalty_interval` (1 if absent) are the
+  `train` fields of those names, the
   stabilizers are `Stabilizers.from_config(config.train)` and the schedules
   `Schedules.from_config(config.train)`. For K replicas in one step
   pass `gan_jax.training.replicas.shared_step_config(configs)`, whose penalty weights are the
@@ -532,6 +606,7 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
     aux_weight=t.get('aux_weight', 1.0),
     reuse_fakes=t.get('reuse_fakes', False),
     schedules=Schedules.from_config(t),
+    penalty_interval=t.get('penalty_interval', 1),
   )
 
 
