@@ -35,6 +35,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -109,8 +110,11 @@ class StepSpec:
     reuse_fakes: the G update reuses the last D update's generated batch.
     schedules: the step's schedules and EMA half-life (`gan_jax.core.schedules`); none by
       default.
-    penalty_interval: the lazy penalties (GP, R1, R2) are computed only in the steps where
-      `state.step % penalty_interval == 0`, weighted x penalty_interval; 1: every step.
+    penalty_interval: `train.penalty_interval` (lazy regularization, `LazyTrainStep`); with
+      an interval > 1 the step reports `d_penalty` (0 where no penalty was computed).
+    penalty_scale: the factor on the traced (`hparams`) weights of the lazy penalties: the
+      interval in the penalised program of a `LazyTrainStep` (whose `stabilizers` carry the
+      multiplied weights), else 1.
   """
 
   gan: GAN
@@ -124,12 +128,7 @@ class StepSpec:
   reuse_fakes: bool
   schedules: Schedules = Schedules()
   penalty_interval: int = 1
-
-  @property
-  def lazy(self) -> bool:
-    """Whether the lazy penalties are skipped in some steps (an interval > 1 with one on)."""
-    st = self.stabilizers
-    return self.penalty_interval > 1 and any(getattr(st, f) for f in penalties.LAZY_WEIGHT_FIELDS)
+  penalty_scale: int = 1
 
   def objective_args(self) -> dict[str, Any]:
     """The keyword arguments `objectives.g_adversarial` and `g_objective` take."""
@@ -284,53 +283,6 @@ def d_update(
   return d_params, d_opt_state, d_grads, out
 
 
-def lazy_d_update(
-  spec: StepSpec,
-  d_tx: optax.GradientTransformation,
-  d_params: Any,
-  d_opt_state: Any,
-  objective_args: tuple[Any, ...],
-  ada_p: jax.Array | None,
-  step: jax.Array,
-) -> tuple[Any, Any, Any, DOutputs]:
-  """`d_update` with lazy regularization (Karras et al. 2020, "Analyzing and Improving the
-  Image Quality of StyleGAN", section 4): the lazy penalties (`penalties.LAZY_WEIGHT_FIELDS`:
-  GP, R1, R2) are computed only when `step % k == 0` (k = `spec.penalty_interval`), then with
-  their weights (and traced `hp` weights) multiplied by k, so that their expected contribution
-  per step is the same; in the other steps D's loss has no gradient penalty. StyleGAN2 also
-  runs its lazy R1 as a separate optimizer step; here it joins that step's D update.
-
-  `jax.lax.cond` runs one branch per step. Under `jax.vmap` (K replicas in one program,
-  `gan_jax.training.replicas`) the condition is batched and both branches run: the same
-  result, without the saving.
-
-  Args:
-    as `d_update`, plus step: int32 scalar, `state.step`.
-
-  Returns:
-    As `d_update`; `DOutputs.penalty` is the weighted penalty added (0 in a skipped step).
-  """
-  k = spec.penalty_interval
-  st = spec.stabilizers
-  hp = objective_args[7]
-  off = dataclasses.replace(
-    spec, stabilizers=dataclasses.replace(st, **{f: 0.0 for f in penalties.LAZY_WEIGHT_FIELDS})
-  )
-  on = dataclasses.replace(
-    spec,
-    stabilizers=dataclasses.replace(
-      st, **{f: getattr(st, f) * k for f in penalties.LAZY_WEIGHT_FIELDS}
-    ),
-  )
-  hp_on = {f: v * k if f in penalties.LAZY_WEIGHT_FIELDS else v for f, v in hp.items()}
-  args_on = (*objective_args[:7], hp_on, *objective_args[8:])
-  return jax.lax.cond(
-    step % k == 0,
-    lambda: d_update(on, d_tx, d_params, d_opt_state, args_on, ada_p),
-    lambda: d_update(off, d_tx, d_params, d_opt_state, objective_args, ada_p),
-  )
-
-
 def ema_update(g_params: Any, ema_params: Any, decay: float, rate: jax.Array | None = None) -> Any:
   """The generator EMA: `decay * ema + (1 - decay) * g` leafwise; `g_params` itself if 0.
   `rate` (float32 scalar, `Schedules.ema_rate`: 1 - beta of the EMA half-life), when given,
@@ -361,7 +313,7 @@ def step_metrics(
     'd_grad_norm': optax.tree.norm(d_grads),
     'g_grad_norm': optax.tree.norm(g_grads),
   }
-  if spec.stabilizers.penalised:
+  if spec.stabilizers.penalised or spec.penalty_interval > 1:
     metrics['d_penalty'] = d_out.penalty
   if spec.gan.acgan:
     metrics['d_aux_loss'] = d_out.class_loss
@@ -376,6 +328,10 @@ def train_step(
   `make_train_step` returns, with its settings `spec` explicit; see there)."""
   gan, n_critic = spec.gan, spec.n_critic
   hp = dict(hparams or {})
+  if spec.penalty_scale != 1:  # the penalised program of a LazyTrainStep
+    for field in penalties.LAZY_WEIGHT_FIELDS:
+      if field in hp:
+        hp[field] = hp[field] * spec.penalty_scale
   g_tx, d_tx = step_optimizers(gan, hp, spec.schedules)
   hp = spec.schedules.penalty_weights(hp, spec.stabilizers, state.step)
   ada_p = None  # ADA's p with augment='fixed' and an ada_p schedule, else ada_p_init/state's
@@ -408,14 +364,9 @@ def train_step(
       fake, _ = gan.generate(state.g_params, state.g_batch_stats, z, y_fake, train=True)
     fake = jax.lax.stop_gradient(fake)
     d_args = (d_stats, images[i], fake, real_labels[i], y_fake, keys.aux[i], step, hp, extras)
-    if spec.lazy:
-      d_params, d_opt_state, d_grads, d_out = lazy_d_update(
-        spec, d_tx, d_params, d_opt_state, d_args, ada_p, state.step
-      )
-    else:
-      d_params, d_opt_state, d_grads, d_out = d_update(
-        spec, d_tx, d_params, d_opt_state, d_args, ada_p
-      )
+    d_params, d_opt_state, d_grads, d_out = d_update(
+      spec, d_tx, d_params, d_opt_state, d_args, ada_p
+    )
     d_stats, extras = d_out.stats, d_out.extras
     d_losses.append(d_out.adv_loss)
 
@@ -465,6 +416,69 @@ def train_step(
   return new_state, metrics
 
 
+class LazyTrainStep:
+  """A train step with lazy regularization: two programs, one chosen for each step.
+
+  Lazy regularization (Karras et al. 2020, "Analyzing and Improving the Image Quality of
+  StyleGAN", section 4; StyleGAN2 computes R1 every 16 minibatches): the penalties of
+  `penalties.LAZY_WEIGHT_FIELDS` (GP, R1, R2) are computed only in the steps where
+  `state.step % interval == 0`, with their weights multiplied by the interval, so that their
+  expected contribution per step is unchanged; D's loss has no gradient penalty in the other
+  steps. StyleGAN2 also runs its lazy R1 as a separate optimizer step; here it joins that
+  step's D updates (every D update of a penalised step is penalised).
+
+  The two programs are separate functions, and the step number picks one on the host:
+  `jax.lax.cond` would pick on the device, but XLA's CPU backend runs the convolutions inside
+  a conditional ~50x slower than outside (a DCGAN-28 conv and its gradient: 349 against
+  7 ms here, jaxlib 0.10.2). Called with concrete arrays, `__call__` reads `state.step` on the
+  host only when the state is not the one it returned last (a fresh, restored or rolled-back
+  state), so consecutive steps keep being dispatched asynchronously. Traced (inside a caller's
+  `jax.jit` or `jax.vmap`) it falls back to `jax.lax.cond` on the first element of
+  `state.step`: the same result, at the conditional's speed.
+
+  `jit_train_step` and `gan_jax.training.replicas` compile and replicate each program (`map`);
+  `lower(...).compile()` works as on a jitted function.
+
+  Attributes:
+    penalised: `step(state, batch, hparams=None)` with the lazy penalties at x`interval`
+      their weights (traced `hparams` weights too).
+    plain: the same step without them (`d_penalty` is then 0, or LeCam's term).
+    interval: k >= 2, `train.penalty_interval`.
+  """
+
+  def __init__(self, penalised: Any, plain: Any, interval: int):
+    self.penalised, self.plain, self.interval = penalised, plain, interval
+    self._last_step: Any = None  # the `step` array of the state this object last returned
+    self._next = 0  # ... and its value
+
+  def map(self, fn: Callable[[Any], Any]) -> LazyTrainStep:
+    """`fn` applied to both programs (jit, vmap, lower, compile), same interval."""
+    return LazyTrainStep(fn(self.penalised), fn(self.plain), self.interval)
+
+  def lower(self, *args: Any, **kwargs: Any) -> LazyTrainStep:
+    """Both programs lowered (jitted programs only); `.compile()` then compiles both."""
+    return self.map(lambda f: f.lower(*args, **kwargs))
+
+  def compile(self) -> LazyTrainStep:
+    return self.map(lambda f: f.compile())
+
+  def __call__(self, state: GANState, batch: Batch, *hparams: Any) -> tuple[GANState, Metrics]:
+    step = state.step
+    if isinstance(step, jax.core.Tracer):
+      return jax.lax.cond(
+        jnp.ravel(step)[0] % self.interval == 0,
+        lambda: self.penalised(state, batch, *hparams),
+        lambda: self.plain(state, batch, *hparams),
+      )
+    if self._last_step is None or step is not self._last_step:
+      local = step.addressable_data(0) if isinstance(step, jax.Array) else step
+      self._next = int(np.ravel(np.asarray(local))[0])  # replicas: all at the same step
+    program = self.penalised if self._next % self.interval == 0 else self.plain
+    new_state, metrics = program(state, batch, *hparams)
+    self._last_step, self._next = new_state.step, self._next + 1
+    return new_state, metrics
+
+
 def make_train_step(
   gan: GAN,
   loss: GANLoss,
@@ -507,8 +521,8 @@ def make_train_step(
       learning-rate and beta2 schedules live in `gan`'s optimizers, `make_optimizers`).
     penalty_interval: lazy regularization (Karras et al. 2020, StyleGAN2, section 4; they use
       16 for R1): GP, R1 and R2 are computed only in the steps where `state.step %
-      penalty_interval == 0`, weighted x penalty_interval (`lazy_d_update`); 1 (default):
-      every step. Each D update of such a step is penalised; `d_penalty` is 0 in the others.
+      penalty_interval == 0`, weighted x penalty_interval; 1 (default): every step. With an
+      interval > 1 and one of them on, the result is a `LazyTrainStep` (two programs).
 
   Returns:
     `train_step(state, batch, hparams=None) -> (new_state, metrics)`. `hparams` optionally
@@ -565,12 +579,24 @@ def make_train_step(
     penalty_interval=penalty_interval,
   )
 
-  def step(
-    state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
-  ) -> tuple[GANState, Metrics]:
-    return train_step(spec, state, batch, hparams)
+  def build(spec: StepSpec) -> TrainStep:
+    def step(
+      state: GANState, batch: Batch, hparams: dict[str, jax.Array] | None = None
+    ) -> tuple[GANState, Metrics]:
+      return train_step(spec, state, batch, hparams)
 
-  return step
+    return step
+
+  lazy = [f for f in penalties.LAZY_WEIGHT_FIELDS if getattr(stabilizers, f)]
+  if penalty_interval == 1 or not lazy:
+    return build(spec)
+  k = penalty_interval
+
+  def weights(factor: int) -> StepSpec:
+    st = dataclasses.replace(stabilizers, **{f: getattr(stabilizers, f) * factor for f in lazy})
+    return dataclasses.replace(spec, stabilizers=st, penalty_scale=factor or 1)
+
+  return LazyTrainStep(build(weights(k)), build(weights(0)), k)
 
 
 def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = None) -> TrainStep:
@@ -625,13 +651,17 @@ def jit_train_step(
       None: `CPU_COMPILER_OPTIONS` ('concurrency'). Ignored on GPU and TPU.
 
   Returns:
-    The jitted step. Inputs: a replicated `GANState` and a batch whose arrays are sharded
+    The jitted step (a `LazyTrainStep` of two jitted programs for one). Inputs: a replicated `GANState` and a batch whose arrays are sharded
     along axis 1 (`batch_sharding(mesh)`); outputs: the replicated new state and replicated
     scalar metrics.
 
   Raises:
     ValueError: for another `cpu_scheduler`.
   """
+  if isinstance(train_step, LazyTrainStep):
+    return train_step.map(
+      lambda f: jit_train_step(f, mesh, donate=donate, cpu_scheduler=cpu_scheduler)
+    )
   if cpu_scheduler is not None and cpu_scheduler not in CPU_SCHEDULERS:
     raise ValueError(
       f'train.cpu_scheduler={cpu_scheduler!r}: use one of {sorted(CPU_SCHEDULERS)} '

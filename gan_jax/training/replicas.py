@@ -53,7 +53,7 @@ from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.errors import ConfigError
 from gan_jax.core.sharding import batch_sharding, replicated
 from gan_jax.core.state import GANState
-from gan_jax.core.train_step import HPARAM_FIELDS, TrainStep
+from gan_jax.core.train_step import HPARAM_FIELDS, LazyTrainStep, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ def make_replicated_train_step(train_step: TrainStep, impl: str = 'vmap') -> Tra
   """
   if impl not in ('vmap', 'unroll'):
     raise ValueError(f"impl={impl!r} is invalid; use 'vmap' or 'unroll'.")
+  if isinstance(train_step, LazyTrainStep):  # lazy regularization: replicate both programs
+    return train_step.map(lambda f: make_replicated_train_step(f, impl))
 
   def vmapped(states, batches, hparams=None):
     if hparams is None:
@@ -222,6 +224,8 @@ def make_replicated_train_step(train_step: TrainStep, impl: str = 'vmap') -> Tra
 def jit_replicated_train_step(step: TrainStep, mesh: Any, *, donate: bool = True) -> TrainStep:
   """Compiles a replicated step over `mesh`: states and hyperparameters replicated, batches
   split along B (axis 2). Returns `step(states, batches, hparams=None)`."""
+  if isinstance(step, LazyTrainStep):
+    return step.map(lambda f: jit_replicated_train_step(f, mesh, donate=donate))
   rep, data = replicated(mesh), batch_sharding(mesh, batch_axis=2)
   donate_argnums = (0,) if donate else ()
   shared = jax.jit(

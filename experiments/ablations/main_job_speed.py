@@ -1,0 +1,75 @@
+"""Issue 18's time-to-quality goal: can the main job reach the PyTorch DCGAN's FID sooner?
+
+    TFDS_DATA_DIR=../shared/tfds nice -n 5 gan-jax sweep experiments/ablations/main_job_speed.py \
+        --workdir runs/main_job_speed
+
+The goal is the PyTorch DCGAN-28's FID (LeNet) after 5,000 steps (104.3) in at most 1/3 of
+PyTorch's wall time. The main job (`experiments/mnist_main.py`) took 0.76x of it on a quiet
+machine (benchmarks/results/time_to_quality_cpu_main_job_quiet.json): it crosses 104.3
+between steps 1,000 (121.1) and 1,500 (63.7), at 486 images/s against PyTorch's 1,259. Two
+changes attack the two factors:
+
+  main            the main job (learning rates 2e-4, R1 + R2 every step)
+  lazy16          R1 and R2 every 16th step at 16x gamma (`train.penalty_interval=16`, lazy
+                  regularization, Karras et al. 2020, StyleGAN2 section 4): a cheaper step
+  lr4e4           learning rates 4e-4 (G and D), which took Fashion-MNIST from 30.5 to 12.6
+                  at step 5,000 (experiments/results/fashion_main_screen.md): fewer steps
+  lr4e4_lazy16    both
+
+Every recipe names its own learning rates and interval. Evaluation every 250 steps (the
+crossing's step), EMA generator with standing statistics only (no raw generator: 20
+evaluations per run), FID (LeNet), KID, precision/recall and the class balance on 10,000
+samples. Seed 0 by default (a screen); `:all` adds `main`; `:tiny` is seconds long, for
+tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
+experiments/results/main_job_speed_by_step.json (`scripts/run_evals.py`).
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+  '_main_job_mnist', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'main_job_mnist.py')
+)
+_study = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_study)
+
+_LR2 = {'train.g_lr': 2e-4, 'train.d_lr': 2e-4, 'train.penalty_interval': 1}
+RECIPES = {
+  'main': _LR2,
+  'lazy16': {**_LR2, 'train.penalty_interval': 16},
+  'lr4e4': {**_LR2, 'train.g_lr': 4e-4, 'train.d_lr': 4e-4},
+  'lr4e4_lazy16': {'train.g_lr': 4e-4, 'train.d_lr': 4e-4, 'train.penalty_interval': 16},
+}
+OVERRIDES = {
+  **_study.EVAL_OVERRIDES,
+  'eval.raw_generator': False,
+  'eval.metrics': 'fid,kid,pr,classes',
+  'eval_every': 250,
+}
+METRICS = [
+  'fid_lenet', 'kid_lenet', 'precision_lenet', 'recall_lenet', 'classes_lenet_min',
+  'classes_lenet_max',
+]
+
+
+def get_ablation(variant: str = ''):
+  """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`) or 'tiny'
+  (seconds, for tests).
+
+  Raises:
+    ValueError: for an unknown variant.
+  """
+  if variant == 'tiny':
+    return _study.tiny_ablation(
+      'experiments/mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_lazy16')}
+    )
+  if variant not in ('', 'all'):
+    raise ValueError(f'unknown variant {variant!r} of main_job_speed; use "all", "tiny" or none.')
+  recipes = RECIPES if variant == 'all' else {k: v for k, v in RECIPES.items() if k != 'main'}
+  return dict(
+    base='experiments/mnist_main.py',
+    overrides=OVERRIDES,
+    grid={'recipe': recipes},
+    seeds=[0],
+    metrics=METRICS,
+  )
