@@ -10,6 +10,7 @@ end it. The benchmark scripts are plain files, not a package: they put this fold
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -37,6 +38,22 @@ def batch_sizes(text: str, error) -> list[int]:
   if not sizes or min(sizes) < 1:
     error(f'--batch-sizes {text!r}: give comma-separated positive integers, e.g. 64,256.')
   return sizes
+
+
+def parse_set(items: list[str], error) -> dict[str, Any]:
+  """`--set` items 'block.field=value' -> {'block.field': value}; a value is a Python
+  literal (`ast.literal_eval`) or else the string itself. Calls `error(message)` on an item
+  without '='."""
+  out: dict[str, Any] = {}
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep or not key:
+      error(f'--set {item!r}: use FIELD=VALUE, e.g. model.tconv_backward=adjoint or train.penalty_interval=16.')
+    try:
+      out[key] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[key] = text
+  return out
 
 
 def loadavg() -> float | None:

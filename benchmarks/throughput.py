@@ -81,7 +81,6 @@ PyTorch versions, device kind and count, threads, the date and the command.
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import importlib.util
 import json
@@ -109,7 +108,13 @@ except ImportError:  # Run from a checkout without `pip install -e .`.
   sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
-from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
+from bench_util import (  # noqa: E402
+  JsonLinesWorker,
+  default_threads,
+  loadavg,
+  package_version,
+  parse_set,
+)
 from step_timing import timed_steps, warm_up  # noqa: E402
 
 from gan_jax.config import base_config, validate  # noqa: E402
@@ -316,22 +321,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       except (ConfigError, KeyError) as e:
         parser.error(f'--set on case {case}: {e}')
   return args
-
-
-def parse_set(items: list[str], error) -> dict[str, Any]:
-  """`--set` items 'block.field=value' -> {'block.field': value}; a value is a Python
-  literal (`ast.literal_eval`) or else the string itself. Calls `error(message)` on an item
-  without '='."""
-  out: dict[str, Any] = {}
-  for item in items:
-    key, sep, text = item.partition('=')
-    if not sep or not key:
-      error(f'--set {item!r}: use FIELD=VALUE, e.g. model.tconv_backward=adjoint.')
-    try:
-      out[key] = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      out[key] = text
-  return out
 
 
 def make_config(

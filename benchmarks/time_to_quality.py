@@ -116,6 +116,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import difflib
 import importlib.util
 import json
 import math
@@ -135,7 +136,13 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:  # bench_util is a sibling file, not a package module.
   sys.path.insert(0, str(BENCH))
 
-from bench_util import JsonLinesWorker, default_threads, loadavg, package_version  # noqa: E402
+from bench_util import (  # noqa: E402
+  JsonLinesWorker,
+  default_threads,
+  loadavg,
+  package_version,
+  parse_set,
+)
 
 FRAMEWORKS = ('jax', 'torch')
 LABELS = {'jax': 'gan_jax', 'torch': 'PyTorch'}
@@ -266,6 +273,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     'penalties, schedules, EMA and conditioning; PyTorch still trains --model.',
   )
   parser.add_argument(
+    '--jax-set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='A field of the gan_jax config, after --jax-config\'s (repeatable), e.g. --jax-set '
+    'train.penalty_interval=16 --jax-set train.g_lr=4e-4. VALUE is a Python literal, else a '
+    'string.',
+  )
+  parser.add_argument(
     '--report-fids',
     default='',
     help="Comma-separated FIDs (LeNet), or 'torch' for PyTorch's last FID: for each, the "
@@ -291,6 +307,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.error('--eval-samples must be > 128 (the LeNet has 128 features).')
   if not args.target_fid >= 0:
     parser.error('--target-fid must be >= 0.')
+  args.jax_overrides = parse_set(args.jax_set, parser.error)
+  if args.jax_overrides and not args.jax_config:
+    parser.error('--jax-set needs --jax-config (the config file whose fields it sets).')
   args.torch_skipped = None
   if args.frameworks is None:
     args.frameworks = list(FRAMEWORKS)
@@ -489,12 +508,33 @@ def make_jax_config(args: argparse.Namespace):
   """--jax-config's config with this benchmark's seed, data, batch, steps and evaluation.
 
   Raises:
-    gan_jax.config_files.UsageError: an unreadable config file or unknown variant.
+    gan_jax.config_files.UsageError: an unreadable config file or unknown variant, or a
+      `--jax-set` field the config does not have (or a value of the wrong type).
   """
-  from gan_jax.config_files import load_config_file  # noqa: PLC0415
+  from gan_jax.config_files import UsageError, load_config_file  # noqa: PLC0415
   from gan_jax.training.train import resolve_config  # noqa: PLC0415
 
   c = load_config_file(args.jax_config)
+  for key, value in getattr(args, 'jax_overrides', {}).items():
+    *blocks, name = key.split('.')
+    node = c
+    try:
+      for block in blocks:
+        node = node[block]
+      known = name in node
+    except (KeyError, AttributeError, TypeError):
+      known = False
+    if not known:
+      fields = [
+        k for k, v in c.items() for k in ([f'{k}.{f}' for f in v] if hasattr(v, 'keys') else [k])
+      ]
+      close = difflib.get_close_matches(key, fields, n=1)
+      hint = f'; did you mean {close[0]}?' if close else '.'
+      raise UsageError(f'--jax-set {key}: {args.jax_config} has no such field{hint}')
+    try:
+      node[name] = value
+    except (TypeError, ValueError) as e:
+      raise UsageError(f'--jax-set {key}={value!r}: {e}') from None
   c.seed = args.seed
   c.data.data_dir = default_data_dir(args.data_dir)
   c.data.split = args.train_split
@@ -914,6 +954,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
       'r2_weight': jax_config.train.get('r2_weight', 0.0),
       'ema_half_life_images': jax_config.train.get('ema_half_life_images', 0.0),
       'ema_batch_stats': jax_config.eval.get('ema_batch_stats', None),
+      'g_lr': jax_config.train.g_lr,
+      'd_lr': jax_config.train.d_lr,
+      'penalty_interval': jax_config.train.get('penalty_interval', 1),
+      'jax_set': args.jax_overrides,
     },
     'first_at_or_below': first_at_or_below(results, args.report_fids),
     'argv': argv_list,
@@ -957,4 +1001,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
 
 if __name__ == '__main__':
-  main()
+  from gan_jax.config_files import UsageError  # noqa: E402
+  from gan_jax.errors import ConfigError  # noqa: E402
+
+  try:
+    main()
+  except (UsageError, ConfigError) as err:  # a bad --jax-config / --jax-set: one line, exit 2
+    print(f'time_to_quality.py: error: {err}', file=sys.stderr)
+    sys.exit(2)

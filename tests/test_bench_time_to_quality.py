@@ -243,6 +243,10 @@ def test_jax_config_trains_that_recipe(ttq, tfds_dir, tmp_path):
       tfds_dir,
       '--jax-config',
       'experiments/mnist_cdcgan.py',
+      '--jax-set',
+      'train.r1_weight=0.5',
+      '--jax-set',
+      'train.penalty_interval=2',
       '--report-fids',
       '2000',
       '--json',
@@ -251,6 +255,9 @@ def test_jax_config_trains_that_recipe(ttq, tfds_dir, tmp_path):
   )
   recipe = report['jax_recipe']
   assert recipe['num_classes'] == 10 and recipe['model'] == 'dcgan28'
+  # --jax-set's fields reached the trained config (lazy R1 every 2nd step).
+  assert (recipe['r1_weight'], recipe['penalty_interval']) == (0.5, 2)
+  assert recipe['jax_set'] == {'train.r1_weight': 0.5, 'train.penalty_interval': 2}
   jx = report['results'][0]
   _check_run(jx)
   # FID ~900 after 4 tiny steps is below 2000 at the first evaluation.
@@ -261,3 +268,18 @@ def test_jax_config_trains_that_recipe(ttq, tfds_dir, tmp_path):
       'by': {'gan_jax': {'step': 2, 'train_wall_s': jx['evals'][0]['train_wall_s']}},
     }
   ]
+
+
+def test_jax_set_refuses_an_unknown_field_in_one_line(ttq, tfds_dir):
+  from gan_jax.config_files import UsageError  # pylint: disable=g-import-not-at-top
+
+  argv = ['--tiny', '--frameworks', 'jax', '--data-dir', tfds_dir]
+  with pytest.raises(
+    UsageError,
+    match=r'^--jax-set train\.penalty_intervl: .* did you mean train\.penalty_interval\?$',
+  ):
+    ttq.main(
+      argv + ['--jax-config', 'experiments/mnist_main.py', '--jax-set', 'train.penalty_intervl=4']
+    )
+  with pytest.raises(SystemExit):  # argparse: --jax-set without --jax-config
+    ttq.main(argv + ['--jax-set', 'train.g_lr=4e-4'])
