@@ -18,8 +18,8 @@ from gan_jax.core import schedules
 from gan_jax.core.state import create_state
 from gan_jax.core.train_step import make_train_step_from_config
 from gan_jax.errors import ConfigError
-from gan_jax.training import replicas, train
-from test_train import _assert_states_equal
+from gan_jax.training import replicas
+from test_train import _assert_states_equal, _whole_and_resumed
 
 B = 16  # the tiny config's batch size
 P0 = 0.5  # ada_p_init in the step tests: p = 0.5 * s / 4 is exact in float32
@@ -112,11 +112,7 @@ def test_a_scheduled_p_run_resumes_bit_for_bit(tiny_config, tmp_path):
   tiny_config.checkpoint_every = 2
   tiny_config.train.steps = 4
   config_lib.validate(tiny_config)
-  whole = train.train_and_evaluate(tiny_config, str(tmp_path / 'whole'))
-  tiny_config.train.steps = 2
-  train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
-  tiny_config.train.steps = 4
-  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  whole, resumed = _whole_and_resumed(tiny_config, tmp_path, 2)
   _assert_states_equal(resumed, whole)
   assert whole.extras == {}  # a scheduled fixed p is no state
   for name in ('whole', 'resumed'):

@@ -24,8 +24,8 @@ from gan_jax.core.sharding import batch_sharding, make_mesh, replicate
 from gan_jax.core.state import create_state
 from gan_jax.core.train_step import LazyTrainStep, jit_train_step, make_train_step_from_config
 from gan_jax.errors import ConfigError
-from gan_jax.training import replicas, train
-from test_train import _assert_states_equal
+from gan_jax.training import replicas
+from test_train import _assert_states_equal, _whole_and_resumed
 
 B = 16  # the tiny config's batch size
 K = 4
@@ -207,13 +207,8 @@ def test_a_resumed_lazy_run_equals_the_uninterrupted_one(tiny_config, tmp_path):
   tiny_config.train.r1_weight, tiny_config.train.penalty_interval = 1.0, 2
   tiny_config.log_every = 1
   config_lib.validate(tiny_config)
-  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'))
-  tiny_config.train.steps = 3
-  train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
-  tiny_config.train.steps = 6
-  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
-  _assert_states_equal(full, resumed)
-  for run in ('full', 'resumed'):
+  _assert_states_equal(*_whole_and_resumed(tiny_config, tmp_path, 3))
+  for run in ('whole', 'resumed'):
     lines = [json.loads(x) for x in (tmp_path / run / 'metrics.jsonl').read_text().splitlines()]
     penalised = {x['step']: x['d_penalty'] > 0 for x in lines if 'd_penalty' in x}
     assert penalised == {s: s % 2 == 1 for s in range(1, 7)}, (run, penalised)

@@ -25,7 +25,7 @@ from gan_jax.core.train_step import make_train_step_from_config
 from gan_jax.errors import ConfigError
 from gan_jax.training import replicas, train
 from test_replicas import _assert_close
-from test_train import _assert_states_equal
+from test_train import _assert_states_equal, _whole_and_resumed
 
 B = 16  # the tiny config's batch size
 
@@ -132,11 +132,7 @@ def test_resume_with_schedules_is_bit_exact(tiny_config, tmp_path):
     'ema_half_life_images=cosine:0.5->1@5step'
   )
   config_lib.validate(tiny_config)
-  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'))
-  tiny_config.train.steps = 3
-  train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
-  tiny_config.train.steps = 6
-  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  full, resumed = _whole_and_resumed(tiny_config, tmp_path, 3)
   _assert_states_equal(full, resumed)
   # The schedules ran: G's last update (step 5) used b2 * (1 - 0.1 * 5 / 6) and g_lr * 0.1.
   hyper, t = full.g_opt_state.hyperparams, tiny_config.train
@@ -145,13 +141,13 @@ def test_resume_with_schedules_is_bit_exact(tiny_config, tmp_path):
   # summary.json records those last values, the same for the resumed run.
   final = {
     name: json.loads((tmp_path / name / 'summary.json').read_text())['schedules_final']
-    for name in ('full', 'resumed')
+    for name in ('whole', 'resumed')
   }
-  assert final['full'] == final['resumed']
-  np.testing.assert_allclose(final['full']['b2'], float(hyper['b2']), rtol=1e-6)
-  np.testing.assert_allclose(final['full']['g_lr'], float(hyper['learning_rate']), rtol=1e-6)
+  assert final['whole'] == final['resumed']
+  np.testing.assert_allclose(final['whole']['b2'], float(hyper['b2']), rtol=1e-6)
+  np.testing.assert_allclose(final['whole']['g_lr'], float(hyper['learning_rate']), rtol=1e-6)
   # H * cosine 0.5->1 at step 5 of 5 = 64, under the ramp-up's 5 * 16 * 0.5 = 40 images.
-  np.testing.assert_allclose(final['full']['ema_half_life_images'], 40.0, rtol=1e-6)
+  np.testing.assert_allclose(final['whole']['ema_half_life_images'], 40.0, rtol=1e-6)
 
 
 def _stepper(config, ema_zero=False):

@@ -19,6 +19,18 @@ def _lines(workdir):
     return [json.loads(l) for l in f]
 
 
+def _whole_and_resumed(config, tmp_path, stop: int):
+  """(final state of `config.train.steps` steps in one run in tmp_path/whole, that of a run
+  in tmp_path/resumed stopped at step `stop` and resumed to the end). `config` is left as
+  it was."""
+  steps = config.train.steps
+  whole = train.train_and_evaluate(config, str(tmp_path / 'whole'))
+  config.train.steps = stop
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  config.train.steps = steps
+  return whole, train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+
+
 def _assert_states_equal(a, b):
   la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
   assert len(la) == len(lb)
