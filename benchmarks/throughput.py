@@ -475,6 +475,9 @@ class JaxCase:
     self.config = config = make_config(case, batch_size, args.seed, args.tiny, overrides)
     check_batch_size(batch_size, mesh)
     gan, state = create_state(config)
+    # Peak RSS once the initial state exists (its ~70 eager ops each compile a small XLA
+    # program), before the step is lowered and compiled: --memory-child reports it.
+    self.rss_after_state_mib = peak_rss_mib()
     step = make_train_step(
       gan,
       get_loss(config.train.loss),
@@ -672,6 +675,7 @@ def memory_child(args: argparse.Namespace) -> None:
   report = {
     'peak_rss_mib': peak_rss_mib(),
     'peak_rss_after_import_mib': after_import,
+    'peak_rss_after_state_mib': case.rss_after_state_mib,
     'peak_rss_after_compile_mib': after_compile,
     'device_peak_bytes_in_use': stats.get('peak_bytes_in_use'),
   }
