@@ -4,14 +4,15 @@ With interval k, a step whose `state.step % k == 0` must equal the every-step re
 GP/R1/R2 weights multiplied by k (a separately compiled step with those weights), and any
 other step the recipe without them. Checked for the host-dispatched programs
 (`jit_train_step` of a `LazyTrainStep`) over consecutive steps and from arbitrary states,
-with per-replica (traced) weights, for K replicas in one program, and for the traced
-fallback (`jax.lax.cond`) under a caller's `jax.jit` and `jax.vmap`. Bad intervals are
+for K replicas in one program with per-replica (traced) weights, for the traced fallback
+(`jax.lax.cond`) under a caller's `jax.vmap`, and across a resume. Bad intervals are
 one-line config errors.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,9 +51,32 @@ def _batch(seed=0):
   return {'image': images}
 
 
-def _configs(tiny_config):
-  """(lazy: r1 2, r2 1, interval K; every step with K x the weights; no R1/R2)."""
-  lazy = tiny_config.copy_and_resolve_references()
+class Refs(NamedTuple):
+  lazy: Any  # the lazy config
+  state: Any  # its initial state
+  on: Any  # the every-step recipe with K x the weights, jitted (takes hparams too)
+  off: Any  # the recipe without R1/R2, jitted
+
+  def check(self, got, state, batch, hp=None):
+    """`got` equals the step of `state` that the lazy schedule says, and not the other."""
+    args = (state, batch) if hp is None else (state, batch, hp)
+    penalised = int(state.step) % K == 0
+    on = self.on(*args)[0] if hp is None else self.on(state, batch, _scaled(hp))[0]
+    want, other = (on, self.off(*args)[0]) if penalised else (self.off(*args)[0], on)
+    assert _max_diff(got, want) < SAME and _max_diff(got, other) > OTHER, int(state.step)
+
+
+def _scaled(hp):
+  return {k: v * K for k, v in hp.items()}
+
+
+@pytest.fixture(scope='module')
+def refs(tfds_dir):
+  """The lazy config (r1 2, r2 1, interval K) and its two references, compiled once."""
+  from conftest import load_experiment  # pylint: disable=g-import-not-at-top
+
+  lazy = load_experiment('mnist_dcgan', 'tiny')
+  lazy.data.data_dir = tfds_dir
   lazy.train.r1_weight, lazy.train.r2_weight, lazy.train.penalty_interval = 2.0, 1.0, K
   on = lazy.copy_and_resolve_references()
   on.train.r1_weight, on.train.r2_weight, on.train.penalty_interval = 2.0 * K, 1.0 * K, 1
@@ -60,117 +84,78 @@ def _configs(tiny_config):
   off.train.r1_weight, off.train.r2_weight, off.train.penalty_interval = 0.0, 0.0, 1
   for c in (lazy, on, off):
     config_lib.validate(c)
-  return lazy, on, off
+  gan, state = create_state(lazy)
+  step = lambda c: jax.jit(make_train_step_from_config(gan, c))  # noqa: E731
+  return Refs(lazy, state, step(on), step(off))
 
 
-def _jitted(config, mesh):
-  """(initial state on the mesh, jit_train_step of the config's step, without donation)."""
-  gan, state = create_state(config)
-  step = jit_train_step(make_train_step_from_config(gan, config, mesh=mesh), mesh, donate=False)
-  return replicate(state, mesh), step
-
-
-def _reference(config):
-  """The every-step recipe of `config`, jitted without shardings (takes `hparams`)."""
-  gan, _ = create_state(config)
-  return jax.jit(make_train_step_from_config(gan, config))
-
-
-def _check(got, on_result, off_result, penalised, label):
-  want, other = (on_result, off_result) if penalised else (off_result, on_result)
-  assert _max_diff(got, want) < SAME and _max_diff(got, other) > OTHER, label
-
-
-def test_consecutive_steps_alternate_between_the_two_programs(tiny_config):
-  """Steps 0-5 in a row (the host counts them), then states it did not return (a restore)."""
+def test_consecutive_steps_alternate_between_the_two_programs(refs):
+  """Steps 0-5 in a row (the host counts them), then states it did not return (a restore),
+  through `jit_train_step`, as training runs it."""
   mesh = make_mesh()
-  lazy, on, off = _configs(tiny_config)
-  state, lazy_step = _jitted(lazy, mesh)
+  gan, _ = create_state(refs.lazy)
+  lazy_step = jit_train_step(
+    make_train_step_from_config(gan, refs.lazy, mesh=mesh), mesh, donate=False
+  )
   assert isinstance(lazy_step, LazyTrainStep) and lazy_step.interval == K
-  _, on_step = _jitted(on, mesh)
-  _, off_step = _jitted(off, mesh)
   batch = jax.device_put(_batch(), batch_sharding(mesh))
-  s = state
+  s = replicate(refs.state, mesh)
   for i in range(6):
     got, metrics = lazy_step(s, batch)
-    _check(got, on_step(s, batch)[0], off_step(s, batch)[0], i % K == 0, i)
+    refs.check(got, s, batch)
     assert int(got.step) == i + 1
     assert (float(metrics['d_penalty']) > 0) == (i % K == 0), i
     s = got
   for i in (8, 3, 4, 4):  # arbitrary states: the step is read from each
-    st = state.replace(step=jnp.int32(i))
-    got, _ = lazy_step(st, batch)
-    _check(got, on_step(st, batch)[0], off_step(st, batch)[0], i % K == 0, i)
+    st = refs.state.replace(step=jnp.int32(i))
+    refs.check(lazy_step(st, batch)[0], st, batch)
 
 
-def test_traced_weights_are_multiplied_too(tiny_config):
-  """Per-replica weights enter the step as `hparams`; the penalised program scales them by K."""
-  lazy, on, _ = _configs(tiny_config)
-  gan, state = create_state(lazy)
-  lazy_step = make_train_step_from_config(gan, lazy).map(jax.jit)  # host dispatch
-  on_step = jax.jit(make_train_step_from_config(gan, on))
-  batch = _batch(1)
-  hp = lambda w: {'r1_weight': jnp.float32(w)}  # noqa: E731
-  got, _ = lazy_step(state, batch, hp(3.0))
-  assert _max_diff(got, on_step(state, batch, hp(3.0 * K))[0]) < SAME
-  assert _max_diff(got, on_step(state, batch, hp(3.0))[0]) > OTHER
-
-
-def test_replicas_in_one_program_use_both_programs(tiny_config):
-  """K replicas (vmap), each with its own R1 weight, at steps 0 then 1."""
+def test_replicas_in_one_program_use_both_programs(refs):
+  """K replicas (vmap), each with its own R1 weight (traced, scaled by K in the penalised
+  program), at steps 0 then 1."""
   mesh = make_mesh()
-  lazy, on, off = _configs(tiny_config)
-  gan, state = create_state(lazy)
+  gan, _ = create_state(refs.lazy)
   step = replicas.jit_replicated_train_step(
-    replicas.make_replicated_train_step(make_train_step_from_config(gan, lazy)), mesh
+    replicas.make_replicated_train_step(make_train_step_from_config(gan, refs.lazy)), mesh
   )
   assert isinstance(step, LazyTrainStep)
-  stacked = replicate(replicas.stack([state, state]), mesh)
+  stacked = replicate(replicas.stack([refs.state, refs.state]), mesh)
   batch = _batch(3)
   batches = jax.tree.map(lambda x: jnp.stack([x, x]), batch)
-  hparams = {'r1_weight': jnp.float32([1.0, 2.0])}
-  on_step, off_step = _reference(on), _reference(off)
-  refs = [state, state]  # each replica's reference state
-  for i in range(2):
+  weights = [1.0, 2.0]
+  hparams = {'r1_weight': jnp.float32(weights)}
+  before = [refs.state, refs.state]  # each replica's state before the step
+  for _ in range(2):
     got, _ = step(stacked, batches, hparams)
     for r in range(2):
-      hp = {'r1_weight': jnp.float32(hparams['r1_weight'][r] * (K if i % K == 0 else 1))}
-      refs[r] = (on_step if i % K == 0 else off_step)(refs[r], batch, hp)[0]
-      assert _max_diff(replicas.unstack(got, r), refs[r]) < SAME, (i, r)
+      refs.check(replicas.unstack(got, r), before[r], batch, {'r1_weight': jnp.float32(weights[r])})
+      before[r] = replicas.unstack(got, r)
     stacked = got
 
 
-def test_under_a_callers_jit_and_vmap_the_step_branches_on_the_device(tiny_config):
+def test_under_a_callers_vmap_the_step_branches_on_the_device(refs):
   """Traced, a LazyTrainStep falls back to `jax.lax.cond`; under vmap, replicas at different
   steps each take their own branch."""
-  lazy, on, off = _configs(tiny_config)
-  gan, state = create_state(lazy)
-  unjitted = make_train_step_from_config(gan, lazy)
-  on_step, off_step = _reference(on), _reference(off)
+  gan, _ = create_state(refs.lazy)
+  unjitted = make_train_step_from_config(gan, refs.lazy)
   batch = _batch(2)
-  traced = jax.jit(unjitted)
-  for i in (0, 1):
-    st = state.replace(step=jnp.int32(i))
-    _check(traced(st, batch)[0], on_step(st, batch)[0], off_step(st, batch)[0], i == 0, i)
-  steps = [0, 1, 4]
-  stacked = jax.tree.map(
-    lambda *x: jnp.stack(x), *[state.replace(step=jnp.int32(i)) for i in steps]
-  )
+  states = [refs.state.replace(step=jnp.int32(i)) for i in (0, 1, 4)]
+  stacked = jax.tree.map(lambda *x: jnp.stack(x), *states)
   got, metrics = jax.jit(jax.vmap(unjitted, in_axes=(0, None)))(stacked, batch)
-  for r, i in enumerate(steps):
-    st = state.replace(step=jnp.int32(i))
-    _check(replicas.unstack(got, r), on_step(st, batch)[0], off_step(st, batch)[0], i % K == 0, i)
-    assert (float(metrics['d_penalty'][r]) > 0) == (i % K == 0)
+  for r, st in enumerate(states):
+    refs.check(replicas.unstack(got, r), st, batch)
+    assert (float(metrics['d_penalty'][r]) > 0) == (int(st.step) % K == 0)
 
 
 def test_interval_one_builds_the_every_step_program(tiny_config):
   """penalty_interval=1 (or a config written before the field) is one plain step."""
-  _, on, _ = _configs(tiny_config)
-  gan, _ = create_state(on)
-  assert not isinstance(make_train_step_from_config(gan, on), LazyTrainStep)
-  with on.unlocked():
-    del on.train['penalty_interval']
-  assert not isinstance(make_train_step_from_config(gan, on), LazyTrainStep)
+  tiny_config.train.r1_weight = 1.0
+  gan, _ = create_state(tiny_config)
+  assert not isinstance(make_train_step_from_config(gan, tiny_config), LazyTrainStep)
+  with tiny_config.unlocked():
+    del tiny_config.train['penalty_interval']
+  assert not isinstance(make_train_step_from_config(gan, tiny_config), LazyTrainStep)
 
 
 @pytest.mark.parametrize(

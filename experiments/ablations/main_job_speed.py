@@ -19,8 +19,8 @@ changes attack the two factors:
 Every recipe names its own learning rates and interval. Evaluation every 250 steps (the
 crossing's step), EMA generator with standing statistics only (no raw generator: 20
 evaluations per run), FID (LeNet), KID, precision/recall and the class balance on 10,000
-samples. Seed 0 by default (a screen); `:all` adds `main`; `:tiny` is seconds long, for
-tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
+samples. Seed 0 by default (a screen); `:all` adds `main`; `:<recipe>` is that recipe at
+seeds 0-2; `:tiny` is seconds long, for tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
 experiments/results/main_job_speed_by_step.json (`scripts/run_evals.py`).
 """
 
@@ -53,7 +53,8 @@ METRICS = [
 
 
 def get_ablation(variant: str = ''):
-  """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`) or 'tiny'
+  """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), a recipe's
+  name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped) or 'tiny'
   (seconds, for tests).
 
   Raises:
@@ -63,13 +64,19 @@ def get_ablation(variant: str = ''):
     return _study.tiny_ablation(
       'experiments/mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_lazy16')}
     )
-  if variant not in ('', 'all'):
-    raise ValueError(f'unknown variant {variant!r} of main_job_speed; use "all", "tiny" or none.')
-  recipes = RECIPES if variant == 'all' else {k: v for k, v in RECIPES.items() if k != 'main'}
+  if variant not in ('', 'all', *RECIPES):
+    raise ValueError(
+      f'unknown variant {variant!r} of main_job_speed; use "all", a recipe '
+      f'({", ".join(RECIPES)}), "tiny" or none.'
+    )
+  if variant in RECIPES:
+    recipes = {variant: RECIPES[variant]}
+  else:
+    recipes = RECIPES if variant == 'all' else {k: v for k, v in RECIPES.items() if k != 'main'}
   return dict(
     base='experiments/mnist_main.py',
     overrides=OVERRIDES,
     grid={'recipe': recipes},
-    seeds=[0],
+    seeds=[0, 1, 2] if variant in RECIPES else [0],
     metrics=METRICS,
   )
