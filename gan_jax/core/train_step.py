@@ -604,9 +604,8 @@ def make_train_step_from_config(gan: GAN, config: Any, *, mesh: Mesh | None = No
 
   The loss is `get_loss(config.train.loss)`; `n_critic`, `ema_decay`, `aux_weight` (1 if
   absent), `reuse_fakes` (False if absent) and `penalty_interval` (1 if absent) are the
-  `train` fields of those names, the
-  stabilizers are `Stabilizers.from_config(config.train)` and the schedules
-  `Schedules.from_config(config.train)`. For K replicas in one step
+  `train` fields of those names, the stabilizers are `Stabilizers.from_config(config.train)`
+  and the schedules `Schedules.from_config(config.train)`. For K replicas in one step
   pass `gan_jax.training.replicas.shared_step_config(configs)`, whose penalty weights are the
   replicas' largest.
 
@@ -651,9 +650,10 @@ def jit_train_step(
       None: `CPU_COMPILER_OPTIONS` ('concurrency'). Ignored on GPU and TPU.
 
   Returns:
-    The jitted step (a `LazyTrainStep` of two jitted programs for one). Inputs: a replicated `GANState` and a batch whose arrays are sharded
-    along axis 1 (`batch_sharding(mesh)`); outputs: the replicated new state and replicated
-    scalar metrics.
+    The jitted step (for a `LazyTrainStep`, one of two jitted programs). Inputs: a
+    replicated `GANState` and a batch whose arrays are sharded along axis 1
+    (`batch_sharding(mesh)`); outputs: the replicated new state and replicated scalar
+    metrics.
 
   Raises:
     ValueError: for another `cpu_scheduler`.
