@@ -26,11 +26,11 @@ six things:
     experiments/fashion_mnist_main.py: FID 3.25 against 5.32 at step 5,000 (seed 0), and
     PyTorch's 5,000-step FID at step 700 instead of ~1,150;
   * R1 and R2 lazily, every 16th step at 16x gamma (`train.penalty_interval=16`; Karras et al.
-    2020, StyleGAN2 section 4): the other 15 steps skip the penalties' double backward pass,
-    ~1.5x the images/s, at the same FID by step.
+    2020, StyleGAN2 section 4): the other 15 steps skip the penalties' double backward pass:
+    1.42x the images/s (benchmarks/time_to_quality.py), at nearly the same FID by step.
 
-Everything else is the DCGAN recipe: Adam beta1 0.5, 5,000 steps of batch 64 (about 7
-minutes of an idle 2-core CPU with the evaluations). Evaluation every 1,000
+Everything else is the DCGAN recipe: Adam beta1 0.5, 5,000 steps of batch 64 (8 min 14 s of
+an idle 2-core CPU with the evaluations, December 5: experiments/results/mnist_main.json). Evaluation every 1,000
 steps on 10,000 samples: FID (LeNet), KID, IS, precision/recall and the class balance
 (`classes`). `:tiny` is seconds long, for tests.
 """
