@@ -20,7 +20,9 @@ Every evaluation scores the EMA generator with its own standing BatchNorm statis
 (`fid_lenet`, ...) and the raw generator (`raw_fid_lenet`, ...), as main_job_mnist.py does.
 Results: experiments/results/main_job_cmnist{_screen}.{csv,md}. `:screen` is seed 0, the
 default is seeds 0-2, `:<recipe>` is that recipe alone at seeds 0-2 (into the same folder: the
-screen's finished seed 0 is skipped), `:tiny` is seconds long, for tests.
+screen's finished seed 0 is skipped), `:tiny` is seconds long, for tests. `:4x` trains
+`cdcgan2016` for 4x the main job's budget (20,000 steps, seed 0, evaluated every 2,500), the
+counterpart of main_job_speed.py:4x (experiments/results/main_job_4x.{csv,md}).
 """
 
 import importlib.util
@@ -49,8 +51,8 @@ METRICS = [
 
 
 def get_ablation(variant: str = ''):
-  """Returns the ablation: '' (3 seeds), 'screen' (seed 0), a recipe's name (it alone, 3 seeds)
-  or 'tiny' (seconds, for tests).
+  """Returns the ablation: '' (3 seeds), 'screen' (seed 0), a recipe's name (it alone, 3 seeds),
+  '4x' (cdcgan2016 for 20,000 steps, seed 0) or 'tiny' (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -60,9 +62,17 @@ def get_ablation(variant: str = ''):
     return _unconditional.tiny_ablation(
       'experiments/mnist_cdcgan.py:tiny', {k: RECIPES[k] for k in ('cdcgan2016', 'rpgan_r1r2_ema')}
     )
+  if variant == '4x':
+    return dict(
+      base='experiments/mnist_cdcgan.py',
+      overrides={**overrides, 'train.steps': 20000, 'eval_every': 2500},
+      grid={'recipe': {'cdcgan2016_4x': RECIPES['cdcgan2016']}},
+      seeds=[0],
+      metrics=METRICS,
+    )
   if variant not in ('', 'screen', *RECIPES):
     raise ValueError(
-      f'unknown variant {variant!r} of main_job_cmnist; use "screen", "tiny", a recipe '
+      f'unknown variant {variant!r} of main_job_cmnist; use "screen", "4x", "tiny", a recipe '
       f'({", ".join(RECIPES)}) or none.'
     )
   recipes = {variant: RECIPES[variant]} if variant in RECIPES else RECIPES

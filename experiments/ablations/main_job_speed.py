@@ -22,6 +22,12 @@ evaluations per run), FID (LeNet), KID, precision/recall and the class balance o
 samples. Seed 0 by default (a screen); `:all` adds `main`; `:<recipe>` is that recipe at
 seeds 0-2; `:tiny` is seconds long, for tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
 experiments/results/main_job_speed_by_step.json (`scripts/run_evals.py`).
+
+`:4x` is issue 18's study at 4x the main job's budget: `lr4e4_lazy16` (the main job) for
+20,000 steps, seed 0, evaluated every 2,500 steps with the raw generator too
+(experiments/results/main_job_4x.{csv,md}; its 2016 counterpart is main_job_cmnist.py:4x).
+No schedule in the recipe depends on the run's length, so its first 5,000 steps are the main
+job's.
 """
 
 import importlib.util
@@ -46,6 +52,8 @@ OVERRIDES = {
   'eval.metrics': 'fid,kid,pr,classes',
   'eval_every': 250,
 }
+# 4x the main job's budget: 20,000 steps, an evaluation (EMA and raw generator) every 2,500.
+FOUR_X = {'train.steps': 20000, 'eval_every': 2500, 'eval.raw_generator': True}
 METRICS = [
   'fid_lenet', 'kid_lenet', 'precision_lenet', 'recall_lenet', 'classes_lenet_min',
   'classes_lenet_max',
@@ -54,8 +62,8 @@ METRICS = [
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), a recipe's
-  name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped) or 'tiny'
-  (seconds, for tests).
+  name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped), '4x'
+  (the main job for 20,000 steps, seed 0) or 'tiny' (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -64,10 +72,18 @@ def get_ablation(variant: str = ''):
     return _study.tiny_ablation(
       'experiments/mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_lazy16')}
     )
+  if variant == '4x':
+    return dict(
+      base='experiments/mnist_main.py',
+      overrides={**OVERRIDES, **FOUR_X},
+      grid={'recipe': {'lr4e4_lazy16_4x': RECIPES['lr4e4_lazy16']}},
+      seeds=[0],
+      metrics=METRICS + ['raw_fid_lenet', 'raw_kid_lenet'],
+    )
   if variant not in ('', 'all', *RECIPES):
     raise ValueError(
       f'unknown variant {variant!r} of main_job_speed; use "all", a recipe '
-      f'({", ".join(RECIPES)}), "tiny" or none.'
+      f'({", ".join(RECIPES)}), "4x", "tiny" or none.'
     )
   if variant in RECIPES:
     recipes = {variant: RECIPES[variant]}

@@ -18,13 +18,15 @@ library's DCGAN-28 (`experiments/stacked_mnist_dcgan.py`) at its budget: 5,000 s
 Modes and KL on 26,000 samples of the EMA generator (`eval.metrics=modes`) at steps 2,500 and
 5,000.
 
-Beyond the paper's comparison, `:main_recipe` (seed 0) runs one more cell toward issue 18's
-goal (all 1,000 modes, KL <= 0.05): `main_recipe`, rpgan_r1r2 with the rest of the main job's
-recipe (experiments/mnist_main.py, unconditional): learning rates 4e-4, R1 + R2 every 16th
-step at 16x gamma, an EMA half-life of 10,000 images with a ramp-up of 0.05, scored with
-standing statistics. `:seed0`, `:seed1`, `:seed2` run one seed each into the same folder (a finished run is
+Beyond the paper's comparison, `:main_recipe` (seeds 0-2; `:main_recipe_seedN` one seed)
+runs one more cell toward issue 18's goal (all 1,000 modes, KL <= 0.05): `main_recipe`,
+rpgan_r1r2 with the rest of the main job's recipe (experiments/mnist_main.py, unconditional):
+learning rates 4e-4, R1 + R2 every 16th step at 16x gamma, an EMA half-life of 10,000 images
+with a ramp-up of 0.05, scored with standing statistics. `:main_recipe_4x` trains that cell
+(seed 0) for 4x the budget, 20,000 steps (1.28M images), scored every 5,000 steps.
+`:seed0`, `:seed1`, `:seed2` run one seed each into the same folder (a finished run is
 skipped), the default all three; `:tiny` is seconds long, for tests.
-Results: experiments/results/r3gan_stacked_mnist.{csv,md}.
+Results: experiments/results/r3gan_stacked_mnist{,_main_recipe,_main_recipe_4x}.{csv,md}.
 """
 
 CELLS = {
@@ -45,7 +47,8 @@ MAIN_RECIPE = {
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (seeds 0-2), 'seed0'/'seed1'/'seed2', 'main_recipe' (that cell,
-  seed 0) or 'tiny' (for tests).
+  seeds 0-2), 'main_recipe_seed0'/'_seed1'/'_seed2', 'main_recipe_4x' (that cell, seed 0,
+  20,000 steps) or 'tiny' (for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -59,19 +62,27 @@ def get_ablation(variant: str = ''):
       seeds=[0],
       metrics=['modes_covered', 'modes_kl'],
     )
-  if variant == 'main_recipe':
+  main_recipe_seeds = {
+    'main_recipe': [0, 1, 2],
+    'main_recipe_seed0': [0],
+    'main_recipe_seed1': [1],
+    'main_recipe_seed2': [2],
+    'main_recipe_4x': [0],
+  }
+  if variant in main_recipe_seeds:
+    four_x = variant == 'main_recipe_4x'
     return dict(
       base='experiments/stacked_mnist_dcgan.py',
-      overrides=overrides,
-      grid={'objective': {'main_recipe': MAIN_RECIPE}},
-      seeds=[0],
+      overrides={**overrides, 'train.steps': 20000, 'eval_every': 5000} if four_x else overrides,
+      grid={'objective': {'main_recipe_4x' if four_x else 'main_recipe': MAIN_RECIPE}},
+      seeds=main_recipe_seeds[variant],
       metrics=['modes_covered', 'modes_kl'],
     )
   seeds = {'': [0, 1, 2], 'seed0': [0], 'seed1': [1], 'seed2': [2]}
   if variant not in seeds:
     raise ValueError(
       f'unknown variant {variant!r} of r3gan_stacked_mnist; use "seed0", "seed1", "seed2", '
-      '"main_recipe", "tiny" or none.'
+      '"main_recipe", "main_recipe_seedN", "main_recipe_4x", "tiny" or none.'
     )
   return dict(
     base='experiments/stacked_mnist_dcgan.py',
