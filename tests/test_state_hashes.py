@@ -10,6 +10,17 @@ Any refactor of the training machinery (train.py, replicas.py, train_step.py, ..
 them unchanged; a change here means a change in results, which needs its own commit and a
 reason. They depend on the XLA version and backend: if the venv's jax changes, re-record them
 on an unchanged checkout first (print `_state_hash` of each case).
+
+They can also depend on the machine. On December 5, 2026 the same checkout and packages
+(jax/jaxlib 0.10.2, flax 0.12.8, tensorflow-cpu 2.21.0) gave another SNGAN-32 hash on an AMD
+EPYC machine (2 cores, AVX-512) than on the machines of the earlier sessions and CI, in every
+run, while the other six cases matched; main 981395f, which recorded the first, gives the
+second there too, so the difference is the machine's, not the code's. SNGAN-32's is the only
+case on CIFAR-10 (JPEG decoding) and with convolutions over 256 channels (XLA's CPU kernels
+block their sums by the CPU's cache sizes); which of the two differs was not located. A case therefore lists every
+hash recorded for an unchanged checkout, one per machine kind; a new kind that rounds
+differently fails here, and is added only after checking out the commit that recorded the
+others and getting the same new hash there.
 """
 
 from __future__ import annotations
@@ -53,22 +64,44 @@ def _two_replicas(c):
   c.replica_values = 'train.d_lr=2e-4,1e-4'  # per-replica hyperparameters as traced inputs
 
 
-# (experiment, variant edit, SHA-256 of the final state recorded on main 981395f)
+# (experiment, variant edit, SHA-256 of the final state recorded on main 981395f, or the
+# hashes recorded on each machine kind)
 CASES = {
-  'dcgan28': ('mnist_dcgan', None,
-    'ce028d182a42642f8e55bfcd6b9b352d4720142c2e6c1aa0d0b8fa47976ba841'),
-  'mlp': ('mnist_mlp', None,
-    'e395107ddc828dd1c9e3af5cb87b9c6e4fb68ff5bd4aaf5cfb37b6dfa1d23369'),
-  'sngan32': ('cifar10_sngan', None,
-    'f430ba3ad8987c16122c1a37aeb8bf51401d42cd94bc2d7eaeeced34fd0e45ba'),
-  'conditional_dcgan28': ('mnist_cdcgan', None,
-    'a776c168703352d9d4d1dbaaadece5fb2dca845e41106e6c3fe9ee99d33ec233'),
-  'replicas_k2': ('mnist_dcgan', _two_replicas,
-    'd44ce36f7f59160c96b9579759ce5a18915a82beb445e1e95ac9a7e181ceec63'),
-  'wgan_gp': ('mnist_dcgan', _wgan_gp,
-    '27c297371db5ae6eaac42c613219323b58a545279d1195fe3605e574ede3dc31'),
-  'hinge_r1_lecam': ('mnist_dcgan', _hinge_r1_lecam,
-    'd1865423c321b83832135b6bfbcf8f9afa030c264283fdbff1e043faf7ce9442'),
+  'dcgan28': (
+    'mnist_dcgan',
+    None,
+    'ce028d182a42642f8e55bfcd6b9b352d4720142c2e6c1aa0d0b8fa47976ba841',
+  ),
+  'mlp': ('mnist_mlp', None, 'e395107ddc828dd1c9e3af5cb87b9c6e4fb68ff5bd4aaf5cfb37b6dfa1d23369'),
+  'sngan32': (
+    'cifar10_sngan',
+    None,
+    (
+      'f430ba3ad8987c16122c1a37aeb8bf51401d42cd94bc2d7eaeeced34fd0e45ba',
+      # AMD EPYC, December 5, 2026 (b9870b8 and 981395f alike).
+      '3aabf1dba8f28a49422a23ab756ac25b42d14ee887a348cf8c216db0bb8b6873',
+    ),
+  ),
+  'conditional_dcgan28': (
+    'mnist_cdcgan',
+    None,
+    'a776c168703352d9d4d1dbaaadece5fb2dca845e41106e6c3fe9ee99d33ec233',
+  ),
+  'replicas_k2': (
+    'mnist_dcgan',
+    _two_replicas,
+    'd44ce36f7f59160c96b9579759ce5a18915a82beb445e1e95ac9a7e181ceec63',
+  ),
+  'wgan_gp': (
+    'mnist_dcgan',
+    _wgan_gp,
+    '27c297371db5ae6eaac42c613219323b58a545279d1195fe3605e574ede3dc31',
+  ),
+  'hinge_r1_lecam': (
+    'mnist_dcgan',
+    _hinge_r1_lecam,
+    'd1865423c321b83832135b6bfbcf8f9afa030c264283fdbff1e043faf7ce9442',
+  ),
 }
 
 
@@ -83,4 +116,6 @@ def test_final_state_hash_is_unchanged(case, tfds_dir, tmp_path):
   assert np.asarray(state.step).tolist() == (
     [config.train.steps] * config.num_replicas if config.num_replicas > 1 else config.train.steps
   )
-  assert _state_hash(state) == want, f'{case}: final state changed'
+  known = (want,) if isinstance(want, str) else want
+  got = _state_hash(state)
+  assert got in known, f'{case}: final state changed (SHA-256 {got})'
