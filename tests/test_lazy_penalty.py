@@ -30,6 +30,7 @@ from test_train import _assert_states_equal, _whole_and_resumed
 
 B = 16  # the tiny config's batch size
 K = 4
+R1, R2 = 2.0, 1.0  # the lazy config's weights
 # One step moves a parameter by up to ~lr = 2e-4 (Adam's first update is ~lr * sign(g)). A
 # lazy step and its reference, compiled apart, differ by float rounding, which Adam amplifies
 # for gradients near 0: up to ~2e-6 here. The two programs' results differ by ~4e-4.
@@ -57,17 +58,17 @@ class Refs(NamedTuple):
   on: Any  # the every-step recipe with K x the weights, jitted (takes hparams too)
   off: Any  # the recipe without R1/R2, jitted
 
-  def check(self, got, state, batch, hp=None):
-    """`got` equals the step of `state` that the lazy schedule says, and not the other."""
-    args = (state, batch) if hp is None else (state, batch, hp)
+  def check(self, got, state, batch, r1_weight=R1):
+    """`got` equals the step of `state` that the lazy schedule says (with this R1 weight),
+    and not the other. The references run on host copies, `on` with the R1 weight as a
+    traced input (`off` has none), so that each compiles once for the whole module, not
+    once per input sharding and arity."""
+    state, batch = jax.device_get((state, batch))
     penalised = int(state.step) % K == 0
-    on = self.on(*args)[0] if hp is None else self.on(state, batch, _scaled(hp))[0]
-    want, other = (on, self.off(*args)[0]) if penalised else (self.off(*args)[0], on)
+    on = self.on(state, batch, {'r1_weight': np.float32(r1_weight * K)})[0]
+    off = self.off(state, batch)[0]
+    want, other = (on, off) if penalised else (off, on)
     assert _max_diff(got, want) < SAME and _max_diff(got, other) > OTHER, int(state.step)
-
-
-def _scaled(hp):
-  return {k: v * K for k, v in hp.items()}
 
 
 @pytest.fixture(scope='module')
@@ -77,9 +78,9 @@ def refs(tfds_dir):
 
   lazy = load_experiment('mnist_dcgan', 'tiny')
   lazy.data.data_dir = tfds_dir
-  lazy.train.r1_weight, lazy.train.r2_weight, lazy.train.penalty_interval = 2.0, 1.0, K
+  lazy.train.r1_weight, lazy.train.r2_weight, lazy.train.penalty_interval = R1, R2, K
   on = lazy.copy_and_resolve_references()
-  on.train.r1_weight, on.train.r2_weight, on.train.penalty_interval = 2.0 * K, 1.0 * K, 1
+  on.train.r1_weight, on.train.r2_weight, on.train.penalty_interval = R1 * K, R2 * K, 1
   off = lazy.copy_and_resolve_references()
   off.train.r1_weight, off.train.r2_weight, off.train.penalty_interval = 0.0, 0.0, 1
   for c in (lazy, on, off):
@@ -129,7 +130,7 @@ def test_replicas_in_one_program_use_both_programs(refs):
   for _ in range(2):
     got, _ = step(stacked, batches, hparams)
     for r in range(2):
-      refs.check(replicas.unstack(got, r), before[r], batch, {'r1_weight': jnp.float32(weights[r])})
+      refs.check(replicas.unstack(got, r), before[r], batch, weights[r])
       before[r] = replicas.unstack(got, r)
     stacked = got
 
