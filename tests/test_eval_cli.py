@@ -61,7 +61,29 @@ def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, cap
   from gan_jax.training import train
 
   workdir = str(tmp_path / 'run')
+  tiny_config.seed = 5  # not 0: `gan-jax eval` must take the run's seed, not a default
+  tiny_config.eval_every = 3
+  tiny_config.eval.metrics = 'fid,kid'
   train.train_and_evaluate(tiny_config, workdir)
+  # With no settings given, `gan-jax eval` reproduces the run's own last evaluation (the
+  # training loop's, metrics.jsonl): the same latents, split, sample counts and metrics.
+  logged = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  last = [l for l in logged if 'eval/fid_lenet' in l][-1]
+  assert last['step'] == 6
+  same_json = str(tmp_path / 'same.json')
+  status, _, err = _eval(capsys, '--workdir', workdir, '--out', same_json)
+  assert status == 0, err
+  same = json.load(open(same_json))
+  assert same['seed'] == 5 and same['num_samples'] == 256 and same['split'] == 'train[:512]'
+  assert same['metrics'] == ['fid', 'kid']
+  for name in ('fid_lenet', 'kid_lenet'):
+    assert same['results'][name] == pytest.approx(last[f'eval/{name}'], rel=1e-6, abs=1e-9)
+  # Another seed draws other latents: another FID.
+  status, _, err = _eval(capsys, '--workdir', workdir, '--seed', '0', '--out', same_json)
+  assert status == 0, err
+  assert json.load(open(same_json))['results']['fid_lenet'] != pytest.approx(
+    last['eval/fid_lenet'], rel=1e-4
+  )
   status, out, err = _eval(
     capsys, '--workdir', workdir, '--num-samples', '500', '--metrics', 'fid,kid',
     '--split', 'train[:10000]',

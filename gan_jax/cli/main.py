@@ -184,6 +184,31 @@ def _ema_stats(args: argparse.Namespace, config: object) -> str:
   return ema_batch_stats(config)
 
 
+def _eval_settings(args: argparse.Namespace, config: object | None) -> dict:
+  """`gan-jax eval`'s evaluation settings: each command-line value given, else the run's
+  (`config`, its config.json, for --workdir: the run's logged evaluation is then reproduced
+  with the same latents, from its `seed`, and the same split and counts), else the library's
+  defaults (`base_config()`; also for fields an older config.json lacks)."""
+  from gan_jax.config import base_config  # pylint: disable=g-import-not-at-top
+
+  defaults = base_config()
+  run_eval = config.get('eval', {}) if config is not None else {}
+  given = {
+    'metrics': args.metrics,
+    'split': args.split,
+    'feature_net': args.feature_net,
+    'batch_size': args.batch_size,
+    'kid_pr_samples': args.kid_pr_samples,
+  }
+  out = {k: v if v is not None else run_eval.get(k, defaults.eval[k]) for k, v in given.items()}
+  run_seed = config.get('seed', defaults.seed) if config is not None else defaults.seed
+  out['seed'] = args.seed if args.seed is not None else run_seed
+  # Generated images for --workdir without --num-samples (the run's counts).
+  out['num_samples'] = (config or {}).get('eval_num_samples', defaults.eval_num_samples)
+  out['modes_num_samples'] = run_eval.get('modes_num_samples', defaults.eval.modes_num_samples)
+  return out
+
+
 def _refuse_translation_run(workdir: str, command: str) -> None:
   """A pix2pix / CycleGAN run folder (its `translation_run.json`, or a CycleGAN run's
   `seed_<s>/translation_run.json`) given to a command for GAN runs: one line naming
@@ -320,7 +345,6 @@ def _read_png_folder(folder: str, batch_size: int, channels: int | None):
 def _eval(args: argparse.Namespace) -> None:
   import json  # pylint: disable=g-import-not-at-top
 
-  from gan_jax.config import base_config  # pylint: disable=g-import-not-at-top
   from gan_jax.metrics import evaluate  # pylint: disable=g-import-not-at-top
 
   if sum(x is not None for x in (args.workdir, args.images, args.real_split)) != 1:
@@ -332,20 +356,7 @@ def _eval(args: argparse.Namespace) -> None:
     raise UsageError(f'--num-samples={args.num_samples} must be a positive number of images.')
   if args.out is not None:
     _check_out_folder(args.out)
-  defaults = base_config()
-  metrics = evaluate.parse_metrics(args.metrics or defaults.eval.metrics)
-  common = dict(
-    split=args.split,
-    feature_net=args.feature_net,
-    batch_size=args.batch_size,
-    kid_pr_samples=args.kid_pr_samples,
-    inception_weights=args.inception_weights,
-    download_inception=args.download_inception,
-    cache_dir=args.cache_dir,
-    metrics=metrics,
-    seed=args.seed,
-  )
-  meta = {'metrics': list(metrics), 'split': args.split}
+  config = None
   if args.workdir is not None:
     if not os.path.isdir(args.workdir):
       raise UsageError(f'workdir {args.workdir!r} does not exist; train first.')
@@ -353,15 +364,31 @@ def _eval(args: argparse.Namespace) -> None:
 
     _refuse_translation_run(args.workdir, 'gan-jax eval')
     config, gan, state = load_run(args.workdir, args.step, best=args.best)
+  # Settings not given: a run's own evaluation settings (so that its logged figures are
+  # reproduced: the same latents, split and sample counts), else the library's defaults.
+  settings = _eval_settings(args, config)
+  metrics = evaluate.parse_metrics(settings['metrics'])
+  common = dict(
+    split=settings['split'],
+    feature_net=settings['feature_net'],
+    batch_size=settings['batch_size'],
+    kid_pr_samples=settings['kid_pr_samples'],
+    inception_weights=args.inception_weights,
+    download_inception=args.download_inception,
+    cache_dir=args.cache_dir,
+    metrics=metrics,
+    seed=settings['seed'],
+  )
+  meta = {'metrics': list(metrics), 'split': settings['split'], 'seed': settings['seed']}
+  if config is not None:
     data_dir = args.data_dir or config.data.get('data_dir')
-    num = args.num_samples or defaults.eval_num_samples
     ev = evaluate.Evaluator.create(
       dataset=args.dataset or config.data.name,
       data_dir=data_dir,
       image_size=config.data.image_size,
       channels=config.data.channels,
-      num_samples=num,
-      modes_num_samples=args.num_samples if 'modes' in metrics and args.num_samples else 26000,
+      num_samples=args.num_samples or settings['num_samples'],
+      modes_num_samples=args.num_samples or settings['modes_num_samples'],
       **common,
     )
     use_ema = config.train.ema_decay > 0 and not args.no_ema
@@ -389,7 +416,7 @@ def _eval(args: argparse.Namespace) -> None:
     size, channels = shape.get(args.dataset, (_base().data.image_size, args.channels or 3))
     ds = data_lib.build_eval_dataset(
       args.dataset, args.real_split, data_dir=args.data_dir, image_size=size,
-      channels=args.channels or channels, batch_size=args.batch_size,
+      channels=args.channels or channels, batch_size=settings['batch_size'],
     )  # fmt: skip
     examples = data_lib.load_images(
       args.dataset, args.real_split, data_dir=args.data_dir, image_size=size,
@@ -414,7 +441,7 @@ def _eval(args: argparse.Namespace) -> None:
   else:
     if args.dataset is None:
       raise UsageError('--images needs --dataset (the real data to compare with, e.g. mnist).')
-    count, (h, w, c), batches = _read_png_folder(args.images, args.batch_size, args.channels)
+    count, (h, w, c), batches = _read_png_folder(args.images, settings['batch_size'], args.channels)
     if h != w:
       raise UsageError(f'images must be square, got {w}x{h}.')
     num = min(args.num_samples or count, count)
@@ -587,15 +614,23 @@ def build_parser() -> argparse.ArgumentParser:
     'test against --split train: the real-vs-real floor of each metric)',
   )
   e.add_argument('--dataset', help='real dataset to compare with (default: the run\'s)')
-  e.add_argument('--split', default='train', help='real split (default train)')
+  e.add_argument('--split', help="real split (default: the run's eval.split, else train)")
   e.add_argument('--data-dir', help='TFDS data dir (default: the run\'s or $TFDS_DATA_DIR)')
-  e.add_argument('--num-samples', type=int, help='generated images (default 10000; folder: all)')
-  e.add_argument('--metrics', help='comma-separated: fid,kid,is,pr,modes (default fid,kid,is,pr)')
+  e.add_argument(
+    '--num-samples',
+    type=int,
+    help="generated images (default: the run's eval_num_samples, or eval.modes_num_samples "
+    'for modes; else 10000; folder: all)',
+  )
+  e.add_argument(
+    '--metrics',
+    help="comma-separated: fid,kid,is,pr,classes,modes (default: the run's eval.metrics, "
+    'else fid,kid,is,pr)',
+  )
   e.add_argument(
     '--feature-net',
-    default='auto',
-    help='auto, lenet_mnist, lenet_fashion_mnist'
-    ' or inception_v3 (auto: LeNet for MNIST-like data, else Inception)',
+    help='auto, lenet_mnist, lenet_fashion_mnist or inception_v3 (auto: LeNet for MNIST-like '
+    "data, else Inception; default: the run's eval.feature_net, else auto)",
   )
   e.add_argument('--step', type=int, help='checkpoint step (default: latest)')
   e.add_argument('--best', action='store_true', help='evaluate the best-FID checkpoint')
@@ -609,9 +644,20 @@ def build_parser() -> argparse.ArgumentParser:
     "Brock et al. 2019); default: the run's eval.ema_batch_stats",
   )
   e.add_argument('--channels', type=int, choices=(1, 3), help='folder images: read as 1 or 3')
-  e.add_argument('--batch-size', type=int, default=500, help='images per call (default 500)')
-  e.add_argument('--kid-pr-samples', type=int, default=10000, help='features kept for KID/PR')
-  e.add_argument('--seed', type=int, default=0, help='seed of latents and KID subsets')
+  e.add_argument(
+    '--batch-size', type=int, help="images per call (default: the run's eval.batch_size, else 500)"
+  )
+  e.add_argument(
+    '--kid-pr-samples',
+    type=int,
+    help="features kept for KID/PR (default: the run's eval.kid_pr_samples, else 10000)",
+  )
+  e.add_argument(
+    '--seed',
+    type=int,
+    help="seed of the latents, standing statistics and KID subsets (default: the run's seed, "
+    'as in its training evaluations; else 0)',
+  )
   e.add_argument('--inception-weights', help='pt_inception-2015-12-05 weights file')
   e.add_argument(
     '--download-inception',
