@@ -78,11 +78,11 @@ def test_eval_of_a_trained_run_and_of_noise(tiny_config, tfds_dir, tmp_path, cap
   assert same['metrics'] == ['fid', 'kid']
   for name in ('fid_lenet', 'kid_lenet'):
     assert same['results'][name] == pytest.approx(last[f'eval/{name}'], rel=1e-6, abs=1e-9)
-  # Another seed draws other latents: another FID.
+  # Another seed draws other latents: another FID (by ~1e-4 of this untrained G's ~900).
   status, _, err = _eval(capsys, '--workdir', workdir, '--seed', '0', '--out', same_json)
   assert status == 0, err
   assert json.load(open(same_json))['results']['fid_lenet'] != pytest.approx(
-    last['eval/fid_lenet'], rel=1e-4
+    last['eval/fid_lenet'], rel=1e-6
   )
   status, out, err = _eval(
     capsys, '--workdir', workdir, '--num-samples', '500', '--metrics', 'fid,kid',
