@@ -48,7 +48,9 @@ def parse_set(items: list[str], error) -> dict[str, Any]:
   for item in items:
     key, sep, text = item.partition('=')
     if not sep or not key:
-      error(f'--set {item!r}: use FIELD=VALUE, e.g. model.tconv_backward=adjoint or train.penalty_interval=16.')
+      error(
+        f'--set {item!r}: use FIELD=VALUE, e.g. model.tconv_backward=adjoint or train.penalty_interval=16.'
+      )
     try:
       out[key] = ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -74,7 +74,11 @@ TITLES = {
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--config', default=str(HERE.parent / 'experiments' / 'mnist_cdcgan.py'), help='Conditional GAN config.')
+  p.add_argument(
+    '--config',
+    default=str(HERE.parent / 'experiments' / 'mnist_cdcgan.py'),
+    help='Conditional GAN config.',
+  )
   p.add_argument('--dataset', default='mnist', choices=('mnist', 'fashion_mnist'))
   p.add_argument('--out', required=True, help='Output folder (runs and results).')
   p.add_argument('--fractions', default='1,5,10', help='Labelled % of the train split.')

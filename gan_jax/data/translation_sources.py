@@ -140,8 +140,7 @@ def register(source: TranslationSource, *, replace: bool = False) -> Translation
     raise ValueError(f'a translation source named {source.name!r} is registered already.')
   if not source.prefix or source.kind not in (PAIRED, UNPAIRED):
     raise ValueError(
-      f'translation source {source.name!r} needs a prefix and a kind of {PAIRED!r} or '
-      f'{UNPAIRED!r}.'
+      f'translation source {source.name!r} needs a prefix and a kind of {PAIRED!r} or {UNPAIRED!r}.'
     )
   SOURCES[source.name] = source
   return source
@@ -227,8 +226,10 @@ def load(
       the data dir (and no download).
   """
   field, size_field, channels_field = fields
-  if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or (
-    image_size < 1
+  if (
+    not isinstance(image_size, (int, np.integer))
+    or isinstance(image_size, bool)
+    or (image_size < 1)
   ):
     raise ConfigError(f'{size_field}={image_size!r} must be a positive integer.')
   if channels not in (None, 1, 3):
@@ -334,9 +335,7 @@ def _domain_name(part: str) -> str:
   return base[:-4] if base.lower().endswith('.zip') else base
 
 
-def _unpaired_load(
-  name, *, image_size, channels, num_train, num_test, data_dir, download, fields
-):
+def _unpaired_load(name, *, image_size, channels, num_train, num_test, data_dir, download, fields):
   del data_dir, download
   parts = _unpaired_parts(name, fields[0])
   specs = [_folder_spec(p, '', _domain_fields(fields, d)) for d, p in zip('AB', parts)]
@@ -391,9 +390,7 @@ def _cycle_gan_config(name: str, field: str) -> str:
   return config
 
 
-def _cycle_gan_load(
-  name, *, image_size, channels, num_train, num_test, data_dir, download, fields
-):
+def _cycle_gan_load(name, *, image_size, channels, num_train, num_test, data_dir, download, fields):
   from gan_jax.data import tfds_images  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   config = _cycle_gan_config(name, fields[0])
