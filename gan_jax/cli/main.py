@@ -43,6 +43,7 @@ from gan_jax.cli import edit_cli  # pylint: disable=wrong-import-position
 from gan_jax import export
 
 from gan_jax.training import lifeline
+from gan_jax.cache_dir import use_compilation_cache
 from gan_jax.config_files import (  # noqa: F401  pylint: disable=wrong-import-position
   UsageError,  # re-exported, with the two below: the command line's config reading
   apply_overrides,
@@ -736,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   lifeline.die_with_parent()  # a sweep's child stops (cleanly, on SIGTERM) when the sweep dies
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
+  # Compiled programs persist across runs (~/.cache/gan_jax/xla): later runs with the same
+  # shapes start sooner and skip the compiler's memory. Off with GAN_JAX_XLA_CACHE=0.
+  use_compilation_cache()
 
   try:
     if args.command == 'train':
