@@ -35,7 +35,7 @@ import throughput  # noqa: E402  pylint: disable=wrong-import-position
 def measure(case: str, batch_size: int, rounds: int, args: argparse.Namespace) -> dict:
   """Cold, then `rounds` x (warm JAX, PyTorch) processes for one case."""
   out: dict = {'case': case, 'batch_size': batch_size, 'warm': [], 'torch': []}
-  spec = throughput.torch_spec(throughput.make_config(case, batch_size, args.seed, False, {}))
+  spec = throughput.torch_spec(throughput.make_config(case, batch_size, args.seed, args.tiny, {}))
   variant = next(v for v in throughput.torch_variants(args) if v['memory'])
   saved = {k: os.environ.get(k) for k in ('JAX_COMPILATION_CACHE_DIR',
                                           'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')}  # fmt: skip
