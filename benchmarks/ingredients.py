@@ -41,7 +41,9 @@ interleaved, which keeps a noisy shared machine fair to every case: `--rounds` r
 timing `--steps` steps of every case in turn (the order rotated by one case per round), each
 step ending with `jax.block_until_ready` on its metrics. Reported per case and batch size:
 
-  * median images/s over all rounds x steps timed steps, and p10-p90;
+  * median images/s over all rounds x steps timed steps, and p10-p90; and the overall
+    images/s (all images over all the timed steps' time), the figure to read for a config
+    with `train.penalty_interval` > 1, whose median is that of the unpenalised steps;
   * `vs plain`: the median over rounds of (the case's median images/s in that round) /
     (plain's in that round);
   * FLOPs per step from XLA's cost analysis of the compiled step (x device count, as in
@@ -283,6 +285,7 @@ def summarize(case: Case, plain: Case) -> dict[str, Any]:
     'images_per_s_median': float(np.median(img_s)),
     'images_per_s_p10': float(np.percentile(img_s, 10)),
     'images_per_s_p90': float(np.percentile(img_s, 90)),
+    'images_per_s_overall': b * times.size / float(times.sum()),
     'data_images_per_s_median': case.n_critic * float(np.median(img_s)),
     'images_per_s_per_round': round_img_s.tolist(),
     'ratio_to_plain': float(np.median(round_ratio)),
