@@ -12,7 +12,7 @@ import os
 
 from gan_jax import cache_dir
 
-# A tiny DCGAN-28 train step on a fixed batch; prints the SHA-256 of the state after it and
+# A tiny MLP GAN train step on a fixed batch (the quickest to compile); prints the SHA-256 of the state after it and
 # the cache settings JAX ended up with.
 _STEP = r"""
 import hashlib, json, os, sys
@@ -24,7 +24,7 @@ from conftest import load_experiment
 from gan_jax.core.losses import get_loss
 from gan_jax.core.state import create_state
 from gan_jax.core.train_step import make_train_step
-config = load_experiment('mnist_dcgan', 'tiny')
+config = load_experiment('mnist_mlp', 'tiny')
 gan, state = create_state(config)
 step = jax.jit(make_train_step(gan, get_loss(config.train.loss)))
 batch = {'image': np.random.default_rng(0).uniform(-1, 1, (1, 16, 28, 28, 1)).astype(np.float32)}
