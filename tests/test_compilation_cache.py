@@ -12,8 +12,8 @@ import os
 
 from gan_jax import cache_dir
 
-# A tiny MLP GAN train step on a fixed batch (the quickest to compile); prints the SHA-256 of the state after it and
-# the cache settings JAX ended up with.
+# A tiny MLP GAN train step on a fixed batch (the quickest to compile); prints the SHA-256 of
+# the state after it and the cache settings JAX ended up with.
 _STEP = r"""
 import hashlib, json, os, sys
 from gan_jax.cache_dir import use_compilation_cache
