@@ -7,6 +7,7 @@ A module of its own, below both, so neither imports the other for it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -38,7 +39,8 @@ def use_compilation_cache(cache_dir: str | None = None) -> str | None:
   executable XLA compiled before, so results are bit for bit those of a compile; the process
   also skips LLVM's memory for compiling (DCGAN-28's peak RSS: ~750 -> ~530 MiB, see
   docs/performance.md). Every program is cached however short its compile (a run's ~70 small
-  eager programs too); the folder is capped at 2 GiB, least recently used entries first.
+  eager programs too); the folder is capped at 2 GiB, least recently used entries first
+  (where the `filelock` package, which JAX needs for the cap, is installed).
 
   Called by the `gan-jax` commands at start. Library users call it themselves (importing
   gan_jax changes no JAX setting). Nothing changes where a cache folder is set already
@@ -56,12 +58,16 @@ def use_compilation_cache(cache_dir: str | None = None) -> str | None:
   if os.environ.get(XLA_CACHE_SWITCH, '').strip().lower() in _OFF:
     return None
   folder = os.path.join(cache_root(cache_dir), 'xla')
+  # JAX enforces the size cap with `filelock` (a gan_jax dependency); without it, a cap makes
+  # every cache read and write fail (with a warning each), so the cache is then uncapped.
+  capped = importlib.util.find_spec('filelock') is not None
   if 'jax' not in sys.modules:
     if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
       return os.environ['JAX_COMPILATION_CACHE_DIR']
     os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
     os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-    os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(XLA_CACHE_MAX_BYTES))
+    if capped:
+      os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(XLA_CACHE_MAX_BYTES))
     return folder
   import jax  # pylint: disable=g-import-not-at-top
 
@@ -70,6 +76,6 @@ def use_compilation_cache(cache_dir: str | None = None) -> str | None:
   jax.config.update('jax_compilation_cache_dir', folder)
   if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  if 'JAX_COMPILATION_CACHE_MAX_SIZE' not in os.environ:
+  if capped and 'JAX_COMPILATION_CACHE_MAX_SIZE' not in os.environ:
     jax.config.update('jax_compilation_cache_max_size', XLA_CACHE_MAX_BYTES)
   return folder
