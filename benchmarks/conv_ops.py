@@ -1,4 +1,4 @@
-"""Per-operation times of the DCGAN convolutions in JAX (XLA CPU) and PyTorch, for the same shapes.
+"""Per-operation times of the DCGAN and SNGAN convolutions in JAX (XLA CPU) and PyTorch, same shapes.
 
 Issue 21 asks where the CPU gap at large batches comes from. This script times each
 convolution layer of a case's D and G on its own: the forward pass, and the backward pass
@@ -25,6 +25,8 @@ gan_jax's ("torch / jax" < 1: PyTorch faster) and the GFLOP/s gan_jax reaches (F
 2 x multiply-adds of the dense convolution; the sub-pixel form does the same multiply-adds).
 
     python benchmarks/conv_ops.py --case dcgan28 --batch-sizes 64,256 --rounds 3
+    python benchmarks/conv_ops.py --case sngan32 --batch-sizes 64,256 --impls jax,jax_chunk64,torch \
+        --rounds 2 --reps 3
     python benchmarks/conv_ops.py --tiny --rounds 1 --reps 2      # seconds, for tests
 
 Output: a markdown table on stdout and JSON (default
@@ -47,8 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_util  # noqa: E402
 
-# Each layer: (name, kind ('down': stride-2 conv, 'up': stride-2 transposed conv), input
-# H (= W), C_in, C_out), 4x4 kernels, stride 2, as gan_jax's DCGAN models at width 64.
+# Each layer: (name, kind, input H (= W), C_in, C_out). Kinds: 'down', a 4x4 stride-2
+# convolution and 'up', a 4x4 stride-2 transposed convolution (gan_jax's DCGAN models at
+# width 64); 'same', a 3x3 stride-1 convolution (SNGAN-32's residual blocks, G width 256 and
+# D width 128; `COUNTS` says how often each shape occurs in one forward pass of the model).
 CASES: dict[str, list[tuple[str, str, int, int, int]]] = {
   'dcgan28': [
     ('D.conv1', 'down', 28, 1, 64),
@@ -64,6 +68,23 @@ CASES: dict[str, list[tuple[str, str, int, int, int]]] = {
     ('G.up2', 'up', 8, 128, 64),
     ('G.out', 'up', 16, 64, 3),
   ],
+  'sngan32': [
+    ('G.conv8', 'same', 8, 256, 256),
+    ('G.conv16', 'same', 16, 256, 256),
+    ('G.conv32', 'same', 32, 256, 256),
+    ('G.out', 'same', 32, 256, 3),
+    ('D.first', 'same', 32, 3, 128),
+    ('D.conv32', 'same', 32, 128, 128),
+    ('D.conv16', 'same', 16, 128, 128),
+    ('D.conv8', 'same', 8, 128, 128),
+  ],
+}
+# Occurrences per forward pass of G or D (layers not listed occur once): SNGAN-32's three
+# GBlocks (4 -> 8 -> 16 -> 32) hold two 3x3 convolutions each at their output size; its
+# DBlocks hold one 128 -> 128 convolution at 32 px (after D.first), two at 16 px and four at
+# 8 px. The 1x1 shortcuts are left out (under 1/9 of a 3x3's FLOPs).
+COUNTS: dict[str, dict[str, int]] = {
+  'sngan32': {'G.conv8': 2, 'G.conv16': 2, 'G.conv32': 2, 'D.conv16': 2, 'D.conv8': 4},
 }
 IMPLS = ('jax', 'jax_nchw', 'jax_chunk64', 'jax_adjoint', 'torch')
 CHUNK = 64
@@ -99,10 +120,20 @@ def layers(case: str, tiny: bool) -> list[tuple[str, str, int, int, int]]:
   return [(n, k, h, shrink(ci), shrink(co)) for n, k, h, ci, co in CASES[case]]
 
 
+def geometry(kind: str) -> tuple[int, int]:
+  """(kernel size, stride) of a layer kind."""
+  return (3, 1) if kind == 'same' else (4, 2)
+
+
+def out_size(kind: str, h: int) -> int:
+  return {'down': h // 2, 'up': 2 * h, 'same': h}[kind]
+
+
 def flops(kind: str, batch: int, h: int, cin: int, cout: int) -> float:
-  """2 x the multiply-adds of one pass of the dense 4x4 stride-2 (transposed) convolution."""
+  """2 x the multiply-adds of one pass of the dense convolution (4x4 stride 2 or 3x3 stride 1)."""
   positions = (h // 2) ** 2 if kind == 'down' else h * h
-  return 2.0 * batch * positions * 16 * cin * cout
+  k, _ = geometry(kind)
+  return 2.0 * batch * positions * k * k * cin * cout
 
 
 def _median_ms(fn, reps: int) -> float:
@@ -131,11 +162,12 @@ def jax_layer(impl: str, kind: str, batch: int, h: int, cin: int, cout: int):
   from gan_jax.models import layers as L  # noqa: PLC0415
 
   kx, kg = jax.random.split(jax.random.key(0))
-  out_h = h // 2 if kind == 'down' else 2 * h
+  out_h = out_size(kind, h)
+  k, s = geometry(kind)
   x = jax.random.normal(kx, (batch, h, h, cin))
   g = jax.random.normal(kg, (batch, out_h, out_h, cout))
-  cls = L.Conv if kind == 'down' else L.ConvTranspose
-  layer = cls(cin, cout, (4, 4), (2, 2), padding='SAME', use_bias=False, rngs=nnx.Rngs(0))
+  cls = L.ConvTranspose if kind == 'up' else L.Conv
+  layer = cls(cin, cout, (k, k), (s, s), padding='SAME', use_bias=False, rngs=nnx.Rngs(0))
   if impl == 'jax_adjoint' and kind == 'up':
     layer.backward = 'adjoint'  # this layer only (a static attribute of its graphdef)
   graphdef, params = nnx.split(layer)
@@ -145,10 +177,10 @@ def jax_layer(impl: str, kind: str, batch: int, h: int, cin: int, cout: int):
 
   if impl == 'jax_nchw':
     dn = ('NCHW', 'HWIO', 'NCHW')
-    conv = lax.conv_general_dilated if kind == 'down' else lax.conv_transpose
+    conv = lax.conv_transpose if kind == 'up' else lax.conv_general_dilated
 
     def apply(w, x):
-      return conv(x, w, (2, 2), 'SAME', dimension_numbers=dn)
+      return conv(x, w, (s, s), 'SAME', dimension_numbers=dn)
 
     return apply, params['kernel'][...], x.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2)
   if impl == 'jax_chunk64' and batch > CHUNK and batch % CHUNK == 0:
@@ -185,14 +217,15 @@ def torch_ops(kind: str, batch: int, h: int, cin: int, cout: int, reps: int, thr
 
   torch.set_num_threads(threads)
   gen = torch.Generator().manual_seed(0)
-  out_h = h // 2 if kind == 'down' else 2 * h
+  out_h = out_size(kind, h)
+  k, s = geometry(kind)
   x = torch.randn(batch, cin, h, h, generator=gen, requires_grad=True)
   g = torch.randn(batch, cout, out_h, out_h, generator=gen)
-  if kind == 'down':
-    w = (0.02 * torch.randn(cout, cin, 4, 4, generator=gen)).requires_grad_()
+  if kind != 'up':
+    w = (0.02 * torch.randn(cout, cin, k, k, generator=gen)).requires_grad_()
 
     def apply():
-      return F.conv2d(x, w, stride=2, padding=1)
+      return F.conv2d(x, w, stride=s, padding=1)
   else:
     w = (0.02 * torch.randn(cin, cout, 4, 4, generator=gen)).requires_grad_()
 
@@ -240,10 +273,30 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict]]) -> list[dic
         key = f'{name}@{batch}'
         ms = {impl: float(np.median([r[key][f'{which}_ms'] for r in runs[impl]])) for impl in runs}
         gflop = flops(kind, batch, h, cin, cout) * (1 if which == 'forward' else 2) / 1e9
+        count = COUNTS.get(args.case, {}).get(name, 1)
         rows.append(
-          dict(layer=name, batch=batch, pass_=which, gflop=gflop, ms=ms, shape=[h, cin, cout])
+          dict(
+            layer=name,
+            batch=batch,
+            pass_=which,
+            gflop=gflop,
+            ms=ms,
+            shape=[h, cin, cout],
+            count=count,
+          )
         )
   return rows
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+  """Per batch size: each computation's ms for one forward and one backward pass of every
+  convolution of the model, each layer weighted by its `count` (`{batch: {impl: ms}}`)."""
+  out: dict[str, dict[str, float]] = {}
+  for r in rows:
+    per = out.setdefault(str(r['batch']), {})
+    for impl, ms in r['ms'].items():
+      per[impl] = per.get(impl, 0.0) + r['count'] * ms
+  return out
 
 
 def print_table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -259,6 +312,10 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
       f'| {r["layer"]} | {r["batch"]} | {r["pass_"]} | {r["gflop"]:.2f} | {cells} | {ratio} | '
       f'{rate} |'
     )
+  if args.case in COUNTS:
+    print('\nAll convolutions of one forward and one backward pass, each layer x its count:')
+    for batch, ms in totals(rows).items():
+      print(f'  batch {batch}: ' + ', '.join(f'{i} {v:.1f} ms' for i, v in ms.items()))
 
 
 def main(argv=None) -> dict[str, Any]:
@@ -292,6 +349,7 @@ def main(argv=None) -> dict[str, Any]:
     'jax_version': bench_util.package_version('jax'),
     'loadavg_end': bench_util.loadavg(),
     'rows': rows,
+    'totals_ms': totals(rows),
     'runs': runs,
   }
   out = Path(args.json or REPO / 'benchmarks' / 'results' / f'conv_ops_{args.case}.json')

@@ -19,7 +19,8 @@ def _load():
 
 
 @pytest.mark.parametrize(
-  'kind,h,cin,cout', [('down', 14, 8, 16), ('up', 7, 16, 8), ('up', 14, 8, 1)]
+  'kind,h,cin,cout',
+  [('down', 14, 8, 16), ('up', 7, 16, 8), ('up', 14, 8, 1), ('same', 8, 16, 16)],
 )
 def test_variants_compute_the_layer_and_its_gradients(kind, h, cin, cout):
   conv_ops = _load()
@@ -66,6 +67,47 @@ def test_tiny_run_writes_every_layer_and_pass(tmp_path):
   report = json.loads(out.read_text())
   assert len(report['rows']) == 2 * len(conv_ops.CASES['dcgan28'])
   assert all(r['ms']['jax'] > 0 and r['ms']['jax_chunk64'] > 0 for r in report['rows'])
+
+
+def test_same_kind_is_a_3x3_stride_1_convolution():
+  # SNGAN-32's layers: the timed function equals lax's 3x3 SAME convolution (independent of
+  # gan_jax's layer), and the FLOP count is 2 x B x H x W x 9 x C_in x C_out.
+  conv_ops = _load()
+  apply, w, x, _ = conv_ops.jax_layer('jax', 'same', 4, 8, 16, 24)
+  kernel = w['kernel'][...]
+  assert kernel.shape == (3, 3, 16, 24)
+  ref = jax.lax.conv_general_dilated(
+    x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
+  np.testing.assert_allclose(apply(w, x), ref, rtol=1e-5, atol=1e-5)
+  assert conv_ops.flops('same', 4, 8, 16, 24) == 2 * 4 * 64 * 9 * 16 * 24
+
+
+def test_sngan32_totals_weight_each_layer_by_its_count(tmp_path):
+  conv_ops = _load()
+  out = tmp_path / 'ops.json'
+  conv_ops.main(
+    [
+      '--case',
+      'sngan32',
+      '--tiny',
+      '--rounds',
+      '1',
+      '--reps',
+      '1',
+      '--batch-sizes',
+      '8',
+      '--impls',
+      'jax',
+      '--json',
+      str(out),
+    ]
+  )
+  report = json.loads(out.read_text())
+  counts = {'G.conv8': 2, 'G.conv16': 2, 'G.conv32': 2, 'D.conv16': 2, 'D.conv8': 4}
+  expected = sum(counts.get(r['layer'], 1) * r['ms']['jax'] for r in report['rows'])
+  assert len(report['rows']) == 2 * 8
+  assert report['totals_ms']['8']['jax'] == pytest.approx(expected, rel=1e-9)
 
 
 def test_bad_batch_sizes_exit_2_with_one_line(capsys):
