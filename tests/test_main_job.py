@@ -38,3 +38,17 @@ def test_readme_first_command_runs_the_main_job():
   blocks = re.findall(r'```bash\n(.*?)\n```', readme, flags=re.S)
   assert 'gan-jax train --config experiments/mnist_main.py' in blocks[0]
   assert 'pytest' in blocks[1]
+
+
+def test_fashion_lazy16_cell_is_the_main_job_on_fashion_mnist(tmp_path):
+  # fashion_main_screen.py:lazy16 asks whether Fashion-MNIST can take the main job's lazy
+  # penalties: its cells must train mnist_main.py with only the data (and how it is evaluated)
+  # changed.
+  ablation = load_ablation(str(REPO / 'experiments/ablations/fashion_main_screen.py:lazy16'))
+  runs = plan(ablation, str(tmp_path))
+  assert sorted(r.seed for r in runs) == [0, 1, 2]
+  main = load_config_file(str(REPO / 'experiments/mnist_main.py'))
+  a, b = flatten_config(runs[0].config.to_dict()), flatten_config(main.to_dict())
+  differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+  assert differ - EVAL_ONLY - {'eval.raw_generator'} == {'data.name'}, differ
+  assert a['data.name'] == 'fashion_mnist' and a['train.penalty_interval'] == 16

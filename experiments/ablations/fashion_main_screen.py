@@ -13,6 +13,8 @@ falling by ~25% per 1,000 steps: it is slow, not stuck. So the recipes here spee
   lr4e4         G's and D's learning rates 4e-4
   b1_0          Adam betas (0, 0.99), R3GAN's (Huang et al. 2024) and StyleGAN2's choice
   lr4e4_b1_0    both
+  lazy16        lr4e4 with R1 and R2 every 16th step at 16x gamma (`train.penalty_interval=16`),
+                i.e. experiments/mnist_main.py as it is since December 5 with Fashion-MNIST data
 
 Evaluation as in the main job's study (main_job_mnist.py): the EMA generator with standing
 statistics and the raw generator, every 1,000 steps on 10,000 samples. Results:
@@ -21,7 +23,9 @@ seed 0 (a screen): `main` at seed 0 is the first run of
 experiments/results/fashion_mnist_main.json (the same recipe and seed, so the same training
 bit for bit), and `:all` adds it. `:tiny` is
 seconds long, for tests. `:lr4e4` is that recipe at seeds 0-2 (into the same folder: seed 0
-is skipped when done).
+is skipped when done). `:lazy16` is the lazy recipe at seeds 0-2, to learn whether
+fashion_mnist_main.py can compute its penalties lazily as mnist_main.py does (results:
+experiments/results/fashion_main_lazy16.{csv,md}).
 """
 
 import importlib.util
@@ -44,6 +48,8 @@ RECIPES = {
   'b1_0': {**_LR2, **_B1_0},
   'lr4e4_b1_0': {**_LR4, **_B1_0},
 }
+# Not in `:all`: the lazy penalties came after the screen (mnist_main.py, December 5).
+LAZY16 = {**_LR4, 'train.penalty_interval': 16}
 METRICS = [
   'fid_lenet', 'raw_fid_lenet', 'kid_lenet', 'precision_lenet', 'recall_lenet',
   'classes_lenet_min', 'classes_lenet_max',
@@ -52,7 +58,7 @@ METRICS = [
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), 'lr4e4'
-  (that recipe, seeds 0-2) or 'tiny' (seconds, for tests).
+  or 'lazy16' (that recipe, seeds 0-2) or 'tiny' (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -61,18 +67,21 @@ def get_ablation(variant: str = ''):
     return _study.tiny_ablation(
       'experiments/fashion_mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_b1_0')}
     )
-  if variant not in ('', 'all', 'lr4e4'):
+  if variant not in ('', 'all', 'lr4e4', 'lazy16'):
     raise ValueError(
-      f'unknown variant {variant!r} of fashion_main_screen; use "all", "lr4e4", "tiny" or none.'
+      f'unknown variant {variant!r} of fashion_main_screen; use "all", "lr4e4", "lazy16", '
+      '"tiny" or none.'
     )
   if variant == 'lr4e4':
     recipes = {'lr4e4': RECIPES['lr4e4']}
+  elif variant == 'lazy16':
+    recipes = {'lazy16': LAZY16}
   else:
     recipes = RECIPES if variant == 'all' else {k: v for k, v in RECIPES.items() if k != 'main'}
   return dict(
     base='experiments/fashion_mnist_main.py',
     overrides=_study.EVAL_OVERRIDES,
     grid={'recipe': recipes},
-    seeds=[0, 1, 2] if variant == 'lr4e4' else [0],
+    seeds=[0, 1, 2] if variant in ('lr4e4', 'lazy16') else [0],
     metrics=METRICS,
   )
