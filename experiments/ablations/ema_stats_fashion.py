@@ -22,7 +22,9 @@ experiments/results/ema_stats_fashion_partial.{json,csv}.
 
 Budget: as losses_fashion, about 2.1 hours on an idle 2-core CPU; an interrupted sweep
 resumes where it stopped. `:tiny` is the seconds-long variant of losses_fashion with the
-same change.
+same change. `:others` runs the 12 runs of the four losses other than non_saturating (whose
+three runs are in the partial results), `:others_seedN` those four losses at seed N only,
+into the same folder (a finished run is skipped).
 """
 
 import importlib.util
@@ -35,12 +37,30 @@ _losses = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_losses)
 
 
+OTHERS = ('others', 'others_seed0', 'others_seed1', 'others_seed2')
+
+
 def get_ablation(variant: str = ''):
-  """losses_fashion's ablation (or its `tiny` variant) with eval.ema_batch_stats='standing'.
+  """losses_fashion's ablation (or its `tiny` variant) with eval.ema_batch_stats='standing';
+  'others' / 'others_seedN': its losses but non_saturating (all seeds, or seed N).
 
   Raises:
     ValueError: for an unknown variant.
   """
-  ablation = _losses.get_ablation(variant)
+  if variant and variant != 'tiny' and variant not in OTHERS:
+    raise ValueError(
+      f'unknown variant {variant!r} of ema_stats_fashion; use "tiny", '
+      + ', '.join(f'"{v}"' for v in OTHERS)
+      + ' or none.'
+    )
+  ablation = _losses.get_ablation('tiny' if variant == 'tiny' else '')
   ablation['overrides'] = {**ablation['overrides'], 'eval.ema_batch_stats': 'standing'}
+  if variant in OTHERS:
+    losses = ablation['grid']['loss']
+    ablation['grid'] = {
+      **ablation['grid'],
+      'loss': {k: v for k, v in losses.items() if k != 'non_saturating'},
+    }
+    if variant != 'others':
+      ablation['seeds'] = [int(variant[-1])]
   return ablation
