@@ -16,11 +16,15 @@ def _load():
   return module
 
 
-def test_floor_matches_the_finite_sample_bias_and_the_classifier_reads_real_digits(tmp_path):
+def test_floor_matches_the_finite_sample_bias_and_the_classifier_reads_real_digits(
+  tmp_path, tfds_dir
+):
   floor = _load()
   out = tmp_path / 'floor.json'
   n = 5000
-  report = floor.main(['--draws', '2', '--num-samples', str(n), '--out', str(out)])
+  report = floor.main(
+    ['--draws', '2', '--num-samples', str(n), '--data-dir', tfds_dir, '--out', str(out)]
+  )
   assert json.loads(out.read_text())['summary'] == report['summary']
   # KL(empirical || uniform) of n uniform draws over K = 1,000 modes ~ (K - 1) / (2n) =
   # 0.0999 (the second-order expansion; at K / n = 0.2 it is accurate to ~10%).
