@@ -15,6 +15,9 @@ size, in several computations:
   jax_adjoint the layer with `ConvTranspose.backward = 'adjoint'` (the sub-pixel form's
               backward pass through the adjoint strided convolution,
               `layers.conv_transpose_adjoint_vjp`); D's layers as `jax`.
+  jax_im2col  the layer with `Conv.kernel_grad = 'im2col'` (stride-1 layers only: the kernel
+              gradient as matrix products of the shifted input, `layers.conv_im2col_vjp`);
+              other layers as `jax`.
   torch       `torch.nn.functional.conv2d` / `conv_transpose2d` (padding 1, as
               benchmarks/torch_reference.py), NCHW, eager, autograd for the backward pass.
 
@@ -27,6 +30,8 @@ gan_jax's ("torch / jax" < 1: PyTorch faster) and the GFLOP/s gan_jax reaches (F
     python benchmarks/conv_ops.py --case dcgan28 --batch-sizes 64,256 --rounds 3
     python benchmarks/conv_ops.py --case sngan32 --batch-sizes 64,256 --impls jax,jax_chunk64,torch \
         --rounds 2 --reps 3
+    python benchmarks/conv_ops.py --case sngan32 --batch-sizes 64 --impls jax,jax_im2col,torch \
+        --rounds 2 --reps 3 --json benchmarks/results/conv_ops_sngan32_im2col.json
     python benchmarks/conv_ops.py --tiny --rounds 1 --reps 2      # seconds, for tests
 
 Output: a markdown table on stdout and JSON (default
@@ -86,7 +91,7 @@ CASES: dict[str, list[tuple[str, str, int, int, int]]] = {
 COUNTS: dict[str, dict[str, int]] = {
   'sngan32': {'G.conv8': 2, 'G.conv16': 2, 'G.conv32': 2, 'D.conv16': 2, 'D.conv8': 4},
 }
-IMPLS = ('jax', 'jax_nchw', 'jax_chunk64', 'jax_adjoint', 'torch')
+IMPLS = ('jax', 'jax_nchw', 'jax_chunk64', 'jax_adjoint', 'jax_im2col', 'torch')
 CHUNK = 64
 
 
@@ -170,6 +175,8 @@ def jax_layer(impl: str, kind: str, batch: int, h: int, cin: int, cout: int):
   layer = cls(cin, cout, (k, k), (s, s), padding='SAME', use_bias=False, rngs=nnx.Rngs(0))
   if impl == 'jax_adjoint' and kind == 'up':
     layer.backward = 'adjoint'  # this layer only (a static attribute of its graphdef)
+  if impl == 'jax_im2col' and kind == 'same':
+    layer.kernel_grad = 'im2col'
   graphdef, params = nnx.split(layer)
 
   def apply_one(w, x):

@@ -39,6 +39,10 @@ Options (name: what the child process sets):
                   backpropagate through the adjoint strided convolution
                   (`layers.conv_transpose_adjoint_vjp`); the same step to float rounding.
   tconv_adjoint_chunk64_d   both.
+  kgrad_im2col    Conv.kernel_grad = 'im2col': the kernel gradient of stride-1 convolutions
+                  (SNGAN-32's) as matrix products of the shifted input
+                  (`layers.conv_im2col_vjp`); the same step to float rounding.
+  kgrad_im2col_chunk64  that and chunk64.
   concurrency_sched  train.cpu_scheduler='concurrency' (XLA's default CPU scheduler; gan_jax's
                   default; the runs of December 5, 2026 before 06:31 UTC had 'memory' as
                   their baseline).
@@ -92,6 +96,8 @@ OPTIONS: dict[str, dict[str, str]] = {
   'chunk64_d': {'conv_batch_chunk': '64'},
   'tconv_adjoint': {'tconv_backward': 'adjoint'},
   'tconv_adjoint_chunk64_d': {'tconv_backward': 'adjoint', 'conv_batch_chunk': '64'},
+  'kgrad_im2col': {'kernel_grad': 'im2col'},
+  'kgrad_im2col_chunk64': {'kernel_grad': 'im2col', 'batch_chunk': '64'},
 }
 
 
@@ -151,6 +157,8 @@ def child(args: argparse.Namespace) -> dict:
     ]
   if 'tconv_backward' in option:
     layers.ConvTranspose.backward = option['tconv_backward']
+  if 'kernel_grad' in option:
+    layers.Conv.kernel_grad = option['kernel_grad']
   if 'conv_batch_chunk' in option:
     layers.Conv.batch_chunk = int(option['conv_batch_chunk'])
   if 'batch_chunk' in option:

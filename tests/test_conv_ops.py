@@ -29,7 +29,7 @@ def test_variants_compute_the_layer_and_its_gradients(kind, h, cin, cout):
   assert y.shape == g.shape
   _, vjp = jax.vjp(ref_apply, w, x)
   dw, dx = vjp(g)
-  for impl in ('jax_nchw', 'jax_chunk64', 'jax_adjoint'):
+  for impl in ('jax_nchw', 'jax_chunk64', 'jax_adjoint', 'jax_im2col'):
     apply, w2, x2, g2 = conv_ops.jax_layer(impl, kind, 128, h, cin, cout)
     y2 = apply(w2, x2)
     _, vjp2 = jax.vjp(apply, w2, x2)

@@ -81,6 +81,10 @@ def test_invalid_values_and_models_without_the_layers_are_refused_in_one_line():
     ConfigError, match=r"model.tconv_backward='fast' is invalid: use autodiff or adjoint"
   ):
     config_lib.validate(_cfg(tconv_backward='fast'))
+  with pytest.raises(
+    ConfigError, match=r"model.conv_kernel_grad='fast' is invalid: use xla or im2col"
+  ):
+    config_lib.validate(_cfg(conv_kernel_grad='fast'))
   with pytest.raises(ConfigError, match='model.d_conv_chunk=-1 is invalid: must be 0'):
     config_lib.validate(_cfg(d_conv_chunk=-1))
   c = _cfg('r3gan', d_conv_chunk=64)
@@ -95,12 +99,55 @@ def test_invalid_values_and_models_without_the_layers_are_refused_in_one_line():
     models.build_models(_cfg('mlp', tconv_backward='adjoint').model, (28, 28, 1), 0)
 
 
+def test_sngan_kernel_grad_option_reaches_every_conv_and_keeps_outputs_and_gradients(
+  monkeypatch,
+):
+  """`model.conv_kernel_grad='im2col'` on SNGAN-32 (width 16, so its 32x32 layers take the
+  im2col kernel gradient): every `Conv` of G and D gets it, and D(G(z)) and every parameter
+  gradient equal the default models' to float32 rounding."""
+  shape = (32, 32, 3)
+  cfg = lambda **o: _cfg('sngan32', **o).model  # noqa: E731
+  ref_cfg, cfg_im2col = cfg(), cfg(conv_kernel_grad='im2col')
+  for c in (ref_cfg, cfg_im2col):
+    c.g_width = c.d_width = 16
+  ref_g, ref_d = models.build_models(ref_cfg, shape, 0)
+  g, d = models.build_models(cfg_im2col, shape, 0)
+  convs = [m for m in _layers(g) + _layers(d) if isinstance(m, layers.Conv)]
+  assert convs and all(m.kernel_grad == 'im2col' for m in convs)
+  assert layers.Conv.kernel_grad == 'xla'  # per model, not global
+  z = jax.random.normal(jax.random.key(1), (2, 16))
+
+  def out_and_grads(g, d):
+    gd, gp, gs = nnx.split(g, nnx.Param, ...)
+    dd, dp, ds = nnx.split(d, nnx.Param, ...)
+
+    def f(gp, dp):
+      logits = nnx.merge(dd, dp, ds)(nnx.merge(gd, gp, gs)(z, train=False), train=False)
+      return jnp.sum(jnp.sin(logits)), logits
+
+    (_, logits), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(gp, dp)
+    return logits, jax.tree.leaves(grads)
+
+  ref_logits, ref_grads = out_and_grads(ref_g, ref_d)
+  calls = []
+  real = layers.conv_im2col_vjp
+  monkeypatch.setattr(layers, 'conv_im2col_vjp', lambda *a: calls.append(1) or real(*a))
+  logits, grads = out_and_grads(g, d)
+  assert calls  # its 32x32 layers with 16 channels took the im2col kernel gradient
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+  for a, b in zip(grads, ref_grads, strict=True):
+    scale = float(np.max(np.abs(b))) + 1e-12
+    np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
+
+
 def test_set_layer_options_refuses_bad_values():
   g, _ = models.build_models(_cfg().model, (28, 28, 1), 0)
   with pytest.raises(ValueError, match="tconv_backward='x': use 'autodiff' or 'adjoint'"):
     layers.set_layer_options(g, tconv_backward='x')
   with pytest.raises(ValueError, match='batch_chunk=-2'):
     layers.set_layer_options(g, batch_chunk=-2)
+  with pytest.raises(ValueError, match="kernel_grad='x'"):
+    layers.set_layer_options(g, kernel_grad='x')
   # DCGAN-28's G: a Dense to 7x7, then two transposed convolutions (up1, up2).
   assert layers.set_layer_options(g, batch_chunk=2) == len(_layers(g)) == 2
 
@@ -119,7 +166,7 @@ def test_a_run_resumes_with_other_layer_options_and_an_older_runs_config(tiny_co
   path = os.path.join(workdir, 'config.json')
   with open(path) as f:
     saved = json.load(f)
-  for field in ('tconv_backward', 'g_conv_chunk', 'd_conv_chunk'):
+  for field in ('tconv_backward', 'g_conv_chunk', 'd_conv_chunk', 'conv_kernel_grad'):
     del saved['model'][field]  # as written before the fields existed
   with open(path, 'w') as f:
     json.dump(saved, f)

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 from jax import lax
 
+from gan_jax.models import layers
 from gan_jax.models.layers import Conv, ConvTranspose, conv_transpose_subpixel, strided_conv
 
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -293,3 +294,74 @@ def test_layer_backward_option_picks_the_adjoint_and_keeps_its_outputs(monkeypat
   monkeypatch.setattr(ConvTranspose, 'backward', 'other')
   with pytest.raises(ValueError, match="ConvTranspose.backward='other'"):
     nnx.merge(graphdef, params)(x)
+
+
+@pytest.mark.parametrize(
+  'k,padding,hw,c_in,c_out',
+  [
+    (3, 'SAME', (8, 8), 5, 7),  # SNGAN's 3x3 convolutions
+    (1, 'SAME', (6, 6), 4, 3),  # its 1x1 shortcuts
+    (3, 'VALID', (9, 7), 3, 2),  # no padding, non-square
+    (4, 'SAME', (7, 7), 2, 3),  # even kernel: unequal padding on the two sides
+  ],
+)
+def test_im2col_kernel_gradient_equals_lax_to_second_order(k, padding, hw, c_in, c_out):
+  """`conv_im2col_vjp`: the forward pass and the input gradient bitwise XLA's, the kernel
+  gradient and an R1-style penalty's gradient (through the input gradient) to fp32 rounding."""
+  kx, kw, kc = jax.random.split(jax.random.PRNGKey(k * 10 + hw[0]), 3)
+  x = jax.random.normal(kx, (3, *hw, c_in))
+  w = jax.random.normal(kw, (k, k, c_in, c_out)) * 0.3
+  pads = tuple(lax.padtype_to_pads(hw, (k, k), (1, 1), padding))
+
+  def lax_conv(a, b, strides, p):
+    return _conv_lax(a, b, strides, p)
+
+  def im2col(a, b, strides, p):
+    del strides
+    return layers.conv_im2col_vjp(a, b, p)
+
+  ref = lax_conv(x, w, (1, 1), pads)
+  np.testing.assert_array_equal(im2col(x, w, (1, 1), pads), ref)
+  c = jax.random.normal(kc, ref.shape)
+
+  def first(conv):
+    return jax.grad(lambda a, b: jnp.sum(c * jnp.tanh(conv(a, b, (1, 1), pads))), (0, 1))(x, w)
+
+  (dx, dw), (dx_ref, dw_ref) = first(im2col), first(lax_conv)
+  np.testing.assert_array_equal(dx, dx_ref)
+  np.testing.assert_allclose(dw, dw_ref, atol=1e-5 * float(jnp.max(jnp.abs(dw_ref))), rtol=1e-5)
+
+  def penalty_grad(conv):  # R1: the squared input-gradient norm, then d/dw and d/dx of it
+    def penalty(a, b):
+      gx = jax.grad(lambda a: jnp.sum(c * jnp.tanh(conv(a, b, (1, 1), pads))))(a)
+      return jnp.mean(jnp.sum(gx**2, axis=(1, 2, 3)))
+
+    return jax.grad(penalty, (0, 1))(x, w)
+
+  for a, b in zip(penalty_grad(im2col), penalty_grad(lax_conv)):
+    assert float(jnp.max(jnp.abs(b))) > 0
+    np.testing.assert_allclose(a, b, atol=2e-5 * float(jnp.max(jnp.abs(b))), rtol=1e-4)
+
+
+def test_conv_kernel_grad_applies_to_large_stride_1_layers_only(monkeypatch):
+  """`Conv.kernel_grad='im2col'` uses `conv_im2col_vjp` for stride-1 layers with at least
+  `IM2COL_MIN_POSITIONS` input pixels and `IM2COL_MIN_FEATURES` output channels, and leaves
+  the others (and an unknown value is refused)."""
+  calls = []
+  real = layers.conv_im2col_vjp
+  monkeypatch.setattr(layers, 'conv_im2col_vjp', lambda *a: calls.append(1) or real(*a))
+  for stride, hw, c_out, used in [
+    (1, 32, 16, True),
+    (1, 16, 16, False),
+    (1, 32, 3, False),
+    (2, 32, 16, False),
+  ]:
+    layer = Conv(2, c_out, (3, 3), (stride, stride), padding='SAME', rngs=nnx.Rngs(0))
+    ref = np.asarray(layer(jnp.ones((1, hw, hw, 2))))
+    layer.kernel_grad = 'im2col'
+    calls.clear()
+    np.testing.assert_array_equal(layer(jnp.ones((1, hw, hw, 2))), ref)
+    assert bool(calls) == used, (stride, hw, c_out)
+  layer.kernel_grad = 'fast'
+  with pytest.raises(ValueError, match="Conv.kernel_grad='fast'"):
+    layer(jnp.ones((1, 32, 32, 2)))

@@ -196,7 +196,8 @@ def build_models(
       blocks in gradients: less memory, the same results to float32 rounding).
       'dcgan28', 'dcgan' and 'sngan32' also read the speed-only layer options `tconv_backward`
       ('autodiff' default, or 'adjoint'), `g_conv_chunk` and `d_conv_chunk` (default 0: whole
-      batches; SNGAN-32 has no transposed convolutions), set on their layers by
+      batches; SNGAN-32 has no transposed convolutions) and `conv_kernel_grad` ('xla' default,
+      or 'im2col'; stride-1 convolutions, i.e. SNGAN-32's), set on their layers by
       `layers.set_layer_options`
       (`gan_jax.models.registry.LAYER_OPTIONS`).
       'r3gan' (`gan_jax.models.r3gan`, Huang et al. 2024) reads `stage_widths` (default ():
@@ -237,11 +238,11 @@ def build_models(
     if not model.layer_options:
       raise ValueError(
         f'model "{model.name}" does not support model.tconv_backward / model.g_conv_chunk / '
-        f'model.d_conv_chunk; use model.name={registry.either(n for n, e in MODELS.items() if e.layer_options)}.'
+        f'model.d_conv_chunk / model.conv_kernel_grad; use model.name={registry.either(n for n, e in MODELS.items() if e.layer_options)}.'
       )
-    backward = options['tconv_backward']
-    layers.set_layer_options(g, tconv_backward=backward, batch_chunk=options['g_conv_chunk'])
-    layers.set_layer_options(d, tconv_backward=backward, batch_chunk=options['d_conv_chunk'])
+    common = dict(tconv_backward=options['tconv_backward'], kernel_grad=options['conv_kernel_grad'])
+    layers.set_layer_options(g, batch_chunk=options['g_conv_chunk'], **common)
+    layers.set_layer_options(d, batch_chunk=options['d_conv_chunk'], **common)
   return g, d
 
 

@@ -365,6 +365,71 @@ def _strided_conv_bwd(strides, padding, precision, residuals, g):
 strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 
 
+def _im2col_kernel_gradient(x, g, kernel_shape, padding):
+  """dL/dW of a stride-1 convolution y = conv(x, W) with output gradient g, as one matrix
+  product per kernel row: the padded input, channels first ([C_in, B, H + pads, W + pads]),
+  gives the KW shifted copies of each row, stacked on the channel axis ([KW * C_in, B * H' *
+  W'], im2col), which multiply g ([B * H' * W', C_out]).
+
+  The same sum XLA's kernel gradient computes (to float rounding), with the batch and
+  spatial axes as one long contraction: a dense matrix product, which XLA's CPU backend runs
+  near its matmul speed. XLA's own kernel gradient of SNGAN-32's 32x32x256 layer took 2.1x as
+  long on 2 CPU cores at batch 64 (`benchmarks/conv_ops.py --case sngan32 --impls
+  jax,jax_im2col`).
+  """
+  kh, kw, cin, cout = kernel_shape
+  (pt, pb), (pl, pr) = padding
+  xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+  b, ho, wo, _ = g.shape
+  n = b * ho * wo
+  g2 = g.reshape(n, cout)
+  rows = []
+  for i in range(kh):
+    cols = jnp.concatenate([xt[:, :, i : i + ho, j : j + wo] for j in range(kw)], axis=0)
+    rows.append((cols.reshape(kw * cin, n) @ g2).reshape(kw, cin, cout))
+  return jnp.stack(rows)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_im2col_vjp(
+  x: jax.Array,
+  kernel: jax.Array,
+  padding: tuple[tuple[int, int], tuple[int, int]],
+  precision: lax.PrecisionLike = None,
+) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, (1, 1), padding)` (NHWC, HWIO), whose kernel
+  gradient is computed by `_im2col_kernel_gradient` (matrix products of the shifted input)
+  and whose input gradient is XLA's own. Forward pass bit for bit XLA's; gradients equal
+  XLA's to float32 rounding (`tests/test_layers.py`); differentiable again (the backward
+  pass is made of differentiable operations), so gradient penalties work through it.
+
+  Args:
+    x: float [B, H, W, C_in].
+    kernel: float [KH, KW, C_in, C_out].
+    padding: ((low_h, high_h), (low_w, high_w)) explicit padding of x.
+    precision: passed to the convolutions.
+
+  Returns:
+    float [B, H + low_h + high_h - KH + 1, W + low_w + high_w - KW + 1, C_out].
+  """
+  return _conv(x, kernel, (1, 1), padding, precision)
+
+
+def _im2col_vjp_fwd(x, kernel, padding, precision):
+  return conv_im2col_vjp(x, kernel, padding, precision), (x, kernel)
+
+
+def _im2col_vjp_bwd(padding, precision, residuals, g):
+  x, kernel = residuals
+  _, x_vjp = jax.vjp(lambda x: _conv(x, kernel, (1, 1), padding, precision), x)
+  (dx,) = x_vjp(g)
+  dkernel = _im2col_kernel_gradient(x, g, kernel.shape, padding).astype(kernel.dtype)
+  return dx, dkernel
+
+
+conv_im2col_vjp.defvjp(_im2col_vjp_fwd, _im2col_vjp_bwd)
+
+
 class Conv(nnx.Conv):
   """`flax.nnx.Conv` (same constructor, parameters and results) whose strided 2D
   convolutions are `strided_conv`: the same forward pass and first-order gradients (the same
@@ -386,17 +451,18 @@ class Conv(nnx.Conv):
   impl: str = 'auto'
   # As `ConvTranspose.batch_chunk`.
   batch_chunk: int | None = None
+  # The kernel gradient of stride-1 convolutions: 'xla' (default: XLA's own) or 'im2col'
+  # (`conv_im2col_vjp`: matrix products of the shifted input, the same gradient to float32
+  # rounding), used where it was faster on 2 CPU cores: inputs of at least
+  # `IM2COL_MIN_POSITIONS` pixels and at least `IM2COL_MIN_FEATURES` output channels
+  # (SNGAN-32 at batch 64: its 32x32 layers; slower on its 16x16 and 8x8 layers and its
+  # 3-channel output layer). Set per layer by `set_layer_options`.
+  kernel_grad: str = 'xla'
 
-  def _strided_applies(self, inputs: jax.Array) -> bool:
-    if self.impl not in ('auto', 'custom', 'lax'):
-      raise ValueError(f"Conv.impl={self.impl!r}: use 'auto', 'custom' or 'lax'.")
-    if self.impl == 'lax' or (self.impl == 'auto' and jax.default_backend() != 'cpu'):
-      return False
-    strides = _pair(self.strides)
+  def _plain_2d(self, inputs: jax.Array) -> bool:
     return (
       len(self.kernel_size) == 2
       and inputs.ndim == 4
-      and max(strides) > 1
       and self.padding in ('SAME', 'VALID')
       and _pair(self.input_dilation) == (1, 1)
       and _pair(self.kernel_dilation) == (1, 1)
@@ -405,19 +471,41 @@ class Conv(nnx.Conv):
       and self.preferred_element_type is None
     )
 
+  def _im2col_applies(self, inputs: jax.Array) -> bool:
+    if self.kernel_grad not in KERNEL_GRADS:
+      raise ValueError(f'Conv.kernel_grad={self.kernel_grad!r}: use one of {KERNEL_GRADS}.')
+    return (
+      self.kernel_grad == 'im2col'
+      and _pair(self.strides) == (1, 1)
+      and self._plain_2d(inputs)
+      and inputs.shape[1] * inputs.shape[2] >= IM2COL_MIN_POSITIONS
+      and self.out_features >= IM2COL_MIN_FEATURES
+    )
+
+  def _strided_applies(self, inputs: jax.Array) -> bool:
+    if self.impl not in ('auto', 'custom', 'lax'):
+      raise ValueError(f"Conv.impl={self.impl!r}: use 'auto', 'custom' or 'lax'.")
+    if self.impl == 'lax' or (self.impl == 'auto' and jax.default_backend() != 'cpu'):
+      return False
+    return max(_pair(self.strides)) > 1 and self._plain_2d(inputs)
+
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
     if out_sharding is not None:
       return super().__call__(inputs, out_sharding=out_sharding)
     return in_batch_chunks(self._call_whole, inputs, self.batch_chunk)
 
   def _call_whole(self, inputs: jax.Array) -> jax.Array:
-    if not self._strided_applies(inputs):
+    im2col = self._im2col_applies(inputs)
+    if not im2col and not self._strided_applies(inputs):
       return super().__call__(inputs)
     bias = self.bias[...] if self.bias is not None else None
     inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
     strides = _pair(self.strides)
     padding = tuple(lax.padtype_to_pads(inputs.shape[1:3], kernel.shape[:2], strides, self.padding))
-    y = strided_conv(inputs, kernel, strides, padding, self.precision)
+    if im2col:
+      y = conv_im2col_vjp(inputs, kernel, padding, self.precision)
+    else:
+      y = strided_conv(inputs, kernel, strides, padding, self.precision)
     if bias is not None:
       y = y + bias.reshape(1, 1, 1, -1)
     return y
@@ -431,8 +519,18 @@ _BN_MOMENTUM = 0.9
 Dtype = Any
 
 
+KERNEL_GRADS = ('xla', 'im2col')
+# Where `Conv.kernel_grad='im2col'` applies (benchmarks/results/conv_ops_sngan32_im2col.json).
+IM2COL_MIN_POSITIONS = 32 * 32
+IM2COL_MIN_FEATURES = 16
+
+
 def set_layer_options(
-  module: nnx.Module, *, tconv_backward: str = 'autodiff', batch_chunk: int = 0
+  module: nnx.Module,
+  *,
+  tconv_backward: str = 'autodiff',
+  batch_chunk: int = 0,
+  kernel_grad: str = 'xla',
 ) -> int:
   """Sets, on every `Conv` and `ConvTranspose` of `module` (one model, e.g. a generator), how
   it computes: the options that `ConvTranspose.backward` and `batch_chunk` otherwise take
@@ -444,22 +542,27 @@ def set_layer_options(
     tconv_backward: 'autodiff' or 'adjoint' (`conv_transpose_adjoint_vjp`), for the
       `ConvTranspose` layers.
     batch_chunk: images per chunk (`in_batch_chunks`); 0 = the whole batch at once.
+    kernel_grad: 'xla' or 'im2col' (`conv_im2col_vjp`), for the stride-1 `Conv` layers.
 
   Returns:
     How many layers it set.
 
   Raises:
-    ValueError: for a `tconv_backward` other than 'autodiff' / 'adjoint', or a negative
-      `batch_chunk`.
+    ValueError: for a `tconv_backward` other than 'autodiff' / 'adjoint', a `kernel_grad`
+      other than 'xla' / 'im2col', or a negative `batch_chunk`.
   """
   if tconv_backward not in ('autodiff', 'adjoint'):
     raise ValueError(f"tconv_backward={tconv_backward!r}: use 'autodiff' or 'adjoint'.")
+  if kernel_grad not in KERNEL_GRADS:
+    raise ValueError(f'kernel_grad={kernel_grad!r}: use one of {KERNEL_GRADS}.')
   if batch_chunk < 0:
     raise ValueError(f'batch_chunk={batch_chunk}: use 0 (the whole batch) or a positive integer.')
   count = 0
   for _, layer in nnx.iter_modules(module):
     if isinstance(layer, ConvTranspose):
       layer.backward = tconv_backward
+    if isinstance(layer, Conv):
+      layer.kernel_grad = kernel_grad
     if isinstance(layer, (Conv, ConvTranspose)):
       layer.batch_chunk = batch_chunk or None
       count += 1

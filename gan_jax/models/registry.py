@@ -45,8 +45,16 @@ D_OPTIONS: dict[str, tuple[int, str]] = {
 #     'autodiff' or 'adjoint' (`layers.conv_transpose_adjoint_vjp`).
 #   g_conv_chunk / d_conv_chunk: G's / D's (transposed) convolutions run on chunks of this
 #     many images of the batch (`layers.in_batch_chunks`); 0 = the whole batch at once.
-LAYER_OPTIONS: dict[str, Any] = {'tconv_backward': 'autodiff', 'g_conv_chunk': 0, 'd_conv_chunk': 0}
+#   conv_kernel_grad: the kernel gradient of stride-1 convolutions: 'xla' or 'im2col'
+#     (`layers.conv_im2col_vjp`).
+LAYER_OPTIONS: dict[str, Any] = {
+  'tconv_backward': 'autodiff',
+  'g_conv_chunk': 0,
+  'd_conv_chunk': 0,
+  'conv_kernel_grad': 'xla',
+}
 TCONV_BACKWARDS = ('autodiff', 'adjoint')
+KERNEL_GRADS = ('xla', 'im2col')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +78,7 @@ class Model:
       recomputed in the backward pass, `jax.checkpoint`); others refuse `model.remat=true`.
     layer_options: its G and D are built of `gan_jax.models.layers` `Conv` / `ConvTranspose`,
       so the `LAYER_OPTIONS` fields (`model.tconv_backward`, `model.g_conv_chunk`,
-      `model.d_conv_chunk`) apply to it; others refuse them off their defaults.
+      `model.d_conv_chunk`, `model.conv_kernel_grad`) apply to it; others refuse them off their defaults.
     size_fields: the `model` fields that set its number of parameters (named when a config
       would build too large a model).
     paper: the reference, for docs.
@@ -157,6 +165,9 @@ class Model:
     backward = m.get('tconv_backward', 'autodiff')
     if backward not in TCONV_BACKWARDS:
       raise _err('model.tconv_backward', backward, f'use {either(TCONV_BACKWARDS)}')
+    kernel_grad = m.get('conv_kernel_grad', 'xla')
+    if kernel_grad not in KERNEL_GRADS:
+      raise _err('model.conv_kernel_grad', kernel_grad, f'use {either(KERNEL_GRADS)}')
     for field in ('g_conv_chunk', 'd_conv_chunk'):
       value = m.get(field, 0)
       if isinstance(value, bool) or not isinstance(value, int) or value < 0:
