@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tconv_backward = 'autodiff'  # G's sub-pixel transposed convolutions on CPU: 'autodiff' or 'adjoint' (their gradients as the adjoint strided convolution's operations; 1.1-1.2x DCGAN-28's step on 2 CPU cores).
   c.model.g_conv_chunk = 0         # Run G's (transposed) convolutions on chunks of this many images; 0 = the whole batch at once.
   c.model.d_conv_chunk = 0         # The same for D's convolutions (64 at batch 256: with 'adjoint', 1.4x DCGAN-28's step on 2 CPU cores).
-  c.model.conv_kernel_grad = 'xla'  # Kernel gradient of stride-1 convolutions (sngan32's): 'xla' or 'im2col' (matrix products of the shifted input; layers.conv_im2col_vjp).
+  c.model.conv_kernel_grad = 'xla'  # Kernel gradient of stride-1 convolutions of >= 32x32 px (sngan32's): 'xla' or 'im2col' (matrix products of the shifted input, layers.conv_im2col_vjp: 1.15x SNGAN-32's step at batch 64 on 2 CPU cores, more memory).
   c.model.remat = False            # sngan32: recompute G's and D's residual blocks in the backward pass (jax.checkpoint) instead of storing them: less memory, ~1 more forward pass per gradient, same results to float32 rounding.
   # Class-conditional GANs (gan_jax/models/conditional.py; dcgan28, dcgan, sngan32, r3gan): G makes
   # images of a given class, D judges (image, class) pairs; the data's labels must be 0..K-1.

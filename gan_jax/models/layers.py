@@ -1,5 +1,6 @@
 """Layers shared by the models: a transposed convolution computed as sub-pixel convolutions,
-a strided convolution whose input gradient has fast derivatives (`Conv`), and at the end the
+a strided convolution whose input gradient has fast derivatives (`Conv`), optionally a
+stride-1 kernel gradient as matrix products (`conv_im2col_vjp`, `Conv.kernel_grad`), and at the end the
 spectral normalization wrapper (`SpectralNorm`) and the BatchNorm (`batch_norm`) that the
 DCGAN, SNGAN and conditional models share (they lived in `gan_jax.models.sngan`, which still
 re-exports them; here, `gan_jax.models.conditional` can use them without an import cycle).
