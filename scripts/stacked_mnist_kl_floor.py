@@ -30,7 +30,12 @@ import numpy as np
 
 from gan_jax.data.stacked_mnist import stacked_mnist_arrays
 from gan_jax.metrics.lenet import load_lenet
-from gan_jax.metrics.mode_coverage import NUM_MODES, classify_stacked, coverage_from_histogram
+from gan_jax.metrics.mode_coverage import (
+  NUM_MODES,
+  classify_stacked,
+  coverage_from_histogram,
+  mode_coverage,
+)
 
 NUM_SAMPLES = 26_000
 
@@ -68,15 +73,13 @@ def main(argv=None) -> dict:
     rows['multinomial'].append(coverage_from_histogram(np.bincount(modes, minlength=NUM_MODES)))
     idx = rng.integers(0, images.shape[0], args.num_samples)
     read = classify_stacked(to_float(images[idx]), lenet)
-    hist = np.bincount(read[:, 0] * 100 + read[:, 1] * 10 + read[:, 2], minlength=NUM_MODES)
-    cov = coverage_from_histogram(hist)
+    cov = mode_coverage(read)
     cov['digit_error_rate'] = float(np.mean(read != digits[idx]))
     rows['real_iid'].append(cov)
   # Consecutive block: every mode exactly num_samples / 1000 times before classification.
   start = 0
   read = classify_stacked(to_float(images[start : start + args.num_samples]), lenet)
-  hist = np.bincount(read[:, 0] * 100 + read[:, 1] * 10 + read[:, 2], minlength=NUM_MODES)
-  cov = coverage_from_histogram(hist)
+  cov = mode_coverage(read)
   cov['digit_error_rate'] = float(np.mean(read != digits[start : start + args.num_samples]))
   rows['real_balanced'].append(cov)
   report = {
