@@ -653,15 +653,15 @@ class SpectralNorm(nnx.Module):
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
     sigma, u = self.power_iteration()
     if update_stats:
-      self.u[...] = u
-      self.sigma[...] = jax.lax.stop_gradient(sigma)
+      self.u.set_value(u)
+      self.sigma.set_value(jax.lax.stop_gradient(sigma))
     kernel = self.layer.kernel
     w = kernel[...]
-    kernel[...] = (w / jnp.where(sigma != 0, sigma, 1)).astype(w.dtype)
+    kernel.set_value((w / jnp.where(sigma != 0, sigma, 1)).astype(w.dtype))
     try:
       return self.layer(x)
     finally:
-      kernel[...] = w
+      kernel.set_value(w)
 
 
 def _no_promotion(arrays: tuple, *, dtype: Dtype = None, inexact: bool = True) -> tuple:
