@@ -127,6 +127,26 @@ def test_dcgan_spectral_norm_forward_modes():
   np.testing.assert_allclose(y_train, y_eval, rtol=1e-5, atol=1e-6)
 
 
+def test_spectral_norm_never_asks_a_tracer_for_its_sharding(monkeypatch):
+  """Traced, SpectralNorm stores u, sigma and the normalised kernel without probing the
+  tracer's `.sharding` (as `Variable[...] = v` does): in JAX 0.10 each probe builds an error
+  message by walking the whole trace so far, which made tracing SNGAN's step quadratic."""
+  d = models.DCGANDiscriminator((16, 16, 3), 8, spectral_norm=True, rngs=nnx.Rngs(0))
+  x = jnp.zeros((2, 16, 16, 3))
+  probes = []
+  original = jax.core.Tracer.sharding
+
+  def counting(tracer):
+    probes.append(type(tracer).__name__)
+    return original.fget(tracer)
+
+  monkeypatch.setattr(jax.core.Tracer, 'sharding', property(counting))
+  before = nnx.state(d, nnx.BatchStat)['first']['u'][...]
+  nnx.jit(lambda d, x: d(x, train=True))(d, x)
+  assert probes == []
+  assert not np.array_equal(nnx.state(d, nnx.BatchStat)['first']['u'][...], before)
+
+
 def test_spectral_norm_config_through_state_and_train_step():
   from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.core.losses import get_loss  # pylint: disable=g-import-not-at-top

@@ -652,6 +652,8 @@ class SpectralNorm(nnx.Module):
 
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
     sigma, u = self.power_iteration()
+    # set_value, not `v[...] = x`: Flax's __setitem__ probes `x.sharding`, which on a tracer
+    # in JAX 0.10 walks the whole trace so far to word its error (quadratic tracing).
     if update_stats:
       self.u.set_value(u)
       self.sigma.set_value(jax.lax.stop_gradient(sigma))
