@@ -46,25 +46,16 @@ def test_variants_compute_the_layer_and_its_gradients(kind, h, cin, cout):
     np.testing.assert_allclose(dw2['kernel'], dw['kernel'], rtol=1e-4, atol=1e-3)
 
 
+def _tiny_report(conv_ops, tmp_path, *args) -> dict:
+  """The JSON of a one-round, one-repetition `--tiny` run of benchmarks/conv_ops.py."""
+  out = tmp_path / 'ops.json'
+  conv_ops.main(['--tiny', '--rounds', '1', '--reps', '1', *args, '--json', str(out)])
+  return json.loads(out.read_text())
+
+
 def test_tiny_run_writes_every_layer_and_pass(tmp_path):
   conv_ops = _load()
-  out = tmp_path / 'ops.json'
-  conv_ops.main(
-    [
-      '--tiny',
-      '--rounds',
-      '1',
-      '--reps',
-      '1',
-      '--batch-sizes',
-      '64',
-      '--impls',
-      'jax,jax_chunk64',
-      '--json',
-      str(out),
-    ]
-  )
-  report = json.loads(out.read_text())
+  report = _tiny_report(conv_ops, tmp_path, '--batch-sizes', '64', '--impls', 'jax,jax_chunk64')
   assert len(report['rows']) == 2 * len(conv_ops.CASES['dcgan28'])
   assert all(r['ms']['jax'] > 0 and r['ms']['jax_chunk64'] > 0 for r in report['rows'])
 
@@ -85,25 +76,9 @@ def test_same_kind_is_a_3x3_stride_1_convolution():
 
 def test_sngan32_totals_weight_each_layer_by_its_count(tmp_path):
   conv_ops = _load()
-  out = tmp_path / 'ops.json'
-  conv_ops.main(
-    [
-      '--case',
-      'sngan32',
-      '--tiny',
-      '--rounds',
-      '1',
-      '--reps',
-      '1',
-      '--batch-sizes',
-      '8',
-      '--impls',
-      'jax',
-      '--json',
-      str(out),
-    ]
+  report = _tiny_report(
+    conv_ops, tmp_path, '--case', 'sngan32', '--batch-sizes', '8', '--impls', 'jax'
   )
-  report = json.loads(out.read_text())
   counts = {'G.conv8': 2, 'G.conv16': 2, 'G.conv32': 2, 'D.conv16': 2, 'D.conv8': 4}
   expected = sum(counts.get(r['layer'], 1) * r['ms']['jax'] for r in report['rows'])
   assert len(report['rows']) == 2 * 8
