@@ -302,6 +302,12 @@ def _batch(config, seed=0):
   return {'image': np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)}
 
 
+# The step tests of p's bookkeeping use two cheap transforms (one geometric, one colour): the
+# full 'bgc' pipeline, which triples a step's compile time, is trained in a step by
+# test_fixed_p_zero_is_the_plain_step_and_p_one_augments_both_players.
+CHEAP_TRANSFORMS = 'xflip,brightness'
+
+
 def _step(config):
   gan, state = create_state(config)
   st = Stabilizers.from_config(config.train)
@@ -343,6 +349,7 @@ def test_the_step_counts_signs_and_adjusts_p(tiny_config):
   tiny_config.train.ada_p_init = 0.5
   tiny_config.train.loss = 'hinge'  # raw logits in d_real
   tiny_config.train.lecam_weight = 0.3  # LeCam's EMAs share state.extras with ADA's entries
+  tiny_config.train.ada_transforms = CHEAP_TRANSFORMS
   _, state, step = _step(tiny_config)
   lecam = {'lecam_ema_real', 'lecam_ema_fake'}
   assert set(state.extras) == set(ada.STATE_KEYS) | lecam
@@ -360,6 +367,7 @@ def test_the_step_counts_signs_and_adjusts_p(tiny_config):
 def test_an_ada_run_logs_p_and_resumes_bit_for_bit(tiny_config, tmp_path):
   t = tiny_config.train
   t.augment, t.ada_interval, t.ada_kimg, t.ada_p_init = 'ada', 3, 0.16, 0.5  # +-0.3 at step 3
+  t.ada_transforms = CHEAP_TRANSFORMS
   tiny_config.log_every = 1
   tiny_config.checkpoint_every = 2
   tiny_config.sample_every = 4

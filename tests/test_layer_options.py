@@ -64,7 +64,7 @@ def test_options_reach_every_layer_and_keep_outputs_and_gradients(name, size):
       logits = disc(gen(z, train=False), train=False)  # running statistics: no state updates
       return jnp.sum(jnp.sin(logits)), logits
 
-    (_, logits), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(gp, dp)
+    (_, logits), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(gp, dp)
     return logits, jax.tree.leaves(grads)
 
   ref_logits, ref_grads = out_and_grads(ref_g, ref_d)
@@ -125,7 +125,7 @@ def test_sngan_kernel_grad_option_reaches_every_conv_and_keeps_outputs_and_gradi
       logits = nnx.merge(dd, dp, ds)(nnx.merge(gd, gp, gs)(z, train=False), train=False)
       return jnp.sum(jnp.sin(logits)), logits
 
-    (_, logits), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(gp, dp)
+    (_, logits), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(gp, dp)
     return logits, jax.tree.leaves(grads)
 
   ref_logits, ref_grads = out_and_grads(ref_g, ref_d)

@@ -1,6 +1,7 @@
 """gan_jax.models.layers: the sub-pixel transposed convolution equals Flax's / lax's; so do the
 strided convolution and its derivatives to second order."""
 
+import functools
 import itertools
 
 import jax
@@ -16,10 +17,13 @@ from gan_jax.models.layers import Conv, ConvTranspose, conv_transpose_subpixel, 
 DN = ('NHWC', 'HWIO', 'NHWC')
 
 
+# Jitted (one compile per shape): op by op, the subpixel path's many small ops take longer.
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def _lax(x, w, strides, padding):
   return lax.conv_transpose(x, w, strides, padding, dimension_numbers=DN, precision='highest')
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def _sub(x, w, strides, padding):
   return conv_transpose_subpixel(x, w, strides, padding, precision='highest')
 
