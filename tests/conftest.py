@@ -138,15 +138,40 @@ def _slow_tests() -> set[str]:
   return {line.strip() for line in lines if line.strip() and not line.startswith('#')}
 
 
+def module_seconds_table() -> dict[str, float]:
+  """{module path: measured seconds} from tests/module_seconds.txt (scripts/module_seconds.py)."""
+  path = Path(__file__).with_name('module_seconds.txt')
+  lines = path.read_text().splitlines() if path.exists() else []
+  rows = [line.split() for line in lines if line.strip() and not line.startswith('#')]
+  return {module: float(seconds) for seconds, module in rows}
+
+
 def pytest_collection_modifyitems(config, items):
   """Marks the tests listed in tests/slow_tests.txt (measured at 4 s or more) as slow, so
-  `python -m pytest -m "not slow"` is the fast tier of the edit-test loop."""
+  `python -m pytest -m "not slow"` is the fast tier of the edit-test loop.
+
+  Then orders the modules longest first by tests/module_seconds.txt (modules not measured yet
+  first of all, in case they are long), keeping each module's own order. With `--dist
+  loadfile --no-loadscope-reorder` (setup.cfg) each module runs whole on one worker in this
+  order, so its module-scoped fixtures are set up once, and the run ends with short modules
+  on both cores rather than a long one on one core.
+  """
   del config
   slow = _slow_tests()
   for item in items:
     name = item.nodeid.split('[', 1)[0]
     if name in slow:
       item.add_marker(pytest.mark.slow)
+  seconds = module_seconds_table()
+  first = {}
+  for i, item in enumerate(items):
+    first.setdefault(item.nodeid.split('::', 1)[0], i)
+
+  def order(item):
+    module = item.nodeid.split('::', 1)[0]
+    return (-seconds.get(module, float('inf')), first[module])
+
+  items.sort(key=order)
 
 
 def one_line_error(capsys, argv, *fragments) -> str:
