@@ -35,6 +35,11 @@ Options (name: what the child process computes or sets):
   mem_sched_remat   remat with the memory-optimised schedule.
   one_thread XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (control: buffer assignment does
              not depend on threads).
+  n_critic5  the whole step with 5 D updates per G update (the SNGAN paper's n_dis, unrolled
+             in one program; its batch is [5, B, H, W, C]).
+
+Each row also times the stages of the compilation: trace_s (Python tracing to a jaxpr),
+lower_s (to StableHLO), xla_compile_s (XLA), and compile_s, their sum.
 
 Run from the repository root (venv active):
 
@@ -71,7 +76,8 @@ MIB = 2**20
 # Option -> what its child sets: 'part' (the function compiled: 'step' (default), 'd_grad',
 # 'g_grad', 'g_forward'), 'set' (config fields, 'block.name' -> value), 'remat_only' ('g' or
 # 'd': rematerialise that player's blocks only), 'cpu_options' (a scheduler of
-# gan_jax.core.train_step.CPU_SCHEDULERS, which replaces CPU_COMPILER_OPTIONS), 'flags' (XLA_FLAGS).
+# gan_jax.core.train_step.CPU_SCHEDULERS, which replaces CPU_COMPILER_OPTIONS), 'flags' (XLA_FLAGS),
+# 'n_critic' (D updates per G update in the whole step, unrolled; 1 unless given).
 OPTIONS: dict[str, dict[str, Any]] = {
   'baseline': {},
   'mem_sched': {'cpu_options': 'memory'},
@@ -86,6 +92,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
   'remat_g': {'remat_only': 'g'},
   'mem_sched_remat': {'set': {'model.remat': True}, 'cpu_options': 'memory'},
   'one_thread': {'flags': '--xla_cpu_multi_thread_eigen=false'},
+  'n_critic5': {'n_critic': 5},
 }
 DEFAULT_OPTIONS = ['baseline', 'mem_sched', 'no_ema', 'd_grad', 'g_grad', 'g_forward', 'remat']
 KEYS = {
@@ -155,7 +162,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return args
 
 
-def part_function(part: str, gan, config, mesh):
+def part_function(part: str, gan, config, mesh, n_critic: int = 1):
   """The function of `(state, batch)` an option compiles: the jitted train step, or one
   player's loss and gradient (jitted with the step's CPU compiler options, state not
   donated)."""
@@ -170,7 +177,7 @@ def part_function(part: str, gan, config, mesh):
     step = make_train_step(
       gan,
       get_loss(config.train.loss),
-      n_critic=1,
+      n_critic=n_critic,
       ema_decay=config.train.ema_decay,
       mesh=mesh,
       stabilizers=Stabilizers.from_config(config.train),
@@ -238,6 +245,8 @@ def remat_only(config, player: str) -> None:
 
 def child(args: argparse.Namespace, batch_size: int) -> dict:
   """Runs in the option's process: build, lower and compile (never run) one function."""
+  import jax.numpy as jnp  # noqa: PLC0415
+
   from gan_jax.core.sharding import make_mesh, replicate  # noqa: PLC0415
   from gan_jax.core.state import create_state  # noqa: PLC0415
   from gan_jax.errors import ConfigError  # noqa: PLC0415
@@ -260,12 +269,22 @@ def child(args: argparse.Namespace, batch_size: int) -> dict:
   if 'remat_only' in option:
     remat_only(config, option['remat_only'])
   gan, state = create_state(config)
-  fn = part_function(option.get('part', 'step'), gan, config, mesh)
+  n_critic = option.get('n_critic', 1)
+  fn = part_function(option.get('part', 'step'), gan, config, mesh, n_critic)
   state = replicate(state, mesh)
-  batch = throughput.fixed_batch(mesh, batch_size, gan.image_shape, 0)
+  batches = [throughput.fixed_batch(mesh, batch_size, gan.image_shape, i) for i in range(n_critic)]
+  batch = {'image': jnp.concatenate([b['image'] for b in batches])}  # [n_critic, B, H, W, C]
+  # Python tracing (to a jaxpr), lowering (to StableHLO) and XLA's compilation, timed apart;
+  # compile_s is their sum, what `fn.lower(state, batch).compile()` took before the split.
   t0 = time.perf_counter()
-  compiled = fn.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
+  traced = fn.trace(state, batch)
+  t1 = time.perf_counter()
+  lowered = traced.lower()
+  t2 = time.perf_counter()
+  compiled = lowered.compile()
+  t3 = time.perf_counter()
+  stages = {'trace_s': t1 - t0, 'lower_s': t2 - t1, 'xla_compile_s': t3 - t2}
+  compile_s = t3 - t0
   analysis = compiled.memory_analysis()
   if analysis is None:
     fail('this backend reports no memory analysis (compiled.memory_analysis() is None).')
@@ -276,6 +295,7 @@ def child(args: argparse.Namespace, batch_size: int) -> dict:
     'batch_size': batch_size,
     'settings': option,
     'compile_s': compile_s,
+    **stages,
     'mib': out,
   }
 
@@ -333,7 +353,8 @@ def main(argv=None) -> dict:
       rows.append(run_option(args, name, batch_size))
       print(
         f'batch {batch_size}: {name}: temp {rows[-1]["mib"]["temp"]:,.1f} MiB '
-        f'(compiled in {rows[-1]["compile_s"]:.1f} s)',
+        f'(compiled in {rows[-1]["compile_s"]:.1f} s: traced {rows[-1]["trace_s"]:.1f}, '
+        f'lowered {rows[-1]["lower_s"]:.1f}, XLA {rows[-1]["xla_compile_s"]:.1f})',
         flush=True,
       )
   text = table(rows)

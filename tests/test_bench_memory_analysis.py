@@ -37,6 +37,8 @@ def test_tiny_case_reports_every_option_and_writes_json(tmp_path):
     m = row['mib']
     assert m['temp'] > 0 and m['argument'] > 0
     assert abs(m['total'] - (m['argument'] + m['output'] + m['temp'] - m['alias'])) < 1e-9
+    stages = (row['trace_s'], row['lower_s'], row['xla_compile_s'])
+    assert min(stages) > 0 and abs(sum(stages) - row['compile_s']) < 1e-6
   # The whole step donates its state (aliased), D's gradient alone does not, and it holds
   # less than the whole step (which also runs G's gradient and both optimizers).
   assert rows['baseline']['mib']['alias'] > 0 and rows['d_grad']['mib']['alias'] == 0
