@@ -75,6 +75,17 @@ def tfds_env(tfds_dir, monkeypatch) -> str:
   return tfds_dir
 
 
+def load_script(relative_path: str):
+  """The module of a repository script (scripts/..., benchmarks/...), loaded from its file."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path = REPO / relative_path
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def load_experiment(name: str, variant: str = ''):
   """get_config(variant) of experiments/<name>.py."""
   from gan_jax.cli.main import load_config_file  # pylint: disable=g-import-not-at-top

@@ -1,19 +1,14 @@
 """scripts/ema_remeasure_table.py: the EMA re-measurement's table from its tracked results."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 def _load():
-  path = REPO / 'scripts/ema_remeasure_table.py'
-  spec = importlib.util.spec_from_file_location('ema_remeasure_table', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('scripts/ema_remeasure_table.py')
 
 
 def _partial_run(seed, raw, ema_raw, ema_standing):

@@ -1,8 +1,6 @@
 """scripts/module_seconds.py and the module order it gives the test run (conftest)."""
 
-import importlib.util
-
-from conftest import REPO, module_seconds_table
+from conftest import REPO, load_script, module_seconds_table
 
 REPORT = """\
 ============================= slowest durations ==============================
@@ -18,11 +16,7 @@ REPORT = """\
 
 
 def _load():
-  path = REPO / 'scripts/module_seconds.py'
-  spec = importlib.util.spec_from_file_location('module_seconds', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('scripts/module_seconds.py')
 
 
 def test_sums_setup_call_and_teardown_per_module_longest_first(tmp_path):

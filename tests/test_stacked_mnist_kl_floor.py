@@ -1,19 +1,14 @@
 """scripts/stacked_mnist_kl_floor.py: the KL floor of the Stacked-MNIST metric."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 def _load():
-  path = REPO / 'scripts/stacked_mnist_kl_floor.py'
-  spec = importlib.util.spec_from_file_location('stacked_mnist_kl_floor', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('scripts/stacked_mnist_kl_floor.py')
 
 
 def test_floor_matches_the_finite_sample_bias_and_the_classifier_reads_real_digits(
