@@ -90,6 +90,21 @@ def summarise(rows: list[dict]) -> list[dict]:
   return out
 
 
+def overall(rows: list[dict]) -> dict:
+  """Over all runs: how much standing statistics gain over the raw generator's statistics
+  (EMA raw-stats FID - EMA standing FID, min and max), and how the EMA generator with them
+  compares with the raw one (runs it beats it in; EMA standing - raw, min and max)."""
+  gains = [r['ema_raw_stats'] - r['ema_standing'] for r in rows]
+  gaps = [r['ema_standing'] - r['raw'] for r in rows]
+  return dict(
+    runs=len(rows),
+    standing_gain=[min(gains), max(gains)],
+    standing_improves=sum(g > 0 for g in gains),
+    ema_standing_beats_raw=sum(g < 0 for g in gaps),
+    ema_standing_minus_raw=[min(gaps), max(gaps)],
+  )
+
+
 def _cell(mean_std) -> str:
   mean, std = mean_std
   return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
@@ -120,11 +135,12 @@ def main(argv=None) -> int:
     print(f'ema_remeasure_table: cannot read the results under {ROOT}: {e}', file=sys.stderr)
     return 2
   summary = summarise(rows)
+  totals = overall(rows)
   text = markdown(summary)
-  sys.stdout.write(text)
+  sys.stdout.write(text + json.dumps(totals) + '\n')
   if args.out:
     out = Path(args.out)
-    out.write_text(json.dumps(dict(runs=rows, summary=summary), indent=2) + '\n')
+    out.write_text(json.dumps(dict(runs=rows, summary=summary, overall=totals), indent=2) + '\n')
     out.with_suffix('.md').write_text(text)
   return 0
 

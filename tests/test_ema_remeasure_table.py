@@ -57,6 +57,14 @@ def test_rows_means_and_counts_by_hand(tmp_path):
   wgan = summary['wgan_gp']
   assert wgan['raw'] == [98.0, None] and wgan['ema_raw_stats'] == [142.0, None]
   assert wgan['ema_standing_beats_raw'] == 0
+  # gains 170-140, 140-130, 142-132; EMA standing - raw: -10, +20, +34
+  assert table.overall(rows) == {
+    'runs': 3,
+    'standing_gain': [10.0, 30.0],
+    'standing_improves': 3,
+    'ema_standing_beats_raw': 1,
+    'ema_standing_minus_raw': [-10.0, 34.0],
+  }
   md = table.markdown(table.summarise(rows))
   assert '| non_saturating | 0, 1 | 130.0 ± 28.3 | 155.0 ± 21.2 | 135.0 ± 7.1 | 1 of 2 |' in md
   assert '| wgan_gp | 0 | 98.0 | 142.0 | 132.0 | 0 of 1 |' in md
