@@ -52,3 +52,16 @@ def test_fashion_lazy16_cell_is_the_main_job_on_fashion_mnist(tmp_path):
   differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
   assert differ - EVAL_ONLY - {'eval.raw_generator'} == {'data.name'}, differ
   assert a['data.name'] == 'fashion_mnist' and a['train.penalty_interval'] == 16
+
+
+def test_4x_seeds_plans_the_finished_4x_run_and_two_more_seeds(tmp_path):
+  # main_job_speed.py:4x_seeds must find seed 0 of :4x (finished, in the same folder) and
+  # skip it, so its seed-0 config is :4x's exactly; seeds 1 and 2 differ only in the seed.
+  path = str(REPO / 'experiments/ablations/main_job_speed.py')
+  one = plan(load_ablation(f'{path}:4x'), str(tmp_path))
+  three = plan(load_ablation(f'{path}:4x_seeds'), str(tmp_path))
+  assert [r.seed for r in one] == [0] and [r.seed for r in three] == [0, 1, 2]
+  assert three[0].workdir == one[0].workdir
+  assert three[0].config.to_dict() == one[0].config.to_dict()
+  a, b = flatten_config(three[0].config.to_dict()), flatten_config(three[2].config.to_dict())
+  assert {k for k in a if a[k] != b[k]} == {'seed'} and b['train.steps'] == 20000

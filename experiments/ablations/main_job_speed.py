@@ -25,7 +25,8 @@ experiments/results/main_job_speed_by_step.json (`scripts/run_evals.py`).
 
 `:4x` is issue 18's study at 4x the main job's budget: `lr4e4_lazy16` (the main job) for
 20,000 steps, seed 0, evaluated every 2,500 steps with the raw generator too
-(experiments/results/main_job_4x.{csv,md}; its 2016 counterpart is main_job_cmnist.py:4x).
+(experiments/results/main_job_4x.{csv,md}; its 2016 counterpart is main_job_cmnist.py:4x);
+`:4x_seeds` is the same cell at seeds 0-2 in the same folder (the finished seed 0 is skipped).
 No schedule in the recipe depends on the run's length, so its first 5,000 steps are the main
 job's.
 """
@@ -63,7 +64,8 @@ METRICS = [
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), a recipe's
   name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped), '4x'
-  (the main job for 20,000 steps, seed 0) or 'tiny' (seconds, for tests).
+  (the main job for 20,000 steps, seed 0), '4x_seeds' (the same at seeds 0-2) or 'tiny'
+  (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -72,18 +74,18 @@ def get_ablation(variant: str = ''):
     return _study.tiny_ablation(
       'experiments/mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_lazy16')}
     )
-  if variant == '4x':
+  if variant in ('4x', '4x_seeds'):
     return dict(
       base='experiments/mnist_main.py',
       overrides={**OVERRIDES, **FOUR_X},
       grid={'recipe': {'lr4e4_lazy16_4x': RECIPES['lr4e4_lazy16']}},
-      seeds=[0],
+      seeds=[0] if variant == '4x' else [0, 1, 2],
       metrics=METRICS + ['raw_fid_lenet', 'raw_kid_lenet'],
     )
   if variant not in ('', 'all', *RECIPES):
     raise ValueError(
       f'unknown variant {variant!r} of main_job_speed; use "all", a recipe '
-      f'({", ".join(RECIPES)}), "4x", "tiny" or none.'
+      f'({", ".join(RECIPES)}), "4x", "4x_seeds", "tiny" or none.'
     )
   if variant in RECIPES:
     recipes = {variant: RECIPES[variant]}
