@@ -65,3 +65,25 @@ def test_4x_seeds_plans_the_finished_4x_run_and_two_more_seeds(tmp_path):
   assert three[0].config.to_dict() == one[0].config.to_dict()
   a, b = flatten_config(three[0].config.to_dict()), flatten_config(three[2].config.to_dict())
   assert {k for k in a if a[k] != b[k]} == {'seed'} and b['train.steps'] == 20000
+
+
+def test_fashion_4x_cells_train_the_fashion_config_longer(tmp_path):
+  # fashion_main_screen.py:4x must train experiments/fashion_mnist_main.py (the lr4e4 cell of
+  # the screen, which the docs' Fashion-MNIST figures come from) for 20,000 steps: only the
+  # length, the seed and how it is evaluated may differ from the config.
+  path = str(REPO / 'experiments/ablations/fashion_main_screen.py')
+  runs = plan(load_ablation(f'{path}:4x'), str(tmp_path))
+  assert sorted(r.seed for r in runs) == [0, 1, 2]
+  config = load_config_file(str(REPO / 'experiments/fashion_mnist_main.py'))
+  a, b = flatten_config(runs[1].config.to_dict()), flatten_config(config.to_dict())
+  differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+  assert differ - EVAL_ONLY - {'eval.raw_generator'} == {
+    'train.steps',
+    'seed',
+  }, differ
+  assert (a['train.steps'], a['eval_every'], a['seed']) == (20000, 2500, 1)
+  assert (a['data.name'], a['train.g_lr'], a['train.penalty_interval']) == (
+    'fashion_mnist',
+    4e-4,
+    1,
+  )

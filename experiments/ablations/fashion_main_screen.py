@@ -25,7 +25,10 @@ bit for bit), and `:all` adds it. `:tiny` is
 seconds long, for tests. `:lr4e4` is that recipe at seeds 0-2 (into the same folder: seed 0
 is skipped when done). `:lazy16` is the lazy recipe at seeds 0-2, to learn whether
 fashion_mnist_main.py can compute its penalties lazily as mnist_main.py does (results:
-experiments/results/fashion_main_lazy16.{csv,md}).
+experiments/results/fashion_main_lazy16.{csv,md}). `:4x` is the config's recipe (`lr4e4`)
+for 4x the main job's budget, 20,000 steps at seeds 0-2, evaluated every 2,500 steps, the
+Fashion-MNIST counterpart of main_job_speed.py:4x_seeds (results:
+experiments/results/fashion_main_4x.{csv,md}).
 """
 
 import importlib.util
@@ -50,6 +53,8 @@ RECIPES = {
 }
 # Not in `:all`: the lazy penalties came after the screen (mnist_main.py, December 5).
 LAZY16 = {**_LR4, 'train.penalty_interval': 16}
+# 4x the main job's budget: 20,000 steps, an evaluation (EMA and raw generator) every 2,500.
+FOUR_X = {'train.steps': 20000, 'eval_every': 2500}
 METRICS = [
   'fid_lenet', 'raw_fid_lenet', 'kid_lenet', 'precision_lenet', 'recall_lenet',
   'classes_lenet_min', 'classes_lenet_max',
@@ -58,7 +63,8 @@ METRICS = [
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), 'lr4e4'
-  or 'lazy16' (that recipe, seeds 0-2) or 'tiny' (seconds, for tests).
+  or 'lazy16' (that recipe, seeds 0-2), '4x' (lr4e4 for 20,000 steps, seeds 0-2) or 'tiny'
+  (seconds, for tests).
 
   Raises:
     ValueError: for an unknown variant.
@@ -67,10 +73,18 @@ def get_ablation(variant: str = ''):
     return _study.tiny_ablation(
       'experiments/fashion_mnist_main.py:tiny', {k: RECIPES[k] for k in ('main', 'lr4e4_b1_0')}
     )
+  if variant == '4x':
+    return dict(
+      base='experiments/fashion_mnist_main.py',
+      overrides={**_study.EVAL_OVERRIDES, **FOUR_X},
+      grid={'recipe': {'lr4e4_4x': RECIPES['lr4e4']}},
+      seeds=[0, 1, 2],
+      metrics=METRICS,
+    )
   if variant not in ('', 'all', 'lr4e4', 'lazy16'):
     raise ValueError(
       f'unknown variant {variant!r} of fashion_main_screen; use "all", "lr4e4", "lazy16", '
-      '"tiny" or none.'
+      '"4x", "tiny" or none.'
     )
   if variant == 'lr4e4':
     recipes = {'lr4e4': RECIPES['lr4e4']}
