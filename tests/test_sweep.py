@@ -272,6 +272,27 @@ def test_dry_run_lists_the_runs_and_writes_nothing(capsys, tmp_path):
   assert not workdir.exists()
 
 
+def test_seeds_runs_only_the_chosen_seeds_of_every_cell(capsys, tmp_path):
+  # --seeds 1 (of the tiny ablation's 0 and 1): one run per cell, numbered as a sweep of 4.
+  workdir = tmp_path / 'sweep'
+  code, out, _ = _sweep(capsys, workdir, '--dry-run', '--seeds', '1')
+  assert code == 0
+  assert '4 cells x 1 seeds = 4 runs' in out
+  listed = [
+    line.split(':')[0].split('] ')[1] for line in out.splitlines() if line.startswith('  [')
+  ]
+  assert listed == [run for run in RUNS if run.endswith('seed_1')]
+  _one_line_error(capsys, ['sweep', TINY, '--workdir', str(workdir), '--seeds', '1,5'],
+                  '--seeds 1,5: [5] not among its seeds', 'has seeds 0,1')  # fmt: skip
+  _one_line_error(capsys, ['sweep', TINY, '--workdir', str(workdir), '--seeds', '1,1'],
+                  'repeats a seed')  # fmt: skip
+  with pytest.raises(SystemExit) as exit_info:  # argparse: not a list of integers
+    cli.main(['sweep', TINY, '--workdir', str(workdir), '--seeds', 'one'])
+  assert exit_info.value.code == 2
+  assert 'not a comma-separated list of integer seeds' in capsys.readouterr().err
+  assert not workdir.exists()
+
+
 def test_the_full_ablation_plans_fifteen_valid_runs(tmp_path):
   from gan_jax import sweep  # pylint: disable=g-import-not-at-top
 

@@ -158,6 +158,7 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> str | None:
     dry_run=args.dry_run,
     summary_only=args.summary_only,
     cli_overrides=overrides,
+    seeds=args.seeds,
   )
   return result.error_line(args.workdir)
 
@@ -522,6 +523,16 @@ def _add_translate_parser(sub) -> None:
   r.add_argument('--batch', type=int, default=64, help='images per generator call (default 64)')
 
 
+def _seed_list(text: str) -> list[int]:
+  """'1,2' -> [1, 2] for `gan-jax sweep --seeds` (argparse turns the error into exit 2)."""
+  try:
+    return [int(part) for part in text.split(',')]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+      f'{text!r} is not a comma-separated list of integer seeds (e.g. 1,2)'
+    ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='gan-jax', description='GAN research library for JAX.')
   sub = parser.add_subparsers(dest='command', required=True)
@@ -696,6 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
     action='store_true',
     help='train the seeds of each cell together as replicas of one compiled program '
     '(config.num_replicas; in process)',
+  )
+  w.add_argument(
+    '--seeds',
+    type=_seed_list,
+    help="only these of the ablation's seeds, comma-separated (e.g. 1,2: the seeds a study "
+    'still needs); the summaries then cover these seeds',
   )
   w.add_argument(
     '--summary-only',

@@ -4,6 +4,7 @@ write the summaries.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,7 @@ def run_sweep(
   say: Callable[[str], None] = print,
   replicas: bool = False,
   summary_only: bool = False,
+  seeds: Sequence[int] | None = None,
 ) -> SweepResult:
   """Runs (or with `dry_run` lists) every run of an ablation and writes the summaries.
 
@@ -43,14 +45,17 @@ def run_sweep(
     summary_only: train nothing; rewrite the summaries from the run folders as they are
       (unfinished and missing runs are listed as such), e.g. for a variant that covers more
       runs than have been trained.
+    seeds: only these of the ablation's seeds (e.g. the seeds missing from a study whose
+      other seeds ran on another machine); the summaries then cover these seeds only. None:
+      all of them.
 
   Returns:
     A `SweepResult`; `error_line()` sums up failed runs (the command exits 1 then).
 
   Raises:
     UsageError: a bad ablation file, override or run config, a bad `jobs`, a workdir that is a
-      file, or a run folder that holds a run of another config (see `conflict`); raised before
-      anything runs or is written.
+      file, `seeds` not among the ablation's, or a run folder that holds a run of another
+      config (see `conflict`); raised before anything runs or is written.
   """
   if jobs < 1:
     raise UsageError(f'--jobs={jobs} must be at least 1.')
@@ -61,6 +66,8 @@ def run_sweep(
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f'--workdir {workdir!r} is a file, not a folder.')
   ablation = load_ablation(spec)
+  if seeds is not None:
+    ablation = dataclasses.replace(ablation, seeds=_chosen_seeds(seeds, ablation.seeds, spec))
   runs = plan(ablation, workdir, cli_overrides)
   problems = [(run, reason) for run in runs if (reason := conflict(run)) is not None]
   if problems:
@@ -131,3 +138,18 @@ def run_sweep(
   if result.stopped_by:
     say(f'stopped by {result.stopped_by}: run the same command again to resume.')
   return result
+
+
+def _chosen_seeds(seeds: Sequence[int], available: Sequence[int], spec: str) -> tuple[int, ...]:
+  """`seeds` in the ablation's order, or UsageError for an empty list, a repeat or a seed the
+  ablation does not have."""
+  unknown = [s for s in seeds if s not in available]
+  if not seeds or unknown or len(set(seeds)) != len(seeds):
+    what = (
+      f'{unknown} not among its seeds' if unknown else 'empty' if not seeds else 'repeats a seed'
+    )
+    raise UsageError(
+      f'--seeds {",".join(map(str, seeds))}: {what}; {spec} has seeds '
+      f'{",".join(map(str, available))} (give some of them, comma-separated).'
+    )
+  return tuple(s for s in available if s in seeds)
