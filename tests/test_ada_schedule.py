@@ -19,15 +19,16 @@ from gan_jax.core.state import create_state
 from gan_jax.core.train_step import make_train_step_from_config
 from gan_jax.errors import ConfigError
 from gan_jax.training import replicas
+from test_ada import CHEAP_TRANSFORMS
 from test_train import _assert_states_equal, _whole_and_resumed
 
 B = 16  # the tiny config's batch size
 P0 = 0.5  # ada_p_init in the step tests: p = 0.5 * s / 4 is exact in float32
 SPEC = 'ada_p=linear:0->1@4step'
-# Two cheap transforms, one geometric and one colour: what is tested here is which p the step
-# uses, not the transforms (tests/test_ada.py checks those); the full 'bgc' pipeline triples
-# the compile time of each step.
-TRANSFORMS = 'xflip,brightness'
+# test_ada's two cheap transforms: what is tested here is which p the step uses, not the
+# transforms (tests/test_ada.py checks those); the full 'bgc' pipeline triples the compile
+# time of each step.
+TRANSFORMS = CHEAP_TRANSFORMS
 
 
 def _fixed(config, p_init=P0, spec=SPEC):
