@@ -33,6 +33,57 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
+# Opt-in: GAN_JAX_TEST_COMPILE_LOG=<folder> makes each pytest process append one JSON line per
+# test to <folder>/<pid>.jsonl: the seconds JAX spent tracing, lowering and in XLA's compiler
+# (`/jax/core/compile/*` events; the compiler's figure includes loads from the persistent
+# cache, whose seconds and count are logged apart) in this process, not in subprocesses.
+# `python scripts/compile_seconds.py <folder>` sums them per module.
+_COMPILE_LOG = os.environ.get('GAN_JAX_TEST_COMPILE_LOG')
+_COMPILE_EVENTS = {
+  '/jax/core/compile/jaxpr_trace_duration': 'trace_s',
+  '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower_s',
+  '/jax/core/compile/backend_compile_duration': 'compile_s',
+  '/jax/compilation_cache/cache_retrieval_time_sec': 'cache_load_s',
+}
+_compile_totals: dict[str, float] = {}
+
+
+def _on_duration(event: str, seconds: float, **_) -> None:
+  key = _COMPILE_EVENTS.get(event)
+  if key is not None:
+    _compile_totals[key] = _compile_totals.get(key, 0.0) + seconds
+    if key == 'cache_load_s':
+      _compile_totals['cache_hits'] = _compile_totals.get('cache_hits', 0) + 1
+
+
+def pytest_sessionstart(session):
+  """Starts the opt-in compile log (GAN_JAX_TEST_COMPILE_LOG)."""
+  del session
+  if _COMPILE_LOG:
+    import jax  # pylint: disable=g-import-not-at-top
+
+    os.makedirs(_COMPILE_LOG, exist_ok=True)
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  """Writes a test's compile seconds to the opt-in compile log."""
+  del nextitem
+  if not _COMPILE_LOG:
+    yield
+    return
+  import json  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  _compile_totals.clear()
+  start = time.perf_counter()
+  yield
+  line = {'test': item.nodeid, 'wall_s': time.perf_counter() - start, **_compile_totals}
+  with open(os.path.join(_COMPILE_LOG, f'{os.getpid()}.jsonl'), 'a') as f:
+    f.write(json.dumps(line) + '\n')
+
+
 def pytest_unconfigure(config):
   """Removes the run's XLA compilation cache (in the process that made it)."""
   del config
