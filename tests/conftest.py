@@ -31,6 +31,15 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
     prefix='gan_jax_tests_xla_cache_'
   )
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+# The tests compile hundreds of distinct small programs and run each a few times, so XLA's
+# optimisation passes cost more than they save: JAX's `jax_disable_most_optimizations` (XLA's
+# backend optimisation level 0, LLVM's expensive passes off) for every test and every
+# subprocess it starts (JAX_DISABLE_MOST_OPTIMIZATIONS=0 turns it off for a run). It changes
+# the rounding of some sums, not what is computed; the persistent cache keys on it. Tests
+# that pin results bit for bit as users get them (tests/test_state_hashes.py), or whose
+# tolerances were measured on the optimised programs, are marked `xla_optimized` and run
+# with XLA's default optimisations (`_xla_optimisations` below).
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 
 # Opt-in: GAN_JAX_TEST_COMPILE_LOG=<folder> makes each pytest process append one JSON line per
@@ -105,6 +114,28 @@ def metrics_cache(tmp_path_factory) -> str:
     os.environ.pop('GAN_JAX_CACHE_DIR', None)
   else:
     os.environ['GAN_JAX_CACHE_DIR'] = old
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimisations(request, monkeypatch):
+  """Runs a test marked `xla_optimized` (and the subprocesses it starts) with XLA's default
+  optimisations, and every other test with `jax_disable_most_optimizations` as the run set it.
+  JAX's in-memory compile caches do not key on that flag, so they are cleared on the way in
+  and out of a marked test; the persistent cache does key on it."""
+  marked = request.node.get_closest_marker('xla_optimized') is not None
+  if not marked or os.environ.get('JAX_DISABLE_MOST_OPTIMIZATIONS') != '1':
+    yield
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+
+  jax.clear_caches()
+  jax.config.update('jax_disable_most_optimizations', False)
+  monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
+  try:
+    yield
+  finally:
+    jax.config.update('jax_disable_most_optimizations', True)
+    jax.clear_caches()
 
 
 @pytest.fixture(scope='session')

@@ -105,6 +105,7 @@ CASES = {
 }
 
 
+@pytest.mark.xla_optimized  # the states users get, not the tests' less optimised programs'
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_final_state_hash_is_unchanged(case, tfds_dir, tmp_path):
   experiment, edit, want = CASES[case]
