@@ -27,7 +27,7 @@ with a ramp-up of 0.05, scored with standing statistics. `:main_recipe_4x` train
 both learning rates decayed to a tenth along a half cosine over the last 5,000 steps.
 `:seed0`, `:seed1`, `:seed2` run one seed each into the same folder (a finished run is
 skipped), the default all three; `:tiny` is seconds long, for tests.
-Results: experiments/results/r3gan_stacked_mnist{,_main_recipe,_main_recipe_4x}.{csv,md}.
+Results: experiments/results/r3gan_stacked_mnist{,_main_recipe,_main_recipe_4x,_main_recipe_4x_decay}.{csv,md}.
 """
 
 CELLS = {
