@@ -87,3 +87,22 @@ def test_fashion_4x_cells_train_the_fashion_config_longer(tmp_path):
     4e-4,
     1,
   )
+
+
+def test_speed_seeds_variant_is_the_recipe_variants_runs(tmp_path):
+  # main_job_speed.py:seeds is the table the per-recipe sweeps (`:lazy16`, `:lr4e4`,
+  # `:lr4e4_lazy16`, each at seeds 0-2) are merged into: its 9 runs must be theirs exactly,
+  # in the same folders, and the screen's seed-0 runs must be among them.
+  path = str(REPO / 'experiments/ablations/main_job_speed.py')
+  merged = {r.workdir: r for r in plan(load_ablation(f'{path}:seeds'), str(tmp_path))}
+  assert len(merged) == 9
+  per_recipe = [
+    r
+    for recipe in ('lazy16', 'lr4e4', 'lr4e4_lazy16')
+    for r in plan(load_ablation(f'{path}:{recipe}'), str(tmp_path))
+  ]
+  assert sorted(merged) == sorted(r.workdir for r in per_recipe)
+  for r in per_recipe:
+    assert merged[r.workdir].config.to_dict() == r.config.to_dict()
+  screen = plan(load_ablation(path), str(tmp_path))
+  assert {r.workdir for r in screen} <= set(merged) and {r.seed for r in screen} == {0}

@@ -20,7 +20,9 @@ Every recipe names its own learning rates and interval. Evaluation every 250 ste
 crossing's step), EMA generator with standing statistics only (no raw generator: 20
 evaluations per run), FID (LeNet), KID, precision/recall and the class balance on 10,000
 samples. Seed 0 by default (a screen); `:all` adds `main`; `:<recipe>` is that recipe at
-seeds 0-2; `:tiny` is seconds long, for tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
+seeds 0-2; `:seeds` is the screen's three recipes at seeds 0-2 (the runs of `:<recipe>`, in
+the same folders: the table that `scripts/merge_sweep_results.py` merges them into);
+`:tiny` is seconds long, for tests. Results: experiments/results/main_job_speed.{csv,md} and the FID by step in
 experiments/results/main_job_speed_by_step.json (`scripts/run_evals.py`).
 
 `:4x` is issue 18's study at 4x the main job's budget: `lr4e4_lazy16` (the main job) for
@@ -63,7 +65,8 @@ METRICS = [
 
 def get_ablation(variant: str = ''):
   """Returns the ablation: '' (the three changes, seed 0), 'all' (with `main`), a recipe's
-  name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped), '4x'
+  name (it alone at seeds 0-2, into the same folder: a finished seed 0 is skipped), 'seeds'
+  (the three changes at seeds 0-2), '4x'
   (the main job for 20,000 steps, seed 0), '4x_seeds' (the same at seeds 0-2) or 'tiny'
   (seconds, for tests).
 
@@ -82,10 +85,10 @@ def get_ablation(variant: str = ''):
       seeds=[0] if variant == '4x' else [0, 1, 2],
       metrics=METRICS + ['raw_fid_lenet', 'raw_kid_lenet'],
     )
-  if variant not in ('', 'all', *RECIPES):
+  if variant not in ('', 'all', 'seeds', *RECIPES):
     raise ValueError(
       f'unknown variant {variant!r} of main_job_speed; use "all", a recipe '
-      f'({", ".join(RECIPES)}), "4x", "4x_seeds", "tiny" or none.'
+      f'({", ".join(RECIPES)}), "seeds", "4x", "4x_seeds", "tiny" or none.'
     )
   if variant in RECIPES:
     recipes = {variant: RECIPES[variant]}
@@ -95,6 +98,6 @@ def get_ablation(variant: str = ''):
     base='experiments/mnist_main.py',
     overrides=OVERRIDES,
     grid={'recipe': recipes},
-    seeds=[0, 1, 2] if variant in RECIPES else [0],
+    seeds=[0, 1, 2] if variant in (*RECIPES, 'seeds') else [0],
     metrics=METRICS,
   )
