@@ -1,21 +1,15 @@
 """scripts/augment_classifier.py on real MNIST: a tiny end-to-end run."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO, TFDS_DIR
+from conftest import REPO, TFDS_DIR, load_script
 
 
 @pytest.fixture(scope='module')
 def augment():
-  spec = importlib.util.spec_from_file_location(
-    '_augment_classifier', REPO / 'scripts' / 'augment_classifier.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('scripts/augment_classifier.py')
 
 
 def test_records_its_own_path_from_the_repository_root(augment):

@@ -1,20 +1,14 @@
 """benchmarks/ingredients.py: a one-step run of two cases on the tiny Fashion-MNIST DCGAN."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-    '_bench_ingredients', REPO / 'benchmarks' / 'ingredients.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('benchmarks/ingredients.py')
 
 
 def test_plain_and_r1_report_speed_and_flops(tmp_path):

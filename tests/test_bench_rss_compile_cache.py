@@ -4,24 +4,18 @@ Smoke test at width 8 (`--tiny`), 2 steps, one round. PyTorch is the benchmark-o
 without it the test is skipped (the benchmark compares against PyTorch's worker).
 """
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 NO_TORCH = 'torch is the benchmark-only extra (pip install -e ".[bench]"); gan_jax never needs it'
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-    '_bench_rss_compile_cache', REPO / 'benchmarks' / 'rss_compile_cache.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('benchmarks/rss_compile_cache.py')
 
 
 def test_cold_run_fills_a_private_cache_and_the_summary_is_its_ratios(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ PyTorch is a benchmark-only extra (`bench` in setup.cfg): every test here that n
 skipped without it, and the last one runs the benchmark with PyTorch off.
 """
 
-import importlib.util
 import json
 import math
 
@@ -12,7 +11,7 @@ import jax
 import pytest
 from flax import nnx
 
-from conftest import REPO
+from conftest import load_script
 from gan_jax.models import build_models
 from gan_jax.core.state import image_shape_of
 
@@ -21,12 +20,7 @@ NO_TORCH = 'torch is the benchmark-only extra (pip install -e ".[bench]"); gan_j
 
 
 def _load(name: str):
-  spec = importlib.util.spec_from_file_location(
-    f'_bench_{name}', REPO / 'benchmarks' / f'{name}.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(f'benchmarks/{name}.py')
 
 
 @pytest.fixture(scope='module')

@@ -1,21 +1,16 @@
 """benchmarks/conv_ops.py: the timed computations are the layer's function, and the script runs."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location('conv_ops', REPO / 'benchmarks/conv_ops.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('benchmarks/conv_ops.py')
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,15 @@
 """benchmarks/d_pass_fusion.py: the fused form is D's loss and gradient, and the script runs."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location('dpf', REPO / 'benchmarks/d_pass_fusion.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('benchmarks/d_pass_fusion.py')
 
 
 def test_fused_and_separate_d_passes_give_the_same_loss_and_gradient():

@@ -1,19 +1,15 @@
 """scripts/run_evals.py: each run's evaluations by step from metrics.jsonl, and their mean and
 sample standard deviation over runs (numpy is the reference); a bad folder exits 2 in one line."""
 
-import importlib.util
 import json
 
 import numpy as np
 
-from conftest import REPO
+from conftest import load_script
 
 
 def _script():
-  spec = importlib.util.spec_from_file_location('run_evals', REPO / 'scripts' / 'run_evals.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script('scripts/run_evals.py')
 
 
 def _run(folder, lines):

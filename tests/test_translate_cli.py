@@ -9,7 +9,6 @@ builders.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, digest_folder, one_line_error
+from conftest import digest_folder, one_line_error, load_script
 from gan_jax.cli.main import main
 from gan_jax.core.sampling import to_uint8
 from gan_jax.errors import UnreadableCheckpointError
@@ -31,10 +30,7 @@ P2P_STEPS = 2
 
 
 def _script(name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(f'scripts/{name}.py')
 
 
 @pytest.fixture(scope='module')
@@ -334,7 +330,6 @@ def test_pix2pix_seeds_write_results_and_reuse_finished_seeds(tfds_dir, tmp_path
   other = p2p.parse_args(argv[:3] + ['--steps', '2'] + argv[5:])
   other.seed = 0
   assert p2p.finished_seed(str(out / 'seed_0'), other) is None
-
 
 
 def test_sample_and_eval_of_a_translation_run_name_translate_in_one_line(

@@ -5,7 +5,6 @@ pix2pix and CycleGAN runs of the scripts on such folders."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from unittest import mock
@@ -14,16 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import load_script
 from gan_jax.data import translation_sources as ts
 from gan_jax.errors import ConfigError
 
 
 def _script(name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(f'scripts/{name}.py')
 
 
 def _write(folder, images):
