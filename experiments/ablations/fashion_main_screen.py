@@ -27,8 +27,8 @@ is skipped when done). `:lazy16` is the lazy recipe at seeds 0-2, to learn wheth
 fashion_mnist_main.py can compute its penalties lazily as mnist_main.py does (results:
 experiments/results/fashion_main_lazy16.{csv,md}; it can, and does since December 6).
 `:4x` is the config's recipe (`lazy16`) for 4x the main job's budget, 20,000 steps at seeds
-0-2, evaluated every 2,500 steps, the Fashion-MNIST counterpart of main_job_speed.py:4x_seeds (results:
-experiments/results/fashion_main_4x.{csv,md}).
+0-2, evaluated every 2,500 steps, the Fashion-MNIST counterpart of
+main_job_speed.py:4x_seeds (results: experiments/results/fashion_main_4x.{csv,md}).
 """
 
 import importlib.util
